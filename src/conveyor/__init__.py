@@ -1,0 +1,1 @@
+"""Conveyor: a durable, distributed task scheduler for Python."""
