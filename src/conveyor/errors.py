@@ -27,7 +27,8 @@ class InvalidSpecError(ConveyorError, ValueError):
         self.field = field
         self.task = task
         where = ", ".join(
-            part for part in (f"task {task!r}" if task else "", f"field {field!r}" if field else "")
+            part
+            for part in (f"task {task!r}" if task else "", f"field {field!r}" if field else "")
             if part
         )
         super().__init__(f"{where}: {message}" if where else message)
@@ -39,9 +40,7 @@ class CycleError(InvalidSpecError):
 
     def __init__(self, cycle: list[str]) -> None:
         self.cycle = cycle
-        super().__init__(
-            "dependency cycle: " + " -> ".join([*cycle, cycle[0]]), field="depends_on"
-        )
+        super().__init__("dependency cycle: " + " -> ".join([*cycle, cycle[0]]), field="depends_on")
 
 
 class NotFoundError(ConveyorError, LookupError):

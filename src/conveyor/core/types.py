@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
-JSON: TypeAlias = None | bool | int | float | str | list["JSON"] | dict[str, "JSON"]
+from pydantic import JsonValue
+
+JSON: TypeAlias = JsonValue
+"""Any JSON value: what task args, kwargs and results may hold. Never pickled objects."""
 JSONObject: TypeAlias = dict[str, JSON]
 
 TaskId: TypeAlias = str

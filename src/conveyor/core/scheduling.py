@@ -1,0 +1,73 @@
+"""Readiness, ordering and resource fit: which tasks may run, in what order, on which worker."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+
+from conveyor.core.models import Task
+from conveyor.core.spec import TaskSpec
+from conveyor.core.states import TaskState
+from conveyor.core.types import Token, WorkerId
+
+
+def start_time(spec: TaskSpec, now: datetime) -> datetime | None:
+    """The earliest start a spec asks for: `run_at`, or `delay_s` after `now`."""
+    if spec.run_at is not None:
+        return spec.run_at
+    if spec.delay_s:
+        return now + timedelta(seconds=float(spec.delay_s))
+    return None
+
+
+def is_due(not_before: datetime | None, now: datetime) -> bool:
+    return not_before is None or not_before <= now
+
+
+def ready_state(deps_left: int, not_before: datetime | None, now: datetime) -> TaskState:
+    """`queued` when every dependency succeeded and the start time (or backoff) has passed."""
+    return TaskState.QUEUED if deps_left == 0 and is_due(not_before, now) else TaskState.PENDING
+
+
+def order_key(task: Task) -> tuple[int, int]:
+    """Higher priority first; ties in submission order."""
+    return (-task.priority, task.seq)
+
+
+def merge_in_order(candidate_lists: Iterable[Sequence[Task]]) -> list[Task]:
+    """Merge per-queue candidate lists, each already in lease order, into one list in lease order."""
+    return list(heapq.merge(*candidate_lists, key=order_key))
+
+
+def fits(required: Mapping[str, float], free: Mapping[str, float]) -> bool:
+    """A task fits when every resource it asks for is free in at least that amount."""
+    return all(amount <= free.get(name, 0.0) for name, amount in required.items() if amount > 0)
+
+
+def select_for_lease(
+    candidates: Sequence[Task], max_tasks: int, free: Mapping[str, float] | None
+) -> list[Task]:
+    """Take candidates in order while they fit, subtracting what each one uses.
+
+    `free=None` means the worker does not track resources; then only tasks that ask for none fit.
+    """
+    remaining = dict(free or {})
+    chosen: list[Task] = []
+    for task in candidates:
+        if len(chosen) >= max_tasks:
+            break
+        if not fits(task.resources, remaining):
+            continue
+        for name, amount in task.resources.items():
+            if amount > 0:
+                remaining[name] = remaining.get(name, 0.0) - amount
+        chosen.append(task)
+    return chosen
+
+
+def holds_lease(task: Task, worker_id: WorkerId, token: Token) -> bool:
+    """The fencing rule: only the current lease of a running task may change or extend it."""
+    return (
+        task.state is TaskState.RUNNING and task.attempts == token and task.worker_id == worker_id
+    )

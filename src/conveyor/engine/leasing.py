@@ -1,0 +1,102 @@
+"""Leasing ready tasks to workers, and releasing the tasks whose start time has come."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import cast
+
+from conveyor.core.models import Assignment, Attempt, Task, Worker
+from conveyor.core.refs import resolve_refs
+from conveyor.core.scheduling import merge_in_order, select_for_lease
+from conveyor.core.states import Outcome, TaskState
+from conveyor.core.types import JSON
+from conveyor.engine.events import Changes
+from conveyor.engine.finishing import Ending
+from conveyor.store.base import StoreTx
+
+PROMOTE_BATCH = 1000
+"""Due tasks released per call: bounds one transaction's work; the rest go on the next call."""
+
+
+def promote_due(tx: StoreTx, now: datetime, changes: Changes) -> int:
+    """Pending tasks with no dependencies left whose start time (or backoff) has passed: queued."""
+    due = tx.due_pending(now, PROMOTE_BATCH)
+    for task in due:
+        task.state = TaskState.QUEUED
+        task.updated_at = now
+        changes.ready_queues.add(task.queue)
+    tx.update_tasks(due)
+    return len(due)
+
+
+def grant_leases(
+    tx: StoreTx,
+    worker: Worker,
+    max_tasks: int,
+    queues: Sequence[str],
+    free: Mapping[str, float] | None,
+    lease_s: float,
+    now: datetime,
+) -> tuple[list[Assignment], list[Ending]]:
+    """Lease up to `max_tasks` tasks; returns assignments, and endings for tasks that cannot start.
+
+    Each queue is read separately, in index order, and the lists merged: one ordered query across
+    several queues would have to sort every ready task, which grows with the queue.
+    """
+    # Look a little deeper than max_tasks so that tasks asking for resources the worker lacks do
+    # not hide the ones it can run.
+    window = max(4 * max_tasks, 16)
+    candidates = merge_in_order([tx.queued_candidates(queue, window) for queue in queues])
+    chosen = select_for_lease(candidates, max_tasks, free)
+    expires = now + timedelta(seconds=lease_s)
+    for task in chosen:
+        task.state = TaskState.RUNNING
+        task.attempts += 1
+        task.deliveries += 1
+        task.worker_id = worker.id
+        task.lease_expires_at = expires
+        task.started_at = task.started_at or now
+        task.updated_at = now
+    tx.update_tasks(chosen)
+    tx.insert_attempts(
+        [Attempt(t.id, t.attempts, worker.id, now, lease_expires_at=expires) for t in chosen]
+    )
+    results = _upstream_results(tx, [t for t in chosen if t.has_refs])
+    assignments: list[Assignment] = []
+    unstartable: list[Ending] = []
+    for task in chosen:
+        try:
+            args = (
+                cast(list[JSON], resolve_refs(task.args, results)) if task.has_refs else task.args
+            )
+            kwargs = (
+                cast(dict[str, JSON], resolve_refs(task.kwargs, results))
+                if task.has_refs
+                else task.kwargs
+            )
+        except KeyError as exc:
+            unstartable.append(Ending(task, Outcome.FAILED, error=f"bad $result reference: {exc}"))
+            continue
+        assignments.append(
+            Assignment(
+                task_id=task.id,
+                token=task.attempts,
+                handler=task.handler,
+                args=args,
+                kwargs=kwargs,
+                timeout_s=task.timeout_s,
+                lease_expires_at=expires,
+                name=task.name,
+                queue=task.queue,
+                resources=task.resources,
+            )
+        )
+    return assignments, unstartable
+
+
+def _upstream_results(tx: StoreTx, tasks: Sequence[Task]) -> dict[str, JSON]:
+    upstream = {dep for task in tasks for dep in task.depends_on}
+    if not upstream:
+        return {}
+    return {task_id: task.result for task_id, task in tx.get_tasks(list(upstream)).items()}

@@ -1,0 +1,39 @@
+"""What workers send and receive: reports of finished attempts, heartbeat answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from conveyor.core.states import Outcome, TaskState
+from conveyor.core.types import JSON, TaskId, Token
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A worker's account of one attempt."""
+
+    task_id: TaskId
+    token: Token
+    outcome: Outcome
+    result: JSON = None
+    error: str | None = None
+    traceback: str | None = None
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReportAck:
+    task_id: TaskId
+    accepted: bool
+    state: TaskState | None  # the task's state after the report; None if the task is unknown
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatReply:
+    """Leases extended, and the ones the worker must stop (cancelled, expired, or re-leased)."""
+
+    extended: list[TaskId] = field(default_factory=list)
+    stop: list[TaskId] = field(default_factory=list)
+    drain: bool = False

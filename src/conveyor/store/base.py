@@ -1,0 +1,149 @@
+"""The Store interface: durable state behind one transaction API, two implementations.
+
+A store knows SQL and nothing about rules. The engine opens a transaction, reads records (locking
+them with `for_update=True`), decides with the pure core, and writes the new records back. Every
+primitive takes and returns batches so that one lease or report of N tasks costs a few statements,
+not N. Candidate queries lock with SKIP LOCKED semantics where the database has them, so several
+servers can lease concurrently without waiting on each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from conveyor.core.models import Attempt, Task, Worker
+from conveyor.core.states import Outcome, TaskState
+from conveyor.core.types import TaskId, WorkerId
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEnd:
+    """How an attempt ended; written onto the attempt row (task_id, number)."""
+
+    task_id: TaskId
+    number: int
+    finished_at: datetime
+    outcome: Outcome
+    error: str | None = None
+    traceback: str | None = None
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFilter:
+    states: Collection[TaskState] = ()
+    queue: str | None = None
+    name: str | None = None
+    handler: str | None = None
+    label: tuple[str, str] | None = None  # (key, value)
+
+
+@dataclass(frozen=True, slots=True)
+class StateCount:
+    state: TaskState
+    queue: str
+    count: int
+
+
+class StoreTx(Protocol):
+    """Operations inside one transaction. Nothing is visible to others until it commits."""
+
+    # tasks
+    def insert_tasks(self, tasks: Sequence[Task]) -> None:
+        """Insert new tasks; sets each task's `seq` (submission order)."""
+        ...
+
+    def insert_dependencies(self, edges: Sequence[tuple[TaskId, TaskId]]) -> None:
+        """Record (task, dependency) edges."""
+        ...
+
+    def get_tasks(
+        self, ids: Collection[TaskId], *, for_update: bool = False
+    ) -> dict[TaskId, Task]: ...
+
+    def find_by_keys(self, keys: Collection[str]) -> dict[str, Task]:
+        """Tasks by idempotency key."""
+        ...
+
+    def update_tasks(self, tasks: Sequence[Task]) -> None:
+        """Write back every mutable field of tasks loaded with for_update=True."""
+        ...
+
+    def delete_tasks(self, ids: Collection[TaskId]) -> None:
+        """Remove tasks with their attempts and dependency edges."""
+        ...
+
+    def dependents(self, ids: Collection[TaskId]) -> dict[TaskId, list[TaskId]]:
+        """For each id, the tasks that depend on it (only ids that have some)."""
+        ...
+
+    def due_pending(self, now: datetime, limit: int) -> list[Task]:
+        """Locked pending tasks with no dependencies left whose start time has come."""
+        ...
+
+    def queued_candidates(self, queue: str, limit: int) -> list[Task]:
+        """Locked queued tasks of `queue` in lease order (priority desc, seq), skipping locked rows."""
+        ...
+
+    def expired_leases(self, now: datetime, limit: int) -> list[Task]:
+        """Locked running tasks whose lease expired before `now`."""
+        ...
+
+    def running_on_worker(self, worker_id: WorkerId) -> list[Task]:
+        """Locked running tasks leased to `worker_id`."""
+        ...
+
+    def next_due(self) -> datetime | None:
+        """The earliest start time among pending tasks with no dependencies left."""
+        ...
+
+    # attempts
+    def insert_attempts(self, attempts: Sequence[Attempt]) -> None: ...
+
+    def finish_attempts(self, ends: Sequence[AttemptEnd]) -> None: ...
+
+    def get_attempts(self, task_id: TaskId) -> list[Attempt]: ...
+
+    # workers
+    def insert_worker(self, worker: Worker) -> None: ...
+
+    def get_worker(self, worker_id: WorkerId, *, for_update: bool = False) -> Worker | None: ...
+
+    def update_worker(self, worker: Worker) -> None: ...
+
+    def list_workers(self) -> list[Worker]: ...
+
+    def stale_workers(self, seen_before: datetime, limit: int) -> list[Worker]:
+        """Locked workers alive or draining whose last heartbeat is older than `seen_before`."""
+        ...
+
+    # reads for clients
+    def count_tasks(self) -> list[StateCount]: ...
+
+    def list_tasks(self, where: TaskFilter, after_seq: int | None, limit: int) -> list[Task]:
+        """Tasks matching `where`, newest first, with seq < after_seq when given (a cursor)."""
+        ...
+
+
+class Store(Protocol):
+    """A durable home for tasks, attempts and workers."""
+
+    def transaction(self, *, write: bool = True) -> AbstractContextManager[StoreTx]:
+        """A transaction: committed when the block ends, rolled back if it raises.
+
+        Raises StoreBusyError when the database is locked or overloaded, StoreError otherwise.
+        """
+        ...
+
+    def close(self) -> None: ...
+
+
+def chunked(items: Sequence[object], size: int) -> Iterator[Sequence[object]]:
+    """Split long id lists so that no statement exceeds the driver's parameter limit."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

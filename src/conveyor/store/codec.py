@@ -1,0 +1,130 @@
+"""Records to database rows and back: shared by every SQL store, so both speak the same columns.
+
+Times are stored as seconds since the epoch (float), JSON as compact text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from conveyor.core.models import Attempt, Task, Worker, WorkerState
+from conveyor.core.spec import DEFAULT_RETRY_POLICY, RetryPolicy
+from conveyor.core.states import Outcome, Reason, TaskState
+from conveyor.core.types import JSON
+
+TASK_COLUMNS = (
+    "seq", "id", "name", "handler", "args", "kwargs", "queue", "priority", "state", "reason",
+    "depends_on", "deps_left", "not_before", "timeout_s", "max_retries", "retries_used", "retry",
+    "attempts", "deliveries", "resources", "key", "labels", "result", "error", "worker_id",
+    "lease_expires_at", "created_at", "updated_at", "started_at", "finished_at", "has_refs",
+)  # fmt: skip
+INSERT_COLUMNS = TASK_COLUMNS[1:]  # seq is assigned by the database
+MUTABLE_COLUMNS = (
+    "state", "reason", "deps_left", "not_before", "retries_used", "attempts", "deliveries",
+    "result", "error", "worker_id", "lease_expires_at", "updated_at", "started_at", "finished_at",
+)  # fmt: skip
+ATTEMPT_COLUMNS = (
+    "task_id", "number", "worker_id", "started_at", "lease_expires_at", "finished_at", "outcome",
+    "error", "traceback", "stdout_tail", "stderr_tail",
+)  # fmt: skip
+WORKER_COLUMNS = (
+    "id", "name", "host", "pid", "concurrency", "queues", "resources", "state", "registered_at",
+    "last_seen_at", "metrics",
+)  # fmt: skip
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def dump_json(value: JSON) -> str:
+    return _dumps(value)
+
+
+def load_json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def to_epoch(when: datetime | None) -> float | None:
+    return None if when is None else when.timestamp()
+
+
+def from_epoch(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+def _required_time(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def task_insert_row(t: Task) -> tuple[Any, ...]:
+    return (
+        t.id, t.name, t.handler, dump_json(t.args), dump_json(t.kwargs), t.queue, t.priority,
+        t.state.value, t.reason.value if t.reason else None, dump_json(list(t.depends_on)),
+        t.deps_left, to_epoch(t.not_before), t.timeout_s, t.max_retries, t.retries_used,
+        None if t.retry == DEFAULT_RETRY_POLICY else t.retry.model_dump_json(), t.attempts,
+        t.deliveries, dump_json(dict(t.resources)), t.key, dump_json(dict(t.labels)),
+        None if t.result is None else dump_json(t.result), t.error, t.worker_id,
+        to_epoch(t.lease_expires_at), to_epoch(t.created_at), to_epoch(t.updated_at),
+        to_epoch(t.started_at), to_epoch(t.finished_at), int(t.has_refs),
+    )  # fmt: skip
+
+
+def task_update_row(t: Task) -> tuple[Any, ...]:
+    """MUTABLE_COLUMNS in order, then the id for the WHERE clause."""
+    return (
+        t.state.value, t.reason.value if t.reason else None, t.deps_left, to_epoch(t.not_before),
+        t.retries_used, t.attempts, t.deliveries,
+        None if t.result is None else dump_json(t.result), t.error, t.worker_id,
+        to_epoch(t.lease_expires_at), to_epoch(t.updated_at), to_epoch(t.started_at),
+        to_epoch(t.finished_at), t.id,
+    )  # fmt: skip
+
+
+def task_from_row(r: Sequence[Any]) -> Task:
+    return Task(
+        seq=r[0], id=r[1], name=r[2], handler=r[3], args=json.loads(r[4]), kwargs=json.loads(r[5]),
+        queue=r[6], priority=r[7], state=TaskState(r[8]), reason=Reason(r[9]) if r[9] else None,
+        depends_on=json.loads(r[10]), deps_left=r[11], not_before=from_epoch(r[12]),
+        timeout_s=r[13], max_retries=r[14], retries_used=r[15],
+        retry=DEFAULT_RETRY_POLICY if r[16] is None else RetryPolicy.model_validate_json(r[16]),
+        attempts=r[17], deliveries=r[18], resources=json.loads(r[19]), key=r[20],
+        labels=json.loads(r[21]), result=load_json(r[22]), error=r[23], worker_id=r[24],
+        lease_expires_at=from_epoch(r[25]), created_at=_required_time(r[26]),
+        updated_at=_required_time(r[27]), started_at=from_epoch(r[28]),
+        finished_at=from_epoch(r[29]), has_refs=bool(r[30]),
+    )  # fmt: skip
+
+
+def attempt_row(a: Attempt) -> tuple[Any, ...]:
+    return (
+        a.task_id, a.number, a.worker_id, to_epoch(a.started_at), to_epoch(a.lease_expires_at),
+        to_epoch(a.finished_at), a.outcome.value if a.outcome else None, a.error, a.traceback,
+        a.stdout_tail, a.stderr_tail,
+    )  # fmt: skip
+
+
+def attempt_from_row(r: Sequence[Any]) -> Attempt:
+    return Attempt(
+        task_id=r[0], number=r[1], worker_id=r[2], started_at=_required_time(r[3]),
+        lease_expires_at=from_epoch(r[4]), finished_at=from_epoch(r[5]),
+        outcome=Outcome(r[6]) if r[6] else None, error=r[7], traceback=r[8],
+        stdout_tail=r[9], stderr_tail=r[10],
+    )  # fmt: skip
+
+
+def worker_row(w: Worker) -> tuple[Any, ...]:
+    return (
+        w.id, w.name, w.host, w.pid, w.concurrency, dump_json(list(w.queues)),
+        dump_json(dict(w.resources)), w.state.value, to_epoch(w.registered_at),
+        to_epoch(w.last_seen_at), dump_json(w.metrics),
+    )  # fmt: skip
+
+
+def worker_from_row(r: Sequence[Any]) -> Worker:
+    return Worker(
+        id=r[0], name=r[1], host=r[2], pid=r[3], concurrency=r[4], queues=json.loads(r[5]),
+        resources=json.loads(r[6]), state=WorkerState(r[7]), registered_at=_required_time(r[8]),
+        last_seen_at=_required_time(r[9]), metrics=json.loads(r[10]),
+    )  # fmt: skip

@@ -1,0 +1,358 @@
+"""The SQLite store: one file, WAL, one writer connection, readers on their own connections.
+
+SQLite lets one writer in at a time, and several writer processes starve one another, so all
+writes of a process go through one connection under a lock, each in BEGIN IMMEDIATE so that a
+read-then-write transaction never fails half-way with "database is locked".
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from conveyor.core.models import Attempt, Task, Worker
+from conveyor.core.states import TaskState
+from conveyor.core.types import TaskId, WorkerId
+from conveyor.errors import StoreBusyError, StoreError
+from conveyor.store import codec
+from conveyor.store.base import AttemptEnd, StateCount, TaskFilter, chunked
+from conveyor.store.sqlite_schema import MIGRATIONS
+
+log = logging.getLogger(__name__)
+
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+_TASK_SELECT = f"SELECT {', '.join(codec.TASK_COLUMNS)} FROM tasks"
+_MAX_PARAMS = 900  # below SQLite's historical 999-variable limit
+
+
+class SQLiteStore:
+    """A Store on one SQLite file (or ":memory:" for throwaway tests).
+
+    `synchronous="NORMAL"` (the default) survives any process crash, kill -9 included; only an
+    operating-system crash or power loss can lose the last commits. `"FULL"` survives those too,
+    at several times the cost per commit.
+    """
+
+    def __init__(
+        self, path: str | Path, *, synchronous: Synchronous = "NORMAL", busy_timeout_s: float = 5.0
+    ) -> None:
+        self.path = str(path)
+        self._synchronous = synchronous
+        self._busy_timeout_ms = int(busy_timeout_s * 1000)
+        self._write_lock = threading.RLock()
+        self._readers = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._closed = False
+        self._writer = self._connect()
+        self._migrate()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("PRAGMA foreign_keys = OFF")
+            conn.execute("PRAGMA temp_store = MEMORY")
+        except sqlite3.Error as exc:
+            raise _wrap(exc, f"cannot open SQLite database {self.path}") from exc
+        return conn
+
+    def _migrate(self) -> None:
+        with self._write_lock:
+            conn = self._writer
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations "
+                    "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL DEFAULT (unixepoch()))"
+                )
+                applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+                for version, script in MIGRATIONS:
+                    if version in applied:
+                        continue
+                    for statement in _split_script(script):
+                        conn.execute(statement)
+                    conn.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
+                    log.info("applied migration", extra={"version": version, "db": self.path})
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                conn.execute("ROLLBACK") if conn.in_transaction else None
+                raise _wrap(exc, "schema migration failed") from exc
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[SQLiteTx]:
+        if self._closed:
+            raise StoreError("the store is closed")
+        if write or self.path == ":memory:":
+            with self._write_lock:
+                yield from self._run(self._writer, "BEGIN IMMEDIATE")
+        else:
+            yield from self._run(self._reader(), "BEGIN")
+
+    def _run(self, conn: sqlite3.Connection, begin: str) -> Iterator[SQLiteTx]:
+        try:
+            conn.execute(begin)
+        except sqlite3.Error as exc:
+            raise _wrap(exc, "cannot start a transaction") from exc
+        try:
+            yield SQLiteTx(conn)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            raise _wrap(exc, "transaction failed") from exc
+        except BaseException:
+            _rollback(conn)
+            raise
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._readers, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._readers.conn = conn
+            with self._write_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._write_lock:
+            if self._closed:
+                return
+            self._closed = True
+            for conn in [*self._reader_conns, self._writer]:
+                conn.close()
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.exception("rollback failed")
+
+
+def _wrap(exc: sqlite3.Error, what: str) -> StoreError:
+    message = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in message or "busy" in message):
+        return StoreBusyError(f"{what}: the database is locked by another writer ({message})")
+    return StoreError(f"{what}: {message}")
+
+
+def _split_script(script: str) -> list[str]:
+    """Statements of a migration script; trigger bodies keep their inner semicolons."""
+    statements: list[str] = []
+    current = ""
+    for line in script.strip().splitlines():
+        current += line + "\n"
+        if sqlite3.complete_statement(current):
+            if current.strip():
+                statements.append(current.strip())
+            current = ""
+    return statements
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+class SQLiteTx:
+    """StoreTx on one SQLite connection. Row locks are moot: the transaction holds the write lock."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def _tasks_where(self, where: str, params: Sequence[Any]) -> list[Task]:
+        rows = self._conn.execute(f"{_TASK_SELECT} WHERE {where}", params).fetchall()
+        return [codec.task_from_row(row) for row in rows]
+
+    # tasks
+    def insert_tasks(self, tasks: Sequence[Task]) -> None:
+        if not tasks:
+            return
+        cols = codec.INSERT_COLUMNS
+        # executemany cannot return rows, so take the next seqs ourselves: this transaction holds
+        # the only write lock, and INTEGER PRIMARY KEY accepts explicit values.
+        (last,) = self._conn.execute("SELECT coalesce(max(seq), 0) FROM tasks").fetchone()
+        for offset, task in enumerate(tasks, start=1):
+            task.seq = last + offset
+        self._conn.executemany(
+            f"INSERT INTO tasks (seq, {', '.join(cols)}) VALUES (?, {_marks(len(cols))})",
+            [(t.seq, *codec.task_insert_row(t)) for t in tasks],
+        )
+
+    def insert_dependencies(self, edges: Sequence[tuple[TaskId, TaskId]]) -> None:
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO dependencies (task_id, depends_on) VALUES (?, ?)", edges
+        )
+
+    def get_tasks(self, ids: Collection[TaskId], *, for_update: bool = False) -> dict[TaskId, Task]:
+        found: dict[TaskId, Task] = {}
+        for chunk in chunked(list(ids), _MAX_PARAMS):
+            for task in self._tasks_where(f"id IN ({_marks(len(chunk))})", chunk):
+                found[task.id] = task
+        return found
+
+    def find_by_keys(self, keys: Collection[str]) -> dict[str, Task]:
+        found: dict[str, Task] = {}
+        for chunk in chunked(list(keys), _MAX_PARAMS):
+            for task in self._tasks_where(f"key IN ({_marks(len(chunk))})", chunk):
+                assert task.key is not None
+                found[task.key] = task
+        return found
+
+    def update_tasks(self, tasks: Sequence[Task]) -> None:
+        if not tasks:
+            return
+        sets = ", ".join(f"{col} = ?" for col in codec.MUTABLE_COLUMNS)
+        self._conn.executemany(
+            f"UPDATE tasks SET {sets} WHERE id = ?", [codec.task_update_row(t) for t in tasks]
+        )
+
+    def delete_tasks(self, ids: Collection[TaskId]) -> None:
+        for chunk in chunked(list(ids), _MAX_PARAMS):
+            marks = _marks(len(chunk))
+            self._conn.execute(f"DELETE FROM attempts WHERE task_id IN ({marks})", chunk)
+            self._conn.execute(f"DELETE FROM dependencies WHERE task_id IN ({marks})", chunk)
+            self._conn.execute(f"DELETE FROM dependencies WHERE depends_on IN ({marks})", chunk)
+            self._conn.execute(f"DELETE FROM tasks WHERE id IN ({marks})", chunk)
+
+    def dependents(self, ids: Collection[TaskId]) -> dict[TaskId, list[TaskId]]:
+        found: dict[TaskId, list[TaskId]] = {}
+        for chunk in chunked(list(ids), _MAX_PARAMS):
+            rows = self._conn.execute(
+                f"SELECT depends_on, task_id FROM dependencies WHERE depends_on IN ({_marks(len(chunk))})",
+                chunk,
+            )
+            for parent, child in rows:
+                found.setdefault(parent, []).append(child)
+        return found
+
+    def due_pending(self, now: datetime, limit: int) -> list[Task]:
+        return self._tasks_where(
+            "state = 'pending' AND deps_left = 0 AND not_before <= ? ORDER BY not_before LIMIT ?",
+            (now.timestamp(), limit),
+        )
+
+    def next_due(self) -> datetime | None:
+        row = self._conn.execute(
+            "SELECT min(not_before) FROM tasks WHERE state = 'pending' AND deps_left = 0"
+        ).fetchone()
+        return codec.from_epoch(row[0])
+
+    def queued_candidates(self, queue: str, limit: int) -> list[Task]:
+        return self._tasks_where(
+            "state = 'queued' AND queue = ? ORDER BY priority DESC, seq LIMIT ?", (queue, limit)
+        )
+
+    def expired_leases(self, now: datetime, limit: int) -> list[Task]:
+        return self._tasks_where(
+            "state = 'running' AND lease_expires_at < ? ORDER BY lease_expires_at LIMIT ?",
+            (now.timestamp(), limit),
+        )
+
+    def running_on_worker(self, worker_id: WorkerId) -> list[Task]:
+        return self._tasks_where("state = 'running' AND worker_id = ?", (worker_id,))
+
+    # attempts
+    def insert_attempts(self, attempts: Sequence[Attempt]) -> None:
+        cols = codec.ATTEMPT_COLUMNS
+        self._conn.executemany(
+            f"INSERT INTO attempts ({', '.join(cols)}) VALUES ({_marks(len(cols))})",
+            [codec.attempt_row(a) for a in attempts],
+        )
+
+    def finish_attempts(self, ends: Sequence[AttemptEnd]) -> None:
+        self._conn.executemany(
+            "UPDATE attempts SET finished_at = ?, outcome = ?, error = ?, traceback = ?, "
+            "stdout_tail = ?, stderr_tail = ? WHERE task_id = ? AND number = ?",
+            [
+                (
+                    e.finished_at.timestamp(),
+                    e.outcome.value,
+                    e.error,
+                    e.traceback,
+                    e.stdout_tail,
+                    e.stderr_tail,
+                    e.task_id,
+                    e.number,
+                )
+                for e in ends
+            ],
+        )
+
+    def get_attempts(self, task_id: TaskId) -> list[Attempt]:
+        rows = self._conn.execute(
+            f"SELECT {', '.join(codec.ATTEMPT_COLUMNS)} FROM attempts WHERE task_id = ? ORDER BY number",
+            (task_id,),
+        )
+        return [codec.attempt_from_row(row) for row in rows]
+
+    # workers
+    def insert_worker(self, worker: Worker) -> None:
+        cols = codec.WORKER_COLUMNS
+        self._conn.execute(
+            f"INSERT INTO workers ({', '.join(cols)}) VALUES ({_marks(len(cols))})",
+            codec.worker_row(worker),
+        )
+
+    def get_worker(self, worker_id: WorkerId, *, for_update: bool = False) -> Worker | None:
+        row = self._conn.execute(
+            f"SELECT {', '.join(codec.WORKER_COLUMNS)} FROM workers WHERE id = ?", (worker_id,)
+        ).fetchone()
+        return None if row is None else codec.worker_from_row(row)
+
+    def update_worker(self, worker: Worker) -> None:
+        cols = codec.WORKER_COLUMNS[1:]
+        row = codec.worker_row(worker)
+        self._conn.execute(
+            f"UPDATE workers SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
+            (*row[1:], row[0]),
+        )
+
+    def list_workers(self) -> list[Worker]:
+        rows = self._conn.execute(
+            f"SELECT {', '.join(codec.WORKER_COLUMNS)} FROM workers ORDER BY registered_at"
+        )
+        return [codec.worker_from_row(row) for row in rows]
+
+    def stale_workers(self, seen_before: datetime, limit: int) -> list[Worker]:
+        rows = self._conn.execute(
+            f"SELECT {', '.join(codec.WORKER_COLUMNS)} FROM workers "
+            "WHERE state IN ('alive', 'draining') AND last_seen_at < ? LIMIT ?",
+            (seen_before.timestamp(), limit),
+        )
+        return [codec.worker_from_row(row) for row in rows]
+
+    # reads for clients
+    def count_tasks(self) -> list[StateCount]:
+        rows = self._conn.execute("SELECT state, queue, n FROM task_counts WHERE n > 0")
+        return [StateCount(TaskState(state), queue, n) for state, queue, n in rows]
+
+    def list_tasks(self, where: TaskFilter, after_seq: int | None, limit: int) -> list[Task]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if where.states:
+            clauses.append(f"state IN ({_marks(len(where.states))})")
+            params.extend(s.value for s in where.states)
+        for column, value in (
+            ("queue", where.queue),
+            ("name", where.name),
+            ("handler", where.handler),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if where.label is not None:
+            clauses.append("json_extract(labels, '$.' || json_quote(?)) = ?")
+            params.extend(where.label)
+        if after_seq is not None:
+            clauses.append("seq < ?")
+            params.append(after_seq)
+        condition = " AND ".join(clauses) or "1"
+        return self._tasks_where(f"{condition} ORDER BY seq DESC LIMIT ?", [*params, limit])

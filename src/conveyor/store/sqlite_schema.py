@@ -1,0 +1,108 @@
+"""SQLite schema, as numbered migrations applied in order and recorded in schema_migrations."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE tasks (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            name TEXT,
+            handler TEXT NOT NULL,
+            args TEXT NOT NULL,
+            kwargs TEXT NOT NULL,
+            queue TEXT NOT NULL,
+            priority INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            reason TEXT,
+            depends_on TEXT NOT NULL,
+            deps_left INTEGER NOT NULL,
+            not_before REAL,
+            timeout_s REAL,
+            max_retries INTEGER NOT NULL,
+            retries_used INTEGER NOT NULL,
+            retry TEXT,
+            attempts INTEGER NOT NULL,
+            deliveries INTEGER NOT NULL,
+            resources TEXT NOT NULL,
+            key TEXT UNIQUE,
+            labels TEXT NOT NULL,
+            result TEXT,
+            error TEXT,
+            worker_id TEXT,
+            lease_expires_at REAL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            has_refs INTEGER NOT NULL
+        ) STRICT;
+        -- Partial indexes cover only live states, so finished tasks never slow the hot paths.
+        CREATE INDEX tasks_ready ON tasks (queue, priority DESC, seq) WHERE state = 'queued';
+        CREATE INDEX tasks_due ON tasks (not_before) WHERE state = 'pending' AND deps_left = 0;
+        CREATE INDEX tasks_lease_expiry ON tasks (lease_expires_at) WHERE state = 'running';
+        CREATE INDEX tasks_by_worker ON tasks (worker_id) WHERE state = 'running';
+        CREATE INDEX tasks_by_state ON tasks (state, seq);
+        CREATE INDEX tasks_by_name ON tasks (name, seq) WHERE name IS NOT NULL;
+
+        CREATE TABLE dependencies (
+            depends_on TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            PRIMARY KEY (depends_on, task_id)
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE attempts (
+            task_id TEXT NOT NULL,
+            number INTEGER NOT NULL,
+            worker_id TEXT,
+            started_at REAL NOT NULL,
+            lease_expires_at REAL,
+            finished_at REAL,
+            outcome TEXT,
+            error TEXT,
+            traceback TEXT,
+            stdout_tail TEXT NOT NULL DEFAULT '',
+            stderr_tail TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (task_id, number)
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE workers (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            concurrency INTEGER NOT NULL,
+            queues TEXT NOT NULL,
+            resources TEXT NOT NULL,
+            state TEXT NOT NULL,
+            registered_at REAL NOT NULL,
+            last_seen_at REAL NOT NULL,
+            metrics TEXT NOT NULL
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX workers_live ON workers (last_seen_at) WHERE state IN ('alive', 'draining');
+
+        -- Counts by state and queue, kept by triggers so that status costs the same at any size.
+        CREATE TABLE task_counts (
+            state TEXT NOT NULL,
+            queue TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (state, queue)
+        ) STRICT, WITHOUT ROWID;
+        CREATE TRIGGER task_counts_insert AFTER INSERT ON tasks BEGIN
+            INSERT INTO task_counts (state, queue, n) VALUES (NEW.state, NEW.queue, 1)
+            ON CONFLICT (state, queue) DO UPDATE SET n = n + 1;
+        END;
+        CREATE TRIGGER task_counts_update AFTER UPDATE OF state ON tasks
+        WHEN OLD.state IS NOT NEW.state BEGIN
+            UPDATE task_counts SET n = n - 1 WHERE state = OLD.state AND queue = OLD.queue;
+            INSERT INTO task_counts (state, queue, n) VALUES (NEW.state, NEW.queue, 1)
+            ON CONFLICT (state, queue) DO UPDATE SET n = n + 1;
+        END;
+        CREATE TRIGGER task_counts_delete AFTER DELETE ON tasks BEGIN
+            UPDATE task_counts SET n = n - 1 WHERE state = OLD.state AND queue = OLD.queue;
+        END;
+        """,
+    ),
+]
