@@ -1,0 +1,173 @@
+"""The child side of the executor: a loop that answers each request with one handler call.
+
+The pool preloads this module into the forkserver, so a new child starts with it imported.
+A child runs one call at a time and lives until the pool closes its pipe or kills it.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import resource
+import signal
+import threading
+import traceback
+from collections.abc import Callable
+from contextlib import redirect_stderr, redirect_stdout
+from multiprocessing.connection import Connection
+
+from conveyor.core.types import JSON
+from conveyor.errors import HandlerError
+from conveyor.executor import wire
+from conveyor.handlers.registry import HandlerPolicy, resolve_handler
+
+# An error line goes into logs, the dashboard and the store: keep one huge message from flooding them.
+_ERROR_CHARS = 1000
+
+
+def serve(
+    conn: Connection, policy: HandlerPolicy, output_tail_chars: int, memory_limit_mb: int | None
+) -> None:
+    """The child's main function: run requests from `conn` until the parent closes it."""
+    # Ctrl-C goes to the whole foreground process group; the parent decides what happens to
+    # running tasks, so the child must not die of it first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Lead a process group of our own, so a timeout or a cancel also kills what a handler started.
+    os.setpgrp()
+    # Before the memory limit: a thread's stack counts towards RLIMIT_AS.
+    _exit_when_parent_dies()
+    if memory_limit_mb is not None:
+        limit = memory_limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    handlers: dict[str, Callable[..., JSON]] = {}
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except EOFError:
+            return  # the pool closed: nothing left to do
+        conn.send_bytes(run_request(data, policy, output_tail_chars, handlers))
+
+
+def run_request(
+    data: bytes,
+    policy: HandlerPolicy,
+    output_tail_chars: int,
+    handlers: dict[str, Callable[..., JSON]],
+) -> bytes:
+    """Run one encoded Request and return the encoded Reply. Never raises for a handler's fault.
+
+    `handlers` caches resolved handlers by name, so a user module is imported once per child.
+    """
+    request = wire.decode_request(data)
+    stdout, stderr = TailBuffer(output_tail_chars), TailBuffer(output_tail_chars)
+    try:
+        with redirect_stdout(stdout), redirect_stderr(stderr):
+            name = request["handler"]
+            handler = handlers.get(name)
+            if handler is None:
+                handler = handlers[name] = resolve_handler(name, policy)
+            result = handler(*request["args"], **request["kwargs"])
+    # SystemExit and KeyboardInterrupt too: a handler calling sys.exit() failed, and the child
+    # must stay alive to say so.
+    except BaseException as exc:
+        return wire.encode(_failure(exc, stdout, stderr))
+    reply: wire.Reply = {
+        "outcome": "succeeded",
+        "result": result,
+        "error": None,
+        "traceback": None,
+        "stdout": stdout.getvalue(),
+        "stderr": stderr.getvalue(),
+    }
+    try:
+        return wire.encode(reply)
+    except (TypeError, ValueError, RecursionError) as exc:
+        error = _clip(f"result is not JSON serializable: {_message(exc)}")
+        return wire.encode({**reply, "outcome": "failed", "result": None, "error": error})
+
+
+class TailBuffer(io.TextIOBase):
+    """A write-only text stream that keeps only the last `limit` characters written to it."""
+
+    # Code that prints often asks the stream for its encoding; the text never becomes bytes here.
+    encoding = "utf-8"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self._limit = limit
+        self._chunks: list[str] = []
+        self._size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self._chunks.append(text)
+        self._size += len(text)
+        # Trim only once twice the limit has piled up, so many small writes cost O(1) each.
+        if self._size > 2 * self._limit:
+            self._chunks = [self.getvalue()]
+            self._size = len(self._chunks[0])
+        return len(text)
+
+    def getvalue(self) -> str:
+        if self._limit == 0:
+            return ""
+        return "".join(self._chunks)[-self._limit :]
+
+
+def _failure(exc: BaseException, stdout: TailBuffer, stderr: TailBuffer) -> wire.Reply:
+    if isinstance(exc, HandlerError):
+        # The message says it all; a traceback helps only when loading the user's module broke.
+        cause = exc.__cause__
+        trace = "".join(traceback.format_exception(cause)) if cause is not None else None
+        error = str(exc)
+    else:
+        # Drop the first frame: it is run_request's, not the user's.
+        tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+        trace = "".join(traceback.TracebackException(type(exc), exc, tb).format())
+        error = describe_exception(exc)
+    return {
+        "outcome": "failed",
+        "result": None,
+        "error": _clip(error),
+        "traceback": trace,
+        "stdout": stdout.getvalue(),
+        "stderr": stderr.getvalue(),
+    }
+
+
+def describe_exception(exc: BaseException) -> str:
+    """One line naming the exception and the first line of its message: 'ValueError: boom'."""
+    message = _message(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:
+        return "<the exception's message could not be printed>"
+    lines = text.strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _ERROR_CHARS else text[: _ERROR_CHARS - 3] + "..."
+
+
+def _exit_when_parent_dies() -> None:
+    """Die at once if the parent dies, so a long handler does not outlive its worker."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        # Take down our whole process group: whatever the handler started goes too.
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="conveyor-parent-watch", daemon=True).start()

@@ -1,0 +1,318 @@
+"""ProcessPool: run handlers in long-lived child processes, with hard timeouts and cancellation.
+
+One thread (the scheduler's or the worker's event loop) calls start() and wait(); any thread may
+call cancel(), wake() and read `running`. Timeouts are enforced inside wait(): it sleeps until
+the next result, the nearest deadline, the caller's timeout or a wake(), whichever comes first,
+and SIGKILLs a child whose execution is past its deadline. Every child that dies or is killed is
+replaced at once, so `size` slots always exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from multiprocessing import connection
+from multiprocessing.connection import Connection
+from multiprocessing.util import Finalize
+
+from conveyor.clock import Clock, SystemClock
+from conveyor.core.states import Outcome
+from conveyor.core.types import TaskId, Token
+from conveyor.errors import HandlerError
+from conveyor.executor import processes, wire
+from conveyor.executor.models import Execution, ExecutionResult
+from conveyor.executor.processes import Child
+from conveyor.handlers.registry import HandlerPolicy, check_handler
+
+logger = logging.getLogger(__name__)
+
+
+class ProcessPool:
+    """`size` child processes, started eagerly in the constructor, each running one call at a time.
+
+    Use it as a context manager, or call close(): that kills every child. Tasks still running
+    then are abandoned without a result; the caller decides what becomes of them.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        policy: HandlerPolicy,
+        *,
+        clock: Clock | None = None,
+        output_tail_chars: int = 4096,
+        memory_limit_mb: int | None = None,
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"size must be at least 1, got {size}")
+        if output_tail_chars < 0:
+            raise ValueError(f"output_tail_chars must be >= 0, got {output_tail_chars}")
+        if memory_limit_mb is not None and memory_limit_mb < 1:
+            raise ValueError(f"memory_limit_mb must be at least 1 or None, got {memory_limit_mb}")
+        self._policy = policy
+        self._clock: Clock = clock or SystemClock()
+        self._output_tail_chars = output_tail_chars
+        self._memory_limit_mb = memory_limit_mb
+        # Guards the children's bookkeeping against cancel() and `running` from other threads.
+        self._lock = threading.Lock()
+        self._children: list[Child] = []
+        # Every result passes through here, so one found while replacing a child is never lost.
+        self._results: list[ExecutionResult] = []
+        self._closed = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        # multiprocessing runs this at interpreter exit before it joins children (which would
+        # hang on children blocked reading their pipe), and at garbage collection.
+        self._finalizer = Finalize(
+            self, _shut_down, args=(self._children, self._wake_r, self._wake_w), exitpriority=10
+        )
+        try:
+            for _ in range(size):
+                self._children.append(self._start_child())
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> ProcessPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def free_slots(self) -> int:
+        with self._lock:
+            return sum(1 for child in self._children if child.execution is None)
+
+    @property
+    def running(self) -> list[tuple[TaskId, Token]]:
+        """The executions on a child right now, including cancelled ones not yet reported."""
+        with self._lock:
+            return [
+                (child.execution.task_id, child.execution.token)
+                for child in self._children
+                if child.execution is not None
+            ]
+
+    def start(self, execution: Execution) -> None:
+        """Hand `execution` to a free child; its result comes out of a later wait().
+
+        A handler the policy refuses, or arguments that are not JSON, fail at once (the result
+        is FAILED) without reaching a child. Raises RuntimeError if no slot is free.
+        """
+        with self._lock:
+            self._check_open()
+            child = next((c for c in self._children if c.execution is None), None)
+            if child is None:
+                raise RuntimeError(
+                    f"no free slot: all {len(self._children)} children are busy; "
+                    "call wait() for a result first"
+                )
+            started_at = self._clock.now()
+            try:
+                check_handler(execution.handler, self._policy)
+                payload = wire.encode_request(execution)
+            except HandlerError as exc:
+                now = self._clock.now()
+                refused = ExecutionResult.unsuccessful(
+                    execution, Outcome.FAILED, str(exc), started_at=started_at, finished_at=now
+                )
+                self._results.append(refused)
+                return
+            child.execution = execution
+            child.started_at = started_at
+            child.cancelled = False
+            timeout_s = execution.timeout_s
+            child.deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        # Outside the lock: a large payload may block until the child reads it.
+        # If the child died or was cancelled, wait() reports it through its sentinel.
+        with contextlib.suppress(OSError):
+            child.conn.send_bytes(payload)
+
+    def wait(self, timeout_s: float | None) -> list[ExecutionResult]:
+        """Block until a result is ready, `timeout_s` passes, or wake() is called.
+
+        Returns every result ready by then, possibly none. `timeout_s=None` waits without limit;
+        0 only looks. Kills children past their deadline and replaces dead ones meanwhile.
+        """
+        self._check_open()
+        give_up_at = None if timeout_s is None else time.monotonic() + max(timeout_s, 0.0)
+        ready: set[object] = set()
+        looked = False
+        while True:
+            self._collect(ready)
+            with self._lock:
+                results, self._results = self._results, []
+            if results or self._wake_r in ready:
+                return results
+            now = time.monotonic()
+            if looked and give_up_at is not None and now >= give_up_at:
+                return []
+            # Sleep until something happens or the nearest deadline, whichever is first: no polling.
+            waitables, deadline = self._waitables()
+            wake_at = min((t for t in (deadline, give_up_at) if t is not None), default=None)
+            sleep_s = None if wake_at is None else max(wake_at - now, 0.0)
+            ready = set(connection.wait(waitables, sleep_s))
+            looked = True
+            if self._wake_r in ready:
+                self._drain_wake_pipe()
+
+    def cancel(self, task_id: TaskId) -> bool:
+        """Kill the child running `task_id`; a later wait() reports it CANCELLED. Thread-safe.
+
+        Returns False if the task is not running here. Once this returns True the outcome is
+        CANCELLED, even if the handler was finishing at that very moment.
+        """
+        with self._lock:
+            if self._closed:
+                return False
+            for child in self._children:
+                if child.execution is not None and child.execution.task_id == task_id:
+                    if not child.cancelled:
+                        child.cancelled = True
+                        processes.kill(child.process)
+                    break
+            else:
+                return False
+        self.wake()
+        return True
+
+    def wake(self) -> None:
+        """Make a blocked wait() return now, or the next wait() return at once. Thread-safe."""
+        with self._lock:
+            if self._closed:
+                return
+            # A full pipe means a wake-up is pending already.
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._wake_w, b"\0")
+
+    def close(self) -> None:
+        """Kill every child and wait until they are gone. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._finalizer()
+
+    def _collect(self, ready: set[object]) -> None:
+        """Turn replies, deaths, cancellations and passed deadlines into results."""
+        now = time.monotonic()
+        with self._lock:
+            children = list(self._children)
+        for child in children:
+            execution = child.execution
+            if execution is None:
+                if child.process.sentinel in ready:
+                    logger.warning(
+                        "executor child died while idle; replacing it",
+                        extra={"child_pid": child.process.pid},
+                    )
+                    self._replace(child, Outcome.CRASHED)
+                continue
+            overdue = child.deadline is not None and now >= child.deadline
+            if child.cancelled:
+                self._replace(child, Outcome.CANCELLED)
+            # A reply that beat the deadline by a hair still counts.
+            elif child.conn in ready or (overdue and child.conn.poll()):
+                self._read_reply(child, died=child.process.sentinel in ready)
+            elif child.process.sentinel in ready:
+                self._replace(child, Outcome.CRASHED)
+            elif overdue:
+                self._replace(child, Outcome.TIMED_OUT)
+
+    def _read_reply(self, child: Child, *, died: bool) -> None:
+        try:
+            reply = wire.decode_reply(child.conn.recv_bytes())
+        except (EOFError, OSError, ValueError):
+            self._replace(child, Outcome.CRASHED)  # it died before or while replying
+            return
+        with self._lock:
+            execution, started_at = child.execution, child.started_at
+            if child.cancelled or execution is None or started_at is None:
+                cancelled = True
+            else:
+                cancelled = False
+                child.execution = child.started_at = child.deadline = None
+                finished_at = self._clock.now()
+                self._results.append(
+                    wire.to_result(reply, execution, started_at=started_at, finished_at=finished_at)
+                )
+        if cancelled:
+            self._replace(child, Outcome.CANCELLED)  # cancel() won the race: keep its promise
+        elif died:
+            self._replace(child, Outcome.CRASHED)  # replied, then died: nothing to report
+
+    def _replace(self, child: Child, outcome: Outcome) -> None:
+        """Retire `child`, report its execution (if any) as `outcome`, start a new child."""
+        with self._lock:
+            execution, started_at = child.execution, child.started_at
+            if child.cancelled:
+                outcome = Outcome.CANCELLED  # cancel() returned True: that is the outcome
+            # From here on cancel() cannot find the execution, so it will not signal this pid.
+            child.execution = None
+        exitcode = processes.retire(child)
+        if execution is not None and started_at is not None:
+            if outcome is Outcome.TIMED_OUT:
+                error = f"timed out after {float(execution.timeout_s or 0)}s"
+            elif outcome is Outcome.CANCELLED:
+                error = "cancelled while running"
+            else:
+                error = processes.describe_exit(exitcode)
+                details = {"task_id": execution.task_id, "exitcode": exitcode}
+                logger.warning("executor child died while running a task", extra=details)
+            result = ExecutionResult.unsuccessful(
+                execution, outcome, error, started_at=started_at, finished_at=self._clock.now()
+            )
+            with self._lock:
+                self._results.append(result)
+        try:
+            replacement = self._start_child()
+        except BaseException:
+            with self._lock:
+                self._children.remove(child)
+            raise
+        with self._lock:
+            self._children[self._children.index(child)] = replacement
+
+    def _waitables(self) -> tuple[list[Connection | int], float | None]:
+        """What wait() sleeps on: the wake pipe, every child's death, busy children's replies;
+        and the nearest deadline."""
+        with self._lock:
+            waitables: list[Connection | int] = [self._wake_r]
+            deadline: float | None = None
+            for child in self._children:
+                waitables.append(child.process.sentinel)
+                if child.execution is not None:
+                    waitables.append(child.conn)
+                    if child.deadline is not None and (
+                        deadline is None or child.deadline < deadline
+                    ):
+                        deadline = child.deadline
+        return waitables, deadline
+
+    def _drain_wake_pipe(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 4096):
+                pass
+
+    def _start_child(self) -> Child:
+        return processes.start_child(self._policy, self._output_tail_chars, self._memory_limit_mb)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the process pool is closed")
+
+
+def _shut_down(children: list[Child], wake_r: int, wake_w: int) -> None:
+    """Kill all children first, then reap them: the kills proceed in parallel."""
+    for child in children:
+        processes.kill(child.process)
+    for child in children:
+        processes.retire(child)
+    children.clear()
+    os.close(wake_r)
+    os.close(wake_w)

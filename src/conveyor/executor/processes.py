@@ -1,0 +1,117 @@
+"""Starting, killing and describing the pool's child processes.
+
+Children are started by a forkserver: a clean server process, started once per parent, that
+forks each child. A plain fork would copy the parent's threads' locks in whatever state they are
+in (the worker has a heartbeat thread); spawn would pay an interpreter start-up per child.
+The server preloads the child module and the parent's main module, so a new child is ready in a
+few milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+from dataclasses import dataclass
+from datetime import datetime
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+
+from conveyor.executor import child
+from conveyor.executor.models import Execution
+from conveyor.handlers.registry import HandlerPolicy
+
+_CONTEXT = multiprocessing.get_context("forkserver")
+
+
+@dataclass(slots=True, eq=False)
+class Child:
+    """One child process, its end of the pipe, and the execution it is running, if any."""
+
+    process: BaseProcess
+    conn: Connection
+    execution: Execution | None = None
+    started_at: datetime | None = None
+    deadline: float | None = None
+    """time.monotonic() value after which the execution is killed."""
+    cancelled: bool = False
+
+
+def start_child(
+    policy: HandlerPolicy, output_tail_chars: int, memory_limit_mb: int | None
+) -> Child:
+    """Start one child process, ready to receive requests on the returned Child's `conn`.
+
+    The child gets the parent's sys.path and working directory (multiprocessing sends both), so
+    handlers importable in the parent are importable in the child.
+    """
+    # Only takes effect before the forkserver starts; it is one server per parent process.
+    # "__main__" is loaded into the server once instead of into every child; like every
+    # multiprocessing program, the main script must guard its entry point with
+    # `if __name__ == "__main__":`.
+    _CONTEXT.set_forkserver_preload(["__main__", child.__name__])
+    parent_conn, child_conn = _CONTEXT.Pipe(duplex=True)
+    process = _CONTEXT.Process(
+        target=child.serve,
+        args=(child_conn, policy, output_tail_chars, memory_limit_mb),
+        name="conveyor-executor",
+        # Not a daemon: daemonic processes may not start processes of their own, and handlers
+        # may want to (multiprocessing, concurrent.futures). ProcessPool kills its children at
+        # close, at garbage collection and at interpreter exit instead.
+        daemon=False,
+    )
+    try:
+        process.start()
+    except BaseException:
+        parent_conn.close()
+        raise
+    finally:
+        child_conn.close()  # the child holds its own copy now
+    return Child(process, parent_conn)
+
+
+def kill(process: BaseProcess, *, reaped: bool = False) -> None:
+    """SIGKILL a child and everything in its process group. Safe to call on a dead child.
+
+    `reaped` says the child is known to be gone: then its pid may already belong to another
+    process, so only its group (whose id cannot be reused while any member lives) is signalled.
+    """
+    pid = process.pid
+    if pid is None:
+        return
+    try:
+        # The child leads its own group (child.serve calls setpgrp), so this also reaches the
+        # processes a handler started.
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        # No such group: the child is gone, or has not reached setpgrp yet. Kill it alone.
+        if not reaped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def retire(child_: Child) -> int | None:
+    """Kill a child, wait until it is reaped, release its resources; return its exit code.
+
+    Only the thread that runs the pool's wait() may call this: it reads the process' status.
+    """
+    kill(child_.process, reaped=child_.process.exitcode is not None)
+    child_.process.join()
+    exitcode = child_.process.exitcode
+    child_.conn.close()
+    child_.process.close()
+    return exitcode
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """'child process died: killed by SIGKILL' or '...: exited with code 3'."""
+    if exitcode is None:
+        return "child process died"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"child process died: killed by {name}"
+    return f"child process died: exited with code {exitcode}"

@@ -1,0 +1,77 @@
+"""The messages between the pool and a child: one JSON document per message, nothing pickled.
+
+The parent sends a Request; the child answers each one with exactly one Reply.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Literal, TypedDict, cast
+
+from conveyor.core.states import Outcome
+from conveyor.core.types import JSON
+from conveyor.errors import HandlerError
+from conveyor.executor.models import Execution, ExecutionResult
+
+
+class Request(TypedDict):
+    handler: str
+    args: list[JSON]
+    kwargs: dict[str, JSON]
+
+
+class Reply(TypedDict):
+    outcome: Literal["succeeded", "failed"]
+    result: JSON
+    error: str | None
+    traceback: str | None
+    stdout: str
+    stderr: str
+
+
+def encode(message: Request | Reply) -> bytes:
+    """Serialize a message; raises ValueError or TypeError when it holds non-JSON values.
+
+    NaN and infinities are refused: they are not JSON, and the store and the REST API could not
+    carry them.
+    """
+    return json.dumps(message, allow_nan=False, separators=(",", ":")).encode()
+
+
+def decode_request(data: bytes) -> Request:
+    return cast(Request, json.loads(data))
+
+
+def decode_reply(data: bytes) -> Reply:
+    return cast(Reply, json.loads(data))
+
+
+def encode_request(execution: Execution) -> bytes:
+    """The Request for `execution`; HandlerError if its arguments are not JSON."""
+    request: Request = {
+        "handler": execution.handler,
+        "args": execution.args,
+        "kwargs": execution.kwargs,
+    }
+    try:
+        return encode(request)
+    except (TypeError, ValueError) as exc:
+        raise HandlerError(f"the task's arguments are not JSON serializable: {exc}") from exc
+
+
+def to_result(
+    reply: Reply, execution: Execution, *, started_at: datetime, finished_at: datetime
+) -> ExecutionResult:
+    return ExecutionResult(
+        task_id=execution.task_id,
+        token=execution.token,
+        outcome=Outcome(reply["outcome"]),
+        result=reply["result"],
+        error=reply["error"],
+        traceback=reply["traceback"],
+        stdout_tail=reply["stdout"],
+        stderr_tail=reply["stderr"],
+        started_at=started_at,
+        finished_at=finished_at,
+    )

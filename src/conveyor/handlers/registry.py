@@ -1,0 +1,147 @@
+"""Which callable a handler name means, and whether this worker is allowed to run it.
+
+A handler name is either a built-in (`"echo"`, `"sha256"`) or an import reference
+`"package.module:function"` (optionally `"package.module:Class.method"`). Import references run
+arbitrary code, so a worker refuses them unless its policy allows the module's package.
+"""
+
+from __future__ import annotations
+
+import importlib
+import keyword
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import cast
+
+from conveyor.core.types import JSON
+from conveyor.errors import HandlerError
+from conveyor.handlers import builtin
+
+BUILTIN_HANDLERS: Mapping[str, Callable[..., JSON]] = MappingProxyType(
+    {
+        "echo": builtin.echo,
+        "fail": builtin.fail,
+        "sha256": builtin.sha256,
+        "sleep": builtin.sleep,
+    }
+)
+"""Built-in handlers by name. Read-only: handlers are added here in code, not at run time."""
+
+SHELL_HANDLERS: frozenset[str] = frozenset()
+"""Built-ins that run commands through a shell: refused unless the policy has allow_shell."""
+
+ANY_MODULE = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerPolicy:
+    """What a worker agrees to run beyond the safe built-ins.
+
+    `allow_modules` holds package prefixes: "myapp" allows "myapp:f" and "myapp.jobs:f" but not
+    "myappx.jobs:f"; "*" allows any module.
+    """
+
+    allow_shell: bool = False
+    allow_modules: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # A bare string would be read as a tuple of one-letter prefixes: refuse it loudly.
+        if isinstance(self.allow_modules, str):
+            raise TypeError("allow_modules must be a tuple of module prefixes, not a string")
+        prefixes = tuple(cast(Iterable[str], self.allow_modules))
+        for prefix in prefixes:
+            if prefix != ANY_MODULE and not _is_dotted_identifier(prefix):
+                raise ValueError(
+                    f"invalid module prefix {prefix!r}: use a package name such as 'myapp' "
+                    f"or 'myapp.jobs', or {ANY_MODULE!r} to allow any module"
+                )
+        object.__setattr__(self, "allow_modules", prefixes)
+
+    def allows_module(self, module: str) -> bool:
+        return any(
+            prefix == ANY_MODULE or module == prefix or module.startswith(prefix + ".")
+            for prefix in self.allow_modules
+        )
+
+
+def check_handler(name: str, policy: HandlerPolicy) -> None:
+    """Raise HandlerError unless `policy` lets a worker run `name`. Imports nothing.
+
+    The parent process calls this before dispatching, so a refused task fails with a clear
+    message without ever reaching a child process.
+    """
+    if not isinstance(name, str):
+        raise HandlerError(f"handler name must be a string, got {type(name).__name__}")
+    if ":" in name:
+        module, _ = _split_reference(name)
+        if not policy.allows_module(module):
+            package = module.split(".")[0]
+            raise HandlerError(
+                f"handler {name!r} is an arbitrary import; "
+                f"start the worker with --allow-module {package} to allow it"
+            )
+        return
+    if name not in BUILTIN_HANDLERS:
+        known = ", ".join(sorted(BUILTIN_HANDLERS))
+        hint = ""
+        if _is_dotted_identifier(name) and "." in name:
+            module, _, function = name.rpartition(".")
+            hint = f" (did you mean '{module}:{function}'?)"
+        raise HandlerError(
+            f"unknown handler {name!r}{hint}; built-in handlers are: {known}; "
+            "to run your own function use 'package.module:function'"
+        )
+    if name in SHELL_HANDLERS and not policy.allow_shell:
+        raise HandlerError(
+            f"handler {name!r} runs shell commands; start the worker with --allow-shell to allow it"
+        )
+
+
+def resolve_handler(name: str, policy: HandlerPolicy) -> Callable[..., JSON]:
+    """Return the callable `name` means, importing its module if the policy allows it."""
+    check_handler(name, policy)
+    if ":" not in name:
+        return BUILTIN_HANDLERS[name]
+    module_name, attributes = _split_reference(name)
+    try:
+        target: object = importlib.import_module(module_name)
+    except Exception as exc:
+        raise HandlerError(
+            f"handler {name!r} could not be loaded: importing {module_name!r} raised "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    for depth, attribute in enumerate(attributes):
+        try:
+            target = getattr(target, attribute)
+        except AttributeError as exc:
+            owner = ".".join([module_name, *attributes[:depth]])
+            raise HandlerError(
+                f"handler {name!r} could not be loaded: {owner!r} has no attribute {attribute!r}"
+            ) from exc
+    if not callable(target):
+        raise HandlerError(
+            f"handler {name!r} is not callable: it is a {type(target).__name__}; "
+            "point it at a function"
+        )
+    return cast(Callable[..., JSON], target)
+
+
+def _split_reference(name: str) -> tuple[str, list[str]]:
+    """Split 'package.module:function' into the module and the attribute path, strictly."""
+    module, colon, attribute_path = name.partition(":")
+    if (
+        not colon
+        or ":" in attribute_path
+        or not _is_dotted_identifier(module)
+        or not _is_dotted_identifier(attribute_path)
+    ):
+        raise HandlerError(
+            f"invalid handler name {name!r}: expected a built-in name or "
+            "'package.module:function' (dotted identifiers, one colon)"
+        )
+    return module, attribute_path.split(".")
+
+
+def _is_dotted_identifier(text: str) -> bool:
+    return all(part.isidentifier() and not keyword.iskeyword(part) for part in text.split("."))
