@@ -1,0 +1,131 @@
+"""Engine-level figures on a store: batch submit, lease+report cycles, lease time vs queue size.
+
+    python benchmarks/engine_bench.py                 # SQLite in a temp dir, full sizes
+    python benchmarks/engine_bench.py --quick         # smaller sizes, for a smoke run
+
+Prints one JSON line per measurement, then a summary table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from conveyor.core.spec import TaskSpec
+from conveyor.core.states import Outcome
+from conveyor.engine import Engine, Report
+from conveyor.store.base import Store
+from conveyor.store.sqlite import SQLiteStore
+
+StoreFactory = Callable[[str], Store]
+RESULTS: list[dict[str, object]] = []
+
+
+def emit(**figures: object) -> None:
+    RESULTS.append(figures)
+    print(json.dumps(figures), flush=True)
+
+
+def sqlite_factory(directory: str) -> StoreFactory:
+    def make(name: str) -> Store:
+        return SQLiteStore(Path(directory) / f"{name}.db")
+
+    return make
+
+
+def submit_in_batches(engine: Engine, total: int, batch: int = 10_000) -> float:
+    spec = TaskSpec(handler="echo", args=[1])
+    started = time.perf_counter()
+    for offset in range(0, total, batch):
+        engine.submit_batch([spec] * min(batch, total - offset))
+    return time.perf_counter() - started
+
+
+def bench_batch_submit(make: StoreFactory, total: int) -> None:
+    engine = Engine(make("submit"))
+    elapsed = submit_in_batches(engine, total)
+    emit(
+        bench="batch_submit",
+        tasks=total,
+        seconds=round(elapsed, 3),
+        tasks_per_s=round(total / elapsed),
+    )
+
+
+def bench_cycles(make: StoreFactory, total: int, batch: int) -> None:
+    engine = Engine(make(f"cycle{batch}"))
+    submit_in_batches(engine, total)
+    worker = engine.register_worker(name="bench", host="local", pid=os.getpid(), concurrency=batch)
+    done = 0
+    started = time.perf_counter()
+    while done < total:
+        leased = engine.lease(worker.id, batch)
+        engine.report(
+            worker.id, [Report(a.task_id, a.token, Outcome.SUCCEEDED, result=1) for a in leased]
+        )
+        done += len(leased)
+    elapsed = time.perf_counter() - started
+    emit(
+        bench="lease_report_cycle",
+        batch=batch,
+        tasks=total,
+        seconds=round(elapsed, 3),
+        tasks_per_s=round(total / elapsed),
+    )
+
+
+def bench_lease_latency(make: StoreFactory, queued: int, samples: int = 300) -> None:
+    engine = Engine(make(f"latency{queued}"))
+    submit_in_batches(engine, queued + samples)
+    worker = engine.register_worker(name="bench", host="local", pid=os.getpid(), concurrency=1)
+    times: list[float] = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        (a,) = engine.lease(worker.id, 1)
+        times.append(time.perf_counter() - started)
+        engine.report(worker.id, [Report(a.task_id, a.token, Outcome.SUCCEEDED, result=1)])
+    times.sort()
+    emit(
+        bench="lease_latency",
+        queued=queued,
+        p50_ms=round(statistics.median(times) * 1000, 3),
+        p95_ms=round(times[int(len(times) * 0.95)] * 1000, 3),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes (seconds, not minutes)")
+    args = parser.parse_args()
+    submit_total = 10_000 if args.quick else 100_000
+    cycle_total = 2_000 if args.quick else 20_000
+    sizes = (1_000, 10_000) if args.quick else (1_000, 1_000_000)
+    with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as directory:
+        make = sqlite_factory(directory)
+        bench_batch_submit(make, submit_total)
+        for batch in (1, 64):
+            bench_cycles(make, cycle_total, batch)
+        for queued in sizes:
+            bench_lease_latency(make, queued)
+    print()
+    print(f"{'benchmark':<22} {'figure':>30}")
+    for r in RESULTS:
+        if r["bench"] == "lease_latency":
+            figure = f"{r['queued']:>9,} queued: p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms"
+        elif r["bench"] == "lease_report_cycle":
+            figure = f"batch {r['batch']:>3}: {r['tasks_per_s']:,} tasks/s"
+        else:
+            figure = f"{r['tasks']:,} tasks: {r['tasks_per_s']:,} tasks/s"
+        print(f"{r['bench']:<22} {figure:>30}")
+
+
+if __name__ == "__main__":
+    main()
