@@ -73,7 +73,9 @@ def _new_task(
     now: datetime,
 ) -> Task:
     spec = p.spec
-    depends_on = [id_map.get(dep, dep) for dep in p.depends_on]
+    # A reused keyed task may be named both by batch name and by its stored id: wait on it once,
+    # or deps_left would count it twice while only one edge releases it.
+    depends_on = list(dict.fromkeys(id_map.get(dep, dep) for dep in p.depends_on))
     parents = [created.get(dep) or known[dep] for dep in depends_on]
     failed_parent = next((t for t in parents if t.state in UNSUCCESSFUL_STATES), None)
     deps_left = sum(1 for t in parents if t.state is not TaskState.SUCCEEDED)

@@ -1,0 +1,258 @@
+"""Fixtures for the store contract suite: one Engine per test, over every Store implementation.
+
+Every test in `tests/contract/` takes the `h` (harness) fixture, which is parametrized by `store`
+below, so each rule is proved once per store. A new store joins by adding one entry to
+`STORE_BACKENDS` and one `_open_<backend>` function; no test changes.
+
+Time is a `ManualClock` and the engine's randomness a seeded `random.Random`, so every run of the
+suite makes the same decisions.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conveyor.clock import ManualClock
+from conveyor.core.models import Assignment, Task, Worker
+from conveyor.core.spec import TaskSpec
+from conveyor.core.states import Outcome, TaskState
+from conveyor.engine import Changes, Engine, EngineSettings, Report
+from conveyor.store.base import Store
+
+SEED = 20260101
+
+SETTINGS = EngineSettings(
+    lease_s=10.0,
+    heartbeat_interval_s=1.0,
+    worker_dead_after_s=5.0,
+    delivery_limit=4,
+)
+"""Small timings so that tests move the clock a few seconds, not minutes."""
+
+
+# ---- store backends -------------------------------------------------------------------------
+
+
+@dataclass
+class StoreFactory:
+    """Opens stores on one backing database; `open()` twice gives two views of the same data."""
+
+    backend: str
+    open: Callable[[], Store]
+    migration_versions: Callable[[], list[int]]
+    """The schema versions recorded as applied, one entry per row (duplicates would show twice)."""
+    opened: list[Store] = field(default_factory=list)
+
+    def open_tracked(self) -> Store:
+        store = self.open()
+        self.opened.append(store)
+        return store
+
+    def close_all(self) -> None:
+        for store in self.opened:
+            store.close()
+
+
+def _open_sqlite(tmp_path: Path) -> StoreFactory:
+    from conveyor.store.sqlite import SQLiteStore
+
+    db = tmp_path / "conveyor.db"
+
+    def versions() -> list[int]:
+        conn = sqlite3.connect(db)
+        try:
+            return [row[0] for row in conn.execute("SELECT version FROM schema_migrations")]
+        finally:
+            conn.close()
+
+    return StoreFactory("sqlite", lambda: SQLiteStore(db), versions)
+
+
+def _open_postgres(tmp_path: Path) -> StoreFactory:
+    # >>> PostgreSQL joins the suite here. <<<
+    # Skips until both the store module and a database exist. When `conveyor.store.postgres`
+    # lands, replace the pytest.fail below with a factory that gives each test an empty,
+    # isolated database (for example a fresh schema per test, dropped afterwards) and reads
+    # the applied migration versions from its migrations table.
+    url = os.environ.get("CONVEYOR_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("CONVEYOR_TEST_POSTGRES_URL is not set; PostgreSQL contract tests skipped")
+    if importlib.util.find_spec("conveyor.store.postgres") is None:
+        pytest.skip("PostgreSQL store not implemented yet (conveyor.store.postgres is missing)")
+    pytest.fail("conveyor.store.postgres exists: wire _open_postgres in tests/contract/conftest.py")
+
+
+STORE_BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+_OPENERS: dict[str, Callable[[Path], StoreFactory]] = {
+    "sqlite": _open_sqlite,
+    "postgres": _open_postgres,
+}
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    factory = _OPENERS[request.param](tmp_path)
+    yield factory
+    factory.close_all()
+
+
+@pytest.fixture
+def store(store_factory: StoreFactory) -> Store:
+    return store_factory.open_tracked()
+
+
+# ---- the harness ----------------------------------------------------------------------------
+
+
+class Recorder:
+    """An events listener that keeps every Changes it was given."""
+
+    def __init__(self) -> None:
+        self.calls: list[Changes] = []
+
+    def __call__(self, changes: Changes) -> None:
+        self.calls.append(Changes(set(changes.ready_queues), set(changes.finished)))
+
+    @property
+    def ready_queues(self) -> set[str]:
+        return {q for c in self.calls for q in c.ready_queues}
+
+    @property
+    def finished(self) -> set[str]:
+        return {t for c in self.calls for t in c.finished}
+
+    def clear(self) -> None:
+        self.calls.clear()
+
+
+@dataclass
+class Harness:
+    """An engine on a store, a manual clock, and short-hands for the steps tests repeat."""
+
+    engine: Engine
+    clock: ManualClock
+    factory: StoreFactory
+
+    # submitting
+
+    def spec(self, handler: str = "noop", **fields: Any) -> TaskSpec:
+        return TaskSpec(handler=handler, **fields)
+
+    def submit(self, handler: str = "noop", **fields: Any) -> Task:
+        return self.engine.submit(self.spec(handler, **fields))
+
+    def submit_batch(self, *specs: dict[str, Any]) -> list[Task]:
+        return self.engine.submit_batch([TaskSpec(**{"handler": "noop", **spec}) for spec in specs])
+
+    # workers
+
+    def worker(
+        self,
+        name: str = "w1",
+        *,
+        queues: Sequence[str] = ("default",),
+        resources: dict[str, float] | None = None,
+        concurrency: int = 4,
+    ) -> Worker:
+        return self.engine.register_worker(
+            name=name,
+            host="test-host",
+            pid=1000,
+            concurrency=concurrency,
+            queues=queues,
+            resources=resources,
+        )
+
+    def lease(self, worker: Worker, max_tasks: int = 10, **kwargs: Any) -> list[Assignment]:
+        return self.engine.lease(worker.id, max_tasks, **kwargs)
+
+    def lease_one(self, worker: Worker, **kwargs: Any) -> Assignment:
+        assignments = self.lease(worker, 1, **kwargs)
+        assert len(assignments) == 1, f"expected one assignment, got {assignments}"
+        return assignments[0]
+
+    def leased_ids(self, worker: Worker, max_tasks: int = 10, **kwargs: Any) -> list[str]:
+        return [a.task_id for a in self.lease(worker, max_tasks, **kwargs)]
+
+    def report(
+        self, worker: Worker, assignment: Assignment, outcome: Outcome, **fields: Any
+    ) -> TaskState:
+        return self.engine.report_one(
+            worker.id, Report(assignment.task_id, assignment.token, outcome, **fields)
+        )
+
+    def succeed(self, worker: Worker, assignment: Assignment, result: Any = None) -> TaskState:
+        return self.report(worker, assignment, Outcome.SUCCEEDED, result=result)
+
+    def fail(self, worker: Worker, assignment: Assignment, error: str = "boom") -> TaskState:
+        return self.report(worker, assignment, Outcome.FAILED, error=error)
+
+    def run_next(self, worker: Worker, result: Any = None) -> Assignment:
+        """Lease the next task and report it succeeded."""
+        assignment = self.lease_one(worker)
+        self.succeed(worker, assignment, result)
+        return assignment
+
+    # reads
+
+    def get(self, task_id: str) -> Task:
+        return self.engine.get(task_id)
+
+    def state(self, task_id: str) -> TaskState:
+        return self.engine.get(task_id).state
+
+    def states(self, *tasks: Task) -> list[TaskState]:
+        found = self.engine.get_many([t.id for t in tasks])
+        return [found[t.id].state for t in tasks]
+
+    # events
+
+    def record_events(self) -> Recorder:
+        recorder = Recorder()
+        self.engine.events.subscribe(recorder)
+        return recorder
+
+    # restarts
+
+    def reopen(self) -> Harness:
+        """A new engine on a new store over the same database, as after a server restart."""
+        return make_harness(self.factory, self.clock)
+
+
+def make_harness(
+    factory: StoreFactory, clock: ManualClock | None = None, store: Store | None = None
+) -> Harness:
+    clock = clock or ManualClock()
+    store = store or factory.open_tracked()
+    engine = Engine(store, clock=clock, settings=SETTINGS, rng=random.Random(SEED))
+    return Harness(engine, clock, factory)
+
+
+@pytest.fixture
+def h(store_factory: StoreFactory, store: Store) -> Harness:
+    return make_harness(store_factory, store=store)
+
+
+@pytest.fixture
+def engine(h: Harness) -> Engine:
+    return h.engine
+
+
+@pytest.fixture
+def clock(h: Harness) -> ManualClock:
+    return h.clock
+
+
+__all__ = ["SETTINGS", "Harness", "Recorder", "StoreFactory", "make_harness"]
