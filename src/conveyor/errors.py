@@ -8,8 +8,9 @@ ConveyorError
 ├── ConflictError           the operation does not fit the current state
 │   └── StaleTokenError     a report or heartbeat carried an outdated fencing token
 ├── HandlerError            a handler is unknown, refused by policy, or failed to load
-└── StoreError              the store failed (driver error kept as __cause__)
-    └── StoreBusyError      locked or overloaded: try again later
+├── StoreError              the store failed (driver error kept as __cause__)
+│   └── StoreBusyError      locked or overloaded: try again later
+└── ServerUnavailableError  (clients) the server cannot be reached, or answered 5xx
 ```
 """
 
@@ -67,5 +68,13 @@ class StoreBusyError(StoreError):
     """The store is locked or overloaded; the operation changed nothing. Retry later."""
 
     def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ServerUnavailableError(ConveyorError):
+    """A client could not reach the server, or the server could not serve the request now."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s

@@ -1,0 +1,279 @@
+"""Request and response bodies of the REST API (v1).
+
+The server validates requests with these models (422 names the field); the SDK, CLI and worker
+parse responses with them. Extra fields are refused in requests and ignored in responses, so a
+newer server can add response fields without breaking older clients.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+
+from conveyor.core.models import Assignment, Attempt, Task, Worker
+from conveyor.core.spec import QUEUE_PATTERN, TaskSpec
+from conveyor.core.states import Outcome, Reason, TaskState
+from conveyor.core.types import JSON
+
+API_PREFIX = "/api/v1"
+MAX_BATCH = 10_000
+Number = StrictInt | StrictFloat
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Queue = Annotated[str, Field(pattern=QUEUE_PATTERN)]
+ResourceMap = dict[
+    Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")], Annotated[Number, Field(ge=0)]
+]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Response(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+# ---- tasks ------------------------------------------------------------------------------------
+
+
+class BatchIn(Request):
+    tasks: Annotated[list[TaskSpec], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class AttemptOut(Response):
+    number: int
+    worker_id: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    lease_expires_at: datetime | None
+    outcome: Outcome | None
+    error: str | None
+    traceback: str | None
+    stdout_tail: str
+    stderr_tail: str
+
+    @classmethod
+    def of(cls, a: Attempt) -> AttemptOut:
+        return cls(
+            number=a.number, worker_id=a.worker_id, started_at=a.started_at,
+            finished_at=a.finished_at, lease_expires_at=a.lease_expires_at, outcome=a.outcome,
+            error=a.error, traceback=a.traceback, stdout_tail=a.stdout_tail,
+            stderr_tail=a.stderr_tail,
+        )  # fmt: skip
+
+
+class TaskOut(Response):
+    id: str
+    name: str | None
+    handler: str
+    args: list[JSON]
+    kwargs: dict[str, JSON]
+    queue: str
+    priority: int
+    state: TaskState
+    reason: Reason | None
+    depends_on: list[str]
+    run_at: datetime | None = Field(
+        description="Start no earlier than this (start time or retry backoff)."
+    )
+    timeout_s: float | None
+    max_retries: int
+    retries_used: int
+    attempts: int
+    resources: dict[str, float]
+    key: str | None
+    labels: dict[str, str]
+    result: JSON
+    error: str | None
+    worker_id: str | None
+    lease_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, t: Task) -> TaskOut:
+        return cls(
+            id=t.id, name=t.name, handler=t.handler, args=t.args, kwargs=t.kwargs, queue=t.queue,
+            priority=t.priority, state=t.state, reason=t.reason, depends_on=t.depends_on,
+            run_at=t.not_before, timeout_s=t.timeout_s, max_retries=t.max_retries,
+            retries_used=t.retries_used, attempts=t.attempts, resources=t.resources, key=t.key,
+            labels=t.labels, result=t.result, error=t.error, worker_id=t.worker_id,
+            lease_expires_at=t.lease_expires_at, created_at=t.created_at,
+            updated_at=t.updated_at, started_at=t.started_at, finished_at=t.finished_at,
+        )  # fmt: skip
+
+
+class TaskDetail(TaskOut):
+    attempt_log: list[AttemptOut] = Field(default_factory=list)
+    dependents: list[str] = Field(default_factory=list)
+
+
+class BatchOut(Response):
+    tasks: list[TaskOut]
+
+
+class TaskPage(Response):
+    tasks: list[TaskOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null at the end."
+    )
+
+
+class ResultOut(Response):
+    id: str
+    state: TaskState
+    done: bool = Field(description="True once the task is in a terminal state.")
+    result: JSON
+    error: str | None
+    reason: Reason | None
+
+
+# ---- workers ----------------------------------------------------------------------------------
+
+
+class RegisterIn(Request):
+    name: Name
+    host: Name
+    pid: Annotated[StrictInt, Field(ge=0)]
+    concurrency: Annotated[StrictInt, Field(ge=1, le=10_000)]
+    queues: Annotated[list[Queue], Field(min_length=1, max_length=100)] = Field(
+        default_factory=lambda: ["default"]
+    )
+    resources: ResourceMap = Field(default_factory=dict)
+
+
+class RegisterOut(Response):
+    id: str
+    heartbeat_interval_s: float
+    lease_s: float
+
+
+class HeldLease(Request):
+    task_id: Annotated[str, Field(min_length=1, max_length=64)]
+    token: Annotated[StrictInt, Field(ge=1)]
+
+
+class HeartbeatIn(Request):
+    running: Annotated[list[HeldLease], Field(max_length=10_000)] = Field(default_factory=list)
+    metrics: dict[str, JSON] | None = None
+
+
+class HeartbeatOut(Response):
+    stop: list[str] = Field(description="Task ids whose execution the worker must kill now.")
+    drain: bool
+
+
+class LeaseIn(Request):
+    max: Annotated[StrictInt, Field(ge=1, le=1000)] = 1
+    wait_s: Annotated[Number, Field(ge=0, le=60)] = 0
+    queues: Annotated[list[Queue], Field(max_length=100)] | None = None
+    free: ResourceMap | None = Field(
+        default=None, description="Resources free now; null means all advertised."
+    )
+
+
+class AssignmentOut(Response):
+    task_id: str
+    token: int
+    handler: str
+    args: list[JSON]
+    kwargs: dict[str, JSON]
+    timeout_s: float | None
+    lease_expires_at: datetime
+    name: str | None
+    queue: str
+    resources: dict[str, float]
+
+    @classmethod
+    def of(cls, a: Assignment) -> AssignmentOut:
+        return cls(
+            task_id=a.task_id, token=a.token, handler=a.handler, args=a.args, kwargs=a.kwargs,
+            timeout_s=a.timeout_s, lease_expires_at=a.lease_expires_at, name=a.name,
+            queue=a.queue, resources=a.resources,
+        )  # fmt: skip
+
+
+class LeaseOut(Response):
+    tasks: list[AssignmentOut]
+
+
+class ReportIn(Request):
+    task_id: Annotated[str, Field(min_length=1, max_length=64)]
+    token: Annotated[StrictInt, Field(ge=1)]
+    outcome: Outcome
+    result: JSON = None
+    error: Annotated[str, Field(max_length=10_000)] | None = None
+    traceback: Annotated[str, Field(max_length=100_000)] | None = None
+    stdout_tail: Annotated[str, Field(max_length=100_000)] = ""
+    stderr_tail: Annotated[str, Field(max_length=100_000)] = ""
+
+
+class ReportBatchIn(Request):
+    reports: Annotated[list[ReportIn], Field(min_length=1, max_length=1000)]
+
+
+class AckOut(Response):
+    task_id: str
+    accepted: bool
+    state: TaskState | None
+    detail: str
+
+
+class ReportBatchOut(Response):
+    acks: list[AckOut]
+
+
+class WorkerOut(Response):
+    id: str
+    name: str
+    host: str
+    pid: int
+    concurrency: int
+    queues: list[str]
+    resources: dict[str, float]
+    state: str
+    registered_at: datetime
+    last_seen_at: datetime
+    metrics: dict[str, JSON]
+    running: list[str] = Field(default_factory=list, description="Ids of tasks leased to it now.")
+
+    @classmethod
+    def of(cls, w: Worker, running: list[str] | None = None) -> WorkerOut:
+        return cls(
+            id=w.id, name=w.name, host=w.host, pid=w.pid, concurrency=w.concurrency,
+            queues=w.queues, resources=w.resources, state=w.state.value,
+            registered_at=w.registered_at, last_seen_at=w.last_seen_at, metrics=w.metrics,
+            running=running or [],
+        )  # fmt: skip
+
+
+class WorkerList(Response):
+    workers: list[WorkerOut]
+
+
+# ---- status -----------------------------------------------------------------------------------
+
+
+class StatusOut(Response):
+    counts: dict[str, int] = Field(description="Tasks by state, all queues.")
+    queues: dict[str, dict[str, int]] = Field(description="Tasks by queue, then state.")
+    workers_alive: int
+    workers_total: int
+    finished_last_minute: int = Field(
+        description="Tasks that reached a terminal state in the last 60 s, seen by this server."
+    )
+
+
+class MonitorOut(Response):
+    server: dict[str, JSON]
+    workers: list[dict[str, JSON]]
+
+
+class HealthOut(Response):
+    status: str
+    version: str
+    store: str
