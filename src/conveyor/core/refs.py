@@ -8,12 +8,15 @@ value when the task is leased, so the handler sees plain JSON.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 
 from conveyor.core.types import JSON
 
 REF_KEY = "$result"
 PATH_KEY = "$path"
+# ASCII digits only: str.isdigit() also admits "²", which int() refuses.
+_INDEX = re.compile(r"-?[0-9]+")
 
 
 def _is_ref(value: JSON) -> bool:
@@ -69,7 +72,7 @@ def pick_path(value: JSON, path: str) -> JSON:
             current = current[step]
         elif (
             isinstance(current, list)
-            and step.lstrip("-").isdigit()
+            and _INDEX.fullmatch(step)
             and -len(current) <= int(step) < len(current)
         ):
             current = current[int(step)]

@@ -12,8 +12,8 @@ from pydantic import (
     Field,
     StrictFloat,
     StrictInt,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from conveyor.core.types import JSON
@@ -75,7 +75,7 @@ class TaskSpec(BaseModel):
     @field_validator("handler")
     @classmethod
     def _handler_syntax(cls, value: str) -> str:
-        if not HANDLER_PATTERN.match(value):
+        if not HANDLER_PATTERN.fullmatch(value):  # `$` would let a trailing newline through
             raise ValueError(
                 "must be a registered handler name (e.g. 'sha256') or 'package.module:function'"
             )
@@ -99,15 +99,17 @@ class TaskSpec(BaseModel):
     @classmethod
     def _resource_names(cls, value: dict[str, float]) -> dict[str, float]:
         for name in value:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", name):
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
                 raise ValueError(f"resource name {name!r} must be an identifier")
         return value
 
-    @model_validator(mode="after")
-    def _one_start_time(self) -> TaskSpec:
-        if self.run_at is not None and self.delay_s is not None:
+    @field_validator("delay_s")
+    @classmethod
+    def _one_start_time(cls, value: float | None, info: ValidationInfo) -> float | None:
+        # A field validator (run_at is validated first) so that the error names a field.
+        if value is not None and info.data.get("run_at") is not None:
             raise ValueError("give run_at or delay_s, not both")
-        return self
+        return value
 
     def display_name(self) -> str:
         return self.name or self.handler
