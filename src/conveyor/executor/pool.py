@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from multiprocessing import connection
@@ -25,6 +24,7 @@ from conveyor.errors import HandlerError
 from conveyor.executor import processes, wire
 from conveyor.executor.models import Execution, ExecutionResult
 from conveyor.executor.processes import Child
+from conveyor.executor.wakeup import WakeUp
 from conveyor.handlers.registry import HandlerPolicy, check_handler
 
 logger = logging.getLogger(__name__)
@@ -62,13 +62,11 @@ class ProcessPool:
         # Every result passes through here, so one found while replacing a child is never lost.
         self._results: list[ExecutionResult] = []
         self._closed = False
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._wake_up = WakeUp()
         # multiprocessing runs this at interpreter exit before it joins children (which would
         # hang on children blocked reading their pipe), and at garbage collection.
         self._finalizer = Finalize(
-            self, _shut_down, args=(self._children, self._wake_r, self._wake_w), exitpriority=10
+            self, _shut_down, args=(self._children, self._wake_up), exitpriority=10
         )
         try:
             for _ in range(size):
@@ -104,14 +102,9 @@ class ProcessPool:
         A handler the policy refuses, or arguments that are not JSON, fail at once (the result
         is FAILED) without reaching a child. Raises RuntimeError if no slot is free.
         """
+        self._check_open()
+        child = self._free_child()
         with self._lock:
-            self._check_open()
-            child = next((c for c in self._children if c.execution is None), None)
-            if child is None:
-                raise RuntimeError(
-                    f"no free slot: all {len(self._children)} children are busy; "
-                    "call wait() for a result first"
-                )
             started_at = self._clock.now()
             try:
                 check_handler(execution.handler, self._policy)
@@ -147,7 +140,7 @@ class ProcessPool:
             self._collect(ready)
             with self._lock:
                 results, self._results = self._results, []
-            if results or self._wake_r in ready:
+            if results or self._wake_up.fd in ready:
                 return results
             now = time.monotonic()
             if looked and give_up_at is not None and now >= give_up_at:
@@ -158,8 +151,8 @@ class ProcessPool:
             sleep_s = None if wake_at is None else max(wake_at - now, 0.0)
             ready = set(connection.wait(waitables, sleep_s))
             looked = True
-            if self._wake_r in ready:
-                self._drain_wake_pipe()
+            if self._wake_up.fd in ready:
+                self._wake_up.clear()
 
     def cancel(self, task_id: TaskId) -> bool:
         """Kill the child running `task_id`; a later wait() reports it CANCELLED. Thread-safe.
@@ -183,12 +176,7 @@ class ProcessPool:
 
     def wake(self) -> None:
         """Make a blocked wait() return now, or the next wait() return at once. Thread-safe."""
-        with self._lock:
-            if self._closed:
-                return
-            # A full pipe means a wake-up is pending already.
-            with contextlib.suppress(BlockingIOError):
-                os.write(self._wake_w, b"\0")
+        self._wake_up.set()
 
     def close(self) -> None:
         """Kill every child and wait until they are gone. Idempotent."""
@@ -197,6 +185,21 @@ class ProcessPool:
                 return
             self._closed = True
         self._finalizer()
+
+    def _free_child(self) -> Child:
+        """A live idle child. One that died since the last wait() is replaced first, so a task
+        is never handed to a dead process and reported CRASHED through no fault of its own."""
+        while True:
+            with self._lock:
+                child = next((c for c in self._children if c.execution is None), None)
+            if child is None:
+                raise RuntimeError(
+                    f"no free slot: all {len(self._children)} children are busy; "
+                    "call wait() for a result first"
+                )
+            if not processes.has_exited(child.process):
+                return child
+            self._replace(child, Outcome.CRASHED)
 
     def _collect(self, ready: set[object]) -> None:
         """Turn replies, deaths, cancellations and passed deadlines into results."""
@@ -207,10 +210,6 @@ class ProcessPool:
             execution = child.execution
             if execution is None:
                 if child.process.sentinel in ready:
-                    logger.warning(
-                        "executor child died while idle; replacing it",
-                        extra={"child_pid": child.process.pid},
-                    )
                     self._replace(child, Outcome.CRASHED)
                 continue
             overdue = child.deadline is not None and now >= child.deadline
@@ -255,15 +254,19 @@ class ProcessPool:
             # From here on cancel() cannot find the execution, so it will not signal this pid.
             child.execution = None
         exitcode = processes.retire(child)
-        if execution is not None and started_at is not None:
+        extra: dict[str, object] = {"exitcode": exitcode}
+        if execution is None or started_at is None:
+            if outcome is Outcome.CRASHED:
+                logger.warning("executor child died while idle; replacing it", extra=extra)
+        else:
             if outcome is Outcome.TIMED_OUT:
                 error = f"timed out after {float(execution.timeout_s or 0)}s"
             elif outcome is Outcome.CANCELLED:
                 error = "cancelled while running"
             else:
                 error = processes.describe_exit(exitcode)
-                details = {"task_id": execution.task_id, "exitcode": exitcode}
-                logger.warning("executor child died while running a task", extra=details)
+                extra["task_id"] = execution.task_id
+                logger.warning("executor child died while running a task", extra=extra)
             result = ExecutionResult.unsuccessful(
                 execution, outcome, error, started_at=started_at, finished_at=self._clock.now()
             )
@@ -282,7 +285,7 @@ class ProcessPool:
         """What wait() sleeps on: the wake pipe, every child's death, busy children's replies;
         and the nearest deadline."""
         with self._lock:
-            waitables: list[Connection | int] = [self._wake_r]
+            waitables: list[Connection | int] = [self._wake_up.fd]
             deadline: float | None = None
             for child in self._children:
                 waitables.append(child.process.sentinel)
@@ -294,11 +297,6 @@ class ProcessPool:
                         deadline = child.deadline
         return waitables, deadline
 
-    def _drain_wake_pipe(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._wake_r, 4096):
-                pass
-
     def _start_child(self) -> Child:
         return processes.start_child(self._policy, self._output_tail_chars, self._memory_limit_mb)
 
@@ -307,12 +305,11 @@ class ProcessPool:
             raise RuntimeError("the process pool is closed")
 
 
-def _shut_down(children: list[Child], wake_r: int, wake_w: int) -> None:
+def _shut_down(children: list[Child], wake_up: WakeUp) -> None:
     """Kill all children first, then reap them: the kills proceed in parallel."""
     for child in children:
         processes.kill(child.process)
     for child in children:
         processes.retire(child)
     children.clear()
-    os.close(wake_r)
-    os.close(wake_w)
+    wake_up.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import select
 import signal
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,6 +90,12 @@ def kill(process: BaseProcess, *, reaped: bool = False) -> None:
         if not reaped:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def has_exited(process: BaseProcess) -> bool:
+    """Whether the child is gone, without blocking. Cheaper than is_alive(), which builds a
+    selector each time; the hand-off path calls this for every task."""
+    return bool(select.select([process.sentinel], [], [], 0)[0])
 
 
 def retire(child_: Child) -> int | None:

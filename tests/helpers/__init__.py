@@ -1,0 +1,1 @@
+"""Code shared by tests; tasks.py holds handlers that executor tests import by path."""
