@@ -34,7 +34,7 @@ SETTINGS = EngineSettings(
     lease_s=10.0,
     heartbeat_interval_s=1.0,
     worker_dead_after_s=5.0,
-    delivery_limit=4,
+    delivery_limit=6,
 )
 """Small timings so that tests move the clock a few seconds, not minutes."""
 

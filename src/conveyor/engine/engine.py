@@ -234,10 +234,16 @@ class Engine:
         with self.store.transaction() as tx:
             tasks = tx.get_tasks([r.task_id for r in reports], for_update=True)
             endings: list[Ending] = []
+            ended: set[TaskId] = set()
             for r in reports:
                 task = tasks.get(r.task_id)
                 if task is None:
                     acks.append(ReportAck(r.task_id, False, None, "no such task"))
+                elif task.id in ended:
+                    # The same lease twice in one batch: the first report ends it, as if the
+                    # second had come in a later call; a terminal result is written once.
+                    detail = f"token {r.token} of task {task.id} was already reported"
+                    acks.append(ReportAck(r.task_id, False, task.state, detail))
                 elif not holds_lease(task, worker_id, r.token):
                     acks.append(
                         ReportAck(r.task_id, False, task.state, _stale_detail(task, r.token))
@@ -258,6 +264,7 @@ class Engine:
                             r.stderr_tail,
                         )
                     )
+                    ended.add(task.id)
                     acks.append(ReportAck(r.task_id, True, None))
             self._end(tx, endings, now, changes)
         final_state = {e.task.id: e.task.state for e in endings}
