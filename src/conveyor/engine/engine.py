@@ -21,6 +21,7 @@ from conveyor.core.states import (
     Reason,
     TaskState,
 )
+from conveyor.core.transitions import move
 from conveyor.core.types import JSON, TaskId, WorkerId
 from conveyor.engine.events import Changes, Events
 from conveyor.engine.finishing import Ending, end_attempts, fail_dependents
@@ -337,9 +338,9 @@ class Engine:
                     tx, [Ending(task, Outcome.CANCELLED, error="cancelled by user")], now, changes
                 )
             else:
-                task.state = TaskState.CANCELLED
+                move(task, TaskState.CANCELLED, now)
                 task.reason = Reason.CANCELLED_BY_USER
-                task.finished_at = task.updated_at = now
+                task.finished_at = now
                 tx.update_tasks([task])
                 changes.finished.add(task.id)
                 fail_dependents(tx, [task], now, changes)
@@ -383,11 +384,10 @@ class Engine:
                 task.deps_left = sum(
                     1 for d in task.depends_on if parents[d].state is not TaskState.SUCCEEDED
                 )
-                task.state = ready_state(task.deps_left, None, now)
+                move(task, ready_state(task.deps_left, None, now), now)
                 task.not_before = None
                 task.retries_used = task.deliveries = 0
                 task.reason = task.error = task.result = task.finished_at = None
-                task.updated_at = now
                 if task.state is TaskState.QUEUED:
                     changes.ready_queues.add(task.queue)
             tx.update_tasks(tasks)

@@ -13,6 +13,7 @@ from conveyor.core.models import Task
 from conveyor.core.retry import Action, decide
 from conveyor.core.scheduling import ready_state
 from conveyor.core.states import UNSUCCESSFUL_STATES, Outcome, Reason, TaskState
+from conveyor.core.transitions import move
 from conveyor.core.types import JSON, TaskId
 from conveyor.engine.events import Changes
 from conveyor.store.base import AttemptEnd, StoreTx
@@ -55,7 +56,7 @@ def end_attempts(
             random_fraction=random_fraction(),
         )
         _release_lease(task, now)
-        task.state = decision.state
+        move(task, decision.state, now)
         task.reason = decision.reason
         task.error = ending.error
         if decision.spends_retry:
@@ -67,7 +68,7 @@ def end_attempts(
             succeeded.append(task)
         elif decision.action is Action.RETRY:
             task.not_before = now + timedelta(seconds=decision.delay_s)
-            task.state = ready_state(0, task.not_before, now)
+            move(task, ready_state(0, task.not_before, now), now)
         elif decision.action is Action.REQUEUE:
             task.not_before = None
             changes.ready_queues.add(task.queue)
@@ -123,9 +124,9 @@ def release_dependents(
         if child is None or child.state is not TaskState.PENDING:
             continue  # cancelled or otherwise finished meanwhile
         child.deps_left = max(0, child.deps_left - count)
-        child.state = ready_state(child.deps_left, child.not_before, now)
-        child.updated_at = now
-        if child.state is TaskState.QUEUED:
+        target = ready_state(child.deps_left, child.not_before, now)
+        move(child, target, now)
+        if target is TaskState.QUEUED:
             changes.ready_queues.add(child.queue)
         updated.append(child)
     tx.update_tasks(updated)
@@ -148,11 +149,10 @@ def fail_dependents(tx: StoreTx, parents: Sequence[Task], now: datetime, changes
                 child = children.get(child_id)
                 if child is None or child.state not in (TaskState.PENDING, TaskState.QUEUED):
                     continue
-                child.state = TaskState.FAILED
+                move(child, TaskState.FAILED, now)
                 child.reason = Reason.DEPENDENCY_FAILED
                 child.error = f"dependency {parent.name or parent.id} ended {parent.state.value}"
                 child.finished_at = now
-                child.updated_at = now
                 failed.append(child)
         tx.update_tasks(failed)
         changes.finished.update(child.id for child in failed)

@@ -10,6 +10,7 @@ from conveyor.core.models import Assignment, Attempt, Task, Worker
 from conveyor.core.refs import resolve_refs
 from conveyor.core.scheduling import merge_in_order, select_for_lease
 from conveyor.core.states import Outcome, TaskState
+from conveyor.core.transitions import move
 from conveyor.core.types import JSON
 from conveyor.engine.events import Changes
 from conveyor.engine.finishing import Ending
@@ -23,8 +24,7 @@ def promote_due(tx: StoreTx, now: datetime, changes: Changes) -> int:
     """Pending tasks with no dependencies left whose start time (or backoff) has passed: queued."""
     due = tx.due_pending(now, PROMOTE_BATCH)
     for task in due:
-        task.state = TaskState.QUEUED
-        task.updated_at = now
+        move(task, TaskState.QUEUED, now)
         changes.ready_queues.add(task.queue)
     tx.update_tasks(due)
     return len(due)
@@ -51,13 +51,12 @@ def grant_leases(
     chosen = select_for_lease(candidates, max_tasks, free)
     expires = now + timedelta(seconds=lease_s)
     for task in chosen:
-        task.state = TaskState.RUNNING
+        move(task, TaskState.RUNNING, now)
         task.attempts += 1
         task.deliveries += 1
         task.worker_id = worker.id
         task.lease_expires_at = expires
         task.started_at = task.started_at or now
-        task.updated_at = now
     tx.update_tasks(chosen)
     tx.insert_attempts(
         [Attempt(t.id, t.attempts, worker.id, now, lease_expires_at=expires) for t in chosen]

@@ -12,6 +12,7 @@ from conveyor.core.models import Task
 from conveyor.core.refs import rename_refs
 from conveyor.core.scheduling import ready_state, start_time
 from conveyor.core.states import UNSUCCESSFUL_STATES, Reason, TaskState
+from conveyor.core.transitions import move
 from conveyor.core.types import JSON, TaskId
 from conveyor.engine.events import Changes
 from conveyor.errors import InvalidSpecError
@@ -107,7 +108,7 @@ def _new_task(
         has_refs=p.has_refs,
     )
     if failed_parent is not None:
-        task.state = TaskState.FAILED
+        move(task, TaskState.FAILED, now)
         task.reason = Reason.DEPENDENCY_FAILED
         task.error = (
             f"dependency {failed_parent.name or failed_parent.id} ended {failed_parent.state.value}"
