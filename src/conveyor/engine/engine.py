@@ -373,14 +373,15 @@ class Engine:
     ) -> None:
         while tasks:
             parents = tx.get_tasks({d for t in tasks for d in t.depends_on})
+            revived: list[Task] = []
             for task in tasks:
-                blocking = [
-                    parents[d] for d in task.depends_on if parents[d].state in UNSUCCESSFUL_STATES
-                ]
-                if blocking and check_parents:
-                    raise ConflictError(
-                        f"dependency {blocking[0].name or blocking[0].id} is {blocking[0].state.value}; retry it first"
-                    )
+                blocked = _blocked_by(task, parents)
+                if blocked is not None:
+                    if check_parents:
+                        raise ConflictError(blocked)
+                    # Another dependency is still unsuccessful: the descendant stays failed
+                    # (retrying that dependency revives it), rather than wait forever.
+                    continue
                 task.deps_left = sum(
                     1 for d in task.depends_on if parents[d].state is not TaskState.SUCCEEDED
                 )
@@ -390,8 +391,9 @@ class Engine:
                 task.reason = task.error = task.result = task.finished_at = None
                 if task.state is TaskState.QUEUED:
                     changes.ready_queues.add(task.queue)
-            tx.update_tasks(tasks)
-            edges = tx.dependents([t.id for t in tasks])
+                revived.append(task)
+            tx.update_tasks(revived)
+            edges = tx.dependents([t.id for t in revived])
             children = tx.get_tasks({c for cs in edges.values() for c in cs}, for_update=True)
             tasks = [
                 c
@@ -463,6 +465,17 @@ class Engine:
         """When the next pending task's start time or backoff ends, if any is waiting on time."""
         with self.store.transaction(write=False) as tx:
             return tx.next_due()
+
+
+def _blocked_by(task: Task, parents: Mapping[TaskId, Task]) -> str | None:
+    """Why `task` cannot run again yet: a dependency that is unsuccessful or was deleted."""
+    for dep in task.depends_on:
+        parent = parents.get(dep)
+        if parent is None:
+            return f"dependency {dep} was deleted; task {task.id} cannot run again"
+        if parent.state in UNSUCCESSFUL_STATES:
+            return f"dependency {parent.name or parent.id} is {parent.state.value}; retry it first"
+    return None
 
 
 def _stale_detail(task: Task, token: int) -> str:
