@@ -14,7 +14,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from tests.helpers.embedded_run import STEPS
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from conveyor.clock import Clock, SystemClock
 from conveyor.core.models import Assignment, Task, WorkerState
+from conveyor.core.refs import find_refs, rename_refs
 from conveyor.core.spec import TaskSpec
 from conveyor.core.states import LIVE_STATES, TaskState
 from conveyor.core.types import TaskId
@@ -103,19 +104,22 @@ class Scheduler:
         return self.add_all([job])[0]
 
     def add_all(self, jobs: Sequence[TaskSpec]) -> list[TaskId]:
-        """Add jobs atomically; `depends_on` may name jobs of this call or jobs added before."""
-        known = self._ids_by_name(
-            {dep for job in jobs for dep in job.depends_on} - {j.name for j in jobs}
-        )
+        """Add jobs atomically; `depends_on` and `$result` may name jobs of this call or earlier ones."""
+        own = {job.name for job in jobs}
+        wanted = {name for job in jobs for name in _named_upstream(job)} - own
+        known = self._ids_by_name(wanted)
         specs = [self._keyed(job, known) for job in jobs]
         return [task.id for task in self.engine.submit_batch(specs)]
 
     def _keyed(self, job: TaskSpec, known: Mapping[str, TaskId]) -> TaskSpec:
+        """Give a named job its idempotency key, and point names of earlier jobs at their ids."""
         update: dict[str, object] = {}
         if job.name is not None and job.key is None:
             update["key"] = f"job:{job.name}"
-        if any(dep in known for dep in job.depends_on):
+        if known.keys() & _named_upstream(job):
             update["depends_on"] = [known.get(dep, dep) for dep in job.depends_on]
+            update["args"] = rename_refs(job.args, known)
+            update["kwargs"] = rename_refs(job.kwargs, known)
         return job.model_copy(update=update) if update else job
 
     def _ids_by_name(self, names: Iterable[str]) -> dict[str, TaskId]:
@@ -328,6 +332,10 @@ class _Loop:
 
     def _summary(self, counts: dict[TaskState, int], stuck: list[Task] | None = None) -> RunSummary:
         return RunSummary(counts, time.monotonic() - self.started, stuck or [])
+
+
+def _named_upstream(job: TaskSpec) -> set[str]:
+    return {*job.depends_on, *find_refs(job.args), *find_refs(job.kwargs)}
 
 
 def _by_state(counts: Iterable[StateCount]) -> dict[TaskState, int]:
