@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -72,7 +73,7 @@ def test_failures_retry_with_backoff_then_fail(scheduler: Scheduler) -> None:
     assert all(a.traceback and "RuntimeError: nope" in a.traceback for a in attempts)
     gaps = [
         (b.started_at - a.finished_at).total_seconds()
-        for a, b in zip(attempts, attempts[1:])
+        for a, b in itertools.pairwise(attempts)
         if a.finished_at
     ]
     assert gaps[1] >= 0.1 - 0.02, "second backoff should be about twice the first"

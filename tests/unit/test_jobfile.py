@@ -96,7 +96,7 @@ def test_errors_name_the_task_and_field(data: object, task: str, field: str) -> 
 
 
 def test_cycle_is_refused_with_its_names() -> None:
-    with pytest.raises(InvalidSpecError, match="a -> b -> a|b -> a -> b"):
+    with pytest.raises(InvalidSpecError, match=r"a -> b -> a|b -> a -> b"):
         parse({"tasks": [
             {"name": "a", "handler": "echo", "depends_on": ["b"]},
             {"name": "b", "handler": "echo", "depends_on": ["a"]},
