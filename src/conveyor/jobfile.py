@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,10 @@ def _spec(
         raise InvalidSpecError("each task must be a mapping", task=label)
     fields = {**defaults, **entry}
     if isinstance(fields.get("run_at"), str):
-        fields["run_at"] = _start_time(fields["run_at"], now, label)
+        try:
+            fields["run_at"] = parse_start_time(fields["run_at"], now)
+        except ValueError as exc:
+            raise InvalidSpecError(str(exc), field="run_at", task=label) from None
     if fields.get("name") and "key" not in fields:
         fields["key"] = f"{file_name}:{fields['name']}"
     try:
@@ -97,18 +100,18 @@ def _spec(
         raise InvalidSpecError(error["msg"], field=field, task=label) from None
 
 
-def _start_time(text: str, now: datetime, label: str) -> datetime:
+def parse_start_time(text: str, now: datetime) -> datetime:
+    """An ISO time (UTC if it has no zone) or a time relative to `now`: +30s, +5m, +2h, +1d."""
     match = _RELATIVE.match(text.strip())
     if match:
         return now + timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
     try:
-        return datetime.fromisoformat(text)
+        when = datetime.fromisoformat(text)
     except ValueError:
-        raise InvalidSpecError(
-            "must be an ISO time (2026-11-22T18:00:00Z) or relative (+30s, +5m, +2h, +1d)",
-            field="run_at",
-            task=label,
+        raise ValueError(
+            "must be an ISO time (2026-11-22T18:00:00Z) or relative (+30s, +5m, +2h, +1d)"
         ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _check_references(specs: list[TaskSpec]) -> None:
