@@ -30,10 +30,17 @@ def _finished(h, how):
 # ---- cancel ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("how", ["queued", "waiting-on-time", "waiting-on-parent"])
-def test_cancelling_a_task_that_has_not_started(h, how):
+@pytest.mark.parametrize(
+    "how", ["queued", "waiting-on-time", "waiting-on-parent", "waiting-on-backoff"]
+)
+def test_cancelling_a_task_that_is_not_running(h, how):
     if how == "waiting-on-parent":
         _parent, task = h.submit_batch({"name": "p"}, {"name": "c", "depends_on": ["p"]})
+    elif how == "waiting-on-backoff":
+        task = h.submit(max_retries=1, retry={"backoff_s": 60, "jitter": 0})
+        first = h.worker("first")
+        h.fail(first, h.lease_one(first))
+        assert h.state(task.id) is TaskState.PENDING
     else:
         task = h.submit(delay_s=60 if how == "waiting-on-time" else None)
     recorder = h.record_events()
@@ -53,7 +60,7 @@ def test_cancelling_a_task_that_has_not_started(h, how):
         for a in leased:
             h.succeed(w, a)
     assert h.state(task.id) is TaskState.CANCELLED
-    assert h.engine.attempts(task.id) == []
+    assert len(h.engine.attempts(task.id)) == (1 if how == "waiting-on-backoff" else 0)
 
 
 def test_cancelling_a_running_task_refuses_its_report_and_stops_its_heartbeat(h):
@@ -395,6 +402,21 @@ def test_a_task_whose_dependents_all_finished_can_be_deleted(h):
     with pytest.raises(NotFoundError):
         h.get(parent.id)
     assert h.state(child.id) is TaskState.SUCCEEDED
+
+
+def test_a_waiting_child_can_be_deleted_and_its_parent_still_finishes(h):
+    parent, child = h.submit_batch({"name": "parent"}, {"name": "child", "depends_on": ["parent"]})
+    w = h.worker()
+
+    h.engine.delete(child.id)
+    h.run_next(w)
+
+    assert h.state(parent.id) is TaskState.SUCCEEDED
+    with pytest.raises(NotFoundError):
+        h.get(child.id)
+    assert h.lease(w) == []
+    h.engine.delete(parent.id)  # no dependents left
+    assert h.engine.counts() == []
 
 
 def test_deleting_an_unknown_task_is_not_found(h):
