@@ -1,8 +1,10 @@
 """Fixtures for the store contract suite: one Engine per test, over every Store implementation.
 
-Every test in `tests/contract/` takes the `h` (harness) fixture, which is parametrized by `store`
-below, so each rule is proved once per store. A new store joins by adding one entry to
-`STORE_BACKENDS` and one `_open_<backend>` function; no test changes.
+Every test in `tests/contract/` takes the `h` (harness) fixture, built on the `store` fixture,
+which is parametrized by backend (`STORE_BACKENDS`), so each rule is proved once per store. A new
+store joins by adding one entry to `STORE_BACKENDS` and one `_open_<backend>` function; no test
+changes. Stores must tolerate `close()` twice: tests close one to simulate a restart, and the
+fixture closes every store it opened.
 
 Time is a `ManualClock` and the engine's randomness a seeded `random.Random`, so every run of the
 suite makes the same decisions.
@@ -243,16 +245,3 @@ def make_harness(
 @pytest.fixture
 def h(store_factory: StoreFactory, store: Store) -> Harness:
     return make_harness(store_factory, store=store)
-
-
-@pytest.fixture
-def engine(h: Harness) -> Engine:
-    return h.engine
-
-
-@pytest.fixture
-def clock(h: Harness) -> ManualClock:
-    return h.clock
-
-
-__all__ = ["SETTINGS", "Harness", "Recorder", "StoreFactory", "make_harness"]
