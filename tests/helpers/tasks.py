@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 
@@ -67,11 +68,23 @@ def announce_then_sleep(address: str, seconds: float) -> JSON:
 
     The test waits on the socket instead of sleeping and hoping the handler has started.
     """
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.connect(address)
-        sock.sendall(str(os.getpid()).encode())
+    _announce(address, os.getpid())
     time.sleep(seconds)
     return seconds
+
+
+def start_grandchild_then_sleep(address: str, seconds: float) -> JSON:
+    """Start a long `sleep` command, announce its pid, then sleep: a stand-in for a shell task."""
+    grandchild = subprocess.Popen(["sleep", "60"])
+    _announce(address, grandchild.pid)
+    time.sleep(seconds)
+    return seconds
+
+
+def _announce(address: str, pid: int) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(address)
+        sock.sendall(str(pid).encode())
 
 
 class Jobs:

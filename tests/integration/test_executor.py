@@ -8,6 +8,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import uuid
@@ -99,6 +102,15 @@ def is_gone(pid: int) -> bool:
     return False
 
 
+def is_dead(pid: int) -> bool:
+    """True once `pid` has exited, even if nobody has reaped it yet (a zombie)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
 def assert_pool_still_works(pool: ProcessPool) -> None:
     result = run_one(pool, execution("echo", "still here", task_id="after"))
     assert (result.outcome, result.result) == (Outcome.SUCCEEDED, "still here")
@@ -155,6 +167,25 @@ def test_timeout_kills_the_child_and_frees_the_slot(
     assert 0.5 <= elapsed < 0.5 + 0.25, elapsed
     assert is_gone(pid)
     assert_pool_still_works(pool)
+
+
+def test_timeout_also_kills_what_the_handler_started(
+    pool: ProcessPool, announcements: Announcements
+) -> None:
+    address = announcements.address
+    pool.start(execution(f"{TASKS}:start_grandchild_then_sleep", address, 30, timeout_s=0.3))
+    grandchild = announcements.next_pid()
+    [result] = collect(pool, 1)
+    assert result.outcome is Outcome.TIMED_OUT
+    # Reparented to init once its parent died, so it may linger as a zombie: dead is enough.
+    assert is_dead(grandchild)
+
+
+def test_large_arguments_and_results_cross_the_pipe(pool: ProcessPool) -> None:
+    payload = "x" * 5_000_000
+    result = run_one(pool, execution("echo", payload))
+    assert result.outcome is Outcome.SUCCEEDED
+    assert result.result == payload
 
 
 def test_os_exit_is_crashed_and_the_pool_recovers(pool: ProcessPool) -> None:
@@ -299,7 +330,8 @@ def test_many_tasks_through_warm_children(pool: ProcessPool) -> None:
             results += pool.wait(10)
         pool.start(execution("echo", i, task_id=str(i)))
     results += collect(pool, len(pool.running))
-    assert sorted(r.result for r in results if r.outcome is Outcome.SUCCEEDED) == list(range(200))
+    assert all(r.outcome is Outcome.SUCCEEDED for r in results)
+    assert [r.result for r in sorted(results, key=lambda r: int(r.task_id))] == list(range(200))
     assert child_pids(pool) == pids_before  # no child was replaced on the way
 
 
@@ -313,3 +345,34 @@ def test_a_child_that_died_while_idle_is_replaced_before_use(pool: ProcessPool) 
         result = run_one(pool, execution("echo", i, task_id=f"e{i}"))
         assert (result.outcome, result.result) == (Outcome.SUCCEEDED, i)
     assert pool.free_slots == 2
+
+
+def test_a_main_script_without_a_guard_gets_a_clear_error_not_a_respawn_loop(
+    tmp_path: Path,
+) -> None:
+    # Every child imports the main script; unguarded, each one tries to start a pool and dies.
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from conveyor.executor import Execution, ProcessPool
+            from conveyor.handlers import HandlerPolicy
+
+            pool = ProcessPool(2, HandlerPolicy())
+            pool.start(Execution("a", 1, "echo", [1], {}, None))
+            try:
+                for _ in range(100):
+                    for result in pool.wait(1):
+                        print("result:", result.outcome.value, result.error)
+            except RuntimeError as exc:
+                print("error:", exc)
+            pool.close()
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "result: crashed child process died: exited with code 1 while starting" in done.stdout
+    assert "error: executor children keep dying while starting" in done.stdout
+    assert 'guard that code with `if __name__ == "__main__":`' in done.stdout

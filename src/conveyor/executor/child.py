@@ -40,6 +40,7 @@ def serve(
     if memory_limit_mb is not None:
         limit = memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    conn.send_bytes(wire.READY)
     handlers: dict[str, Callable[..., JSON]] = {}
     while True:
         try:

@@ -29,6 +29,9 @@ from conveyor.handlers.registry import HandlerPolicy, check_handler
 
 logger = logging.getLogger(__name__)
 
+# Children that die before they are set up will keep dying: stop instead of respawning forever.
+_STARTUP_FAILURE_LIMIT = 3
+
 
 class ProcessPool:
     """`size` child processes, started eagerly in the constructor, each running one call at a time.
@@ -62,6 +65,8 @@ class ProcessPool:
         # Every result passes through here, so one found while replacing a child is never lost.
         self._results: list[ExecutionResult] = []
         self._closed = False
+        self._broken: str | None = None  # why the pool cannot go on, once it cannot
+        self._startup_failures = 0  # children in a row that died before sending READY
         self._wake_up = WakeUp()
         # multiprocessing runs this at interpreter exit before it joins children (which would
         # hang on children blocked reading their pipe), and at garbage collection.
@@ -187,11 +192,12 @@ class ProcessPool:
         self._finalizer()
 
     def _free_child(self) -> Child:
-        """A live idle child. One that died since the last wait() is replaced first, so a task
-        is never handed to a dead process and reported CRASHED through no fault of its own."""
+        """A live idle child, preferring one that is ready. One that died since the last wait()
+        is replaced first, so a task is never handed to a dead process and reported CRASHED."""
         while True:
             with self._lock:
-                child = next((c for c in self._children if c.execution is None), None)
+                idle = [c for c in self._children if c.execution is None]
+            child = min(idle, key=lambda c: not c.ready, default=None)
             if child is None:
                 raise RuntimeError(
                     f"no free slot: all {len(self._children)} children are busy; "
@@ -207,18 +213,25 @@ class ProcessPool:
         with self._lock:
             children = list(self._children)
         for child in children:
+            died, readable = child.process.sentinel in ready, child.conn in ready
+            if not child.ready and (readable or died):
+                if not processes.greet(child):
+                    self._replace(child, Outcome.CRASHED)  # it died while starting
+                    continue
+                self._startup_failures = 0
+                readable = child.conn.poll()  # a reply may have followed READY already
             execution = child.execution
             if execution is None:
-                if child.process.sentinel in ready:
+                if died:
                     self._replace(child, Outcome.CRASHED)
                 continue
             overdue = child.deadline is not None and now >= child.deadline
             if child.cancelled:
                 self._replace(child, Outcome.CANCELLED)
             # A reply that beat the deadline by a hair still counts.
-            elif child.conn in ready or (overdue and child.conn.poll()):
-                self._read_reply(child, died=child.process.sentinel in ready)
-            elif child.process.sentinel in ready:
+            elif readable or (overdue and child.conn.poll()):
+                self._read_reply(child, died=died)
+            elif died:
                 self._replace(child, Outcome.CRASHED)
             elif overdue:
                 self._replace(child, Outcome.TIMED_OUT)
@@ -253,26 +266,29 @@ class ProcessPool:
                 outcome = Outcome.CANCELLED  # cancel() returned True: that is the outcome
             # From here on cancel() cannot find the execution, so it will not signal this pid.
             child.execution = None
+        starting = not child.ready and outcome is Outcome.CRASHED
         exitcode = processes.retire(child)
-        extra: dict[str, object] = {"exitcode": exitcode}
-        if execution is None or started_at is None:
-            if outcome is Outcome.CRASHED:
-                logger.warning("executor child died while idle; replacing it", extra=extra)
-        else:
-            if outcome is Outcome.TIMED_OUT:
-                error = f"timed out after {float(execution.timeout_s or 0)}s"
-            elif outcome is Outcome.CANCELLED:
-                error = "cancelled while running"
-            else:
-                error = processes.describe_exit(exitcode)
-                extra["task_id"] = execution.task_id
-                logger.warning("executor child died while running a task", extra=extra)
+        if outcome is Outcome.CRASHED:
+            log = logger.error if starting else logger.warning
+            log("executor child died", extra={"exitcode": exitcode, "starting": starting})
+        if execution is not None and started_at is not None:
+            error = processes.describe_end(outcome, execution, exitcode, starting=starting)
+            finished_at = self._clock.now()
             result = ExecutionResult.unsuccessful(
-                execution, outcome, error, started_at=started_at, finished_at=self._clock.now()
+                execution, outcome, error, started_at=started_at, finished_at=finished_at
             )
             with self._lock:
                 self._results.append(result)
         try:
+            self._startup_failures += starting
+            if self._startup_failures >= _STARTUP_FAILURE_LIMIT:
+                self._broken = (
+                    "executor children keep dying while starting "
+                    f"({processes.describe_exit(exitcode)}); their stderr says why. If the "
+                    "main script starts a scheduler or a pool, guard that code with "
+                    '`if __name__ == "__main__":`, because every child imports the main script.'
+                )
+                raise RuntimeError(self._broken)
             replacement = self._start_child()
         except BaseException:
             with self._lock:
@@ -282,20 +298,20 @@ class ProcessPool:
             self._children[self._children.index(child)] = replacement
 
     def _waitables(self) -> tuple[list[Connection | int], float | None]:
-        """What wait() sleeps on: the wake pipe, every child's death, busy children's replies;
-        and the nearest deadline."""
+        """What wait() sleeps on: the wake pipe, every child's death, busy children's replies,
+        new children's READY; and the nearest deadline."""
         with self._lock:
             waitables: list[Connection | int] = [self._wake_up.fd]
-            deadline: float | None = None
             for child in self._children:
                 waitables.append(child.process.sentinel)
-                if child.execution is not None:
+                if child.execution is not None or not child.ready:
                     waitables.append(child.conn)
-                    if child.deadline is not None and (
-                        deadline is None or child.deadline < deadline
-                    ):
-                        deadline = child.deadline
-        return waitables, deadline
+            deadlines = [
+                child.deadline
+                for child in self._children
+                if child.execution is not None and child.deadline is not None
+            ]
+        return waitables, min(deadlines, default=None)
 
     def _start_child(self) -> Child:
         return processes.start_child(self._policy, self._output_tail_chars, self._memory_limit_mb)
@@ -303,6 +319,8 @@ class ProcessPool:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("the process pool is closed")
+        if self._broken is not None:
+            raise RuntimeError(self._broken)
 
 
 def _shut_down(children: list[Child], wake_up: WakeUp) -> None:

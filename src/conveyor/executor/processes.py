@@ -3,8 +3,10 @@
 Children are started by a forkserver: a clean server process, started once per parent, that
 forks each child. A plain fork would copy the parent's threads' locks in whatever state they are
 in (the worker has a heartbeat thread); spawn would pay an interpreter start-up per child.
-The server preloads the child module and the parent's main module, so a new child is ready in a
-few milliseconds.
+The server preloads the child module, so a new child is ready in a few milliseconds, plus the
+time it takes to import the parent's main script: multiprocessing runs that in every child (as
+`__mp_main__`), so a script that uses a pool must guard its entry point with
+`if __name__ == "__main__":`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from conveyor.executor import child
+from conveyor.core.states import Outcome
+from conveyor.executor import child, wire
 from conveyor.executor.models import Execution
 from conveyor.handlers.registry import HandlerPolicy
 
@@ -37,6 +40,8 @@ class Child:
     deadline: float | None = None
     """time.monotonic() value after which the execution is killed."""
     cancelled: bool = False
+    ready: bool = False
+    """Whether the child has sent wire.READY: set up and able to run requests."""
 
 
 def start_child(
@@ -47,11 +52,8 @@ def start_child(
     The child gets the parent's sys.path and working directory (multiprocessing sends both), so
     handlers importable in the parent are importable in the child.
     """
-    # Only takes effect before the forkserver starts; it is one server per parent process.
-    # "__main__" is loaded into the server once instead of into every child; like every
-    # multiprocessing program, the main script must guard its entry point with
-    # `if __name__ == "__main__":`.
-    _CONTEXT.set_forkserver_preload(["__main__", child.__name__])
+    # Takes effect only before the forkserver starts: there is one server per parent process.
+    _CONTEXT.set_forkserver_preload([child.__name__])
     parent_conn, child_conn = _CONTEXT.Pipe(duplex=True)
     process = _CONTEXT.Process(
         target=child.serve,
@@ -92,6 +94,19 @@ def kill(process: BaseProcess, *, reaped: bool = False) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
+def greet(child_: Child) -> bool:
+    """Read the child's READY message. False if it died first (or said something else).
+
+    Call only when its pipe is readable or it has died, so the read cannot block.
+    """
+    try:
+        ready = child_.conn.recv_bytes() == wire.READY
+    except (EOFError, OSError):
+        return False
+    child_.ready = ready
+    return ready
+
+
 def has_exited(process: BaseProcess) -> bool:
     """Whether the child is gone, without blocking. Cheaper than is_alive(), which builds a
     selector each time; the hand-off path calls this for every task."""
@@ -122,3 +137,15 @@ def describe_exit(exitcode: int | None) -> str:
             name = f"signal {-exitcode}"
         return f"child process died: killed by {name}"
     return f"child process died: exited with code {exitcode}"
+
+
+def describe_end(
+    outcome: Outcome, execution: Execution, exitcode: int | None, *, starting: bool
+) -> str:
+    """The error line of an execution whose child was killed or died."""
+    if outcome is Outcome.TIMED_OUT:
+        return f"timed out after {float(execution.timeout_s or 0)}s"
+    if outcome is Outcome.CANCELLED:
+        return "cancelled while running"
+    died = describe_exit(exitcode)
+    return f"{died} while starting; the worker's stderr says why" if starting else died

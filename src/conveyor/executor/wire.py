@@ -1,6 +1,7 @@
 """The messages between the pool and a child: one JSON document per message, nothing pickled.
 
-The parent sends a Request; the child answers each one with exactly one Reply.
+A child first sends READY once it is set up; then the parent sends Requests and the child
+answers each one with exactly one Reply.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from conveyor.core.states import Outcome
 from conveyor.core.types import JSON
 from conveyor.errors import HandlerError
 from conveyor.executor.models import Execution, ExecutionResult
+
+READY = b'{"ready":true}'
+"""The child's first message: it started, so a later death is not a start-up failure."""
 
 
 class Request(TypedDict):
