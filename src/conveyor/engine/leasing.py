@@ -16,6 +16,8 @@ from conveyor.engine.events import Changes
 from conveyor.engine.finishing import Ending
 from conveyor.store.base import StoreTx
 
+MAX_SCAN = 1024
+"""Ready tasks read per queue, at most, to find some that fit a worker's free resources."""
 PROMOTE_BATCH = 1000
 """Due tasks released per call: bounds one transaction's work; the rest go on the next call."""
 
@@ -44,11 +46,7 @@ def grant_leases(
     Each queue is read separately, in index order, and the lists merged: one ordered query across
     several queues would have to sort every ready task, which grows with the queue.
     """
-    # Look a little deeper than max_tasks so that tasks asking for resources the worker lacks do
-    # not hide the ones it can run.
-    window = max(4 * max_tasks, 16)
-    candidates = merge_in_order([tx.queued_candidates(queue, window) for queue in queues])
-    chosen = select_for_lease(candidates, max_tasks, free)
+    chosen = _choose(tx, queues, max_tasks, free)
     expires = now + timedelta(seconds=lease_s)
     for task in chosen:
         move(task, TaskState.RUNNING, now)
@@ -92,6 +90,30 @@ def grant_leases(
             )
         )
     return assignments, unstartable
+
+
+def _choose(
+    tx: StoreTx, queues: Sequence[str], max_tasks: int, free: Mapping[str, float] | None
+) -> list[Task]:
+    """The first `max_tasks` ready tasks, in lease order, that fit `free`.
+
+    Reads a page per queue; only when tasks the worker cannot fit fill a whole page does it read
+    on (up to MAX_SCAN rows a queue), so that a crowd of GPU tasks does not hide CPU work.
+    """
+    page = max(4 * max_tasks, 16)
+    pages: dict[str, list[Task]] = {q: tx.queued_candidates(q, page) for q in queues}
+    chosen = select_for_lease(merge_in_order(pages.values()), max_tasks, free)
+    scanned = page
+    while len(chosen) < max_tasks and scanned < MAX_SCAN:
+        full = [q for q, tasks in pages.items() if len(tasks) == scanned]
+        if not full:
+            break
+        for queue in full:
+            last = pages[queue][-1]
+            pages[queue] += tx.queued_candidates(queue, page, after=(last.priority, last.seq))
+        scanned += page
+        chosen = select_for_lease(merge_in_order(pages.values()), max_tasks, free)
+    return chosen
 
 
 def _upstream_results(tx: StoreTx, tasks: Sequence[Task]) -> dict[str, JSON]:

@@ -86,8 +86,11 @@ class StoreTx(Protocol):
         """Locked pending tasks with no dependencies left whose start time has come."""
         ...
 
-    def queued_candidates(self, queue: str, limit: int) -> list[Task]:
-        """Locked queued tasks of `queue` in lease order (priority desc, seq), skipping locked rows."""
+    def queued_candidates(
+        self, queue: str, limit: int, *, after: tuple[int, int] | None = None
+    ) -> list[Task]:
+        """Locked queued tasks of `queue` in lease order (priority desc, seq), skipping locked rows;
+        with `after=(priority, seq)`, only those that come after that position."""
         ...
 
     def expired_leases(self, now: datetime, limit: int) -> list[Task]:

@@ -167,8 +167,13 @@ class SQLiteTx:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
-    def _tasks_where(self, where: str, params: Sequence[Any]) -> list[Task]:
-        rows = self._conn.execute(f"{_TASK_SELECT} WHERE {where}", params).fetchall()
+    def _tasks_where(
+        self, where: str, params: Sequence[Any], *, index: str | None = None
+    ) -> list[Task]:
+        # Hot paths name their partial index: without statistics the planner may prefer the
+        # (state, seq) index and sort every pending or running row instead.
+        source = f"{_TASK_SELECT} INDEXED BY {index}" if index else _TASK_SELECT
+        rows = self._conn.execute(f"{source} WHERE {where}", params).fetchall()
         return [codec.task_from_row(row) for row in rows]
 
     # tasks
@@ -237,27 +242,46 @@ class SQLiteTx:
         return self._tasks_where(
             "state = 'pending' AND deps_left = 0 AND not_before <= ? ORDER BY not_before LIMIT ?",
             (now.timestamp(), limit),
+            index="tasks_due",
         )
 
     def next_due(self) -> datetime | None:
         row = self._conn.execute(
-            "SELECT min(not_before) FROM tasks WHERE state = 'pending' AND deps_left = 0"
+            "SELECT min(not_before) FROM tasks INDEXED BY tasks_due "
+            "WHERE state = 'pending' AND deps_left = 0"
         ).fetchone()
         return codec.from_epoch(row[0])
 
-    def queued_candidates(self, queue: str, limit: int) -> list[Task]:
+    def queued_candidates(
+        self, queue: str, limit: int, *, after: tuple[int, int] | None = None
+    ) -> list[Task]:
+        if after is None:
+            return self._tasks_where(
+                "state = 'queued' AND queue = ? ORDER BY priority DESC, seq LIMIT ?",
+                (queue, limit),
+                index="tasks_ready",
+            )
+        priority, seq = after
+        # A range on priority keeps the index scan; the few rows of the same priority already
+        # seen are filtered out.
         return self._tasks_where(
-            "state = 'queued' AND queue = ? ORDER BY priority DESC, seq LIMIT ?", (queue, limit)
+            "state = 'queued' AND queue = ? AND priority <= ? AND NOT (priority = ? AND seq <= ?) "
+            "ORDER BY priority DESC, seq LIMIT ?",
+            (queue, priority, priority, seq, limit),
+            index="tasks_ready",
         )
 
     def expired_leases(self, now: datetime, limit: int) -> list[Task]:
         return self._tasks_where(
             "state = 'running' AND lease_expires_at < ? ORDER BY lease_expires_at LIMIT ?",
             (now.timestamp(), limit),
+            index="tasks_lease_expiry",
         )
 
     def running_on_worker(self, worker_id: WorkerId) -> list[Task]:
-        return self._tasks_where("state = 'running' AND worker_id = ?", (worker_id,))
+        return self._tasks_where(
+            "state = 'running' AND worker_id = ?", (worker_id,), index="tasks_by_worker"
+        )
 
     # attempts
     def insert_attempts(self, attempts: Sequence[Attempt]) -> None:
