@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC
+from multiprocessing import connection
 from pathlib import Path
 
 import pytest
@@ -186,6 +187,16 @@ def test_large_arguments_and_results_cross_the_pipe(pool: ProcessPool) -> None:
     result = run_one(pool, execution("echo", payload))
     assert result.outcome is Outcome.SUCCEEDED
     assert result.result == payload
+
+
+def test_a_deadline_that_passes_before_the_child_is_ready(importable_tests: None) -> None:
+    with ProcessPool(1, POLICY) as pool:
+        pool.start(execution("sleep", 5, timeout_s=0.001))
+        # Let READY arrive unread while the deadline passes: the case where it could pass
+        # for a reply.
+        assert connection.wait([pool._children[0].conn], timeout=10)
+        [result] = collect(pool, 1)
+        assert (result.outcome, result.error) == (Outcome.TIMED_OUT, "timed out after 0.001s")
 
 
 def test_os_exit_is_crashed_and_the_pool_recovers(pool: ProcessPool) -> None:

@@ -166,3 +166,9 @@ def test_requests_with_non_json_arguments_are_refused(args: list[Any]) -> None:
     execution = Execution("t", 1, "echo", args, {}, None)
     with pytest.raises(HandlerError, match="arguments are not JSON serializable"):
         wire.encode_request(execution)
+
+
+@pytest.mark.parametrize("data", [wire.READY, b"[]", b'{"outcome":"maybe"}', b"not json"])
+def test_anything_but_a_reply_is_refused(data: bytes) -> None:
+    with pytest.raises(ValueError):
+        wire.decode_reply(data)

@@ -214,7 +214,8 @@ class ProcessPool:
             children = list(self._children)
         for child in children:
             died, readable = child.process.sentinel in ready, child.conn in ready
-            if not child.ready and (readable or died):
+            # READY comes first: read it before anything can take it for a reply.
+            if not child.ready and (readable or died or child.conn.poll()):
                 if not processes.greet(child):
                     self._replace(child, Outcome.CRASHED)  # it died while starting
                     continue

@@ -48,7 +48,11 @@ def decode_request(data: bytes) -> Request:
 
 
 def decode_reply(data: bytes) -> Reply:
-    return cast(Reply, json.loads(data))
+    """Parse a Reply; ValueError if `data` is not one (a bug, treated like a crashed child)."""
+    reply = json.loads(data)
+    if not isinstance(reply, dict) or reply.get("outcome") not in ("succeeded", "failed"):
+        raise ValueError(f"not a reply from an executor child: {data[:100]!r}")
+    return cast(Reply, reply)
 
 
 def encode_request(execution: Execution) -> bytes:
