@@ -8,6 +8,7 @@ import sys
 import click
 
 from conveyor.cli.run import run_command
+from conveyor.cli.server import server_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,6 +21,7 @@ def cli(verbose: int) -> None:
 
 
 cli.add_command(run_command)
+cli.add_command(server_command)
 
 
 def main() -> None:

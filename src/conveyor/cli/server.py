@@ -1,0 +1,211 @@
+"""`conveyor server`: the HTTP server over one database, optionally with local workers."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import socket
+import threading
+from types import FrameType
+
+import click
+import uvicorn
+from fastapi import FastAPI
+
+from conveyor.cli.options import allow_module_option, allow_option, db_option
+from conveyor.engine import Engine, EngineSettings
+from conveyor.errors import ConveyorError
+from conveyor.server import ServerSettings, create_app, request_shutdown
+from conveyor.server.local_workers import LocalWorkers
+from conveyor.store.sqlite import SQLiteStore
+
+log = logging.getLogger(__name__)
+
+LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+GRACEFUL_SHUTDOWN_S = 5
+"""How long open requests may take to finish once the server stops (long-polls answer at once)."""
+
+
+@click.command("server")
+@db_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65_535))
+@click.option(
+    "--workers",
+    "worker_count",
+    default=0,
+    type=click.IntRange(0, 1024),
+    help="Also run N worker processes on this machine (the all-in-one mode).",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Allow listening on a non-loopback address although the API has no authentication yet.",
+)
+@click.option(
+    "--lease-s",
+    type=click.FloatRange(min=0, min_open=True),
+    help="How long a lease lasts without a heartbeat [default: 30].",
+)
+@click.option(
+    "--heartbeat-s",
+    type=click.FloatRange(min=0, min_open=True),
+    help="How often workers heartbeat [default: 5, or a third of --lease-s if that is shorter].",
+)
+@click.option(
+    "--worker-grace-s",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="On stop, how long local workers get to finish before they are killed.",
+)
+@allow_option
+@allow_module_option
+def server_command(
+    db: str,
+    host: str,
+    port: int,
+    worker_count: int,
+    insecure: bool,
+    lease_s: float | None,
+    heartbeat_s: float | None,
+    worker_grace_s: float,
+    allow: tuple[str, ...],
+    allow_modules: tuple[str, ...],
+) -> None:
+    """Serve the REST API (and /docs) over the database --db.
+
+    With --workers N, also starts N local worker processes that connect to this server, and stops
+    them when the server stops.
+    """
+    if not insecure and not is_loopback(host):
+        raise click.UsageError(
+            f"refusing to listen on {host!r}: it is not a loopback address and the API has no "
+            "authentication yet, so anyone who can reach it could run tasks. Pass --insecure to "
+            "do it anyway (on a trusted network only), or use --host 127.0.0.1."
+        )
+    settings = engine_settings(lease_s, heartbeat_s)
+    try:
+        store = SQLiteStore(db)
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from None
+    engine = Engine(store, settings=settings)
+    server_settings = ServerSettings(
+        host=host, port=port, disk_path=os.path.dirname(os.path.abspath(db))
+    )
+    app = create_app(engine, server_settings)
+    workers = LocalWorkers(
+        worker_count,
+        worker_args(allow, allow_modules),
+        cli_args=["-v"] * verbosity(),
+        grace_s=worker_grace_s,
+    )
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower(),
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        lifespan="on",
+    )
+    server = _Server(config, app, workers)
+    try:
+        server.run()
+    finally:
+        workers.stop()
+        store.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, plus local workers: started once it listens, stopped before it stops."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI, workers: LocalWorkers) -> None:
+        super().__init__(config)
+        self.app = app
+        self.workers = workers
+        self._stopping = False
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.should_exit or not self.servers:
+            return
+        url = self.url()
+        click.echo(f"Conveyor server at {url}  (API docs: {url}/docs; Ctrl-C to stop)", err=True)
+        self.workers.start(url)
+
+    async def on_tick(self, counter: int) -> bool:
+        if counter % 10 == 0:
+            self.workers.check()
+        return await super().on_tick(counter)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Runs in the main thread when a signal arrives. Local workers stop first, while the
+        # server still answers their last reports; a second signal kills them and exits now.
+        if self._stopping or not self.workers.alive:
+            self.workers.kill()
+            self._exit(sig, frame)
+            return
+        self._stopping = True
+        click.echo("stopping local workers ...", err=True)
+        threading.Thread(
+            target=self._stop_workers_then_exit, args=(sig, frame), name="stop-workers"
+        ).start()
+
+    def _stop_workers_then_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.workers.stop()
+        self._exit(sig, frame)
+
+    def _exit(self, sig: int, frame: FrameType | None) -> None:
+        request_shutdown(self.app)  # waiting long-polls answer now
+        super().handle_exit(sig, frame)
+
+    def url(self) -> str:
+        host, port = self.servers[0].sockets[0].getsockname()[:2]
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return f"http://{host}:{port}"
+        if address.is_unspecified:  # listening everywhere: reach it over loopback
+            address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+        return f"http://[{address}]:{port}" if address.version == 6 else f"http://{address}:{port}"
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def engine_settings(lease_s: float | None, heartbeat_s: float | None) -> EngineSettings:
+    defaults = EngineSettings()
+    lease = lease_s if lease_s is not None else defaults.lease_s
+    heartbeat = (
+        heartbeat_s if heartbeat_s is not None else min(defaults.heartbeat_interval_s, lease / 3)
+    )
+    # Declared dead after as many missed heartbeats as by default (20 s at 5 s: four).
+    dead_after = defaults.worker_dead_after_s * heartbeat / defaults.heartbeat_interval_s
+    try:
+        return EngineSettings(
+            lease_s=lease, heartbeat_interval_s=heartbeat, worker_dead_after_s=dead_after
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--lease-s/--heartbeat-s") from None
+
+
+def worker_args(allow: tuple[str, ...], allow_modules: tuple[str, ...]) -> list[str]:
+    args: list[str] = []
+    for family in allow:
+        args += ["--allow", family]
+    for prefix in allow_modules:
+        args += ["--allow-module", prefix]
+    return args
+
+
+def verbosity() -> int:
+    """The -v count the CLI was started with, read back from the logging level it set."""
+    level = logging.getLogger().getEffectiveLevel()
+    return 2 if level <= logging.DEBUG else 1 if level <= logging.INFO else 0

@@ -1,0 +1,76 @@
+"""The HTTP server: a thin FastAPI layer over the engine.
+
+Every engine call runs in a worker thread, so the event loop never waits on the database. Engine
+events reach the loop through `Waiters` (long-poll leases, result waits); timers run with the
+app's lifespan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from conveyor.api.schemas import API_PREFIX
+from conveyor.engine import Engine
+from conveyor.server import docs, errors, hostmetrics
+from conveyor.server.bodylimit import BodyLimit
+from conveyor.server.context import ServerContext
+from conveyor.server.routes import system, tasks, workers
+from conveyor.server.settings import ServerSettings
+
+
+def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAPI:
+    ctx = ServerContext.build(engine, settings or ServerSettings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hostmetrics.prime()
+        ctx.waiters.start()
+        unsubscribe = engine.events.subscribe(ctx.finished.on_changes)
+        ctx.timers.start()
+        try:
+            yield
+        finally:
+            await ctx.timers.stop()
+            unsubscribe()
+            ctx.waiters.stop()
+
+    app = FastAPI(
+        title="Conveyor",
+        summary="A durable, distributed task scheduler.",
+        version=_version(),
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.conveyor = ctx
+    app.add_middleware(BodyLimit, max_body_bytes=ctx.settings.max_body_bytes)
+    routers = [
+        (API_PREFIX, tasks.router),
+        (API_PREFIX, workers.router),
+        (API_PREFIX, system.router),
+        ("", system.root_router),
+        ("", docs.router),
+    ]
+    for prefix, router in routers:
+        app.include_router(router, prefix=prefix)
+    errors.install(app, routers)
+    return app
+
+
+def request_shutdown(app: FastAPI) -> None:
+    """From any thread: answer every waiting long-poll now, so that the server can stop at once."""
+    context(app).waiters.close_threadsafe()
+
+
+def context(app: FastAPI) -> ServerContext:
+    ctx = app.state.conveyor
+    if not isinstance(ctx, ServerContext):
+        raise TypeError("not an app made by create_app()")
+    return ctx
+
+
+def _version() -> str:
+    return system._version()

@@ -1,0 +1,147 @@
+"""Errors as HTTP answers: the same shapes FastAPI uses, and never a 500 for a client's mistake.
+
+| raised                                   | status | body                                   |
+| ---------------------------------------- | ------ | -------------------------------------- |
+| InvalidSpecError, CycleError             | 422    | `{"detail": [{"loc", "msg", "type"}]}` |
+| malformed or undecodable JSON body       | 422    | same (FastAPI answers 400 for some)    |
+| NotFoundError                            | 404    | `{"detail": "..."}`                    |
+| ConflictError, StaleTokenError           | 409    | `{"detail": "..."}`                    |
+| StoreBusyError, StoreError               | 503    | `{"detail": "..."}` + `Retry-After`    |
+| anything else                            | 500    | a generic message; the error is logged |
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Sequence
+from typing import cast
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
+from starlette.types import ExceptionHandler
+
+from conveyor.errors import (
+    ConflictError,
+    InvalidSpecError,
+    NotFoundError,
+    StoreBusyError,
+    StoreError,
+)
+
+log = logging.getLogger(__name__)
+
+BODY_PARSE_ERROR = "There was an error parsing the body"  # FastAPI's 400 detail
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+def validation_body(
+    loc: list[str | int], msg: str, type_: str = "value_error"
+) -> dict[str, object]:
+    return {"detail": [{"loc": loc, "msg": msg, "type": type_}]}
+
+
+async def invalid_spec(request: Request, exc: Exception) -> Response:
+    field = cast(InvalidSpecError, exc).field
+    loc: list[str | int] = ["body", field] if field else ["body"]
+    return JSONResponse(validation_body(loc, str(exc)), status_code=422)
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"detail": str(exc)}, status_code=404)
+
+
+async def conflict(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"detail": str(exc)}, status_code=409)
+
+
+async def store_unavailable(request: Request, exc: Exception) -> Response:
+    retry_after_s = exc.retry_after_s if isinstance(exc, StoreBusyError) else 1.0
+    log.warning("store unavailable", extra={"path": request.url.path, "error": str(exc)})
+    return JSONResponse(
+        {"detail": f"the database is unavailable, try again shortly ({exc})"},
+        status_code=503,
+        headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))},
+    )
+
+
+async def unexpected(request: Request, exc: Exception) -> Response:
+    log.error(
+        "unhandled error",
+        exc_info=exc,
+        extra={"method": request.method, "path": request.url.path},
+    )
+    return JSONResponse({"detail": "internal server error; see the server log"}, status_code=500)
+
+
+class MethodIndex:
+    """Which methods each path accepts, across all routes: Starlette's 405 lists only the methods
+    of the first route whose path matches (GET for `/tasks/{id}`, which also takes DELETE)."""
+
+    def __init__(self, routers: Sequence[tuple[str, APIRouter]]) -> None:
+        self._paths: list[tuple[re.Pattern[str], set[str]]] = []
+        for prefix, router in routers:
+            for route in router.routes:
+                if isinstance(route, APIRoute):
+                    regex, _, _ = compile_path(prefix + route.path)
+                    self._paths.append((regex, set(route.methods or ())))
+
+    def allowed(self, path: str) -> list[str]:
+        methods: set[str] = set()
+        for regex, route_methods in self._paths:
+            if regex.match(path):
+                methods |= route_methods
+        return sorted(methods)
+
+
+def http_error(index: MethodIndex) -> ExceptionHandler:
+    async def handle(request: Request, exc: Exception) -> Response:
+        exc = cast(HTTPException, exc)
+        if exc.status_code == 400 and exc.detail == BODY_PARSE_ERROR:
+            # JSON that Python cannot decode (e.g. nested too deeply): FastAPI answers 400 here
+            # and 422 for other malformed JSON; clients get one answer for one mistake.
+            return JSONResponse(
+                validation_body(["body"], "the body is not valid JSON", "json_invalid"),
+                status_code=422,
+            )
+        if exc.status_code == 405 and (allowed := index.allowed(request.url.path)):
+            return JSONResponse(
+                {"detail": exc.detail}, status_code=405, headers={"Allow": ", ".join(allowed)}
+            )
+        return await http_exception_handler(request, exc)
+
+    return handle
+
+
+def install(app: FastAPI, routers: Sequence[tuple[str, APIRouter]]) -> None:
+    """Map errors to answers; `routers` (prefix, router) are those the app includes."""
+    app.add_exception_handler(InvalidSpecError, invalid_spec)  # CycleError included
+    app.add_exception_handler(NotFoundError, not_found)
+    app.add_exception_handler(ConflictError, conflict)  # StaleTokenError included
+    app.add_exception_handler(StoreError, store_unavailable)  # StoreBusyError included
+    app.add_exception_handler(HTTPException, http_error(MethodIndex(routers)))
+    app.add_exception_handler(Exception, unexpected)
+
+
+COMMON_RESPONSES: dict[int | str, dict[str, object]] = {
+    413: {"model": ErrorOut, "description": "The request body is too large."},
+    503: {
+        "model": ErrorOut,
+        "description": "The database is locked or unavailable; retry after `Retry-After` seconds.",
+    },
+}
+NOT_FOUND: dict[int | str, dict[str, object]] = {
+    404: {"model": ErrorOut, "description": "No such task or worker."}
+}
+CONFLICT: dict[int | str, dict[str, object]] = {
+    409: {"model": ErrorOut, "description": "The operation does not fit the current state."}
+}

@@ -1,0 +1,83 @@
+"""Worker processes started by `conveyor server --workers N` (the all-in-one mode).
+
+They run `python -m conveyor worker --server URL` on this machine, are never restarted, and are
+stopped with the server: SIGTERM first, so that they can finish and report what they run, then
+SIGKILL after a grace period. Each runs in its own session, so a Ctrl-C in the terminal reaches
+only the server, which then stops them in that order.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+log = logging.getLogger(__name__)
+
+
+class LocalWorkers:
+    def __init__(
+        self,
+        count: int,
+        worker_args: Sequence[str] = (),
+        *,
+        cli_args: Sequence[str] = (),
+        grace_s: float = 10.0,
+    ) -> None:
+        self.count = count
+        self.worker_args = list(worker_args)
+        self.cli_args = list(cli_args)
+        self.grace_s = grace_s
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._reported: set[int] = set()
+
+    def command(self, url: str) -> list[str]:
+        return [
+            sys.executable, "-m", "conveyor", *self.cli_args,
+            "worker", "--server", url, *self.worker_args,
+        ]  # fmt: skip
+
+    def start(self, url: str) -> None:
+        for _ in range(self.count):
+            proc = subprocess.Popen(  # the arguments are ours, not a shell string
+                self.command(url), stdin=subprocess.DEVNULL, start_new_session=True
+            )
+            self._procs.append(proc)
+            log.info("started a local worker", extra={"pid": proc.pid, "server_url": url})
+
+    @property
+    def alive(self) -> list[subprocess.Popen[bytes]]:
+        return [p for p in self._procs if p.poll() is None]
+
+    def check(self) -> None:
+        """Log workers that exited on their own (once each); they are not restarted."""
+        for proc in self._procs:
+            code = proc.poll()
+            if code is not None and proc.pid not in self._reported:
+                self._reported.add(proc.pid)
+                log.warning(
+                    "a local worker exited; it is not restarted",
+                    extra={"pid": proc.pid, "exit_code": code},
+                )
+
+    def stop(self) -> None:
+        """SIGTERM every worker, wait up to the grace period, then SIGKILL those still running."""
+        alive = self.alive
+        for proc in alive:
+            proc.terminate()
+        deadline = time.monotonic() + self.grace_s
+        for proc in alive:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("a local worker ignored SIGTERM; killing it", extra={"pid": proc.pid})
+                proc.kill()
+                proc.wait()
+        self._reported.update(p.pid for p in alive)
+
+    def kill(self) -> None:
+        for proc in self.alive:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,56 @@
+"""Reads that combine several engine calls into one answer; each runs in a worker thread."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from conveyor.core.models import Attempt, Task, Worker, WorkerState
+from conveyor.core.states import TaskState
+from conveyor.core.types import TaskId, WorkerId
+from conveyor.engine import Engine
+from conveyor.store.base import TaskFilter
+
+PAGE = 1000
+LIVE_WORKER_STATES = frozenset({WorkerState.ALIVE, WorkerState.DRAINING})
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDetails:
+    task: Task
+    attempts: list[Attempt]
+    dependents: list[TaskId]
+
+
+def task_details(engine: Engine, task_id: TaskId) -> TaskDetails:
+    task = engine.get(task_id)
+    # The engine has no call for a task's dependents yet; this is a plain read of the edges.
+    with engine.store.transaction(write=False) as tx:
+        dependents = tx.dependents([task_id]).get(task_id, [])
+    return TaskDetails(task, engine.attempts(task_id), dependents)
+
+
+def running_by_worker(engine: Engine) -> dict[WorkerId, list[TaskId]]:
+    """Ids of the running tasks of each worker (as many as all workers' concurrency, at most)."""
+    running: dict[WorkerId, list[TaskId]] = {}
+    where = TaskFilter(states=[TaskState.RUNNING])
+    after: int | None = None
+    while True:
+        page = engine.list_tasks(where, after_seq=after, limit=PAGE)
+        for task in page:
+            if task.worker_id is not None:
+                running.setdefault(task.worker_id, []).append(task.id)
+        if len(page) < PAGE:
+            return running
+        after = page[-1].seq
+
+
+def workers_with_running(engine: Engine) -> tuple[list[Worker], dict[WorkerId, list[TaskId]]]:
+    return engine.workers(), running_by_worker(engine)
+
+
+def worker_with_running(engine: Engine, worker_id: WorkerId) -> tuple[Worker, list[TaskId]]:
+    worker = engine.worker(worker_id)
+    running = (
+        running_by_worker(engine).get(worker_id, []) if worker.state in LIVE_WORKER_STATES else []
+    )
+    return worker, running

@@ -1,0 +1,87 @@
+"""The system as a whole: status (counts, workers, throughput), monitor (host metrics), health."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from conveyor.api.schemas import HealthOut, MonitorOut, StatusOut
+from conveyor.core.models import Worker
+from conveyor.core.states import TaskState
+from conveyor.core.types import JSON
+from conveyor.engine import Engine
+from conveyor.server import hostmetrics
+from conveyor.server.context import Ctx
+from conveyor.server.errors import COMMON_RESPONSES
+from conveyor.server.reads import LIVE_WORKER_STATES
+from conveyor.store.base import StateCount
+
+router = APIRouter(tags=["system"], responses=COMMON_RESPONSES)
+root_router = APIRouter(tags=["system"])
+
+
+@router.get("/status")
+async def status(ctx: Ctx) -> StatusOut:
+    """Tasks by state and by queue, workers alive, and tasks finished in the last minute as seen
+    by this server (each server counts what it committed)."""
+    counts, workers = await ctx.call(_counts_and_workers, ctx.engine)
+    by_state = {state.value: 0 for state in TaskState}
+    by_queue: dict[str, dict[str, int]] = {}
+    for row in counts:
+        by_state[row.state.value] += row.count
+        queue = by_queue.setdefault(row.queue, {})
+        queue[row.state.value] = queue.get(row.state.value, 0) + row.count
+    return StatusOut(
+        counts=by_state,
+        queues=by_queue,
+        workers_alive=sum(1 for w in workers if w.state in LIVE_WORKER_STATES),
+        workers_total=len(workers),
+        finished_last_minute=ctx.finished.total(),
+    )
+
+
+@router.get("/monitor")
+async def monitor(ctx: Ctx) -> MonitorOut:
+    """CPU, memory, disk and GPUs of the server's host, and each live worker's last metrics."""
+    server = await ctx.call(hostmetrics.snapshot, ctx.settings.disk_path)
+    workers = await ctx.call(ctx.engine.workers)
+    return MonitorOut(
+        server=server,
+        workers=[_worker_metrics(w) for w in workers if w.state in LIVE_WORKER_STATES],
+    )
+
+
+@root_router.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
+async def health(ctx: Ctx) -> HealthOut | JSONResponse:
+    """Whether the server can read its database (one cheap read)."""
+    store = type(ctx.engine.store).__name__.removesuffix("Store").lower() or "unknown"
+    try:
+        await ctx.call(ctx.engine.list_tasks, limit=1)
+    except Exception as exc:  # any failure to read is "unhealthy", never a 500
+        body = HealthOut(status=f"unavailable: {exc}", version=_version(), store=store)
+        return JSONResponse(body.model_dump(mode="json"), status_code=503)
+    return HealthOut(status="ok", version=_version(), store=store)
+
+
+def _counts_and_workers(engine: Engine) -> tuple[list[StateCount], list[Worker]]:
+    return engine.counts(), engine.workers()
+
+
+def _worker_metrics(worker: Worker) -> dict[str, JSON]:
+    return {
+        "id": worker.id,
+        "name": worker.name,
+        "host": worker.host,
+        "state": worker.state.value,
+        "last_seen_at": worker.last_seen_at.isoformat(),
+        "metrics": worker.metrics,
+    }
+
+
+def _version() -> str:
+    try:
+        return version("conveyor")
+    except PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,141 @@
+"""Workers: the worker side (register, heartbeat, lease, report) and the client side (list,
+read, deregister)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from conveyor.api.schemas import (
+    AckOut,
+    AssignmentOut,
+    HeartbeatIn,
+    HeartbeatOut,
+    LeaseIn,
+    LeaseOut,
+    RegisterIn,
+    RegisterOut,
+    ReportBatchIn,
+    ReportBatchOut,
+    WorkerList,
+    WorkerOut,
+)
+from conveyor.core.models import Assignment
+from conveyor.engine import Report
+from conveyor.server import reads
+from conveyor.server.context import Ctx
+from conveyor.server.errors import COMMON_RESPONSES, NOT_FOUND
+
+router = APIRouter(prefix="/workers", tags=["workers"], responses=COMMON_RESPONSES)
+
+GONE: dict[int | str, dict[str, object]] = {
+    409: {"description": "The worker was declared dead or deregistered: register again."}
+}
+
+
+@router.post("", status_code=201)
+async def register_worker(body: RegisterIn, ctx: Ctx) -> RegisterOut:
+    """Register a worker; the answer says how often to heartbeat and how long leases last."""
+    worker = await ctx.call(
+        ctx.engine.register_worker,
+        name=body.name,
+        host=body.host,
+        pid=body.pid,
+        concurrency=body.concurrency,
+        queues=body.queues,
+        resources=body.resources,
+    )
+    settings = ctx.engine.settings
+    return RegisterOut(
+        id=worker.id, heartbeat_interval_s=settings.heartbeat_interval_s, lease_s=settings.lease_s
+    )
+
+
+@router.get("")
+async def list_workers(ctx: Ctx) -> WorkerList:
+    """Every worker ever registered (dead and deregistered ones too), with its running tasks."""
+    workers, running = await ctx.call(reads.workers_with_running, ctx.engine)
+    return WorkerList(workers=[WorkerOut.of(w, running.get(w.id)) for w in workers])
+
+
+@router.get("/{worker_id}", responses=NOT_FOUND)
+async def get_worker(worker_id: str, ctx: Ctx) -> WorkerOut:
+    worker, running = await ctx.call(reads.worker_with_running, ctx.engine, worker_id)
+    return WorkerOut.of(worker, running)
+
+
+@router.delete("/{worker_id}", status_code=204, responses=NOT_FOUND)
+async def deregister_worker(worker_id: str, ctx: Ctx) -> Response:
+    """Deregister a worker; its running tasks are queued again without spending a retry."""
+    await ctx.call(ctx.engine.deregister_worker, worker_id)
+    return Response(status_code=204)
+
+
+@router.post("/{worker_id}/heartbeat", responses=NOT_FOUND | GONE)
+async def heartbeat(worker_id: str, body: HeartbeatIn, ctx: Ctx) -> HeartbeatOut:
+    """Extend the leases the worker holds; `stop` lists the executions it must kill."""
+    reply = await ctx.call(
+        ctx.engine.heartbeat,
+        worker_id,
+        [(held.task_id, held.token) for held in body.running],
+        body.metrics,
+    )
+    return HeartbeatOut(stop=reply.stop, drain=reply.drain)
+
+
+@router.post("/{worker_id}/lease", responses=NOT_FOUND | GONE)
+async def lease(worker_id: str, body: LeaseIn, ctx: Ctx) -> LeaseOut:
+    """Lease up to `max` ready tasks. With `wait_s`, a long-poll: when nothing is ready, the
+    answer comes as soon as a task is, or after `wait_s` seconds with no tasks."""
+    engine = ctx.engine
+
+    async def attempt() -> list[Assignment]:
+        return await ctx.call(engine.lease, worker_id, body.max, queues=body.queues, free=body.free)
+
+    async def worker_queues() -> Sequence[str]:
+        return (await ctx.call(engine.worker, worker_id)).queues
+
+    leased = await ctx.waiters.lease(
+        attempt, wait_s=float(body.wait_s), queues=body.queues, find_queues=worker_queues
+    )
+    return LeaseOut(tasks=[AssignmentOut.of(a) for a in leased])
+
+
+@router.post(
+    "/{worker_id}/report",
+    response_model=ReportBatchOut,
+    responses={
+        409: {"model": ReportBatchOut, "description": "No report was accepted: all were stale."}
+    },
+)
+async def report(worker_id: str, body: ReportBatchIn, ctx: Ctx) -> ReportBatchOut | JSONResponse:
+    """Record finished attempts. Each report is acknowledged on its own; a stale one (its lease
+    was lost, re-granted or cancelled) is refused and changes nothing. 409 when none was accepted."""
+    acks = await ctx.call(
+        ctx.engine.report,
+        worker_id,
+        [
+            Report(
+                task_id=r.task_id,
+                token=r.token,
+                outcome=r.outcome,
+                result=r.result,
+                error=r.error,
+                traceback=r.traceback,
+                stdout_tail=r.stdout_tail,
+                stderr_tail=r.stderr_tail,
+            )
+            for r in body.reports
+        ],
+    )
+    out = ReportBatchOut(
+        acks=[
+            AckOut(task_id=a.task_id, accepted=a.accepted, state=a.state, detail=a.detail)
+            for a in acks
+        ]
+    )
+    if any(a.accepted for a in acks):
+        return out
+    return JSONResponse(out.model_dump(mode="json"), status_code=409)

@@ -1,0 +1,76 @@
+"""The engine's timers, run by the server: due tasks, expired leases, silent workers.
+
+Every `timer_interval_s` one pass runs in a worker thread (the event loop never waits on the
+database). The engine's timer methods are safe when several servers run them on one database at
+once, and this module keeps no state of its own between passes, so that stays true. When a
+pending task's start time falls before the next pass, the pass comes early, so that a delayed
+task becomes leasable on time; the release publishes an engine event, which wakes long-polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+
+from anyio import to_thread
+
+from conveyor.engine import Engine
+from conveyor.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+MIN_SLEEP_S = 0.01
+
+
+class Timers:
+    def __init__(self, engine: Engine, interval_s: float) -> None:
+        self.engine = engine
+        self.interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="timers")
+
+    async def stop(self) -> None:
+        """Cancel the loop; a pass already in its thread finishes first (threads are not killed)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            next_due = await to_thread.run_sync(self.run_once)
+            await asyncio.sleep(self._sleep_s(next_due))
+
+    def run_once(self) -> datetime | None:
+        """One pass of every timer; returns when the next pending task is due, if known."""
+        for step in (
+            self.engine.release_due,
+            self.engine.expire_leases,
+            self.engine.expire_workers,
+        ):
+            try:
+                step()
+            except StoreError as exc:
+                log.warning(
+                    "timer failed; retrying next pass",
+                    extra={"timer": step.__name__, "error": str(exc)},
+                )
+            except Exception:  # a bug must not stop the other timers or the next passes
+                log.exception("timer crashed; retrying next pass", extra={"timer": step.__name__})
+        try:
+            return self.engine.next_due_at()
+        except Exception:  # only an optimisation: wait the full interval instead
+            log.debug("cannot read the next due time", exc_info=True)
+            return None
+
+    def _sleep_s(self, next_due: datetime | None) -> float:
+        if next_due is None:
+            return self.interval_s
+        until_due = (next_due - self.engine.clock.now()).total_seconds()
+        return min(self.interval_s, max(MIN_SLEEP_S, until_due))

@@ -1,0 +1,205 @@
+"""Waiting on the event loop for engine events: long-poll leases and result waits.
+
+The engine publishes `Changes` synchronously, in whichever thread committed, after the commit.
+`Waiters` hands them to the event loop with `call_soon_threadsafe`; there they set the asyncio
+events of the requests that wait for them. Nothing here polls the database.
+
+A waiting request registers its interest *before* it looks at the database. A change committed
+after that look is published after that registration, so it always wakes the request; a change
+committed before the look is seen by the look itself. Either way no wake-up is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterator
+from contextlib import contextmanager, suppress
+from typing import TypeVar
+
+from conveyor.core.models import Task
+from conveyor.core.types import TaskId
+from conveyor.engine.events import Changes, Events
+
+T = TypeVar("T")
+
+
+class Watch:
+    """One request's interest: queues that get ready tasks (None: any queue), or one task."""
+
+    __slots__ = ("event", "queues", "task_id")
+
+    def __init__(self, queues: frozenset[str] | None, task_id: TaskId | None) -> None:
+        self.event = asyncio.Event()
+        self.queues = queues
+        self.task_id = task_id
+
+
+class Waiters:
+    """The requests of one server that wait for tasks to become ready or to finish."""
+
+    def __init__(self, events: Events) -> None:
+        self._events = events
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._any_queue: set[Watch] = set()
+        self._by_queue: dict[str, set[Watch]] = {}
+        self._by_task: dict[TaskId, set[Watch]] = {}
+        self._closed = False
+
+    # ---- life cycle (on the event loop) -----------------------------------------------------
+
+    def start(self) -> None:
+        """Listen to the engine from now on, delivering to the running loop. Idempotent."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._closed = False
+            self._unsubscribe = self._events.subscribe(self._on_changes)
+
+    def stop(self) -> None:
+        """Stop listening and wake every waiting request, which then answers with what it has."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self._close()
+        self._loop = None
+
+    def close_threadsafe(self) -> None:
+        """From any thread (a signal handler): wake every waiting request; new ones do not wait."""
+        loop = self._loop
+        if loop is not None:
+            with suppress(RuntimeError):  # the loop has already closed
+                loop.call_soon_threadsafe(self._close)
+
+    def _close(self) -> None:
+        self._closed = True
+        for watches in (self._any_queue, *self._by_queue.values(), *self._by_task.values()):
+            for watch in watches:
+                watch.event.set()
+
+    # ---- waiting (on the event loop) --------------------------------------------------------
+
+    async def lease(
+        self,
+        attempt: Callable[[], Awaitable[list[T]]],
+        *,
+        wait_s: float,
+        queues: Collection[str] | None,
+        find_queues: Callable[[], Awaitable[Collection[str]]] | None = None,
+    ) -> list[T]:
+        """Call `attempt` until it returns something, or `wait_s` has passed; between calls,
+        sleep until one of `queues` (None: any) gets a ready task.
+
+        With `queues=None`, `find_queues` is asked once, after the first empty attempt, which
+        queues to watch: a worker's lookup costs a read only when it has to wait.
+        """
+        deadline = time.monotonic() + wait_s
+        with self._watch(frozenset(queues) if queues else None, None) as watch:
+            while True:
+                watch.event.clear()
+                got = await attempt()
+                remaining = deadline - time.monotonic()
+                if got or self._closed or remaining <= 0:
+                    return got
+                if watch.queues is None and find_queues is not None:
+                    # The event is kept: anything that got ready meanwhile still wakes us.
+                    self._retarget(watch, frozenset(await find_queues()))
+                    find_queues = None
+                if not await self._wait(watch.event, deadline - time.monotonic()):
+                    return got
+
+    async def result(
+        self, task_id: TaskId, read: Callable[[], Awaitable[Task]], *, wait_s: float
+    ) -> Task:
+        """Read the task; if it has not finished, wait up to `wait_s` for it to, and read again."""
+        with self._watch(None, task_id) as watch:
+            task = await read()
+            if task.state.is_terminal or wait_s <= 0 or self._closed:
+                return task
+            await self._wait(watch.event, wait_s)
+        return await read()
+
+    async def _wait(self, event: asyncio.Event, timeout_s: float) -> bool:
+        """Whether the event came (False: timed out, or the server is stopping)."""
+        if self._closed or timeout_s <= 0:
+            return False
+        try:
+            async with asyncio.timeout(timeout_s):
+                await event.wait()
+        except TimeoutError:
+            return False
+        return not self._closed
+
+    # ---- registrations (on the event loop) --------------------------------------------------
+
+    @contextmanager
+    def _watch(self, queues: frozenset[str] | None, task_id: TaskId | None) -> Iterator[Watch]:
+        self.start()
+        watch = Watch(queues, task_id)
+        self._add(watch)
+        try:
+            yield watch
+        finally:
+            self._remove(watch)
+
+    def _retarget(self, watch: Watch, queues: frozenset[str]) -> None:
+        self._remove(watch)
+        watch.queues = queues or None
+        self._add(watch)
+
+    def _add(self, watch: Watch) -> None:
+        if watch.task_id is not None:
+            self._by_task.setdefault(watch.task_id, set()).add(watch)
+        elif watch.queues is None:
+            self._any_queue.add(watch)
+        else:
+            for queue in watch.queues:
+                self._by_queue.setdefault(queue, set()).add(watch)
+
+    def _remove(self, watch: Watch) -> None:
+        if watch.task_id is not None:
+            _discard(self._by_task, watch.task_id, watch)
+        elif watch.queues is None:
+            self._any_queue.discard(watch)
+        else:
+            for queue in watch.queues:
+                _discard(self._by_queue, queue, watch)
+
+    # ---- delivery ---------------------------------------------------------------------------
+
+    def _on_changes(self, changes: Changes) -> None:
+        """Engine listener: runs in the committing thread, right after the commit."""
+        loop = self._loop
+        # Reading the registrations from this thread is safe: a request that registers after
+        # these reads looks at the database after this commit, so it needs no wake-up.
+        ready = (
+            frozenset(changes.ready_queues) if self._any_queue or self._by_queue else frozenset()
+        )
+        finished = (
+            frozenset(t for t in changes.finished if t in self._by_task)
+            if self._by_task
+            else frozenset()
+        )
+        if loop is None or not (ready or finished):
+            return
+        with suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(self._deliver, ready, finished)
+
+    def _deliver(self, ready: frozenset[str], finished: frozenset[TaskId]) -> None:
+        if ready:
+            for watch in self._any_queue:
+                watch.event.set()
+            for queue in ready:
+                for watch in self._by_queue.get(queue, ()):
+                    watch.event.set()
+        for task_id in finished:
+            for watch in self._by_task.get(task_id, ()):
+                watch.event.set()
+
+
+def _discard(index: dict[str, set[Watch]], key: str, watch: Watch) -> None:
+    watches = index.get(key)
+    if watches is not None:
+        watches.discard(watch)
+        if not watches:
+            del index[key]
