@@ -3,6 +3,7 @@
 | raised                                   | status | body                                   |
 | ---------------------------------------- | ------ | -------------------------------------- |
 | InvalidSpecError, CycleError             | 422    | `{"detail": [{"loc", "msg", "type"}]}` |
+| request validation (FastAPI's own)       | 422    | same, without echoing the input        |
 | malformed or undecodable JSON body       | 422    | same (FastAPI answers 400 for some)    |
 | NotFoundError                            | 404    | `{"detail": "..."}`                    |
 | ConflictError, StaleTokenError           | 409    | `{"detail": "..."}`                    |
@@ -19,7 +20,9 @@ from collections.abc import Sequence
 from typing import cast
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
@@ -48,6 +51,28 @@ def validation_body(
     loc: list[str | int], msg: str, type_: str = "value_error"
 ) -> dict[str, object]:
     return {"detail": [{"loc": loc, "msg": msg, "type": type_}]}
+
+
+async def invalid_request(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422, minus the echoed input: it can be large, and a non-finite number in it
+    (`1e999`) cannot be written as JSON, which made the default handler fail with a 500."""
+    errors = [
+        {key: _json_safe(value) for key, value in error.items() if key != "input"}
+        for error in cast(RequestValidationError, exc).errors()
+    ]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
+def _json_safe(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, BaseException):  # ctx["error"] of a failed validator
+        return str(value)
+    return value
 
 
 async def invalid_spec(request: Request, exc: Exception) -> Response:
@@ -124,6 +149,7 @@ def http_error(index: MethodIndex) -> ExceptionHandler:
 
 def install(app: FastAPI, routers: Sequence[tuple[str, APIRouter]]) -> None:
     """Map errors to answers; `routers` (prefix, router) are those the app includes."""
+    app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(InvalidSpecError, invalid_spec)  # CycleError included
     app.add_exception_handler(NotFoundError, not_found)
     app.add_exception_handler(ConflictError, conflict)  # StaleTokenError included

@@ -10,8 +10,8 @@ task becomes leasable on time; the release publishes an engine event, which wake
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from contextlib import suppress
 from datetime import datetime
 
 from anyio import to_thread
@@ -29,23 +29,27 @@ class Timers:
         self.engine = engine
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="timers")
 
     async def stop(self) -> None:
-        """Cancel the loop; a pass already in its thread finishes first (threads are not killed)."""
+        """Stop after the pass in progress, if any: it runs in a thread, which cannot be
+        cancelled, and must be done before the caller closes the store under it."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            self._stopping.set()
+            await task
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             next_due = await to_thread.run_sync(self.run_once)
-            await asyncio.sleep(self._sleep_s(next_due))
+            with suppress(TimeoutError):
+                async with asyncio.timeout(self._sleep_s(next_due)):
+                    await self._stopping.wait()
 
     def run_once(self) -> datetime | None:
         """One pass of every timer; returns when the next pending task is due, if known."""

@@ -1,0 +1,314 @@
+"""The worker side of the REST API: register, heartbeat, long-poll leases, reports, and timers.
+
+Waits are awaited, never slept on: a long-poll is started as a task, the test learns from the
+engine (a wrapped method signalling from its thread) that the request is waiting, then acts and
+asserts that the answer comes promptly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+from tests.integration.conftest import Served, Signal, serve
+
+from conveyor.engine import Engine, EngineSettings
+from conveyor.server import ServerSettings, request_shutdown
+
+pytestmark = pytest.mark.anyio
+
+PROMPT_S = 2.0
+"""A woken long-poll answers well within this; its wait_s is several times longer."""
+
+
+async def test_register_answers_with_the_engine_timings(served: Served) -> None:
+    response = await served.post(
+        "/workers",
+        json={
+            "name": "w1",
+            "host": "h",
+            "pid": 42,
+            "concurrency": 2,
+            "queues": ["a", "b"],
+            "resources": {"gpu": 1},
+        },
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["lease_s"] == served.engine.settings.lease_s
+    assert body["heartbeat_interval_s"] == served.engine.settings.heartbeat_interval_s
+    worker = (await served.get(f"/workers/{body['id']}")).json()
+    assert worker["queues"] == ["a", "b"]
+    assert worker["resources"] == {"gpu": 1}
+    assert worker["state"] == "alive"
+
+
+async def test_register_lease_report_result(served: Served) -> None:
+    worker = await served.register()
+    task = await served.submit(args=["abc"], timeout_s=5)
+    [assignment] = await served.lease(worker, max=10)
+    assert assignment["task_id"] == task["id"]
+    assert assignment["token"] == 1
+    assert assignment["args"] == ["abc"]
+    assert assignment["timeout_s"] == 5
+
+    listed = (await served.get("/workers")).json()["workers"]
+    assert [(w["id"], w["running"]) for w in listed] == [(worker, [task["id"]])]
+    assert (await served.get(f"/workers/{worker}")).json()["running"] == [task["id"]]
+    assert (await served.get(f"/tasks/{task['id']}")).json()["state"] == "running"
+
+    response = await served.post(
+        f"/workers/{worker}/report",
+        json={
+            "reports": [
+                {
+                    "task_id": task["id"],
+                    "token": 1,
+                    "outcome": "succeeded",
+                    "result": {"digest": "ba78"},
+                    "stdout_tail": "hello\n",
+                }
+            ]
+        },
+    )
+    assert response.status_code == 200
+    assert response.json()["acks"] == [
+        {"task_id": task["id"], "accepted": True, "state": "succeeded", "detail": ""}
+    ]
+    result = (await served.get(f"/tasks/{task['id']}/result")).json()
+    assert result["done"] is True
+    assert result["state"] == "succeeded"
+    assert result["result"] == {"digest": "ba78"}
+    [attempt] = (await served.get(f"/tasks/{task['id']}")).json()["attempt_log"]
+    assert attempt["worker_id"] == worker
+    assert attempt["outcome"] == "succeeded"
+    assert attempt["stdout_tail"] == "hello\n"
+    assert (await served.get(f"/workers/{worker}")).json()["running"] == []
+
+
+async def test_a_stale_report_is_409_and_changes_nothing(served: Served) -> None:
+    first = await served.register(name="first")
+    second = await served.register(name="second")
+    task = await served.submit()
+    [lease1] = await served.lease(first)
+    # The first worker is deregistered: its task goes back to the queue and to the second one.
+    assert (await served.delete(f"/workers/{first}")).status_code == 204
+    [lease2] = await served.lease(second)
+    assert lease2["token"] == lease1["token"] + 1
+
+    before = (await served.get(f"/tasks/{task['id']}")).json()
+
+    stale = await served.post(
+        f"/workers/{first}/report",
+        json={"reports": [{"task_id": task["id"], "token": lease1["token"], "outcome": "failed"}]},
+    )
+    assert stale.status_code == 409
+    [ack] = stale.json()["acks"]
+    assert ack["accepted"] is False
+    assert ack["state"] == "running"
+    assert "stale" in ack["detail"]
+    after = (await served.get(f"/tasks/{task['id']}")).json()
+    assert after == before
+    assert after["state"] == "running"
+    assert after["worker_id"] == second
+
+
+async def test_a_second_report_of_a_recorded_result_is_409_and_the_result_stays(
+    served: Served,
+) -> None:
+    worker = await served.register()
+    task = await served.submit()
+    [lease] = await served.lease(worker)
+    report = {"task_id": task["id"], "token": lease["token"], "outcome": "succeeded", "result": 1}
+    assert (
+        await served.post(f"/workers/{worker}/report", json={"reports": [report]})
+    ).status_code == 200
+    again = await served.post(
+        f"/workers/{worker}/report", json={"reports": [{**report, "result": 2}]}
+    )
+    assert again.status_code == 409
+    assert (await served.get(f"/tasks/{task['id']}/result")).json()["result"] == 1
+
+
+async def test_a_batch_with_one_accepted_report_is_200(served: Served) -> None:
+    worker = await served.register()
+    task = await served.submit()
+    [lease] = await served.lease(worker)
+    response = await served.post(
+        f"/workers/{worker}/report",
+        json={
+            "reports": [
+                {"task_id": task["id"], "token": lease["token"], "outcome": "succeeded"},
+                {"task_id": "no-such-task", "token": 1, "outcome": "succeeded"},
+            ]
+        },
+    )
+    assert response.status_code == 200
+    assert [a["accepted"] for a in response.json()["acks"]] == [True, False]
+
+
+async def test_heartbeat_extends_held_leases_and_asks_to_stop_cancelled_ones(
+    served: Served,
+) -> None:
+    worker = await served.register()
+    keep = await served.submit(priority=2)
+    stop = await served.submit(priority=1)
+    leases = await served.lease(worker, max=2)
+    assert [a["task_id"] for a in leases] == [keep["id"], stop["id"]]
+    await served.post(f"/tasks/{stop['id']}/cancel")
+    response = await served.post(
+        f"/workers/{worker}/heartbeat",
+        json={
+            "running": [{"task_id": a["task_id"], "token": a["token"]} for a in leases],
+            "metrics": {"load": 0.5},
+        },
+    )
+    assert response.status_code == 200
+    assert response.json() == {"stop": [stop["id"]], "drain": False}
+    assert (await served.get(f"/workers/{worker}")).json()["metrics"] == {"load": 0.5}
+
+
+async def test_heartbeat_of_an_unknown_worker_is_404_and_of_a_gone_one_409(
+    served: Served,
+) -> None:
+    unknown = await served.post("/workers/nobody/heartbeat", json={})
+    assert unknown.status_code == 404
+    worker = await served.register()
+    await served.delete(f"/workers/{worker}")
+    gone = await served.post(f"/workers/{worker}/heartbeat", json={})
+    assert gone.status_code == 409
+    assert "register again" in gone.json()["detail"]
+    assert (await served.post(f"/workers/{worker}/lease", json={})).status_code == 409
+
+
+async def test_deregistering_a_worker_requeues_its_tasks_without_spending_a_retry(
+    served: Served,
+) -> None:
+    worker = await served.register()
+    task = await served.submit(max_retries=0)
+    await served.lease(worker)
+    assert (await served.delete(f"/workers/{worker}")).status_code == 204
+    after = (await served.get(f"/tasks/{task['id']}")).json()
+    assert after["state"] == "queued"
+    assert after["retries_used"] == 0
+    assert (await served.get(f"/workers/{worker}")).json()["state"] == "gone"
+    assert (await served.delete("/workers/nobody")).status_code == 404
+
+
+async def test_long_poll_lease_answers_as_soon_as_a_task_is_submitted(served: Served) -> None:
+    worker = await served.register()
+    first_try = Signal(served.engine.lease, when=lambda leased: leased == [])
+    served.engine.lease = first_try  # type: ignore[method-assign]
+
+    started = time.monotonic()
+    waiting = asyncio.create_task(served.lease(worker, wait_s=30))
+    await first_try.wait()  # the request found nothing and is now waiting
+    task = await served.submit()
+    leased = await asyncio.wait_for(waiting, PROMPT_S)
+    assert [a["task_id"] for a in leased] == [task["id"]]
+    assert time.monotonic() - started < PROMPT_S
+
+
+async def test_long_poll_on_named_queues_ignores_other_queues_and_wakes_for_its_own(
+    served: Served,
+) -> None:
+    worker = await served.register(queues=["default", "gpu"])
+    first_try = Signal(served.engine.lease, when=lambda leased: leased == [])
+    served.engine.lease = first_try  # type: ignore[method-assign]
+
+    waiting = asyncio.create_task(served.lease(worker, wait_s=30, queues=["gpu"]))
+    await first_try.wait()
+    await served.submit(queue="default")  # not a queue the request asked for
+    gpu_task = await served.submit(queue="gpu")
+    leased = await asyncio.wait_for(waiting, PROMPT_S)
+    assert [a["task_id"] for a in leased] == [gpu_task["id"]]
+
+
+async def test_long_poll_wakes_for_a_task_the_timers_release(served: Served) -> None:
+    worker = await served.register()
+    task = await served.submit(delay_s=0.3)
+    started = time.monotonic()
+    leased = await asyncio.wait_for(served.lease(worker, wait_s=30), 5)
+    elapsed = time.monotonic() - started
+    assert [a["task_id"] for a in leased] == [task["id"]]
+    assert 0.2 < elapsed < PROMPT_S
+
+
+async def test_long_poll_returns_an_empty_list_at_the_deadline(served: Served) -> None:
+    worker = await served.register()
+    started = time.monotonic()
+    assert await served.lease(worker, wait_s=0.3) == []
+    assert time.monotonic() - started >= 0.3
+
+
+async def test_stopping_the_server_answers_waiting_long_polls_at_once(served: Served) -> None:
+    worker = await served.register()
+    first_try = Signal(served.engine.lease, when=lambda leased: leased == [])
+    served.engine.lease = first_try  # type: ignore[method-assign]
+    waiting = asyncio.create_task(served.lease(worker, wait_s=30))
+    await first_try.wait()
+    request_shutdown(served.app)
+    assert await asyncio.wait_for(waiting, PROMPT_S) == []
+
+
+async def test_result_wait_answers_as_soon_as_the_task_finishes(served: Served) -> None:
+    worker = await served.register()
+    task = await served.submit()
+    first_read = Signal(served.engine.get, when=lambda t: not t.state.is_terminal)
+    served.engine.get = first_read  # type: ignore[method-assign]
+
+    started = time.monotonic()
+    waiting = asyncio.create_task(served.get(f"/tasks/{task['id']}/result", params={"wait": 30}))
+    await first_read.wait()  # read once, not finished: now waiting
+    [lease] = await served.lease(worker)
+    await served.post(
+        f"/workers/{worker}/report",
+        json={
+            "reports": [
+                {
+                    "task_id": task["id"],
+                    "token": lease["token"],
+                    "outcome": "succeeded",
+                    "result": 7,
+                }
+            ]
+        },
+    )
+    response = await asyncio.wait_for(waiting, PROMPT_S)
+    assert response.status_code == 200
+    assert response.json()["done"] is True
+    assert response.json()["result"] == 7
+    assert time.monotonic() - started < PROMPT_S
+
+
+async def test_result_wait_times_out_with_done_false(served: Served) -> None:
+    task = await served.submit()
+    started = time.monotonic()
+    response = await served.get(f"/tasks/{task['id']}/result", params={"wait": 0.3})
+    assert response.json()["done"] is False
+    assert response.json()["state"] == "queued"
+    assert time.monotonic() - started >= 0.3
+
+
+async def test_timers_requeue_a_task_whose_lease_expired(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine(
+        EngineSettings(lease_s=0.4, heartbeat_interval_s=0.1, worker_dead_after_s=60)
+    )
+    async with serve(engine, ServerSettings(timer_interval_s=0.05)) as served:
+        quiet = await served.register(name="quiet")
+        other = await served.register(name="other")
+        task = await served.submit()
+        [first] = await served.lease(quiet)
+        # The quiet worker never heartbeats: the timers take its lease back and the other
+        # worker's long-poll is woken by the re-queue.
+        leased = await asyncio.wait_for(served.lease(other, wait_s=30), 5)
+        assert [a["task_id"] for a in leased] == [task["id"]]
+        assert leased[0]["token"] == first["token"] + 1
+        detail = (await served.get(f"/tasks/{task['id']}")).json()
+        assert detail["attempt_log"][0]["outcome"] == "lost"
+        assert detail["retries_used"] == 0
+        assert (await served.get(f"/workers/{quiet}")).json()["state"] == "alive"
