@@ -86,7 +86,12 @@ class TaskSpec(BaseModel):
     def _run_at_utc(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00+14:00: before year 1 in UTC
+            raise ValueError("is out of range once converted to UTC") from None
 
     @field_validator("depends_on")
     @classmethod
