@@ -1,0 +1,139 @@
+"""AsyncClient: the asyncio Python SDK for a Conveyor server.
+
+The same methods as Client (`sync.py`) over the same calls (`calls.py`); only the session that
+sends them differs. Each method is documented once, on Client.
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Unpack
+
+import httpx
+
+from conveyor.api.schemas import (
+    HealthOut,
+    MonitorOut,
+    ResultOut,
+    StatusOut,
+    TaskDetail,
+    TaskOut,
+    TaskPage,
+    WorkerOut,
+)
+from conveyor.client import calls
+from conveyor.client.calls import TaskQuery
+from conveyor.client.session import DEFAULT_TIMEOUT_S, DEFAULT_URL, AsyncSession
+from conveyor.client.specs import SpecOptions, Submittable, build_spec
+from conveyor.client.sync import StateFilter
+from conveyor.core.spec import TaskSpec
+from conveyor.core.types import JSON
+
+
+class AsyncClient:
+    """Client for asyncio code: `async with AsyncClient(url) as client: await client.submit(...)`.
+
+    `transport` swaps the network for tests (`httpx.MockTransport`, `httpx.ASGITransport`).
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        token: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._session = AsyncSession(url, token=token, timeout_s=timeout_s, transport=transport)
+
+    @property
+    def url(self) -> str:
+        return self._session.url
+
+    async def submit(
+        self, handler: Submittable, /, *args: JSON, **options: Unpack[SpecOptions]
+    ) -> TaskOut:
+        return await self._session.send(calls.submit(build_spec(handler, args, options)))
+
+    async def submit_batch(self, specs: Iterable[TaskSpec]) -> builtins.list[TaskOut]:
+        return (await self._session.send(calls.submit_batch(builtins.list(specs)))).tasks
+
+    async def get(self, task_id: str) -> TaskDetail:
+        return await self._session.send(calls.get(task_id))
+
+    async def result(
+        self,
+        task_id: str,
+        *,
+        wait_s: float | None = None,
+        timeout_s: float | None = None,
+    ) -> ResultOut:
+        return await self._session.run(
+            calls.wait_for_result(task_id, wait_s=wait_s, timeout_s=timeout_s, clock=time.monotonic)
+        )
+
+    async def cancel(self, task_id: str) -> TaskOut:
+        return await self._session.send(calls.cancel(task_id))
+
+    async def retry(self, task_id: str) -> TaskOut:
+        return await self._session.send(calls.retry(task_id))
+
+    async def delete(self, task_id: str) -> None:
+        return await self._session.send(calls.delete(task_id))
+
+    async def list(
+        self,
+        *,
+        state: StateFilter = None,
+        queue: str | None = None,
+        name: str | None = None,
+        handler: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        return await self._session.send(
+            calls.list_tasks(TaskQuery.of(state, queue, name, handler, labels, limit), cursor)
+        )
+
+    def iter_tasks(
+        self,
+        *,
+        state: StateFilter = None,
+        queue: str | None = None,
+        name: str | None = None,
+        handler: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[TaskOut]:
+        pages = calls.every_page(TaskQuery.of(state, queue, name, handler, labels, page_size))
+        return (task async for page in self._session.answers(pages) for task in page.tasks)
+
+    async def workers(self) -> builtins.list[WorkerOut]:
+        return (await self._session.send(calls.workers())).workers
+
+    async def worker(self, worker_id: str) -> WorkerOut:
+        return await self._session.send(calls.worker(worker_id))
+
+    async def deregister_worker(self, worker_id: str) -> None:
+        return await self._session.send(calls.deregister(worker_id))
+
+    async def status(self) -> StatusOut:
+        return await self._session.send(calls.status())
+
+    async def monitor(self) -> MonitorOut:
+        return await self._session.send(calls.monitor())
+
+    async def health(self) -> HealthOut:
+        return await self._session.send(calls.health())
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

@@ -1,0 +1,123 @@
+"""Sessions execute `Call`s over httpx: one sync, one async, and nothing else in them.
+
+Building the request and reading the answer happen in `answers.py`; what a session adds is only
+the sending, which is the one thing that differs between sync and async code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, TypeVar
+
+import httpx
+
+from conveyor.client.answers import build_request, read_answer, server_url, unreachable
+from conveyor.client.calls import Call, Steps
+
+T = TypeVar("T")
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_TIMEOUT_S = 30.0
+
+
+def _headers(token: str | None) -> dict[str, str]:
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
+class SyncSession:
+    """Sends calls with an `httpx.Client`. Safe to share between threads, as httpx.Client is."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None,
+        timeout_s: float,
+        transport: httpx.BaseTransport | None,
+    ) -> None:
+        self.url = server_url(url)
+        self._headers = _headers(token)
+        self._timeout_s = timeout_s
+        self._http = httpx.Client(transport=transport)
+
+    def send(self, call: Call[T]) -> T:
+        request = build_request(self.url, call, self._headers, self._timeout_s)
+        try:
+            response = self._http.send(request)
+        except httpx.TransportError as exc:
+            raise unreachable(self.url, exc) from exc
+        return read_answer(call, response)
+
+    def run(self, steps: Steps[T]) -> T:
+        """Send every call `steps` yields; return what it returns."""
+        answer: Any = None
+        try:
+            while True:
+                answer = self.send(steps.send(answer))
+        except StopIteration as done:
+            result: T = done.value
+            return result
+
+    def answers(self, steps: Steps[None]) -> Iterator[Any]:
+        """Send every call `steps` yields, and yield each answer as it comes."""
+        answer: Any = None
+        while True:
+            try:
+                call = steps.send(answer)
+            except StopIteration:
+                return
+            answer = self.send(call)
+            yield answer
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class AsyncSession:
+    """Sends calls with an `httpx.AsyncClient`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None,
+        timeout_s: float,
+        transport: httpx.AsyncBaseTransport | None,
+    ) -> None:
+        self.url = server_url(url)
+        self._headers = _headers(token)
+        self._timeout_s = timeout_s
+        self._http = httpx.AsyncClient(transport=transport)
+
+    async def send(self, call: Call[T]) -> T:
+        request = build_request(self.url, call, self._headers, self._timeout_s)
+        try:
+            response = await self._http.send(request)
+        except httpx.TransportError as exc:
+            raise unreachable(self.url, exc) from exc
+        return read_answer(call, response)
+
+    async def run(self, steps: Steps[T]) -> T:
+        answer: Any = None
+        try:
+            while True:
+                answer = await self.send(steps.send(answer))
+        except StopIteration as done:
+            result: T = done.value
+            return result
+
+    async def answers(self, steps: Steps[None]) -> AsyncIterator[Any]:
+        answer: Any = None
+        while True:
+            try:
+                call = steps.send(answer)
+            except StopIteration:
+                return
+            answer = await self.send(call)
+            yield answer
+
+    async def close(self) -> None:
+        await self._http.aclose()

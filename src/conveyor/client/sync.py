@@ -1,0 +1,173 @@
+"""Client: the blocking Python SDK for a Conveyor server.
+
+Every method is one line: it picks the call described in `calls.py` and lets the session send
+it. AsyncClient (in `aio.py`) has the same methods over the same calls.
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Unpack
+
+import httpx
+
+from conveyor.api.schemas import (
+    HealthOut,
+    MonitorOut,
+    ResultOut,
+    StatusOut,
+    TaskDetail,
+    TaskOut,
+    TaskPage,
+    WorkerOut,
+)
+from conveyor.client import calls
+from conveyor.client.calls import TaskQuery
+from conveyor.client.session import DEFAULT_TIMEOUT_S, DEFAULT_URL, SyncSession
+from conveyor.client.specs import SpecOptions, Submittable, build_spec
+from conveyor.core.spec import TaskSpec
+from conveyor.core.states import TaskState
+from conveyor.core.types import JSON
+
+StateFilter = TaskState | str | Iterable[TaskState | str] | None
+
+
+class Client:
+    """Submit and manage tasks on a Conveyor server.
+
+    ```python
+    with Client("http://127.0.0.1:8000") as client:
+        task = client.submit("sha256", "hello", timeout_s=5)
+        print(client.result(task.id).result)
+    ```
+
+    Errors are ConveyorError subclasses (see `conveyor.errors`): NotFoundError, ConflictError,
+    InvalidSpecError naming the field, StoreBusyError and ServerUnavailableError with
+    `retry_after_s`. `transport` swaps the network for tests (`httpx.MockTransport`,
+    `httpx.WSGITransport`).
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        token: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._session = SyncSession(url, token=token, timeout_s=timeout_s, transport=transport)
+
+    @property
+    def url(self) -> str:
+        return self._session.url
+
+    def submit(
+        self, handler: Submittable, /, *args: JSON, **options: Unpack[SpecOptions]
+    ) -> TaskOut:
+        """Submit one task: `submit("sha256", "text", timeout_s=5)`; options are TaskSpec fields.
+
+        `handler` is a handler name, a module-level function, a `@task` function (its defaults
+        apply, and options override them) or a TaskSpec (then give no args). With a `key`, a
+        second submit returns the first task.
+        """
+        return self._session.send(calls.submit(build_spec(handler, args, options)))
+
+    def submit_batch(self, specs: Iterable[TaskSpec]) -> builtins.list[TaskOut]:
+        """Submit specs atomically: all or none. `depends_on` may name other specs of the batch."""
+        return self._session.send(calls.submit_batch(builtins.list(specs))).tasks
+
+    def get(self, task_id: str) -> TaskDetail:
+        """The task with its attempts and dependents."""
+        return self._session.send(calls.get(task_id))
+
+    def result(
+        self,
+        task_id: str,
+        *,
+        wait_s: float | None = None,
+        timeout_s: float | None = None,
+    ) -> ResultOut:
+        """The task's result, waiting up to `timeout_s` seconds for it to finish.
+
+        `result(id)` looks once; `result(id, wait_s=10)` waits up to 10 s; `result(id,
+        timeout_s=math.inf)` waits as long as it takes. A long wait is split into requests of
+        at most `wait_s` (default 30, at most 60) seconds each. Returns `done=False` if the task
+        has not finished in time.
+        """
+        return self._session.run(
+            calls.wait_for_result(task_id, wait_s=wait_s, timeout_s=timeout_s, clock=time.monotonic)
+        )
+
+    def cancel(self, task_id: str) -> TaskOut:
+        """Cancel a pending, queued or running task; a running one is killed on its worker."""
+        return self._session.send(calls.cancel(task_id))
+
+    def retry(self, task_id: str) -> TaskOut:
+        """Run a failed, timed-out or cancelled task again, with its retries reset."""
+        return self._session.send(calls.retry(task_id))
+
+    def delete(self, task_id: str) -> None:
+        """Remove a task that is not running."""
+        return self._session.send(calls.delete(task_id))
+
+    def list(
+        self,
+        *,
+        state: StateFilter = None,
+        queue: str | None = None,
+        name: str | None = None,
+        handler: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        """One page of tasks; pass `next_cursor` back as `cursor` for the next. See iter_tasks."""
+        return self._session.send(
+            calls.list_tasks(TaskQuery.of(state, queue, name, handler, labels, limit), cursor)
+        )
+
+    def iter_tasks(
+        self,
+        *,
+        state: StateFilter = None,
+        queue: str | None = None,
+        name: str | None = None,
+        handler: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[TaskOut]:
+        """Every matching task, fetching pages of `page_size` as the iteration goes."""
+        pages = calls.every_page(TaskQuery.of(state, queue, name, handler, labels, page_size))
+        return (task for page in self._session.answers(pages) for task in page.tasks)
+
+    def workers(self) -> builtins.list[WorkerOut]:
+        return self._session.send(calls.workers()).workers
+
+    def worker(self, worker_id: str) -> WorkerOut:
+        return self._session.send(calls.worker(worker_id))
+
+    def deregister_worker(self, worker_id: str) -> None:
+        """Remove a worker; the tasks it was running go back to the queue."""
+        return self._session.send(calls.deregister(worker_id))
+
+    def status(self) -> StatusOut:
+        """Tasks by state and queue, workers alive, recent throughput."""
+        return self._session.send(calls.status())
+
+    def monitor(self) -> MonitorOut:
+        """CPU, memory, disk and GPU of the server's host and of each worker."""
+        return self._session.send(calls.monitor())
+
+    def health(self) -> HealthOut:
+        return self._session.send(calls.health())
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

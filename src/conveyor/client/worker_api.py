@@ -1,0 +1,156 @@
+"""The worker's side of the REST API: register, heartbeat, lease, report, deregister.
+
+Described as `Call`s like the client side, and sent by the same SyncSession, so a status code
+means the same thing here as in the SDK. The worker program (`conveyor.worker`) is its user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import httpx
+
+from conveyor.api.schemas import (
+    AckOut,
+    AssignmentOut,
+    HeartbeatIn,
+    HeartbeatOut,
+    HeldLease,
+    LeaseIn,
+    LeaseOut,
+    RegisterIn,
+    RegisterOut,
+    ReportBatchIn,
+    ReportBatchOut,
+    ReportIn,
+)
+from conveyor.client import calls
+from conveyor.client.calls import Call, api_path
+from conveyor.client.session import DEFAULT_TIMEOUT_S, DEFAULT_URL, SyncSession
+from conveyor.core.types import JSON, TaskId, Token
+from conveyor.errors import StaleTokenError
+
+MAX_LEASE_WAIT_S = 60.0
+"""The longest long-poll the server accepts for a lease."""
+
+
+def register(registration: RegisterIn) -> Call[RegisterOut]:
+    return Call("POST", api_path("workers"), RegisterOut.model_validate_json, body=registration)
+
+
+def heartbeat(
+    worker_id: str,
+    running: Sequence[tuple[TaskId, Token]],
+    metrics: Mapping[str, JSON] | None,
+) -> Call[HeartbeatOut]:
+    body = HeartbeatIn(
+        running=[HeldLease(task_id=task_id, token=token) for task_id, token in running],
+        metrics=dict(metrics) if metrics is not None else None,
+    )
+    return Call(
+        "POST",
+        api_path("workers", worker_id, "heartbeat"),
+        HeartbeatOut.model_validate_json,
+        body=body,
+    )
+
+
+def lease(
+    worker_id: str,
+    max_tasks: int,
+    *,
+    wait_s: float,
+    queues: Sequence[str] | None,
+    free: Mapping[str, float] | None,
+) -> Call[LeaseOut]:
+    wait_s = min(max(wait_s, 0.0), MAX_LEASE_WAIT_S)
+    body = LeaseIn(
+        max=max_tasks,
+        wait_s=wait_s,
+        queues=list(queues) if queues is not None else None,
+        free=dict(free) if free is not None else None,
+    )
+    return Call(
+        "POST",
+        api_path("workers", worker_id, "lease"),
+        LeaseOut.model_validate_json,
+        body=body,
+        hold_s=wait_s,
+    )
+
+
+def report(worker_id: str, reports: Sequence[ReportIn]) -> Call[ReportBatchOut]:
+    return Call(
+        "POST",
+        api_path("workers", worker_id, "report"),
+        ReportBatchOut.model_validate_json,
+        body=ReportBatchIn(reports=list(reports)),
+        # The server answers 409 only when it refused every report of the batch.
+        conflict=StaleTokenError,
+    )
+
+
+class WorkerConnection:
+    """A worker's connection to its server. Thread-safe: the worker's threads share one.
+
+    404 on heartbeat, lease or deregister means the server does not know this worker id; 409
+    means it declared the worker dead: register again. A report batch refused as a whole
+    raises StaleTokenError.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        token: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._session = SyncSession(url, token=token, timeout_s=timeout_s, transport=transport)
+
+    @property
+    def url(self) -> str:
+        return self._session.url
+
+    def register(self, registration: RegisterIn) -> RegisterOut:
+        return self._session.send(register(registration))
+
+    def heartbeat(
+        self,
+        worker_id: str,
+        running: Sequence[tuple[TaskId, Token]],
+        metrics: Mapping[str, JSON] | None = None,
+    ) -> HeartbeatOut:
+        """Say the worker lives and holds `running`; the answer lists tasks to kill now."""
+        return self._session.send(heartbeat(worker_id, running, metrics))
+
+    def lease(
+        self,
+        worker_id: str,
+        max_tasks: int,
+        *,
+        wait_s: float = 0.0,
+        queues: Sequence[str] | None = None,
+        free: Mapping[str, float] | None = None,
+    ) -> list[AssignmentOut]:
+        """Up to `max_tasks` tasks; waits up to `wait_s` (at most 60) for the first to be ready."""
+        return self._session.send(
+            lease(worker_id, max_tasks, wait_s=wait_s, queues=queues, free=free)
+        ).tasks
+
+    def report(self, worker_id: str, reports: Sequence[ReportIn]) -> list[AckOut]:
+        """Record finished attempts; one ack per report, in order."""
+        return self._session.send(report(worker_id, reports)).acks
+
+    def deregister(self, worker_id: str) -> None:
+        """Leave; tasks still leased to this worker go back to the queue without spending a retry."""
+        return self._session.send(calls.deregister(worker_id))
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> WorkerConnection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
