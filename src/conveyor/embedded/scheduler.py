@@ -24,6 +24,7 @@ from conveyor.core.types import TaskId
 from conveyor.embedded.hostinfo import hostname, pid_alive
 from conveyor.engine import Engine, EngineSettings, Report
 from conveyor.executor import Execution, ExecutionResult, ProcessPool
+from conveyor.executor.resources import ResourceLedger
 from conveyor.handlers import HandlerPolicy
 from conveyor.store.base import StateCount, TaskFilter
 from conveyor.store.sqlite import SQLiteStore
@@ -226,7 +227,7 @@ class _Loop:
         self.on_progress = on_progress
         self.started = time.monotonic()
         self.deadline = None if timeout_s is None else self.started + timeout_s
-        self.in_use: dict[TaskId, Mapping[str, float]] = {}
+        self.ledger = ResourceLedger(scheduler.resources)
 
     def run(self) -> RunSummary:
         settings = self.engine.settings
@@ -261,25 +262,18 @@ class _Loop:
         if not queues:
             return []
         assignments = self.engine.lease(
-            self.worker_id, pool.free_slots, queues=queues, free=self._free_resources()
+            self.worker_id, pool.free_slots, queues=queues, free=self.ledger.free()
         )
         for a in assignments:
-            self.in_use[a.task_id] = a.resources
+            self.ledger.hold(a.task_id, a.resources)
             pool.start(Execution(a.task_id, a.token, a.handler, a.args, a.kwargs, a.timeout_s))
         return assignments
-
-    def _free_resources(self) -> dict[str, float]:
-        free = dict(self.s.resources)
-        for used in self.in_use.values():
-            for name, amount in used.items():
-                free[name] = free.get(name, 0.0) - amount
-        return free
 
     def _report(self, results: Sequence[ExecutionResult]) -> None:
         if not results:
             return
         for r in results:
-            self.in_use.pop(r.task_id, None)
+            self.ledger.release(r.task_id)
         acks = self.engine.report(
             self.worker_id,
             [
