@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 import click
@@ -55,10 +56,11 @@ GRACEFUL_SHUTDOWN_S = 5
 )
 @click.option(
     "--worker-grace-s",
-    default=10.0,
+    default=35.0,
     show_default=True,
     type=click.FloatRange(min=0),
-    help="On stop, how long local workers get to finish before they are killed.",
+    help="On stop, how long local workers get to drain before they are killed (a worker's own "
+    "drain lasts 30 s by default; a second Ctrl-C kills them at once).",
 )
 @allow_option
 @allow_module_option
@@ -109,10 +111,10 @@ def server_command(
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         lifespan="on",
     )
-    server = _Server(config, app, workers)
+    server = _Server(config, app, workers, on_stopped=store.close)
     try:
         server.run()
-    finally:
+    finally:  # also after a failed start-up; both are idempotent
         workers.stop()
         store.close()
 
@@ -120,10 +122,18 @@ def server_command(
 class _Server(uvicorn.Server):
     """uvicorn's server, plus local workers: started once it listens, stopped before it stops."""
 
-    def __init__(self, config: uvicorn.Config, app: FastAPI, workers: LocalWorkers) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        app: FastAPI,
+        workers: LocalWorkers,
+        *,
+        on_stopped: Callable[[], None],
+    ) -> None:
         super().__init__(config)
         self.app = app
         self.workers = workers
+        self.on_stopped = on_stopped
         self._stopping = False
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -133,6 +143,13 @@ class _Server(uvicorn.Server):
         url = self.url()
         click.echo(f"Conveyor server at {url}  (API docs: {url}/docs; Ctrl-C to stop)", err=True)
         self.workers.start(url)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        # Clean up here: after a signal, uvicorn raises it again once run() ends, and SIGTERM's
+        # default action ends the process before any code after run() could.
+        self.workers.stop()
+        self.on_stopped()
 
     async def on_tick(self, counter: int) -> bool:
         if counter % 10 == 0:

@@ -32,6 +32,7 @@ class LocalWorkers:
         self.grace_s = grace_s
         self._procs: list[subprocess.Popen[bytes]] = []
         self._reported: set[int] = set()
+        self._stopping = False
 
     def command(self, url: str) -> list[str]:
         return [
@@ -53,6 +54,8 @@ class LocalWorkers:
 
     def check(self) -> None:
         """Log workers that exited on their own (once each); they are not restarted."""
+        if self._stopping:
+            return
         for proc in self._procs:
             code = proc.poll()
             if code is not None and proc.pid not in self._reported:
@@ -64,6 +67,7 @@ class LocalWorkers:
 
     def stop(self) -> None:
         """SIGTERM every worker, wait up to the grace period, then SIGKILL those still running."""
+        self._stopping = True
         alive = self.alive
         for proc in alive:
             proc.terminate()
@@ -75,9 +79,9 @@ class LocalWorkers:
                 log.warning("a local worker ignored SIGTERM; killing it", extra={"pid": proc.pid})
                 proc.kill()
                 proc.wait()
-        self._reported.update(p.pid for p in alive)
 
     def kill(self) -> None:
+        self._stopping = True
         for proc in self.alive:
             proc.kill()
             proc.wait()

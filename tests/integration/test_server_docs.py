@@ -1,0 +1,80 @@
+"""/docs works offline (Swagger UI from the package), /openapi.json describes the whole API."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from tests.integration.conftest import Served
+
+from conveyor.api.schemas import API_PREFIX
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_docs_load_only_local_assets_and_every_asset_is_served(served: Served) -> None:
+    page = await served.http.get("/docs")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    urls = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert urls, page.text
+    for url in urls:
+        assert url.startswith("/"), f"{url} is not served by this server"
+        asset = await served.http.get(url)
+        assert asset.status_code == 200, url
+        assert len(asset.content) > 500
+    assert "https://" not in page.text and "http://" not in page.text
+    assert '"validatorUrl": null' in page.text  # no badge from validator.swagger.io
+    assert "url: '/openapi.json'" in page.text
+
+
+async def test_assets_have_their_media_types_and_unknown_names_are_404(served: Served) -> None:
+    js = await served.http.get("/docs/assets/swagger-ui-bundle.js")
+    css = await served.http.get("/docs/assets/swagger-ui.css")
+    assert js.headers["content-type"].startswith("text/javascript")
+    assert css.headers["content-type"].startswith("text/css")
+    assert (await served.http.get("/docs/assets/README.md")).status_code == 404
+    assert (await served.http.get("/docs/assets/..%2F..%2Fapp.py")).status_code == 404
+
+
+async def test_openapi_describes_every_endpoint_and_its_refs_resolve(served: Served) -> None:
+    response = await served.http.get("/openapi.json")
+    assert response.status_code == 200
+    schema = response.json()
+    assert schema["openapi"].startswith("3.")
+    operations = {(method.upper(), path) for path, ops in schema["paths"].items() for method in ops}
+    p = API_PREFIX
+    assert operations == {
+        ("POST", f"{p}/tasks"),
+        ("GET", f"{p}/tasks"),
+        ("POST", f"{p}/tasks/batch"),
+        ("GET", f"{p}/tasks/{{task_id}}"),
+        ("DELETE", f"{p}/tasks/{{task_id}}"),
+        ("GET", f"{p}/tasks/{{task_id}}/result"),
+        ("POST", f"{p}/tasks/{{task_id}}/cancel"),
+        ("POST", f"{p}/tasks/{{task_id}}/retry"),
+        ("GET", f"{p}/workers"),
+        ("POST", f"{p}/workers"),
+        ("GET", f"{p}/workers/{{worker_id}}"),
+        ("DELETE", f"{p}/workers/{{worker_id}}"),
+        ("POST", f"{p}/workers/{{worker_id}}/heartbeat"),
+        ("POST", f"{p}/workers/{{worker_id}}/lease"),
+        ("POST", f"{p}/workers/{{worker_id}}/report"),
+        ("GET", f"{p}/status"),
+        ("GET", f"{p}/monitor"),
+        ("GET", "/health"),
+    }
+    refs = set(re.findall(r'"\$ref":\s*"#/components/schemas/([^"]+)"', response.text))
+    assert refs <= set(schema["components"]["schemas"])
+    submit = schema["paths"][f"{p}/tasks"]["post"]["responses"]
+    assert {"200", "201", "413", "422", "503"} <= set(submit)
+    report = schema["paths"][f"{p}/workers/{{worker_id}}/report"]["post"]["responses"]
+    assert report["409"]["content"]["application/json"]["schema"]["$ref"].endswith("ReportBatchOut")
+
+
+async def test_home_page_links_docs_and_status(served: Served) -> None:
+    page = await served.http.get("/")
+    assert page.status_code == 200
+    assert 'href="/docs"' in page.text
+    assert f'href="{API_PREFIX}/status"' in page.text
+    assert (await served.http.get("/no-such-page")).status_code == 404
