@@ -9,6 +9,7 @@ import click
 
 from conveyor.cli.run import run_command
 from conveyor.cli.server import server_command
+from conveyor.cli.worker import worker_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,6 +23,7 @@ def cli(verbose: int) -> None:
 
 cli.add_command(run_command)
 cli.add_command(server_command)
+cli.add_command(worker_command)
 
 
 def main() -> None:

@@ -1,0 +1,124 @@
+"""`conveyor worker`: run tasks from a server until stopped (SIGTERM/Ctrl-C drain it)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+
+import click
+
+from conveyor.cli.options import allow_module_option, allow_option, handler_policy
+from conveyor.client.session import DEFAULT_URL
+from conveyor.errors import ConveyorError
+from conveyor.worker import Worker, WorkerConfig
+
+_RESOURCE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]{0,63})=(\d+(?:\.\d+)?)$")
+
+
+def _resources(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, float]:
+    """`gpu=1,memory_mb=2048` into {"gpu": 1.0, "memory_mb": 2048.0}."""
+    resources: dict[str, float] = {}
+    for item in (value or "").split(","):
+        if not item.strip():
+            continue
+        match = _RESOURCE.match(item.strip())
+        if not match:
+            raise click.BadParameter(
+                f"{item.strip()!r} is not NAME=AMOUNT (for example gpu=1)", ctx, param
+            )
+        resources[match.group(1)] = float(match.group(2))
+    return resources
+
+
+def _queues(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    queues = tuple(dict.fromkeys(q.strip() for q in value.split(",") if q.strip()))
+    if not queues:
+        raise click.BadParameter("name at least one queue", ctx, param)
+    return queues
+
+
+@click.command("worker")
+@click.option(
+    "--server",
+    envvar="CONVEYOR_URL",
+    default=DEFAULT_URL,
+    show_default=True,
+    help="Server URL (env CONVEYOR_URL).",
+)
+@click.option(
+    "--token", envvar="CONVEYOR_TOKEN", default=None, help="Bearer token (env CONVEYOR_TOKEN)."
+)
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Tasks run at once  [default: one per CPU]",
+)
+@click.option(
+    "--queues",
+    default="default",
+    show_default=True,
+    callback=_queues,
+    help="Comma-separated queues to take tasks from.",
+)
+@click.option(
+    "--resources",
+    default=None,
+    metavar="NAME=AMOUNT,...",
+    callback=_resources,
+    help="Override advertised resources: gpu=1,memory_mb=2048  [default: this host's cpu, memory_mb, gpu]",
+)
+@click.option("--name", default=None, help="Worker name  [default: hostname-pid]")
+@click.option("--burst", is_flag=True, help="Exit once no task is left to lease and none runs.")
+@click.option(
+    "--grace-s",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="On SIGTERM/Ctrl-C, seconds running tasks get before they are handed back.",
+)
+@allow_option
+@allow_module_option
+def worker_command(
+    server: str,
+    token: str | None,
+    concurrency: int | None,
+    queues: tuple[str, ...],
+    resources: dict[str, float],
+    name: str | None,
+    burst: bool,
+    grace_s: float,
+    allow: tuple[str, ...],
+    allow_modules: tuple[str, ...],
+) -> None:
+    """Lease tasks from a Conveyor server and run them in child processes.
+
+    Only built-in handlers run unless you allow more: --allow-module myapp runs
+    `myapp.*:function` handlers, importable from the working directory.
+    """
+    # A worker is a long-running service: say what it does, even without -v.
+    worker_log = logging.getLogger("conveyor.worker")
+    if worker_log.getEffectiveLevel() > logging.INFO:
+        worker_log.setLevel(logging.INFO)
+    # Like `python -m`: the project in the working directory is importable by handlers.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        config = WorkerConfig(
+            server_url=server,
+            token=token,
+            name=name,
+            concurrency=concurrency,
+            queues=queues,
+            resources=resources,
+            burst=burst,
+            grace_s=grace_s,
+            policy=handler_policy(allow, allow_modules),
+        )
+        status = Worker(config).run(handle_signals=True)
+    except (ConveyorError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(status)

@@ -1,0 +1,183 @@
+"""What the worker's threads share: the leases it holds, its slots, its resources, its outbox.
+
+A lease is *held* from the moment a lease call hands it over until the server has answered its
+report (or the lease is known to be void). While its execution runs it also occupies a slot
+and its resources. Everything here sits under one lock: the threads touch it a few times per
+task, far too rarely to contend.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+
+from conveyor.api.schemas import AssignmentOut, ReportIn
+from conveyor.core.types import TaskId, Token
+from conveyor.executor.resources import ResourceLedger
+
+Lease = tuple[TaskId, Token]
+
+
+class Bookkeeping:
+    def __init__(self, concurrency: int, advertised: dict[str, float]) -> None:
+        self.concurrency = concurrency
+        self._cond = threading.Condition()
+        self._held: set[Lease] = set()
+        self._busy = 0
+        """Slots taken: leases handed over whose execution has not ended."""
+        self._resources = ResourceLedger(advertised)
+        self._unfinished: set[TaskId] = set()
+        """Leased tasks whose execution has not ended (waiting to start, or running)."""
+        self._void: set[TaskId] = set()
+        """Tasks the server told us to stop: their results would be refused, so none is sent."""
+        self._outbox: list[ReportIn] = []
+        self._in_flight = 0
+        """Reports the reporter has taken and the server has not answered yet."""
+        self._settled = 0
+        self._leasing = True
+        self._closed = False
+
+    # ---- leasing (the leaser thread) -------------------------------------------------------------
+
+    @property
+    def leasing(self) -> bool:
+        return self._leasing
+
+    def wait_for_free_slots(self) -> int:
+        """Block until a slot is free; return how many are. 0 means leasing has stopped."""
+        with self._cond:
+            while self._leasing and self._busy >= self.concurrency:
+                self._cond.wait()
+            return self.concurrency - self._busy if self._leasing else 0
+
+    def leased(self, assignments: Sequence[AssignmentOut]) -> None:
+        with self._cond:
+            for a in assignments:
+                self._held.add((a.task_id, a.token))
+                self._unfinished.add(a.task_id)
+                self._busy += 1
+                self._resources.hold(a.task_id, a.resources)
+
+    def free_resources(self) -> dict[str, float]:
+        with self._cond:
+            return self._resources.free()
+
+    def idle(self) -> bool:
+        """Nothing leased, running, or waiting for its report to be answered."""
+        with self._cond:
+            return not self._held
+
+    def settled_count(self) -> int:
+        with self._cond:
+            return self._settled
+
+    def wait_for_settlement(self, since: int) -> None:
+        """Block until a report is answered after `since` (see settled_count), or leasing stops."""
+        with self._cond:
+            while self._leasing and self._settled == since:
+                self._cond.wait()
+
+    def stop_leasing(self) -> None:
+        with self._cond:
+            self._leasing = False
+            self._cond.notify_all()
+
+    # ---- executions (the main thread) ------------------------------------------------------------
+
+    def finished(self, task_id: TaskId, token: Token, report: ReportIn | None) -> None:
+        """An execution ended (or was never started): free its slot, queue its report.
+
+        `report=None` drops the lease without a word to the server: it is void already.
+        """
+        with self._cond:
+            self._busy -= 1
+            self._unfinished.discard(task_id)
+            self._resources.release(task_id)
+            if report is None:
+                self._held.discard((task_id, token))
+                self._void.discard(task_id)
+                self._settled += 1
+            else:
+                self._outbox.append(report)
+            self._cond.notify_all()
+
+    def is_void(self, task_id: TaskId) -> bool:
+        with self._cond:
+            return task_id in self._void
+
+    # ---- heartbeats ------------------------------------------------------------------------------
+
+    def held_leases(self) -> list[Lease]:
+        with self._cond:
+            return sorted(self._held)
+
+    def void(self, task_ids: Iterable[TaskId]) -> list[TaskId]:
+        """The server no longer counts these leases as ours; return those still to be stopped.
+
+        A task that has finished already is left alone: its report is on its way, and the
+        server will answer it (refused, or accepted if the heartbeat merely crossed it).
+        """
+        with self._cond:
+            stopped = [task_id for task_id in task_ids if task_id in self._unfinished]
+            self._void.update(stopped)
+            return stopped
+
+    # ---- reports (the reporter thread) -----------------------------------------------------------
+
+    def take_reports(self, limit: int) -> list[ReportIn]:
+        """Block until there are reports; take up to `limit`. Empty once closed."""
+        with self._cond:
+            while not self._outbox and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return []
+            batch, self._outbox = self._outbox[:limit], self._outbox[limit:]
+            self._in_flight += len(batch)
+            return batch
+
+    def settled(self, reports: Sequence[ReportIn]) -> None:
+        """The server answered these reports, accepted or not: the leases are no longer held."""
+        with self._cond:
+            self._in_flight -= len(reports)
+            for r in reports:
+                self._held.discard((r.task_id, r.token))
+                self._void.discard(r.task_id)
+            self._settled += 1
+            self._cond.notify_all()
+
+    def unsent(self, reports: Sequence[ReportIn]) -> None:
+        """These reports did not reach the server: send them first next time."""
+        with self._cond:
+            self._in_flight -= len(reports)
+            self._outbox[:0] = reports
+            self._cond.notify_all()
+
+    def replace(self, sent: ReportIn, replacement: ReportIn) -> None:
+        """The server refused `sent` as malformed: send `replacement` (same lease) instead."""
+        with self._cond:
+            self._in_flight -= 1
+            self._outbox.insert(0, replacement)
+            self._cond.notify_all()
+
+    def unreported(self) -> int:
+        with self._cond:
+            return len(self._outbox) + self._in_flight
+
+    def wait_flushed(self, timeout_s: float) -> bool:
+        """Block until every queued report has been answered, or `timeout_s` passes."""
+        give_up_at = time.monotonic() + timeout_s
+        with self._cond:
+            while self._outbox or self._in_flight:
+                left_s = give_up_at - time.monotonic()
+                if left_s <= 0:
+                    return False
+                self._cond.wait(left_s)
+            return True
+
+    def close(self) -> None:
+        """Stop the reporter: take_reports() returns nothing from now on."""
+        with self._cond:
+            self._closed = True
+            self._leasing = False
+            self._cond.notify_all()

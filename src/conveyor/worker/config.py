@@ -1,0 +1,58 @@
+"""How a worker is set up: read once, by the CLI or the code that builds the Worker."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from conveyor.client.session import DEFAULT_URL
+from conveyor.handlers import HandlerPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    server_url: str = DEFAULT_URL
+    token: str | None = None
+    name: str | None = None
+    """Shown in `conveyor workers` and the dashboard; default `hostname-pid`."""
+    concurrency: int | None = None
+    """Tasks run at once, each in its own child process; default one per CPU."""
+    queues: tuple[str, ...] = ("default",)
+    resources: Mapping[str, float] = field(default_factory=dict)
+    """Overrides of what the worker advertises (by default cpu, memory_mb and gpu of the host)."""
+    burst: bool = False
+    """Exit once a lease comes back empty and nothing is running (arq's burst mode)."""
+    grace_s: float = 30.0
+    """On SIGTERM/SIGINT, how long running tasks may go on before they are killed and handed back."""
+    policy: HandlerPolicy = field(default_factory=HandlerPolicy)
+    lease_wait_s: float = 20.0
+    """How long one lease long-poll may wait on the server for a task (at most 60)."""
+    http_timeout_s: float = 10.0
+    """For every call but the wait of a long-poll; keep it under the server's dead-worker time."""
+    shutdown_flush_s: float = 10.0
+    """At exit, how long to keep trying to deliver the last reports before giving up on them."""
+    output_tail_chars: int = 4096
+    memory_limit_mb: int | None = None
+    """Address-space limit of each task's child process; None: no limit."""
+
+    def __post_init__(self) -> None:
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+        if not self.queues:
+            raise ValueError("name at least one queue")
+        if self.grace_s < 0:
+            raise ValueError(f"grace_s must be >= 0, got {self.grace_s}")
+        if not 0 <= self.lease_wait_s <= 60:
+            raise ValueError(f"lease_wait_s must be between 0 and 60, got {self.lease_wait_s}")
+        if self.http_timeout_s <= 0 or self.shutdown_flush_s < 0:
+            raise ValueError("http_timeout_s must be positive and shutdown_flush_s >= 0")
+
+    @property
+    def slots(self) -> int:
+        return self.concurrency or os.cpu_count() or 1
+
+    @property
+    def display_name(self) -> str:
+        return self.name or f"{socket.gethostname()}-{os.getpid()}"

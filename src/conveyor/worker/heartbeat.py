@@ -1,0 +1,87 @@
+"""The heartbeat thread: keeps the worker and its leases alive, and carries the server's orders.
+
+Every `heartbeat_interval_s` it sends the leases the worker holds and the host's metrics. The
+answer lists tasks to stop (cancelled by a user, or whose lease went elsewhere): they are killed
+at once, so a cancel takes effect within one heartbeat. `drain` asks the worker to shut down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import psutil
+
+from conveyor.client.worker_api import WorkerConnection
+from conveyor.core.types import JSON
+from conveyor.errors import ConflictError, NotFoundError
+from conveyor.executor import ProcessPool
+from conveyor.worker.backoff import TRANSIENT_ERRORS
+from conveyor.worker.bookkeeping import Bookkeeping
+from conveyor.worker.metrics import SystemMetrics
+from conveyor.worker.registration import Registration
+
+log = logging.getLogger(__name__)
+
+
+class Heartbeater:
+    def __init__(
+        self,
+        conn: WorkerConnection,
+        registration: Registration,
+        books: Bookkeeping,
+        pool: ProcessPool,
+        metrics: SystemMetrics,
+        *,
+        halt: threading.Event,
+        on_drain: Callable[[str], None],
+    ) -> None:
+        self._conn = conn
+        self._registration = registration
+        self._books = books
+        self._pool = pool
+        self._metrics = metrics
+        self._halt = halt
+        self._on_drain = on_drain
+        self._unreachable = False
+
+    def run(self) -> None:
+        while not self._halt.wait(self._registration.heartbeat_interval_s):
+            self.beat()
+
+    def beat(self) -> None:
+        worker_id = self._registration.id
+        try:
+            answer = self._conn.heartbeat(worker_id, self._books.held_leases(), self._sample())
+        except (NotFoundError, ConflictError):
+            self._registration.renew(worker_id)
+            return
+        except TRANSIENT_ERRORS as exc:
+            # Running tasks keep running: the server may be back before their leases expire.
+            if not self._unreachable:
+                log.warning(f"heartbeat failed: {exc}", extra={"worker_id": worker_id})
+            self._unreachable = True
+            return
+        if self._unreachable:
+            log.warning("the server answers heartbeats again", extra={"worker_id": worker_id})
+            self._unreachable = False
+        stopped = self._books.void(answer.stop)
+        if stopped:
+            log.info(
+                f"the server stopped {len(stopped)} task(s); killing them",
+                extra={"worker_id": worker_id, "task_ids": stopped},
+            )
+            for task_id in stopped:
+                self._pool.cancel(task_id)
+            self._pool.wake()  # the main loop drops the ones it has not started yet
+        if answer.drain:
+            self._on_drain("the server asked this worker to drain")
+
+    def _sample(self) -> dict[str, JSON] | None:
+        try:
+            return self._metrics.sample()
+        except (OSError, psutil.Error) as exc:
+            # Metrics are a courtesy; the heartbeat itself is what keeps the leases.
+            log.debug("reading system metrics failed", extra={"error": str(exc)})
+            return None

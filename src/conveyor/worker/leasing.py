@@ -1,0 +1,110 @@
+"""The leaser thread: long-polls the server for as many tasks as there are free slots.
+
+Leasing runs in its own thread so that a long-poll, which may sit on the server for many
+seconds, never delays the main thread, which must collect results and enforce timeouts the
+moment they are due. Assignments go to the main thread through a queue, with pool.wake() to
+interrupt its wait: ProcessPool.start() belongs to the main thread alone.
+
+It asks for exactly the free slots, not more: a task leased here waits for no one, while a task
+prefetched behind a busy slot would sit idle when another worker could run it now. When no slot
+is free it does not poll at all; it sleeps until the main thread frees one.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from conveyor.api.schemas import AssignmentOut
+from conveyor.client.worker_api import WorkerConnection
+from conveyor.errors import ConflictError, ConveyorError, NotFoundError
+from conveyor.executor import ProcessPool
+from conveyor.worker.backoff import TRANSIENT_ERRORS, Backoff
+from conveyor.worker.bookkeeping import Bookkeeping
+from conveyor.worker.registration import Registration
+
+log = logging.getLogger(__name__)
+
+
+class Leaser:
+    def __init__(
+        self,
+        conn: WorkerConnection,
+        registration: Registration,
+        books: Bookkeeping,
+        pool: ProcessPool,
+        inbox: queue.SimpleQueue[AssignmentOut],
+        *,
+        queues: Sequence[str],
+        wait_s: float,
+        burst: bool,
+        halt: threading.Event,
+        on_burst_done: Callable[[], None],
+    ) -> None:
+        self._conn = conn
+        self._registration = registration
+        self._books = books
+        self._pool = pool
+        self._inbox = inbox
+        self._queues = list(queues)
+        # Burst mode must learn at once that the queue is empty; it waits on its own tasks instead.
+        self._wait_s = 0.0 if burst else wait_s
+        self._burst = burst
+        self._halt = halt
+        self._on_burst_done = on_burst_done
+        self._backoff = Backoff()
+
+    def run(self) -> None:
+        while True:
+            free_slots = self._books.wait_for_free_slots()
+            if free_slots == 0:
+                return  # leasing has stopped: draining or shutting down
+            # Both read before the call: an empty answer while idle is what ends a burst.
+            idle, settled = self._books.idle(), self._books.settled_count()
+            asked_at = time.monotonic()
+            tasks = self._lease(free_slots)
+            if tasks is None:
+                continue
+            if tasks:
+                self._books.leased(tasks)
+                for task in tasks:
+                    self._inbox.put(task)
+                self._pool.wake()
+                self._backoff.reset()
+            elif self._burst:
+                if idle:
+                    self._on_burst_done()
+                    return
+                # Tasks of ours are running: what they report may make new tasks ready.
+                self._books.wait_for_settlement(settled)
+            elif time.monotonic() - asked_at < self._wait_s / 2:
+                # The server answered at once instead of holding the poll (draining, say):
+                # wait a little rather than ask again in a tight loop.
+                self._halt.wait(self._backoff.next_delay_s())
+
+    def _lease(self, free_slots: int) -> list[AssignmentOut] | None:
+        """Up to `free_slots` tasks; None after an error (retry after the delay it set)."""
+        worker_id = self._registration.id
+        try:
+            return self._conn.lease(
+                worker_id,
+                free_slots,
+                wait_s=self._wait_s,
+                queues=self._queues,
+                free=self._books.free_resources(),
+            )
+        except (NotFoundError, ConflictError):
+            if self._books.leasing:
+                self._registration.renew(worker_id)
+            return None
+        except TRANSIENT_ERRORS as exc:
+            delay_s = self._backoff.next_delay_s(exc.retry_after_s)
+            log.warning(f"leasing failed, retrying in {delay_s:.1f}s: {exc}")
+        except ConveyorError as exc:
+            delay_s = self._backoff.next_delay_s()
+            log.error(f"leasing failed, retrying in {delay_s:.1f}s: {exc}")
+        self._halt.wait(delay_s)
+        return None

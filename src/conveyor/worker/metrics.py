@@ -1,0 +1,129 @@
+"""What a worker's host has and how busy it is: sent with every heartbeat, shown by /monitor.
+
+GPUs are read through NVML when it is there; on a host without an NVIDIA driver NVML fails to
+load, and the worker reports no GPUs instead of failing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Mapping
+
+import psutil
+import pynvml  # type: ignore[import-untyped]  # nvidia-ml-py ships no types
+
+from conveyor.core.types import JSON
+
+log = logging.getLogger(__name__)
+
+_MB = 1024 * 1024
+
+
+def default_resources() -> dict[str, float]:
+    """What a worker advertises unless told otherwise: CPUs, RAM in MB, NVIDIA GPUs."""
+    return {
+        "cpu": float(os.cpu_count() or 1),
+        "memory_mb": float(psutil.virtual_memory().total // _MB),
+        "gpu": float(_gpu_count()),
+    }
+
+
+def advertised_resources(overrides: Mapping[str, float]) -> dict[str, float]:
+    return {**default_resources(), **overrides}
+
+
+class SystemMetrics:
+    """Samples this host. CPU percentages cover the time since the previous sample."""
+
+    def __init__(self, disk_path: str = ".") -> None:
+        self.disk_path = os.path.abspath(disk_path)
+        self._nvml = _Nvml()
+        # The first CPU sample only sets the starting point; take it now so the first heartbeat
+        # carries a real figure.
+        psutil.cpu_percent()
+        psutil.cpu_percent(percpu=True)
+
+    def sample(self) -> dict[str, JSON]:
+        """One reading, in the same keys and units as the server's own in /monitor."""
+        memory = psutil.virtual_memory()
+        disk = psutil.disk_usage(self.disk_path)
+        return {
+            "cpu_percent": psutil.cpu_percent(),
+            "cpu_per_core_percent": list(psutil.cpu_percent(percpu=True)),
+            "cpu_count": os.cpu_count() or 1,
+            "load_avg": list(os.getloadavg()),
+            "memory_total_bytes": memory.total,
+            "memory_used_bytes": memory.total - memory.available,
+            "memory_percent": memory.percent,
+            "disk_path": self.disk_path,
+            "disk_total_bytes": disk.total,
+            "disk_used_bytes": disk.used,
+            "disk_percent": disk.percent,
+            "gpus": self._nvml.sample(),
+        }
+
+    def close(self) -> None:
+        self._nvml.close()
+
+
+class _Nvml:
+    """NVML, initialised once; `available` is False when the library or driver is missing."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        try:
+            pynvml.nvmlInit()
+            self.available = True
+        except pynvml.NVMLError as exc:
+            log.debug("no NVML, reporting no GPUs", extra={"error": str(exc)})
+            self.available = False
+
+    def sample(self) -> list[JSON]:
+        if not self.available:
+            return []
+        gpus: list[JSON] = []
+        with self._lock:
+            try:
+                for index in range(pynvml.nvmlDeviceGetCount()):
+                    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+                    usage = pynvml.nvmlDeviceGetUtilizationRates(handle)
+                    memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+                    name = pynvml.nvmlDeviceGetName(handle)
+                    gpus.append(
+                        {
+                            "index": index,
+                            "name": name.decode() if isinstance(name, bytes) else str(name),
+                            "utilization_percent": float(usage.gpu),
+                            "memory_utilization_percent": float(usage.memory),
+                            "memory_total_bytes": int(memory.total),
+                            "memory_used_bytes": int(memory.used),
+                        }
+                    )
+            except pynvml.NVMLError as exc:
+                # A GPU that fell off the bus must not stop the heartbeat that carries this.
+                log.warning("reading GPU metrics failed", extra={"error": str(exc)})
+        return gpus
+
+    def close(self) -> None:
+        with self._lock:
+            if self.available:
+                self.available = False
+                with contextlib.suppress(pynvml.NVMLError):
+                    pynvml.nvmlShutdown()
+
+
+def _gpu_count() -> int:
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return 0
+    try:
+        return int(pynvml.nvmlDeviceGetCount())
+    except pynvml.NVMLError:
+        return 0
+    finally:
+        with contextlib.suppress(pynvml.NVMLError):
+            pynvml.nvmlShutdown()

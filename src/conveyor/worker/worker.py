@@ -1,0 +1,313 @@
+"""The worker program: lease tasks from a server, run them in child processes, report results.
+
+Four threads, one job each:
+
+- main: owns the ProcessPool. It sleeps in pool.wait(), which returns as soon as an execution
+  ends, a deadline passes (the pool kills the child) or another thread calls pool.wake(); it
+  hands results to the reporter and starts the tasks the leaser delivered.
+- leaser (`leasing.py`): long-polls the server for as many tasks as there are free slots.
+- reporter (`reporting.py`): sends every finished attempt, batched, retrying while the server
+  is unreachable; a result leaves the moment the main thread collects it, whatever the leaser
+  is waiting for.
+- heartbeater (`heartbeat.py`): extends the leases held and kills the tasks the server stops.
+
+SIGTERM or SIGINT (or stop()) drains: leasing stops, running tasks get `grace_s` to finish and
+are then killed and handed back (the engine re-queues them without spending a retry), the last
+reports are flushed, and the worker deregisters. A second signal ends the grace period at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+
+import httpx
+
+from conveyor.api.schemas import AssignmentOut, RegisterIn, ReportIn
+from conveyor.client.worker_api import WorkerConnection
+from conveyor.core.states import Outcome
+from conveyor.core.types import TaskId
+from conveyor.errors import ConveyorError
+from conveyor.executor import Execution, ExecutionResult, ProcessPool
+from conveyor.worker.bookkeeping import Bookkeeping
+from conveyor.worker.config import WorkerConfig
+from conveyor.worker.heartbeat import Heartbeater
+from conveyor.worker.leasing import Leaser
+from conveyor.worker.metrics import SystemMetrics, advertised_resources
+from conveyor.worker.registration import Registration
+from conveyor.worker.reporting import Reporter
+from conveyor.worker.signals import relay_stop_signals
+
+log = logging.getLogger(__name__)
+
+HANDED_BACK_ERROR = "the worker shut down before the task finished; handed back to run again"
+# ReportIn's limits: a report over them would be refused as a whole.
+_ERROR_CHARS, _TEXT_CHARS = 10_000, 100_000
+
+
+class Worker:
+    """`Worker(WorkerConfig(server_url=...)).run()` until drained or, with `burst`, done.
+
+    `transport` swaps the network for tests. stop() may be called from any thread.
+    """
+
+    def __init__(
+        self, config: WorkerConfig, *, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self.config = config
+        self._conn = WorkerConnection(
+            config.server_url,
+            token=config.token,
+            timeout_s=config.http_timeout_s,
+            transport=transport,
+        )
+        self._stop_requested = threading.Event()
+        self._halt = threading.Event()  # the background threads' signal to end
+        self._force = False
+        self._burst_done = False
+        self._failed = False
+        self._pool: ProcessPool | None = None
+        self._inbox: queue.SimpleQueue[AssignmentOut] = queue.SimpleQueue()
+        self._handing_back: set[TaskId] = set()
+        self.registration: Registration | None = None
+
+    @property
+    def worker_id(self) -> str | None:
+        """The id the server knows this worker by; None until registered."""
+        return self.registration.id if self.registration and self.registration.id else None
+
+    def stop(self, reason: str = "asked to stop") -> None:
+        """Drain and exit; called a second time, kill the running tasks now. Thread-safe."""
+        if self._stop_requested.is_set():
+            if not self._force:
+                log.warning(f"{reason} again: handing back running tasks now")
+            self._force = True
+        else:
+            log.warning(
+                f"{reason}: draining (running tasks get {self.config.grace_s:g}s to finish)"
+            )
+            self._stop_requested.set()
+        if self._pool is not None:
+            self._pool.wake()
+
+    def run(self, *, handle_signals: bool = False) -> int:
+        """Work until drained (exit status 0), or until a fault stops the worker (1).
+
+        `handle_signals` turns SIGTERM and SIGINT into stop(); only on the main thread.
+        """
+        config = self.config
+        with ExitStack() as stack:
+            if handle_signals:
+                stack.enter_context(relay_stop_signals(self._on_signal))
+            stack.callback(self._conn.close)
+            pool = stack.enter_context(
+                ProcessPool(
+                    config.slots,
+                    config.policy,
+                    output_tail_chars=config.output_tail_chars,
+                    memory_limit_mb=config.memory_limit_mb,
+                )
+            )
+            self._pool = pool
+            books = Bookkeeping(config.slots, advertised_resources(config.resources))
+            registration = self.registration = Registration(
+                self._conn, self._registration_request(books), self._stop_requested
+            )
+            if not registration.register():
+                return 0  # stopped before the server could be reached
+            metrics = SystemMetrics()
+            stack.callback(metrics.close)
+            threads = [
+                self._thread("leaser", Leaser(
+                    self._conn, registration, books, pool, self._inbox,
+                    queues=config.queues, wait_s=config.lease_wait_s, burst=config.burst,
+                    halt=self._halt, on_burst_done=self._on_burst_done,
+                ).run),
+                self._thread("reporter", Reporter(
+                    self._conn, registration, books, halt=self._halt
+                ).run),
+                self._thread("heartbeat", Heartbeater(
+                    self._conn, registration, books, pool, metrics,
+                    halt=self._halt, on_drain=self._on_drain,
+                ).run),
+            ]  # fmt: skip
+            try:
+                self._work(pool, books)
+            finally:
+                self._shut_down(pool, books, registration, threads)
+        return 1 if self._failed else 0
+
+    # ---- the main loop ---------------------------------------------------------------------------
+
+    def _work(self, pool: ProcessPool, books: Bookkeeping) -> None:
+        grace_ends_at: float | None = None
+        killed = False
+        while True:
+            wait_s = None
+            if grace_ends_at is not None and not killed:
+                wait_s = max(grace_ends_at - time.monotonic(), 0.0)
+            for result in pool.wait(wait_s):
+                self._finished(result, books)
+            stopping = self._stop_requested.is_set()
+            if stopping and grace_ends_at is None:
+                books.stop_leasing()
+                grace_ends_at = time.monotonic() + self.config.grace_s
+            self._start_assigned(pool, books, hand_back=stopping)
+            if stopping and not pool.running:
+                return
+            if self._burst_done and not pool.running and self._inbox.empty():
+                log.info("burst done: nothing left to lease", extra={"worker_id": self.worker_id})
+                return
+            if (
+                grace_ends_at is not None
+                and not killed
+                and (self._force or time.monotonic() >= grace_ends_at)
+            ):
+                running = [task_id for task_id, _ in pool.running]
+                log.warning(
+                    f"grace period over: killing and handing back {len(running)} task(s)",
+                    extra={"task_ids": running},
+                )
+                self._handing_back.update(running)
+                for task_id in running:
+                    pool.cancel(task_id)
+                killed = True
+
+    def _start_assigned(self, pool: ProcessPool, books: Bookkeeping, *, hand_back: bool) -> None:
+        while True:
+            try:
+                a = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if books.is_void(a.task_id):
+                books.finished(a.task_id, a.token, None)
+            elif hand_back:
+                books.finished(
+                    a.task_id,
+                    a.token,
+                    ReportIn(
+                        task_id=a.task_id,
+                        token=a.token,
+                        outcome=Outcome.HANDED_BACK,
+                        error="the worker is shutting down; handed back unstarted",
+                    ),
+                )
+            else:
+                pool.start(Execution(a.task_id, a.token, a.handler, a.args, a.kwargs, a.timeout_s))
+
+    def _finished(self, result: ExecutionResult, books: Bookkeeping) -> None:
+        task_id, token = result.task_id, result.token
+        if books.is_void(task_id):
+            # The server stopped it: the lease is gone and a report would be refused.
+            self._handing_back.discard(task_id)
+            books.finished(task_id, token, None)
+            return
+        outcome, error = result.outcome, result.error
+        if task_id in self._handing_back:
+            self._handing_back.discard(task_id)
+            if outcome is Outcome.CANCELLED:  # killed by us at the end of the grace period
+                outcome, error = Outcome.HANDED_BACK, HANDED_BACK_ERROR
+        log.debug(
+            "task finished", extra={"task_id": task_id, "token": token, "outcome": outcome.value}
+        )
+        books.finished(task_id, token, _report(result, outcome, error))
+
+    # ---- start and end ---------------------------------------------------------------------------
+
+    def _registration_request(self, books: Bookkeeping) -> RegisterIn:
+        resources = books.free_resources()  # all of them: nothing is leased yet
+        return RegisterIn(
+            name=self.config.display_name[:200],
+            host=socket.gethostname()[:200] or "localhost",
+            pid=os.getpid(),
+            concurrency=self.config.slots,
+            queues=list(self.config.queues),
+            resources=resources,
+        )
+
+    def _shut_down(
+        self,
+        pool: ProcessPool,
+        books: Bookkeeping,
+        registration: Registration,
+        threads: list[threading.Thread],
+    ) -> None:
+        books.stop_leasing()
+        # Tasks a last long-poll delivered after the loop ended: give them back unstarted.
+        self._start_assigned(pool, books, hand_back=True)
+        if not books.wait_flushed(self.config.shutdown_flush_s):
+            log.warning(
+                f"{books.unreported()} report(s) could not be delivered; the server will run "
+                "those tasks again once their leases expire",
+                extra={"worker_id": registration.id},
+            )
+        self._halt.set()
+        books.close()
+        self._deregister(registration)
+        for thread in threads:
+            # The leaser may be inside a long-poll: it is a daemon, and its lease dies with us.
+            if thread.name != "conveyor-leaser":
+                thread.join(timeout=self.config.http_timeout_s)
+
+    def _deregister(self, registration: Registration) -> None:
+        try:
+            self._conn.deregister(registration.id)
+        except ConveyorError as exc:
+            log.warning(
+                f"could not deregister ({exc}); the server will declare this worker dead",
+                extra={"worker_id": registration.id},
+            )
+        else:
+            log.info("deregistered", extra={"worker_id": registration.id})
+
+    def _thread(self, name: str, target: Callable[[], None]) -> threading.Thread:
+        def guarded() -> None:
+            try:
+                target()
+            except BaseException:
+                log.exception(f"the {name} thread failed; stopping the worker")
+                self._failed = True
+                self.stop(f"the {name} thread failed")
+
+        thread = threading.Thread(target=guarded, name=f"conveyor-{name}", daemon=True)
+        thread.start()
+        return thread
+
+    def _on_signal(self, signum: signal.Signals) -> None:
+        self.stop(f"{signum.name} received")
+
+    def _on_drain(self, reason: str) -> None:
+        # The server repeats `drain` in every heartbeat; only the first one counts.
+        if not self._stop_requested.is_set():
+            self.stop(reason)
+
+    def _on_burst_done(self) -> None:
+        self._burst_done = True
+        if self._pool is not None:
+            self._pool.wake()
+
+
+def _report(result: ExecutionResult, outcome: Outcome, error: str | None) -> ReportIn:
+    return ReportIn(
+        task_id=result.task_id,
+        token=result.token,
+        outcome=outcome,
+        result=result.result,
+        error=_clip(error, _ERROR_CHARS),
+        traceback=_clip(result.traceback, _TEXT_CHARS),
+        stdout_tail=result.stdout_tail[-_TEXT_CHARS:],
+        stderr_tail=result.stderr_tail[-_TEXT_CHARS:],
+    )
+
+
+def _clip(text: str | None, limit: int) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 3] + "..."

@@ -1,0 +1,452 @@
+"""The worker program against a real server: uvicorn on a free port, over a SQLite file.
+
+Workers run in a thread of this process (Worker.run) or, to receive SIGTERM, as a
+`python -m conveyor worker` subprocess. Tests wait on events: a handler announcing itself over
+a Unix socket, a result long-poll, a log record, a thread or process ending.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from conveyor.client import Client
+from conveyor.core.states import Outcome, TaskState
+from conveyor.engine import Engine, EngineSettings
+from conveyor.handlers import HandlerPolicy
+from conveyor.server import ServerSettings, create_app, request_shutdown
+from conveyor.store.sqlite import SQLiteStore
+from conveyor.worker import Worker, WorkerConfig
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TASKS = "tests.helpers.tasks"
+HEARTBEAT_S = 0.3
+ENGINE_SETTINGS = EngineSettings(
+    lease_s=10.0, heartbeat_interval_s=HEARTBEAT_S, worker_dead_after_s=8.0
+)
+DONE_S = 15.0
+"""Generous bound for anything that should take well under a second."""
+
+
+class LiveServer:
+    """The real app under uvicorn in a thread. stop() and start() again keep the port and db."""
+
+    def __init__(self, db: Path, port: int) -> None:
+        self.db = db
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._store: SQLiteStore | None = None
+
+    def start(self) -> None:
+        self._store = SQLiteStore(self.db)
+        self.engine = Engine(self._store, settings=ENGINE_SETTINGS)
+        self.app = create_app(self.engine, ServerSettings(port=self.port, timer_interval_s=0.1))
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=1,
+        )
+        server = self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+        self._thread.start()
+        give_up_at = time.monotonic() + DONE_S
+        while not server.started:  # uvicorn offers no event to wait on
+            if not self._thread.is_alive() or time.monotonic() > give_up_at:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self._server is None or self._thread is None or self._store is None:
+            return
+        request_shutdown(self.app)
+        self._server.should_exit = True
+        self._thread.join(timeout=DONE_S)
+        self._store.close()
+        self._server = self._thread = self._store = None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def importable_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Children get this process' sys.path; they import tests.helpers.tasks from the repo root.
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+
+
+@pytest.fixture
+def server(tmp_path: Path, importable_tests: None) -> Iterator[LiveServer]:
+    live = LiveServer(tmp_path / "worker-test.db", free_port())
+    live.start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def client(server: LiveServer) -> Iterator[Client]:
+    with Client(server.url, timeout_s=DONE_S) as c:
+        yield c
+
+
+class RunningWorker:
+    def __init__(self, config: WorkerConfig) -> None:
+        self.worker = Worker(config)
+        self.exit_code: int | None = None
+        self.thread = threading.Thread(target=self._run, name="test-worker", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.exit_code = self.worker.run()
+
+    def stop(self) -> int | None:
+        self.worker.stop("the test is over")
+        return self.join()
+
+    def join(self, timeout_s: float = DONE_S) -> int | None:
+        self.thread.join(timeout_s)
+        assert not self.thread.is_alive(), "the worker did not exit"
+        return self.exit_code
+
+
+@pytest.fixture
+def start_worker(server: LiveServer) -> Iterator[Callable[..., RunningWorker]]:
+    started: list[RunningWorker] = []
+
+    def start(**options: object) -> RunningWorker:
+        fields: dict[str, object] = {
+            "server_url": server.url,
+            "concurrency": 2,
+            "policy": HandlerPolicy(allow_modules=("tests",)),
+            "lease_wait_s": 2.0,
+            "http_timeout_s": 5.0,
+            "shutdown_flush_s": 5.0,
+            "grace_s": 1.0,
+            **options,
+        }
+        running = RunningWorker(WorkerConfig(**fields))  # type: ignore[arg-type]
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        if running.thread.is_alive():
+            running.stop()
+
+
+class Announcements:
+    """A Unix socket that `announce_then_sleep` handlers send their child's pid to."""
+
+    def __init__(self) -> None:
+        self.address = f"\0conveyor-worker-test-{uuid.uuid4().hex}"
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.bind(self.address)
+        self._sock.listen()
+        self._sock.settimeout(DONE_S)
+
+    def next_pid(self) -> int:
+        conn, _ = self._sock.accept()
+        with conn:
+            return int(conn.recv(64))
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+@pytest.fixture
+def announcements() -> Iterator[Announcements]:
+    listener = Announcements()
+    yield listener
+    listener.close()
+
+
+class LogEvent(logging.Handler):
+    """Sets `event` when a record whose message contains `text` is logged, from any thread."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.text = text
+        self.event = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+@pytest.fixture
+def log_event() -> Iterator[Callable[[str], threading.Event]]:
+    handlers: list[LogEvent] = []
+    root = logging.getLogger("conveyor")
+    level = root.level
+    root.setLevel(logging.DEBUG)
+
+    def watch(text: str) -> threading.Event:
+        handler = LogEvent(text)
+        handlers.append(handler)
+        root.addHandler(handler)
+        return handler.event
+
+    yield watch
+    for handler in handlers:
+        root.removeHandler(handler)
+    root.setLevel(level)
+
+
+def is_dead(pid: int) -> bool:
+    """True once `pid` has exited, even if nobody has reaped it yet (a zombie)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = DONE_S) -> float:
+    """Poll `condition` (for states no event announces); return the seconds it took."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+    return time.monotonic() - started
+
+
+# ---- tests -------------------------------------------------------------------------------------
+
+
+def test_tasks_run_and_their_results_are_recorded(
+    client: Client, start_worker: Callable[..., RunningWorker]
+) -> None:
+    echo = client.submit("echo", {"x": 1})
+    digest = client.submit("sha256", "hello")
+    chatty = client.submit(f"{TASKS}:chatter", "out", "err")
+    failing = client.submit(f"{TASKS}:raise_value_error", "boom")
+    timing_out = client.submit("sleep", 30, timeout_s=0.5)
+    running = start_worker(burst=True)
+
+    assert running.join() == 0
+    assert client.result(echo.id).result == {"x": 1}
+    assert client.result(digest.id).result == (
+        "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    )
+    chatted = client.get(chatty.id)
+    assert (chatted.result, chatted.attempt_log[0].stdout_tail) == ("done", "out")
+    assert chatted.attempt_log[0].stderr_tail == "err"
+    failed = client.get(failing.id)
+    assert (failed.state, failed.error) == (TaskState.FAILED, "ValueError: boom")
+    assert "raise ValueError(message)" in (failed.attempt_log[0].traceback or "")
+    assert client.get(timing_out.id).state is TaskState.TIMED_OUT
+    [worker] = client.workers()
+    assert (worker.id, worker.state, worker.concurrency) == (running.worker.worker_id, "gone", 2)
+    assert {"cpu", "memory_mb", "gpu"} <= set(worker.resources)
+
+
+def test_burst_mode_waits_for_dependents_then_exits(
+    client: Client, start_worker: Callable[..., RunningWorker]
+) -> None:
+    first = client.submit("echo", 1, name="first")
+    second = client.submit("echo", {"$result": first.id}, depends_on=[first.id])
+    third = client.submit("echo", {"$result": second.id}, depends_on=[second.id])
+
+    assert start_worker(burst=True).join() == 0
+    assert client.result(third.id).result == 1
+
+
+def test_burst_mode_exits_at_once_on_an_empty_queue(
+    start_worker: Callable[..., RunningWorker],
+) -> None:
+    started = time.monotonic()
+    assert start_worker(burst=True).join() == 0
+    assert time.monotonic() - started < 5.0
+
+
+def test_a_cancelled_running_task_is_killed_within_about_one_heartbeat(
+    client: Client,
+    start_worker: Callable[..., RunningWorker],
+    announcements: Announcements,
+) -> None:
+    start_worker()
+    task = client.submit(f"{TASKS}:announce_then_sleep", announcements.address, 60)
+    pid = announcements.next_pid()
+
+    client.cancel(task.id)
+    took_s = wait_for(lambda: is_dead(pid))
+
+    assert took_s < HEARTBEAT_S + 1.0
+    assert client.get(task.id).state is TaskState.CANCELLED
+    after = client.submit("echo", "still working")
+    assert client.result(after.id, timeout_s=DONE_S).result == "still working"
+
+
+def test_a_refused_handler_fails_the_task_with_the_reason(
+    client: Client, start_worker: Callable[..., RunningWorker]
+) -> None:
+    task = client.submit(f"{TASKS}:getpid")
+    assert start_worker(burst=True, policy=HandlerPolicy()).join() == 0
+    outcome = client.result(task.id)
+    assert outcome.state is TaskState.FAILED
+    assert "--allow-module tests" in (outcome.error or "")
+
+
+def test_results_are_reported_promptly_while_a_long_poll_is_waiting(
+    client: Client, start_worker: Callable[..., RunningWorker]
+) -> None:
+    # With concurrency 2 and one task at a time, a slot is always free, so a lease long-poll of
+    # 10 s is pending whenever a task ends: reporting must not wait for it.
+    start_worker(lease_wait_s=10.0)
+    latencies: list[float] = []
+    for n in range(20):
+        started = time.monotonic()
+        task = client.submit("echo", n)
+        outcome = client.result(task.id, timeout_s=DONE_S)
+        latencies.append(time.monotonic() - started)
+        assert outcome.result == n
+    latencies.sort()
+    assert latencies[len(latencies) // 2] < 0.5, latencies
+    assert latencies[-1] < 2.0, latencies
+
+
+def test_reports_survive_a_short_server_outage(
+    server: LiveServer,
+    client: Client,
+    start_worker: Callable[..., RunningWorker],
+    announcements: Announcements,
+    log_event: Callable[[str], threading.Event],
+) -> None:
+    undelivered = log_event("not delivered")
+    delivered = log_event("reports delivered again")
+    start_worker()
+    task = client.submit(f"{TASKS}:announce_then_sleep", announcements.address, 0.5)
+    announcements.next_pid()
+
+    server.stop()
+    assert undelivered.wait(DONE_S)  # the task ended while the server was away
+    server.start()
+    assert delivered.wait(DONE_S)
+
+    outcome = client.result(task.id, timeout_s=DONE_S)
+    assert (outcome.state, outcome.result) == (TaskState.SUCCEEDED, 0.5)
+    assert client.get(task.id).attempts == 1  # the same attempt: nothing ran twice
+
+
+def test_a_worker_the_server_forgot_registers_again(
+    client: Client,
+    start_worker: Callable[..., RunningWorker],
+    log_event: Callable[[str], threading.Event],
+) -> None:
+    registered_again = log_event("registering again")
+    running = start_worker()
+    wait_for(lambda: running.worker.worker_id is not None)
+    old_id = running.worker.worker_id
+    assert old_id is not None
+
+    client.deregister_worker(old_id)
+    assert registered_again.wait(DONE_S)
+    wait_for(lambda: running.worker.worker_id != old_id)
+
+    task = client.submit("echo", "again")
+    assert client.result(task.id, timeout_s=DONE_S).result == "again"
+    assert client.worker(old_id).state == "gone"
+    assert client.worker(running.worker.worker_id or "").state == "alive"
+
+
+def test_a_worker_started_before_its_server_waits_for_it(
+    tmp_path: Path,
+    importable_tests: None,
+    log_event: Callable[[str], threading.Event],
+) -> None:
+    unreachable = log_event("is unreachable")
+    live = LiveServer(tmp_path / "late.db", free_port())
+    running = RunningWorker(
+        WorkerConfig(server_url=live.url, concurrency=1, burst=True, http_timeout_s=5.0)
+    )
+    try:
+        assert unreachable.wait(DONE_S)
+        assert running.thread.is_alive()
+        live.start()
+        assert running.join() == 0
+        with Client(live.url) as client:
+            assert [w.state for w in client.workers()] == ["gone"]
+    finally:
+        running.worker.stop()
+        live.stop()
+
+
+# ---- the worker as a program -------------------------------------------------------------------
+
+
+def start_worker_process(url: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "worker", "--server", url, *args],
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_sigterm_drains_hands_back_a_long_task_and_deregisters(
+    server: LiveServer, client: Client, announcements: Announcements
+) -> None:
+    proc = start_worker_process(server.url, "-c", "2", "--grace-s", "1", "--allow-module", "tests")
+    try:
+        short = client.submit(f"{TASKS}:announce_then_sleep", announcements.address, 0.3)
+        long = client.submit(f"{TASKS}:announce_then_sleep", announcements.address, 60)
+        pids = [announcements.next_pid(), announcements.next_pid()]
+
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert proc.wait(DONE_S) == 0
+        took_s = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _, stderr = proc.communicate()
+
+    assert 1.0 <= took_s < 5.0, stderr
+    assert all(is_dead(pid) for pid in pids)
+    assert client.get(short.id).state is TaskState.SUCCEEDED  # finished within the grace period
+    handed_back = client.get(long.id)
+    assert (handed_back.state, handed_back.retries_used) == (TaskState.QUEUED, 0)
+    assert handed_back.attempt_log[-1].outcome is Outcome.HANDED_BACK
+    [worker] = client.workers()
+    assert worker.state == "gone"
+    assert "SIGTERM received: draining" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_the_cli_says_once_per_try_that_the_server_is_unreachable(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    proc = start_worker_process(url, "--burst")
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(DONE_S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert url in line
+    assert "is unreachable" in line and "retrying in" in line
