@@ -13,7 +13,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from conveyor.core.models import Assignment, Attempt, Task, Worker
-from conveyor.core.spec import QUEUE_PATTERN, TaskSpec
+from conveyor.core.spec import MAX_RESOURCE_AMOUNT, QUEUE_PATTERN, TaskSpec
 from conveyor.core.states import Outcome, Reason, TaskState
 from conveyor.core.types import JSON
 
@@ -23,8 +23,10 @@ Number = StrictInt | StrictFloat
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Queue = Annotated[str, Field(pattern=QUEUE_PATTERN)]
 ResourceMap = dict[
-    Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")], Annotated[Number, Field(ge=0)]
+    Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")],
+    Annotated[Number, Field(ge=0, le=MAX_RESOURCE_AMOUNT)],
 ]
+MAX_PID = 2**32 - 1  # larger ones do not fit the store's integer columns, nor any OS
 
 
 class Request(BaseModel):
@@ -138,7 +140,7 @@ class ResultOut(Response):
 class RegisterIn(Request):
     name: Name
     host: Name
-    pid: Annotated[StrictInt, Field(ge=0)]
+    pid: Annotated[StrictInt, Field(ge=0, le=MAX_PID)]
     concurrency: Annotated[StrictInt, Field(ge=1, le=10_000)]
     queues: Annotated[list[Queue], Field(min_length=1, max_length=100)] = Field(
         default_factory=lambda: ["default"]

@@ -27,6 +27,8 @@ HANDLER_PATTERN = re.compile(
 MAX_PRIORITY = 1_000_000
 MAX_RETRIES = 100
 MAX_DEPENDENCIES = 10_000
+MAX_RESOURCE_AMOUNT = 1_000_000_000_000
+"""Bounds resource amounts so that every one converts to a finite float."""
 
 Number = StrictInt | StrictFloat
 
@@ -68,7 +70,9 @@ class TaskSpec(BaseModel):
     timeout_s: Annotated[Number, Field(gt=0, le=30 * 86_400)] | None = None
     max_retries: Annotated[StrictInt, Field(ge=0, le=MAX_RETRIES)] = 0
     retry: RetryPolicy = DEFAULT_RETRY_POLICY
-    resources: dict[str, Annotated[Number, Field(ge=0)]] = Field(default_factory=dict)
+    resources: dict[str, Annotated[Number, Field(ge=0, le=MAX_RESOURCE_AMOUNT)]] = Field(
+        default_factory=dict
+    )
     key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     labels: dict[str, Annotated[str, Field(max_length=200)]] = Field(default_factory=dict)
 
