@@ -57,6 +57,17 @@ async def test_malformed_json_is_422(served: Served) -> None:
         assert response.json()["detail"][0]["type"] == "json_invalid"
 
 
+async def test_worker_fields_too_large_for_the_store_are_422(served: Served) -> None:
+    for fields, loc in [
+        ({"pid": 2**70}, ("body", "pid")),
+        ({"resources": {"gpu": 10**400}}, ("body", "resources", "gpu")),
+    ]:
+        body = {"name": "w", "host": "h", "pid": 1, "concurrency": 1, **fields}
+        response = await served.post("/workers", json=body)
+        assert response.status_code == 422, response.text
+        assert any(found[: len(loc)] == loc for found in field_errors(response.json()))
+
+
 async def test_booleans_do_not_pass_as_integers_for_workers(served: Served) -> None:
     register = await served.post(
         "/workers", json={"name": "w", "host": "h", "pid": True, "concurrency": 1}
@@ -175,6 +186,10 @@ async def test_405_lists_every_method_the_path_takes(served: Served) -> None:
     assert response.headers["allow"] == "DELETE, GET"
     response = await served.http.patch("/api/v1/workers")
     assert response.headers["allow"] == "GET, POST"
+    # /tasks/{task_id} matches /tasks/batch too, but the more specific path decides.
+    response = await served.http.request("OPTIONS", "/api/v1/tasks/batch")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
 
 
 GARBAGE_BODIES: list[bytes] = [
@@ -233,6 +248,7 @@ EDGE_SPECS: list[dict[str, Any]] = [
     {"args": [1e308, -1e308, 2**63, -(2**63) - 1, 10**30]},
     {"kwargs": {"\u0000": "\u0000"}, "key": "\u0000", "labels": {"": ""}},
     {"resources": {"cpu": 1e308}},
+    {"resources": {"cpu": 10**400}},  # an int no float can hold
     {"timeout_s": 1e-300},
     {"delay_s": 366 * 86_400},
     {"priority": 10**30},

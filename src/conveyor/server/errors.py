@@ -109,23 +109,27 @@ async def unexpected(request: Request, exc: Exception) -> Response:
 
 
 class MethodIndex:
-    """Which methods each path accepts, across all routes: Starlette's 405 lists only the methods
-    of the first route whose path matches (GET for `/tasks/{id}`, which also takes DELETE)."""
+    """Which methods a path accepts, for the Allow header of a 405.
+
+    Starlette lists only the methods of the first route whose path matches (GET for
+    `/tasks/{id}`, which also takes DELETE). Here, the most specific path templates that match
+    decide, as in the OpenAPI schema: `/tasks/batch` is POST only, though `/tasks/{id}` matches it.
+    """
 
     def __init__(self, routers: Sequence[tuple[str, APIRouter]]) -> None:
-        self._paths: list[tuple[re.Pattern[str], set[str]]] = []
+        self._paths: list[tuple[re.Pattern[str], int, set[str]]] = []
         for prefix, router in routers:
             for route in router.routes:
                 if isinstance(route, APIRoute):
-                    regex, _, _ = compile_path(prefix + route.path)
-                    self._paths.append((regex, set(route.methods or ())))
+                    regex, _, params = compile_path(prefix + route.path)
+                    self._paths.append((regex, len(params), set(route.methods or ())))
 
     def allowed(self, path: str) -> list[str]:
-        methods: set[str] = set()
-        for regex, route_methods in self._paths:
-            if regex.match(path):
-                methods |= route_methods
-        return sorted(methods)
+        matches = [(params, methods) for regex, params, methods in self._paths if regex.match(path)]
+        if not matches:
+            return []
+        fewest = min(params for params, _ in matches)
+        return sorted(set().union(*(methods for params, methods in matches if params == fewest)))
 
 
 def http_error(index: MethodIndex) -> ExceptionHandler:
