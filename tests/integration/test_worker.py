@@ -299,6 +299,33 @@ def test_a_cancelled_running_task_is_killed_within_about_one_heartbeat(
     assert client.result(after.id, timeout_s=DONE_S).result == "still working"
 
 
+def test_prefetched_tasks_wait_for_a_slot_and_are_handed_back_unstarted_on_stop(
+    client: Client,
+    start_worker: Callable[..., RunningWorker],
+    announcements: Announcements,
+) -> None:
+    running = start_worker(concurrency=1, prefetch=2, grace_s=0.2)
+    long = client.submit(f"{TASKS}:announce_then_sleep", announcements.address, 60, priority=1)
+    announcements.next_pid()
+    waiting = [client.submit("echo", n) for n in range(2)]
+    wait_for(lambda: all(client.get(t.id).state is TaskState.RUNNING for t in waiting))
+
+    assert running.stop() == 0
+    for task in (long, *waiting):
+        handed_back = client.get(task.id)
+        assert (handed_back.state, handed_back.retries_used) == (TaskState.QUEUED, 0)
+        assert handed_back.attempt_log[-1].outcome is Outcome.HANDED_BACK
+    assert "unstarted" in (client.get(waiting[0].id).attempt_log[-1].error or "")
+
+
+def test_prefetch_runs_everything_in_burst_mode(
+    client: Client, start_worker: Callable[..., RunningWorker]
+) -> None:
+    tasks = [client.submit("echo", n) for n in range(30)]
+    assert start_worker(burst=True, concurrency=1, prefetch=4).join() == 0
+    assert [client.result(t.id).result for t in tasks] == list(range(30))
+
+
 def test_a_refused_handler_fails_the_task_with_the_reason(
     client: Client, start_worker: Callable[..., RunningWorker]
 ) -> None:

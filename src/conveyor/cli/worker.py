@@ -58,6 +58,13 @@ def _queues(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
     help="Tasks run at once  [default: one per CPU]",
 )
 @click.option(
+    "--prefetch",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Tasks leased beyond the free slots (more throughput for many short tasks).",
+)
+@click.option(
     "--queues",
     default="default",
     show_default=True,
@@ -86,6 +93,7 @@ def worker_command(
     server: str,
     token: str | None,
     concurrency: int | None,
+    prefetch: int,
     queues: tuple[str, ...],
     resources: dict[str, float],
     name: str | None,
@@ -112,6 +120,7 @@ def worker_command(
             token=token,
             name=name,
             concurrency=concurrency,
+            prefetch=prefetch,
             queues=queues,
             resources=resources,
             burst=burst,

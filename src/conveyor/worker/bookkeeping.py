@@ -20,12 +20,13 @@ Lease = tuple[TaskId, Token]
 
 
 class Bookkeeping:
-    def __init__(self, concurrency: int, advertised: dict[str, float]) -> None:
-        self.concurrency = concurrency
+    def __init__(self, capacity: int, advertised: dict[str, float]) -> None:
+        self.capacity = capacity
+        """Leases whose execution has not ended that the worker takes on: slots plus prefetch."""
         self._cond = threading.Condition()
         self._held: set[Lease] = set()
         self._busy = 0
-        """Slots taken: leases handed over whose execution has not ended."""
+        """Leases handed over whose execution has not ended (waiting to start, or running)."""
         self._resources = ResourceLedger(advertised)
         self._unfinished: set[TaskId] = set()
         """Leased tasks whose execution has not ended (waiting to start, or running)."""
@@ -44,12 +45,12 @@ class Bookkeeping:
     def leasing(self) -> bool:
         return self._leasing
 
-    def wait_for_free_slots(self) -> int:
-        """Block until a slot is free; return how many are. 0 means leasing has stopped."""
+    def wait_for_room(self) -> int:
+        """Block until another lease fits; return how many do. 0 means leasing has stopped."""
         with self._cond:
-            while self._leasing and self._busy >= self.concurrency:
+            while self._leasing and self._busy >= self.capacity:
                 self._cond.wait()
-            return self.concurrency - self._busy if self._leasing else 0
+            return self.capacity - self._busy if self._leasing else 0
 
     def leased(self, assignments: Sequence[AssignmentOut]) -> None:
         with self._cond:

@@ -19,6 +19,9 @@ class WorkerConfig:
     """Shown in `conveyor workers` and the dashboard; default `hostname-pid`."""
     concurrency: int | None = None
     """Tasks run at once, each in its own child process; default one per CPU."""
+    prefetch: int = 0
+    """Tasks leased beyond the free slots, to wait here for one: more throughput with many short
+    tasks, at the cost of tasks waiting behind busy slots that another worker could run."""
     queues: tuple[str, ...] = ("default",)
     resources: Mapping[str, float] = field(default_factory=dict)
     """Overrides of what the worker advertises (by default cpu, memory_mb and gpu of the host)."""
@@ -40,6 +43,8 @@ class WorkerConfig:
     def __post_init__(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+        if self.prefetch < 0:
+            raise ValueError(f"prefetch must be >= 0, got {self.prefetch}")
         if not self.queues:
             raise ValueError("name at least one queue")
         if self.grace_s < 0:

@@ -1,13 +1,15 @@
-"""The leaser thread: long-polls the server for as many tasks as there are free slots.
+"""The leaser thread: long-polls the server for as many tasks as the worker has room for.
 
 Leasing runs in its own thread so that a long-poll, which may sit on the server for many
 seconds, never delays the main thread, which must collect results and enforce timeouts the
 moment they are due. Assignments go to the main thread through a queue, with pool.wake() to
 interrupt its wait: ProcessPool.start() belongs to the main thread alone.
 
-It asks for exactly the free slots, not more: a task leased here waits for no one, while a task
-prefetched behind a busy slot would sit idle when another worker could run it now. When no slot
-is free it does not poll at all; it sleeps until the main thread frees one.
+Room is the free slots plus `prefetch` (default 0). Without prefetch a leased task waits for
+no one, whereas a task prefetched behind a busy slot sits idle while another worker might run
+it now; with many short tasks, though, a little prefetch keeps the pool from waiting on the
+network between tasks and lets one lease call carry several. When there is no room it does not
+poll at all; it sleeps until the main thread frees some.
 """
 
 from __future__ import annotations
@@ -59,13 +61,13 @@ class Leaser:
 
     def run(self) -> None:
         while True:
-            free_slots = self._books.wait_for_free_slots()
-            if free_slots == 0:
+            room = self._books.wait_for_room()
+            if room == 0:
                 return  # leasing has stopped: draining or shutting down
             # Both read before the call: an empty answer while idle is what ends a burst.
             idle, settled = self._books.idle(), self._books.settled_count()
             asked_at = time.monotonic()
-            tasks = self._lease(free_slots)
+            tasks = self._lease(room)
             if tasks is None:
                 continue
             if tasks:
@@ -85,13 +87,13 @@ class Leaser:
                 # wait a little rather than ask again in a tight loop.
                 self._halt.wait(self._backoff.next_delay_s())
 
-    def _lease(self, free_slots: int) -> list[AssignmentOut] | None:
-        """Up to `free_slots` tasks; None after an error (retry after the delay it set)."""
+    def _lease(self, room: int) -> list[AssignmentOut] | None:
+        """Up to `room` tasks; None after an error (retry after the delay it set)."""
         worker_id = self._registration.id
         try:
             return self._conn.lease(
                 worker_id,
-                free_slots,
+                room,
                 wait_s=self._wait_s,
                 queues=self._queues,
                 free=self._books.free_resources(),

@@ -18,6 +18,7 @@ reports are flushed, and the worker deregisters. A second signal ends the grace 
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import queue
@@ -75,6 +76,8 @@ class Worker:
         self._failed = False
         self._pool: ProcessPool | None = None
         self._inbox: queue.SimpleQueue[AssignmentOut] = queue.SimpleQueue()
+        self._waiting: collections.deque[AssignmentOut] = collections.deque()
+        """Leased, not started: prefetched tasks waiting for a slot (main thread only)."""
         self._handing_back: set[TaskId] = set()
         self.registration: Registration | None = None
 
@@ -116,7 +119,9 @@ class Worker:
                 )
             )
             self._pool = pool
-            books = Bookkeeping(config.slots, advertised_resources(config.resources))
+            books = Bookkeeping(
+                config.slots + config.prefetch, advertised_resources(config.resources)
+            )
             registration = self.registration = Registration(
                 self._conn, self._registration_request(books), self._stop_requested
             )
@@ -162,7 +167,7 @@ class Worker:
             self._start_assigned(pool, books, hand_back=stopping)
             if stopping and not pool.running:
                 return
-            if self._burst_done and not pool.running and self._inbox.empty():
+            if self._burst_done and not pool.running and not self._waiting and self._inbox.empty():
                 log.info("burst done: nothing left to lease", extra={"worker_id": self.worker_id})
                 return
             if (
@@ -181,11 +186,14 @@ class Worker:
                 killed = True
 
     def _start_assigned(self, pool: ProcessPool, books: Bookkeeping, *, hand_back: bool) -> None:
+        """Start what the leaser delivered, as far as slots allow; or hand it all back."""
         while True:
             try:
-                a = self._inbox.get_nowait()
+                self._waiting.append(self._inbox.get_nowait())
             except queue.Empty:
-                return
+                break
+        while self._waiting and (hand_back or pool.free_slots > 0):
+            a = self._waiting.popleft()
             if books.is_void(a.task_id):
                 books.finished(a.task_id, a.token, None)
             elif hand_back:
