@@ -7,6 +7,7 @@ a Unix socket, a result long-poll, a log record, a thread or process ending.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import socket
@@ -21,9 +22,11 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from conveyor.client import Client
+from conveyor.client import AsyncClient, Client
+from conveyor.core.spec import TaskSpec
 from conveyor.core.states import Outcome, TaskState
 from conveyor.engine import Engine, EngineSettings
+from conveyor.errors import ConflictError, InvalidSpecError, NotFoundError
 from conveyor.handlers import HandlerPolicy
 from conveyor.server import ServerSettings, create_app, request_shutdown
 from conveyor.store.sqlite import SQLiteStore
@@ -418,6 +421,47 @@ def test_a_worker_started_before_its_server_waits_for_it(
     finally:
         running.worker.stop()
         live.stop()
+
+
+def test_both_clients_speak_the_servers_api(
+    server: LiveServer, client: Client, start_worker: Callable[..., RunningWorker]
+) -> None:
+    async def with_async_client() -> None:
+        async with AsyncClient(server.url) as aclient:
+            first = await aclient.submit("echo", "a", name="first", labels={"team": "x"})
+            [second] = await aclient.submit_batch(
+                [TaskSpec(handler="echo", args=["b"], depends_on=[first.id])]
+            )
+            assert (await aclient.get(second.id)).depends_on == [first.id]
+            page = await aclient.list(state="queued", labels={"team": "x"})
+            assert [t.id for t in page.tasks] == [first.id]
+            assert {t.id async for t in aclient.iter_tasks(page_size=1)} == {first.id, second.id}
+            assert (await aclient.status()).counts["queued"] == 1
+            assert (await aclient.health()).status == "ok"
+            assert "server" in (await aclient.monitor()).model_dump()
+            start_worker()
+            done = await aclient.result(second.id, timeout_s=DONE_S)
+            assert (done.done, done.result) == (True, "b")
+            with pytest.raises(ConflictError):
+                await aclient.cancel(second.id)  # it has succeeded
+            await aclient.delete(second.id)
+            with pytest.raises(NotFoundError):
+                await aclient.get(second.id)
+            [worker] = await aclient.workers()
+            assert (await aclient.worker(worker.id)).state == "alive"
+
+    asyncio.run(with_async_client())
+    [worker] = client.workers()
+    wait_for(lambda: "cpu_percent" in client.worker(worker.id).metrics)  # sent by heartbeats
+    metrics = client.worker(worker.id).metrics
+    assert isinstance(metrics["cpu_per_core_percent"], list)
+    assert isinstance(metrics["gpus"], list)  # empty without an NVIDIA driver
+    failing = client.submit(f"{TASKS}:raise_value_error", "x")
+    assert client.result(failing.id, timeout_s=DONE_S).state is TaskState.FAILED
+    assert client.retry(failing.id).state in (TaskState.QUEUED, TaskState.RUNNING)
+    with pytest.raises(InvalidSpecError) as caught:
+        client.submit("echo", depends_on=["no-such-task"])
+    assert caught.value.field == "depends_on"
 
 
 # ---- the worker as a program -------------------------------------------------------------------

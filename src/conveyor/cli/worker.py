@@ -11,6 +11,7 @@ import click
 
 from conveyor.cli.options import allow_module_option, allow_option, handler_policy
 from conveyor.client.session import DEFAULT_URL
+from conveyor.core.spec import QUEUE_PATTERN
 from conveyor.errors import ConveyorError
 from conveyor.worker import Worker, WorkerConfig
 
@@ -36,6 +37,11 @@ def _queues(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
     queues = tuple(dict.fromkeys(q.strip() for q in value.split(",") if q.strip()))
     if not queues:
         raise click.BadParameter("name at least one queue", ctx, param)
+    for queue in queues:
+        if not re.fullmatch(QUEUE_PATTERN, queue):
+            raise click.BadParameter(
+                f"{queue!r} is not a queue name (letters, digits, _ . : -)", ctx, param
+            )
     return queues
 
 
