@@ -15,7 +15,7 @@ import psutil
 
 from conveyor.client.worker_api import WorkerConnection
 from conveyor.core.types import JSON
-from conveyor.errors import ConflictError, NotFoundError
+from conveyor.errors import ConflictError, ConveyorError, NotFoundError
 from conveyor.executor import ProcessPool
 from conveyor.worker.backoff import TRANSIENT_ERRORS
 from conveyor.worker.bookkeeping import Bookkeeping
@@ -57,10 +57,11 @@ class Heartbeater:
         except (NotFoundError, ConflictError):
             self._registration.renew(worker_id)
             return
-        except TRANSIENT_ERRORS as exc:
+        except ConveyorError as exc:
             # Running tasks keep running: the server may be back before their leases expire.
             if not self._unreachable:
-                log.warning(f"heartbeat failed: {exc}", extra={"worker_id": worker_id})
+                level = logging.WARNING if isinstance(exc, TRANSIENT_ERRORS) else logging.ERROR
+                log.log(level, f"heartbeat failed: {exc}", extra={"worker_id": worker_id})
             self._unreachable = True
             return
         if self._unreachable:

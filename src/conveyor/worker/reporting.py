@@ -15,7 +15,13 @@ from collections.abc import Sequence
 from conveyor.api.schemas import ReportIn
 from conveyor.client.worker_api import WorkerConnection
 from conveyor.core.states import Outcome
-from conveyor.errors import ConflictError, InvalidSpecError, NotFoundError, StaleTokenError
+from conveyor.errors import (
+    ConflictError,
+    ConveyorError,
+    InvalidSpecError,
+    NotFoundError,
+    StaleTokenError,
+)
 from conveyor.worker.backoff import TRANSIENT_ERRORS, Backoff
 from conveyor.worker.bookkeeping import Bookkeeping
 from conveyor.worker.registration import Registration
@@ -49,10 +55,13 @@ class Reporter:
                 return
             try:
                 self._send(batch)
-            except TRANSIENT_ERRORS as exc:
+            except ConveyorError as exc:
+                # Unreachable or busy (or refusing our token): keep the reports, try again later.
                 self._books.unsent(batch)
-                delay_s = backoff.next_delay_s(exc.retry_after_s)
-                log.warning(
+                hint_s = exc.retry_after_s if isinstance(exc, TRANSIENT_ERRORS) else None
+                delay_s = backoff.next_delay_s(hint_s)
+                log.log(
+                    logging.WARNING if isinstance(exc, TRANSIENT_ERRORS) else logging.ERROR,
                     f"{len(batch)} report(s) not delivered, retrying in {delay_s:.1f}s: {exc}",
                     extra={"reports": len(batch), "retry_in_s": round(delay_s, 1)},
                 )
@@ -64,7 +73,7 @@ class Reporter:
             backoff.reset()
 
     def _send(self, batch: Sequence[ReportIn]) -> None:
-        """Deliver `batch` and settle it; raises only the transient errors worth a retry."""
+        """Deliver `batch` and settle it; raises when it did not reach the server."""
         worker_id = self._registration.id
         try:
             acks = self._conn.report(worker_id, batch)
