@@ -32,6 +32,8 @@ from conveyor.errors import StaleTokenError
 
 MAX_LEASE_WAIT_S = 60.0
 """The longest long-poll the server accepts for a lease."""
+MAX_LEASE_TASKS = 1000
+"""The most tasks one lease call may ask for."""
 
 
 def register(registration: RegisterIn) -> Call[RegisterOut]:
@@ -65,7 +67,7 @@ def lease(
 ) -> Call[LeaseOut]:
     wait_s = min(max(wait_s, 0.0), MAX_LEASE_WAIT_S)
     body = LeaseIn(
-        max=max_tasks,
+        max=min(max(max_tasks, 1), MAX_LEASE_TASKS),
         wait_s=wait_s,
         queues=list(queues) if queues is not None else None,
         free=dict(free) if free is not None else None,
