@@ -45,8 +45,8 @@ class Client:
 
     Errors are ConveyorError subclasses (see `conveyor.errors`): NotFoundError, ConflictError,
     InvalidSpecError naming the field, StoreBusyError and ServerUnavailableError with
-    `retry_after_s`. `transport` swaps the network for tests (`httpx.MockTransport`,
-    `httpx.WSGITransport`).
+    `retry_after_s`. `transport` swaps the network for tests (`httpx.MockTransport`); for an
+    in-process ASGI app use AsyncClient with `httpx.ASGITransport`.
     """
 
     def __init__(
