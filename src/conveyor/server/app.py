@@ -40,7 +40,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
     app = FastAPI(
         title="Conveyor",
         summary="A durable, distributed task scheduler.",
-        version=_version(),
+        version=system.package_version(),
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
@@ -70,7 +70,3 @@ def context(app: FastAPI) -> ServerContext:
     if not isinstance(ctx, ServerContext):
         raise TypeError("not an app made by create_app()")
     return ctx
-
-
-def _version() -> str:
-    return system._version()

@@ -60,9 +60,9 @@ async def health(ctx: Ctx) -> HealthOut | JSONResponse:
     try:
         await ctx.call(ctx.engine.list_tasks, limit=1)
     except Exception as exc:  # any failure to read is "unhealthy", never a 500
-        body = HealthOut(status=f"unavailable: {exc}", version=_version(), store=store)
+        body = HealthOut(status=f"unavailable: {exc}", version=package_version(), store=store)
         return JSONResponse(body.model_dump(mode="json"), status_code=503)
-    return HealthOut(status="ok", version=_version(), store=store)
+    return HealthOut(status="ok", version=package_version(), store=store)
 
 
 def _counts_and_workers(engine: Engine) -> tuple[list[StateCount], list[Worker]]:
@@ -80,7 +80,7 @@ def _worker_metrics(worker: Worker) -> dict[str, JSON]:
     }
 
 
-def _version() -> str:
+def package_version() -> str:
     try:
         return version("conveyor")
     except PackageNotFoundError:
