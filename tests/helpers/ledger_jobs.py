@@ -32,3 +32,22 @@ def flaky(ledger: str, name: str) -> str:
         raise RuntimeError(f"{name} fails the first time")
     _append(ledger, f"end {name} {os.getpid()}")
     return name
+
+
+def fail_times(ledger: str, name: str, times: int) -> str:
+    """Fails on its first `times` executions (as counted in the ledger), then succeeds."""
+    with open(ledger, encoding="utf-8") as f:
+        earlier = sum(1 for line in f if line.split()[:2] == ["start", name])
+    _append(ledger, f"start {name} {os.getpid()}")
+    if earlier < times:
+        raise RuntimeError(f"{name} fails on execution {earlier + 1} of {times}")
+    _append(ledger, f"end {name} {os.getpid()}")
+    return name
+
+
+def sleep_recording_pid(pid_file: str, seconds: float) -> float:
+    """Write this child's pid to `pid_file`, then sleep: lets a test check the child was killed."""
+    with open(pid_file, "w", encoding="utf-8") as f:
+        f.write(str(os.getpid()))
+    time.sleep(seconds)
+    return seconds

@@ -1,0 +1,114 @@
+"""Real Conveyor processes for end-to-end tests: a server and workers, started and killed at will."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float, what: str) -> None:
+    """Poll `condition` until it is truthy; fail naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def pid_gone(pid: int) -> bool:
+    """True once the process is gone or a zombie awaiting its parent."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().split(") ", 1)[1].startswith("Z")
+    except FileNotFoundError:
+        return True
+
+
+class Cluster:
+    """One server and any number of workers, each in its own process group."""
+
+    def __init__(self, directory: Path, *, lease_s: float = 3.0) -> None:
+        self.directory = directory
+        self.db = directory / "conveyor.db"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.lease_s = lease_s
+        self.server: subprocess.Popen[bytes] | None = None
+        self.workers: dict[str, subprocess.Popen[bytes]] = {}
+
+    def _spawn(self, log_name: str, *args: str) -> subprocess.Popen[bytes]:
+        with (self.directory / f"{log_name}.log").open("ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "conveyor", *args],
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def start_server(self) -> None:
+        self.server = self._spawn(
+            "server",
+            "server",
+            "--db",
+            str(self.db),
+            "--port",
+            str(self.port),
+            "--lease-s",
+            str(self.lease_s),
+        )
+        wait_until(self._healthy, 30, "the server to answer /health")
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def start_worker(self, name: str, *, concurrency: int = 1, queues: str = "default") -> None:
+        self.workers[name] = self._spawn(
+            name, "worker", "--server", self.url, "--name", name, "--concurrency", str(concurrency),
+            "--queues", queues, "--allow-module", "tests",
+        )  # fmt: skip
+        wait_until(lambda: self.worker_alive(name), 30, f"worker {name} to register")
+
+    def worker_alive(self, name: str) -> bool:
+        try:
+            workers = httpx.get(f"{self.url}/api/v1/workers", timeout=2).json()["workers"]
+        except httpx.HTTPError:
+            return False
+        return any(w["name"] == name and w["state"] == "alive" for w in workers)
+
+    def kill(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGKILL a process and every child it started, as a crash would."""
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+    def kill_server(self) -> None:
+        assert self.server is not None
+        self.kill(self.server)
+
+    def stop(self) -> None:
+        for process in [*self.workers.values(), *([self.server] if self.server else [])]:
+            if process.poll() is None:
+                self.kill(process)
+
+    def log(self, name: str) -> str:
+        path = self.directory / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
