@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from tests.helpers.embedded_run import STEPS
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,8 +19,8 @@ from typing import Generic, ParamSpec, TypeVar, Unpack, overload
 from conveyor.client.specs import SpecOptions, make_spec
 from conveyor.core.spec import TaskSpec
 from conveyor.core.types import JSON
-from conveyor.embedded.job import handler_name
 from conveyor.errors import InvalidSpecError
+from conveyor.handlers.naming import handler_name
 
 P = ParamSpec("P")
 R = TypeVar("R")

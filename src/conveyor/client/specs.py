@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from conveyor.core.spec import RetryPolicy, TaskSpec
 from conveyor.core.types import JSON
-from conveyor.embedded.job import handler_name
 from conveyor.errors import InvalidSpecError
+from conveyor.handlers.naming import handler_name
 
 
 class SpecOptions(TypedDict, total=False):
