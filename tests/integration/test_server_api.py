@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tests.integration.conftest import Served
 
 pytestmark = pytest.mark.anyio

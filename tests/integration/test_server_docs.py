@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from tests.integration.conftest import Served
 
 from conveyor.api.schemas import API_PREFIX
+from tests.integration.conftest import Served
 
 pytestmark = pytest.mark.anyio
 

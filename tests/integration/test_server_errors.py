@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from tests.integration.conftest import Served, serve
 
 from conveyor.engine import Engine
 from conveyor.errors import StoreBusyError, StoreError
 from conveyor.server import ServerSettings
+from tests.integration.conftest import Served, serve
 
 pytestmark = pytest.mark.anyio
 

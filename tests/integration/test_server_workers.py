@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable
 
 import pytest
-from tests.integration.conftest import Served, Signal, serve
 
 from conveyor.engine import Engine, EngineSettings
 from conveyor.server import ServerSettings, request_shutdown
+from tests.integration.conftest import Served, Signal, serve
 
 pytestmark = pytest.mark.anyio
 
