@@ -172,7 +172,7 @@ async def test_an_unexpected_error_is_a_generic_500(
     def bug(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(server_engine, "get", bug)
+    monkeypatch.setattr(server_engine, "detail", bug)
     async with serve(server_engine, raise_app_exceptions=False) as served:
         response = await served.get("/tasks/x")
     assert response.status_code == 500

@@ -71,6 +71,15 @@ class Attempt:
     stderr_tail: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class TaskDetail:
+    """A task with its attempts and the tasks that depend on it, read in one snapshot."""
+
+    task: Task
+    attempts: list[Attempt]
+    dependents: list[TaskId]
+
+
 class WorkerState(StrEnum):
     ALIVE = "alive"
     DRAINING = "draining"

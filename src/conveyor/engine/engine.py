@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from conveyor.clock import Clock, SystemClock
 from conveyor.core.batch import plan_batch
-from conveyor.core.models import Assignment, Attempt, Task, Worker, WorkerState
+from conveyor.core.models import Assignment, Attempt, Task, TaskDetail, Worker, WorkerState
 from conveyor.core.scheduling import holds_lease, ready_state
 from conveyor.core.spec import TaskSpec
 from conveyor.core.states import (
@@ -435,6 +435,15 @@ class Engine:
     def get_many(self, task_ids: Sequence[TaskId]) -> dict[TaskId, Task]:
         with self.store.transaction(write=False) as tx:
             return tx.get_tasks(task_ids)
+
+    def detail(self, task_id: TaskId) -> TaskDetail:
+        """The task, its attempts and its dependents, from one consistent read."""
+        with self.store.transaction(write=False) as tx:
+            task = tx.get_tasks([task_id]).get(task_id)
+            if task is None:
+                raise NotFoundError(f"no task {task_id}")
+            dependents = tx.dependents([task_id]).get(task_id, [])
+            return TaskDetail(task, tx.get_attempts(task_id), dependents)
 
     def attempts(self, task_id: TaskId) -> list[Attempt]:
         with self.store.transaction(write=False) as tx:

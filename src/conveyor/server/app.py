@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from conveyor.api.schemas import API_PREFIX
 from conveyor.engine import Engine
-from conveyor.server import docs, errors, hostmetrics
+from conveyor.server import docs, errors
 from conveyor.server.bodylimit import BodyLimit
 from conveyor.server.context import ServerContext
 from conveyor.server.routes import system, tasks, workers
@@ -26,7 +26,6 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        hostmetrics.prime()
         ctx.waiters.start()
         unsubscribe = engine.events.subscribe(ctx.finished.on_changes)
         ctx.timers.start()
@@ -36,6 +35,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
             await ctx.timers.stop()
             unsubscribe()
             ctx.waiters.stop()
+            ctx.host.close()
 
     app = FastAPI(
         title="Conveyor",

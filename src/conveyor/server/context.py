@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from conveyor.engine import Engine
+from conveyor.hostmetrics import SystemMetrics
 from conveyor.server.settings import ServerSettings
 from conveyor.server.throughput import RollingCount
 from conveyor.server.timers import Timers
@@ -26,6 +27,7 @@ class ServerContext:
     waiters: Waiters
     finished: RollingCount
     timers: Timers
+    host: SystemMetrics
 
     @classmethod
     def build(cls, engine: Engine, settings: ServerSettings) -> ServerContext:
@@ -35,6 +37,7 @@ class ServerContext:
             waiters=Waiters(engine.events),
             finished=RollingCount(60),
             timers=Timers(engine, settings.timer_interval_s),
+            host=SystemMetrics(settings.disk_path),
         )
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from conveyor.core.models import Attempt, Task, Worker, WorkerState
+from conveyor.core.models import Worker, WorkerState
 from conveyor.core.states import TaskState
 from conveyor.core.types import TaskId, WorkerId
 from conveyor.engine import Engine
@@ -12,21 +10,6 @@ from conveyor.store.base import TaskFilter
 
 PAGE = 1000
 LIVE_WORKER_STATES = frozenset({WorkerState.ALIVE, WorkerState.DRAINING})
-
-
-@dataclass(frozen=True, slots=True)
-class TaskDetails:
-    task: Task
-    attempts: list[Attempt]
-    dependents: list[TaskId]
-
-
-def task_details(engine: Engine, task_id: TaskId) -> TaskDetails:
-    task = engine.get(task_id)
-    # The engine has no call for a task's dependents yet; this is a plain read of the edges.
-    with engine.store.transaction(write=False) as tx:
-        dependents = tx.dependents([task_id]).get(task_id, [])
-    return TaskDetails(task, engine.attempts(task_id), dependents)
 
 
 def running_by_worker(engine: Engine) -> dict[WorkerId, list[TaskId]]:

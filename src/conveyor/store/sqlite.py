@@ -49,6 +49,10 @@ class SQLiteStore:
         self._readers = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._closed = False
+        # Transactions in progress: close() waits for them, since closing a connection another
+        # thread is using can crash the sqlite3 module.
+        self._active = 0
+        self._idle = threading.Condition()
         self._writer = self._connect()
         self._migrate()
 
@@ -88,13 +92,20 @@ class SQLiteStore:
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[SQLiteTx]:
-        if self._closed:
-            raise StoreError("the store is closed")
-        if write or self.path == ":memory:":
-            with self._write_lock:
-                yield from self._run(self._writer, "BEGIN IMMEDIATE")
-        else:
-            yield from self._run(self._reader(), "BEGIN")
+        with self._idle:
+            if self._closed:
+                raise StoreError("the store is closed")
+            self._active += 1
+        try:
+            if write or self.path == ":memory:":
+                with self._write_lock:
+                    yield from self._run(self._writer, "BEGIN IMMEDIATE")
+            else:
+                yield from self._run(self._reader(), "BEGIN")
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
 
     def _run(self, conn: sqlite3.Connection, begin: str) -> Iterator[SQLiteTx]:
         try:
@@ -120,11 +131,18 @@ class SQLiteStore:
                 self._reader_conns.append(conn)
         return conn
 
-    def close(self) -> None:
-        with self._write_lock:
+    def close(self, *, wait_s: float = 10.0) -> None:
+        """Refuse new transactions, wait up to `wait_s` for running ones, close the connections."""
+        with self._idle:
             if self._closed:
                 return
             self._closed = True
+            if not self._idle.wait_for(lambda: self._active == 0, timeout=wait_s):
+                log.warning(
+                    "closing the store with transactions still running", extra={"db": self.path}
+                )
+                return  # leave the connections to the process exit rather than crash a reader
+        with self._write_lock:
             for conn in [*self._reader_conns, self._writer]:
                 conn.close()
 

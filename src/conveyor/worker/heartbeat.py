@@ -17,9 +17,9 @@ from conveyor.client.worker_api import WorkerConnection
 from conveyor.core.types import JSON
 from conveyor.errors import ConflictError, ConveyorError, NotFoundError
 from conveyor.executor import ProcessPool
+from conveyor.hostmetrics import SystemMetrics
 from conveyor.worker.backoff import TRANSIENT_ERRORS
 from conveyor.worker.bookkeeping import Bookkeeping
-from conveyor.worker.metrics import SystemMetrics
 from conveyor.worker.registration import Registration
 
 log = logging.getLogger(__name__)

@@ -37,11 +37,11 @@ from conveyor.core.states import Outcome
 from conveyor.core.types import TaskId
 from conveyor.errors import ConveyorError
 from conveyor.executor import Execution, ExecutionResult, ProcessPool
+from conveyor.hostmetrics import SystemMetrics, advertised_resources
 from conveyor.worker.bookkeeping import Bookkeeping
 from conveyor.worker.config import WorkerConfig
 from conveyor.worker.heartbeat import Heartbeater
 from conveyor.worker.leasing import Leaser
-from conveyor.worker.metrics import SystemMetrics, advertised_resources
 from conveyor.worker.registration import Registration
 from conveyor.worker.reporting import Reporter
 from conveyor.worker.signals import relay_stop_signals

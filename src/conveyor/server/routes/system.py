@@ -12,7 +12,6 @@ from conveyor.core.models import Worker
 from conveyor.core.states import TaskState
 from conveyor.core.types import JSON
 from conveyor.engine import Engine
-from conveyor.server import hostmetrics
 from conveyor.server.context import Ctx
 from conveyor.server.errors import COMMON_RESPONSES
 from conveyor.server.reads import LIVE_WORKER_STATES
@@ -45,7 +44,7 @@ async def status(ctx: Ctx) -> StatusOut:
 @router.get("/monitor")
 async def monitor(ctx: Ctx) -> MonitorOut:
     """CPU, memory, disk and GPUs of the server's host, and each live worker's last metrics."""
-    server = await ctx.call(hostmetrics.snapshot, ctx.settings.disk_path)
+    server = await ctx.call(ctx.host.sample)
     workers = await ctx.call(ctx.engine.workers)
     return MonitorOut(
         server=server,

@@ -17,7 +17,6 @@ from conveyor.api.schemas import (
 )
 from conveyor.core.spec import TaskSpec
 from conveyor.core.states import TaskState
-from conveyor.server import reads
 from conveyor.server.context import Ctx
 from conveyor.server.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND
 from conveyor.store.base import TaskFilter
@@ -84,7 +83,7 @@ async def list_tasks(
 @router.get("/{task_id}", responses=NOT_FOUND)
 async def get_task(task_id: str, ctx: Ctx) -> TaskDetail:
     """One task with its attempts and the tasks that depend on it."""
-    found = await ctx.call(reads.task_details, ctx.engine, task_id)
+    found = await ctx.call(ctx.engine.detail, task_id)
     return TaskDetail(
         **dict(TaskOut.of(found.task)),
         attempt_log=[AttemptOut.of(a) for a in found.attempts],

@@ -1,7 +1,8 @@
-"""What a worker's host has and how busy it is: sent with every heartbeat, shown by /monitor.
+"""What a host has and how busy it is: workers send it with every heartbeat, the server reports
+its own in /monitor, both in the same keys and units. One home for both.
 
 GPUs are read through NVML when it is there; on a host without an NVIDIA driver NVML fails to
-load, and the worker reports no GPUs instead of failing.
+load, and the host reports no GPUs instead of failing. A metric that cannot be read is left out.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import threading
 from collections.abc import Mapping
 
@@ -47,23 +49,33 @@ class SystemMetrics:
         psutil.cpu_percent(percpu=True)
 
     def sample(self) -> dict[str, JSON]:
-        """One reading, in the same keys and units as the server's own in /monitor."""
-        memory = psutil.virtual_memory()
-        disk = psutil.disk_usage(self.disk_path)
-        return {
-            "cpu_percent": psutil.cpu_percent(),
-            "cpu_per_core_percent": list(psutil.cpu_percent(percpu=True)),
-            "cpu_count": os.cpu_count() or 1,
-            "load_avg": list(os.getloadavg()),
-            "memory_total_bytes": memory.total,
-            "memory_used_bytes": memory.total - memory.available,
-            "memory_percent": memory.percent,
-            "disk_path": self.disk_path,
-            "disk_total_bytes": disk.total,
-            "disk_used_bytes": disk.used,
-            "disk_percent": disk.percent,
-            "gpus": self._nvml.sample(),
-        }
+        """One reading; blocking (reads /proc and NVML), so servers call it in a worker thread."""
+        out: dict[str, JSON] = {"host": socket.gethostname(), "pid": os.getpid()}
+        try:
+            memory = psutil.virtual_memory()
+            out.update(
+                cpu_percent=psutil.cpu_percent(),
+                cpu_per_core_percent=list(psutil.cpu_percent(percpu=True)),
+                cpu_count=os.cpu_count() or 1,
+                load_avg=list(os.getloadavg()),
+                memory_total_bytes=memory.total,
+                memory_used_bytes=memory.total - memory.available,
+                memory_percent=memory.percent,
+            )
+        except (OSError, psutil.Error) as exc:
+            log.debug("cannot read CPU or memory", extra={"error": str(exc)})
+        try:
+            disk = psutil.disk_usage(self.disk_path)
+            out.update(
+                disk_path=self.disk_path,
+                disk_total_bytes=disk.total,
+                disk_used_bytes=disk.used,
+                disk_percent=disk.percent,
+            )
+        except (OSError, psutil.Error) as exc:
+            log.debug("cannot read disk usage", extra={"error": str(exc), "path": self.disk_path})
+        out["gpus"] = self._nvml.sample()
+        return out
 
     def close(self) -> None:
         self._nvml.close()
