@@ -10,33 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 from conveyor.client import Client
 from conveyor.core.spec import TaskSpec
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(condition: Callable[[], object], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.01)
+from conveyor.testing import free_port, wait_until
 
 
 def start_server(directory: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:

@@ -13,16 +13,18 @@ import pytest
 from conveyor.client import Client
 from conveyor.core.spec import TaskSpec
 from conveyor.core.states import TaskState
-from tests.helpers.cluster import Cluster, pid_gone, wait_until
+from conveyor.testing import Cluster, pid_gone, wait_until
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+TESTS = ("tests",)  # workers may import the handlers in tests/helpers
 STEP = "tests.helpers.ledger_jobs:step"
 API = "/api/v1"
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
+    c = Cluster(tmp_path, cwd=ROOT)
     c.start_server()
     try:
         yield c
@@ -53,7 +55,7 @@ def test_priority_order_on_a_single_slot_worker(
     cluster: Cluster, client: Client, ledger: str
 ) -> None:
     ids = {p: client.submit(STEP, ledger, f"p{p}", 0.01, priority=p).id for p in (1, 5, 3, 9, 7)}
-    cluster.start_worker("solo", concurrency=1)
+    cluster.start_worker("solo", allow_modules=TESTS, concurrency=1)
     for task_id in ids.values():
         assert finish(client, task_id) is TaskState.SUCCEEDED
     started = sorted((client.get(i).started_at, p) for p, i in ids.items())
@@ -63,8 +65,8 @@ def test_priority_order_on_a_single_slot_worker(
 def test_three_step_chain_runs_in_order_and_passes_results(
     cluster: Cluster, client: Client
 ) -> None:
-    cluster.start_worker("a", concurrency=2)
-    cluster.start_worker("b", concurrency=2)
+    cluster.start_worker("a", allow_modules=TESTS, concurrency=2)
+    cluster.start_worker("b", allow_modules=TESTS, concurrency=2)
     tasks = client.submit_batch([
         TaskSpec(handler="echo", name="one", args=["abc"]),
         TaskSpec(handler="sha256", name="two", args=[{"$result": "one"}]),
@@ -82,7 +84,7 @@ def test_three_step_chain_runs_in_order_and_passes_results(
 
 
 def test_run_at_does_not_start_early(cluster: Cluster, client: Client) -> None:
-    cluster.start_worker("a")
+    cluster.start_worker("a", allow_modules=TESTS)
     run_at = datetime.now(UTC) + timedelta(seconds=1.5)
     task = client.submit("echo", 1, run_at=run_at)
     assert client.get(task.id).state is TaskState.PENDING
@@ -94,7 +96,7 @@ def test_run_at_does_not_start_early(cluster: Cluster, client: Client) -> None:
 def test_timeout_ends_timed_out_and_kills_the_child(
     cluster: Cluster, client: Client, tmp_path: Path
 ) -> None:
-    cluster.start_worker("a")
+    cluster.start_worker("a", allow_modules=TESTS)
     pid_file = tmp_path / "child.pid"
     task = client.submit(
         "tests.helpers.ledger_jobs:sleep_recording_pid", str(pid_file), 60, timeout_s=1
@@ -109,7 +111,7 @@ def test_timeout_ends_timed_out_and_kills_the_child(
 def test_fails_twice_then_succeeds_after_three_attempts(
     cluster: Cluster, client: Client, ledger: str
 ) -> None:
-    cluster.start_worker("a")
+    cluster.start_worker("a", allow_modules=TESTS)
     task = client.submit(
         "tests.helpers.ledger_jobs:fail_times",
         ledger,
@@ -131,7 +133,7 @@ def test_fails_twice_then_succeeds_after_three_attempts(
 def test_cancel_a_queued_and_a_running_task(
     cluster: Cluster, client: Client, tmp_path: Path
 ) -> None:
-    cluster.start_worker("a")
+    cluster.start_worker("a", allow_modules=TESTS)
     queued = client.submit("echo", 1, queue="nobody-serves-this")
     assert client.cancel(queued.id).state is TaskState.CANCELLED
 
@@ -148,10 +150,10 @@ def test_cancel_a_queued_and_a_running_task(
 def test_worker_killed_mid_task_runs_it_again_elsewhere(
     cluster: Cluster, client: Client, ledger: str
 ) -> None:
-    cluster.start_worker("first")
+    cluster.start_worker("first", allow_modules=TESTS)
     task = client.submit(STEP, ledger, "long", 2.0)
     wait_until(lambda: "start long" in Path(ledger).read_text(), 30, "the task to start")
-    cluster.start_worker("second")
+    cluster.start_worker("second", allow_modules=TESTS)
     holder = client.get(task.id).worker_id
     victim = next(name for name in ("first", "second") if _worker_id(client, name) == holder)
     cluster.kill(cluster.workers[victim])
@@ -172,8 +174,8 @@ def _worker_id(client: Client, name: str) -> str | None:
 def test_server_killed_and_restarted_loses_nothing(
     cluster: Cluster, client: Client, ledger: str
 ) -> None:
-    cluster.start_worker("a", concurrency=2)
-    cluster.start_worker("b", concurrency=2)
+    cluster.start_worker("a", allow_modules=TESTS, concurrency=2)
+    cluster.start_worker("b", allow_modules=TESTS, concurrency=2)
     ids = [
         t.id
         for t in client.submit_batch(
@@ -238,4 +240,6 @@ def test_cycle_and_malformed_bodies_get_422_not_500(cluster: Cluster) -> None:
         assert wrong_type.json()["detail"][0]["loc"][-1] == "priority"
         assert http.get("/tasks", params={"limit": "many"}).status_code == 422
         assert http.get("/tasks/does-not-exist").status_code == 404
-        assert sum(http.get("/status").json()["counts"].values()) == 0, "nothing invalid may be stored"
+        assert sum(http.get("/status").json()["counts"].values()) == 0, (
+            "nothing invalid may be stored"
+        )

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import click
 
+from conveyor.client.session import DEFAULT_URL
 from conveyor.handlers import HandlerPolicy
+
+server_option = click.option(
+    "--server",
+    "server",
+    envvar="CONVEYOR_URL",
+    default=DEFAULT_URL,
+    show_default=True,
+    help="Server URL (env CONVEYOR_URL).",
+)
+token_option = click.option(
+    "--token", envvar="CONVEYOR_TOKEN", default=None, help="Bearer token (env CONVEYOR_TOKEN)."
+)
 
 db_option = click.option(
     "--db",

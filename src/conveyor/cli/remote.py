@@ -11,29 +11,19 @@ from typing import Any, ParamSpec, TypeVar
 import click
 from pydantic import BaseModel
 
+from conveyor.cli.options import server_option, token_option
 from conveyor.client import Client
 from conveyor.errors import ConveyorError
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-DEFAULT_URL = "http://127.0.0.1:8000"
-
 
 def remote_command(func: Callable[P, R]) -> Callable[P, R]:
     """Add --server, --token and --json, and turn Conveyor errors into one-line messages."""
 
-    @click.option(
-        "--server",
-        "server",
-        envvar="CONVEYOR_URL",
-        default=DEFAULT_URL,
-        show_default=True,
-        help="Server URL (env CONVEYOR_URL).",
-    )
-    @click.option(
-        "--token", envvar="CONVEYOR_TOKEN", default=None, help="Bearer token (env CONVEYOR_TOKEN)."
-    )
+    @server_option
+    @token_option
     @click.option(
         "--json", "as_json", is_flag=True, help="Print JSON for scripts instead of tables."
     )

@@ -9,8 +9,13 @@ import sys
 
 import click
 
-from conveyor.cli.options import allow_module_option, allow_option, handler_policy
-from conveyor.client.session import DEFAULT_URL
+from conveyor.cli.options import (
+    allow_module_option,
+    allow_option,
+    handler_policy,
+    server_option,
+    token_option,
+)
 from conveyor.core.spec import QUEUE_PATTERN
 from conveyor.errors import ConveyorError
 from conveyor.worker import Worker, WorkerConfig
@@ -46,16 +51,8 @@ def _queues(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
 
 
 @click.command("worker")
-@click.option(
-    "--server",
-    envvar="CONVEYOR_URL",
-    default=DEFAULT_URL,
-    show_default=True,
-    help="Server URL (env CONVEYOR_URL).",
-)
-@click.option(
-    "--token", envvar="CONVEYOR_TOKEN", default=None, help="Bearer token (env CONVEYOR_TOKEN)."
-)
+@server_option
+@token_option
 @click.option(
     "-c",
     "--concurrency",
