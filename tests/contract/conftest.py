@@ -119,13 +119,16 @@ def store(store_factory: StoreFactory) -> Store:
 
 
 class Recorder:
-    """An events listener that keeps every Changes it was given."""
+    """An events listener that keeps every Changes that made tasks ready or finished them."""
 
     def __init__(self) -> None:
         self.calls: list[Changes] = []
 
     def __call__(self, changes: Changes) -> None:
-        self.calls.append(Changes(set(changes.ready_queues), set(changes.finished)))
+        if changes.ready_queues or changes.ended:
+            self.calls.append(
+                Changes(ready_queues=set(changes.ready_queues), ended=dict(changes.ended))
+            )
 
     @property
     def ready_queues(self) -> set[str]:

@@ -221,6 +221,7 @@ class Engine:
                 worker.resources if free is None else free,
                 self.settings.lease_s,
                 now,
+                changes,
             )
             self._end(tx, unstartable, now, changes)
         self.events.publish(changes)
@@ -342,7 +343,7 @@ class Engine:
                 task.reason = Reason.CANCELLED_BY_USER
                 task.finished_at = now
                 tx.update_tasks([task])
-                changes.finished.add(task.id)
+                changes.end([task])
                 fail_dependents(tx, [task], now, changes)
         self.events.publish(changes)
         return task

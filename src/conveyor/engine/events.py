@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from conveyor.core.models import Task
 from conveyor.core.types import TaskId
 
 log = logging.getLogger(__name__)
@@ -13,13 +14,28 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class Changes:
-    """Collected during a transaction; published only once it has committed."""
+    """Collected during a transaction; published only once it has committed.
+
+    Carries the task records themselves so that listeners (long-polls, metrics, dashboards) need
+    no read of their own.
+    """
 
     ready_queues: set[str] = field(default_factory=set)
-    finished: set[TaskId] = field(default_factory=set)
+    submitted: list[Task] = field(default_factory=list)
+    leased: list[Task] = field(default_factory=list)
+    ended: dict[TaskId, Task] = field(default_factory=dict)
+    """Tasks that reached a terminal state, by id."""
+
+    @property
+    def finished(self) -> set[TaskId]:
+        return set(self.ended)
+
+    def end(self, tasks: Iterable[Task]) -> None:
+        for task in tasks:
+            self.ended[task.id] = task
 
     def __bool__(self) -> bool:
-        return bool(self.ready_queues or self.finished)
+        return bool(self.ready_queues or self.submitted or self.leased or self.ended)
 
 
 Listener = Callable[[Changes], None]

@@ -93,7 +93,7 @@ def end_attempts(
             for e in endings
         ]
     )
-    changes.finished.update(t.id for t in [*succeeded, *unsuccessful])
+    changes.end([*succeeded, *unsuccessful])
     release_dependents(tx, succeeded, now, changes)
     fail_dependents(tx, unsuccessful, now, changes)
 
@@ -155,5 +155,5 @@ def fail_dependents(tx: StoreTx, parents: Sequence[Task], now: datetime, changes
                 child.finished_at = now
                 failed.append(child)
         tx.update_tasks(failed)
-        changes.finished.update(child.id for child in failed)
+        changes.end(failed)
         frontier = failed

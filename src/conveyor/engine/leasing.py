@@ -40,6 +40,7 @@ def grant_leases(
     free: Mapping[str, float] | None,
     lease_s: float,
     now: datetime,
+    changes: Changes,
 ) -> tuple[list[Assignment], list[Ending]]:
     """Lease up to `max_tasks` tasks; returns assignments, and endings for tasks that cannot start.
 
@@ -56,6 +57,7 @@ def grant_leases(
         task.lease_expires_at = expires
         task.started_at = task.started_at or now
     tx.update_tasks(chosen)
+    changes.leased.extend(chosen)
     tx.insert_attempts(
         [Attempt(t.id, t.attempts, worker.id, now, lease_expires_at=expires) for t in chosen]
     )

@@ -58,11 +58,12 @@ def store_batch(
     in_order = [created[p.id] for p in fresh]
     tx.insert_tasks(in_order)
     tx.insert_dependencies([(t.id, dep) for t in in_order for dep in t.depends_on])
+    changes.submitted.extend(in_order)
     for task in in_order:
         if task.state is TaskState.QUEUED:
             changes.ready_queues.add(task.queue)
         elif task.state.is_terminal:
-            changes.finished.add(task.id)
+            changes.end([task])
     return [reused.get(p.id) or created[p.id] for p in planned]
 
 
