@@ -6,7 +6,8 @@ ConveyorError
 │   └── CycleError          depends_on forms a cycle
 ├── NotFoundError           no such task or worker
 ├── ConflictError           the operation does not fit the current state
-│   └── StaleTokenError     a report or heartbeat carried an outdated fencing token
+│   ├── StaleTokenError     a report or heartbeat carried an outdated fencing token
+│   └── DuplicateKeyError   a concurrent transaction stored the same unique value first
 ├── HandlerError            a handler is unknown, refused by policy, or failed to load
 ├── StoreError              the store failed (driver error kept as __cause__)
 │   └── StoreBusyError      locked or overloaded: try again later
@@ -54,6 +55,10 @@ class ConflictError(ConveyorError):
 
 class StaleTokenError(ConflictError):
     """A report carried a fencing token that is no longer the task's current lease."""
+
+
+class DuplicateKeyError(ConflictError):
+    """Another transaction stored the same unique value (an idempotency key) first."""
 
 
 class HandlerError(ConveyorError):

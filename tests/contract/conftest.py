@@ -12,10 +12,10 @@ suite makes the same decisions.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +53,8 @@ class StoreFactory:
     migration_versions: Callable[[], list[int]]
     """The schema versions recorded as applied, one entry per row (duplicates would show twice)."""
     opened: list[Store] = field(default_factory=list)
+    cleanup: Callable[[], None] = lambda: None
+    """Runs after every store is closed: drops what the backend created for this test."""
 
     def open_tracked(self) -> Store:
         store = self.open()
@@ -62,6 +64,7 @@ class StoreFactory:
     def close_all(self) -> None:
         for store in self.opened:
             store.close()
+        self.cleanup()
 
 
 def _open_sqlite(tmp_path: Path) -> StoreFactory:
@@ -80,17 +83,31 @@ def _open_sqlite(tmp_path: Path) -> StoreFactory:
 
 
 def _open_postgres(tmp_path: Path) -> StoreFactory:
-    # >>> PostgreSQL joins the suite here. <<<
-    # Skips until both the store module and a database exist. When `conveyor.store.postgres`
-    # lands, replace the pytest.fail below with a factory that gives each test an empty,
-    # isolated database (for example a fresh schema per test, dropped afterwards) and reads
-    # the applied migration versions from its migrations table.
+    """A fresh schema per test on the database CONVEYOR_TEST_POSTGRES_URL names, dropped after."""
     url = os.environ.get("CONVEYOR_TEST_POSTGRES_URL")
     if not url:
         pytest.skip("CONVEYOR_TEST_POSTGRES_URL is not set; PostgreSQL contract tests skipped")
-    if importlib.util.find_spec("conveyor.store.postgres") is None:
-        pytest.skip("PostgreSQL store not implemented yet (conveyor.store.postgres is missing)")
-    pytest.fail("conveyor.store.postgres exists: wire _open_postgres in tests/contract/conftest.py")
+    import psycopg
+
+    from conveyor.store.postgres import PostgresStore
+
+    schema = f"conveyor_test_{uuid.uuid4().hex[:12]}"
+
+    def versions() -> list[int]:
+        with psycopg.connect(url) as conn:
+            rows = conn.execute(f'SELECT version FROM "{schema}".schema_migrations').fetchall()
+        return [row[0] for row in rows]
+
+    def drop() -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+    return StoreFactory(
+        "postgres",
+        lambda: PostgresStore(url, schema=schema, max_connections=8),
+        versions,
+        cleanup=drop,
+    )
 
 
 STORE_BACKENDS = [

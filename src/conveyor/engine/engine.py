@@ -29,7 +29,13 @@ from conveyor.engine.leasing import grant_leases, promote_due
 from conveyor.engine.reports import HeartbeatReply, Report, ReportAck
 from conveyor.engine.settings import EngineSettings
 from conveyor.engine.submitting import store_batch
-from conveyor.errors import ConflictError, InvalidSpecError, NotFoundError, StaleTokenError
+from conveyor.errors import (
+    ConflictError,
+    DuplicateKeyError,
+    InvalidSpecError,
+    NotFoundError,
+    StaleTokenError,
+)
 from conveyor.ids import new_id
 from conveyor.store.base import StateCount, Store, StoreTx, TaskFilter
 
@@ -63,10 +69,18 @@ class Engine:
         if not specs:
             return []
         planned = plan_batch(specs, [self._new_id() for _ in specs])
-        changes = Changes()
-        now = self.clock.now()
-        with self.store.transaction() as tx:
-            tasks = store_batch(tx, planned, now, changes)
+        for attempt in (1, 2):
+            changes = Changes()
+            now = self.clock.now()
+            try:
+                with self.store.transaction() as tx:
+                    tasks = store_batch(tx, planned, now, changes)
+                break
+            except DuplicateKeyError:
+                # Another server stored one of these keys between our look-up and our insert;
+                # the second attempt finds it and returns it, as a key promises.
+                if attempt == 2:
+                    raise
         self.events.publish(changes)
         return tasks
 
@@ -306,10 +320,34 @@ class Engine:
         return count
 
     def tick(self) -> None:
-        """Run every timer once: due tasks, expired leases, dead workers."""
+        """Run every timer once: due tasks, expired leases, dead workers, housekeeping."""
         self.release_due()
         self.expire_leases()
         self.expire_workers()
+        self.maintain()
+
+    def maintain(self) -> int:
+        """Store housekeeping, and retention: delete tasks finished more than retention_s ago
+        (never one that a live task still waits on). Returns how many tasks were deleted."""
+        self.store.maintain()
+        if self.settings.retention_s is None:
+            return 0
+        cutoff = self.clock.now() - timedelta(seconds=self.settings.retention_s)
+        with self.store.transaction() as tx:
+            old = tx.finished_before(cutoff, self.settings.timer_batch)
+            edges = tx.dependents([t.id for t in old])
+            children = tx.get_tasks({c for cs in edges.values() for c in cs})
+            needed = {
+                p
+                for p, cs in edges.items()
+                if any(not children[c].state.is_terminal for c in cs if c in children)
+            }
+            doomed = [t.id for t in old if t.id not in needed]
+            tx.delete_tasks(doomed)
+            tx.delete_workers_gone_before(cutoff)
+        if doomed:
+            log.info("retention deleted finished tasks", extra={"count": len(doomed)})
+        return len(doomed)
 
     def _end(self, tx: StoreTx, endings: Sequence[Ending], now: datetime, changes: Changes) -> None:
         if endings:

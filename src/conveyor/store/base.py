@@ -105,6 +105,10 @@ class StoreTx(Protocol):
         """The earliest start time among pending tasks with no dependencies left."""
         ...
 
+    def finished_before(self, cutoff: datetime, limit: int) -> list[Task]:
+        """Locked tasks that finished before `cutoff`, oldest first (for retention)."""
+        ...
+
     # attempts
     def insert_attempts(self, attempts: Sequence[Attempt]) -> None: ...
 
@@ -125,6 +129,10 @@ class StoreTx(Protocol):
         """Locked workers alive or draining whose last heartbeat is older than `seen_before`."""
         ...
 
+    def delete_workers_gone_before(self, cutoff: datetime) -> int:
+        """Forget dead and deregistered workers last seen before `cutoff`; returns how many."""
+        ...
+
     # reads for clients
     def count_tasks(self) -> list[StateCount]: ...
 
@@ -141,6 +149,10 @@ class Store(Protocol):
 
         Raises StoreBusyError when the database is locked or overloaded, StoreError otherwise.
         """
+        ...
+
+    def maintain(self) -> None:
+        """Periodic housekeeping (compacting counters); safe to run on several servers at once."""
         ...
 
     def close(self) -> None: ...

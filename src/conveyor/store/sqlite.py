@@ -131,6 +131,9 @@ class SQLiteStore:
                 self._reader_conns.append(conn)
         return conn
 
+    def maintain(self) -> None:
+        """Nothing to do: SQLite's counters are exact rows, updated by one writer."""
+
     def close(self, *, wait_s: float = 10.0) -> None:
         """Refuse new transactions, wait up to `wait_s` for running ones, close the connections."""
         with self._idle:
@@ -301,6 +304,13 @@ class SQLiteTx:
             "state = 'running' AND worker_id = ?", (worker_id,), index="tasks_by_worker"
         )
 
+    def finished_before(self, cutoff: datetime, limit: int) -> list[Task]:
+        return self._tasks_where(
+            "finished_at < ? ORDER BY finished_at LIMIT ?",
+            (cutoff.timestamp(), limit),
+            index="tasks_finished",
+        )
+
     # attempts
     def insert_attempts(self, attempts: Sequence[Attempt]) -> None:
         cols = codec.ATTEMPT_COLUMNS
@@ -370,6 +380,12 @@ class SQLiteTx:
             (seen_before.timestamp(), limit),
         )
         return [codec.worker_from_row(row) for row in rows]
+
+    def delete_workers_gone_before(self, cutoff: datetime) -> int:
+        return self._conn.execute(
+            "DELETE FROM workers WHERE state IN ('dead', 'gone') AND last_seen_at < ?",
+            (cutoff.timestamp(),),
+        ).rowcount
 
     # reads for clients
     def count_tasks(self) -> list[StateCount]:

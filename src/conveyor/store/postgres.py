@@ -1,0 +1,383 @@
+"""The PostgreSQL store: many servers on one database, claims with FOR UPDATE SKIP LOCKED.
+
+psycopg 3 with a connection pool and hand-written SQL. Every statement that can take many rows
+takes them in one round trip (`= ANY(%s)`, executemany in pipeline mode, COPY for large inserts).
+Rows are locked in id order so that two transactions touching the same tasks cannot deadlock.
+Connection failures become StoreBusyError (a 503 with Retry-After); the pool replaces broken
+connections by itself, so the server recovers when the database is back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from conveyor.core.models import Attempt, Task, Worker
+from conveyor.core.states import TaskState
+from conveyor.core.types import TaskId, WorkerId
+from conveyor.errors import DuplicateKeyError, StoreBusyError, StoreError
+from conveyor.store import codec
+from conveyor.store.base import AttemptEnd, StateCount, TaskFilter
+from conveyor.store.postgres_schema import COMPACT_COUNTS, MIGRATIONS
+
+log = logging.getLogger(__name__)
+
+_TASKS = ", ".join(codec.TASK_COLUMNS)
+_ATTEMPTS = ", ".join(codec.ATTEMPT_COLUMNS)
+_WORKERS = ", ".join(codec.WORKER_COLUMNS)
+_COPY_FROM = 64  # inserts of at least this many tasks use COPY
+_MIGRATION_LOCK = 7_411_337  # pg_advisory_xact_lock key: one server migrates at a time
+
+
+class PostgresStore:
+    """A Store on a PostgreSQL database (`postgresql://user@host:5432/db`).
+
+    `schema` puts every table in that schema (created if missing): several Conveyor installations,
+    or test runs, can share one database without seeing each other.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        min_connections: int = 1,
+        max_connections: int = 10,
+        connect_timeout_s: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.schema = schema
+        kwargs: dict[str, Any] = {
+            "autocommit": False,
+            "connect_timeout": max(1, int(connect_timeout_s)),
+        }
+        if schema:
+            kwargs["options"] = f"-c search_path={_identifier(schema)}"
+        self._pool = ConnectionPool(
+            url,
+            kwargs=kwargs,
+            min_size=min_connections,
+            max_size=max_connections,
+            timeout=connect_timeout_s,
+            open=False,
+            name="conveyor",
+        )
+        try:
+            self._pool.open(wait=True, timeout=connect_timeout_s)
+        except PoolTimeout as exc:
+            self._pool.close()
+            raise StoreBusyError(f"cannot connect to PostgreSQL at {_redact(url)}: {exc}") from exc
+        self._closed = False
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self.transaction() as tx:
+            conn = tx.conn
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            if self.schema:
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_identifier(self.schema)}")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
+                "applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for version, script in MIGRATIONS:
+                if version not in applied:
+                    conn.execute(script)
+                    conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                    log.info("applied migration", extra={"version": version})
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[PostgresTx]:
+        if self._closed:
+            raise StoreError("the store is closed")
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                yield PostgresTx(conn)
+        except PoolTimeout as exc:
+            raise StoreBusyError(
+                f"no PostgreSQL connection available: {exc}", retry_after_s=2.0
+            ) from exc
+        except pg_errors.UniqueViolation as exc:
+            raise DuplicateKeyError(
+                f"a unique value was taken concurrently: {exc.diag.message_detail}"
+            ) from exc
+        except (
+            pg_errors.DeadlockDetected,
+            pg_errors.SerializationFailure,
+            pg_errors.LockNotAvailable,
+        ) as exc:
+            raise StoreBusyError(f"transaction conflicted with another; retry: {exc}") from exc
+        except psycopg.OperationalError as exc:
+            raise StoreBusyError(f"PostgreSQL is unreachable: {exc}", retry_after_s=2.0) from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL error: {exc}") from exc
+
+    def maintain(self) -> None:
+        """Fold the count deltas into task_counts; safe to run on several servers at once."""
+        with self.transaction() as tx:
+            tx.conn.execute(COMPACT_COUNTS)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._pool.close()
+
+
+def _identifier(name: str) -> str:
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"schema name {name!r} must be letters, digits and underscores")
+    return f'"{name}"'
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    head, at, tail = url.rpartition("@")
+    if not at or ":" not in head.split("//", 1)[-1]:
+        return url
+    scheme, _, credentials = head.partition("//")
+    return f"{scheme}//{credentials.split(':', 1)[0]}:***@{tail}"
+
+
+def _epoch(when: datetime) -> float:
+    return when.timestamp()
+
+
+class PostgresTx:
+    """StoreTx on one connection inside one transaction."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def _tasks(self, sql: str, params: Sequence[Any]) -> list[Task]:
+        rows = self.conn.execute(f"SELECT {_TASKS} FROM tasks WHERE {sql}", params).fetchall()
+        return [codec.task_from_row(row) for row in rows]
+
+    # tasks
+    def insert_tasks(self, tasks: Sequence[Task]) -> None:
+        if not tasks:
+            return
+        seqs = self.conn.execute(
+            "SELECT nextval(pg_get_serial_sequence('tasks', 'seq')) FROM generate_series(1, %s)",
+            (len(tasks),),
+        ).fetchall()
+        for task, (seq,) in zip(tasks, sorted(seqs), strict=True):
+            task.seq = seq
+        columns = f"seq, {', '.join(codec.INSERT_COLUMNS)}"
+        rows = [(t.seq, *codec.task_insert_row(t)) for t in tasks]
+        if len(rows) >= _COPY_FROM:
+            with self.conn.cursor().copy(f"COPY tasks ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            marks = ", ".join(["%s"] * len(rows[0]))
+            self.conn.cursor().executemany(f"INSERT INTO tasks ({columns}) VALUES ({marks})", rows)
+
+    def insert_dependencies(self, edges: Sequence[tuple[TaskId, TaskId]]) -> None:
+        if edges:
+            self.conn.execute(
+                "INSERT INTO dependencies (task_id, depends_on) "
+                "SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT DO NOTHING",
+                ([e[0] for e in edges], [e[1] for e in edges]),
+            )
+
+    def get_tasks(self, ids: Collection[TaskId], *, for_update: bool = False) -> dict[TaskId, Task]:
+        if not ids:
+            return {}
+        lock = " ORDER BY id FOR UPDATE" if for_update else ""
+        return {t.id: t for t in self._tasks(f"id = ANY(%s){lock}", (list(ids),))}
+
+    def find_by_keys(self, keys: Collection[str]) -> dict[str, Task]:
+        if not keys:
+            return {}
+        return {t.key: t for t in self._tasks("key = ANY(%s)", (list(keys),)) if t.key is not None}
+
+    def update_tasks(self, tasks: Sequence[Task]) -> None:
+        if tasks:
+            sets = ", ".join(f"{col} = %s" for col in codec.MUTABLE_COLUMNS)
+            self.conn.cursor().executemany(
+                f"UPDATE tasks SET {sets} WHERE id = %s", [codec.task_update_row(t) for t in tasks]
+            )
+
+    def delete_tasks(self, ids: Collection[TaskId]) -> None:
+        if ids:
+            every = (list(ids),)
+            self.conn.execute("DELETE FROM attempts WHERE task_id = ANY(%s)", every)
+            self.conn.execute(
+                "DELETE FROM dependencies WHERE task_id = ANY(%s) OR depends_on = ANY(%s)",
+                every * 2,
+            )
+            self.conn.execute("DELETE FROM tasks WHERE id = ANY(%s)", every)
+
+    def dependents(self, ids: Collection[TaskId]) -> dict[TaskId, list[TaskId]]:
+        found: dict[TaskId, list[TaskId]] = {}
+        if ids:
+            rows = self.conn.execute(
+                "SELECT depends_on, task_id FROM dependencies WHERE depends_on = ANY(%s)",
+                (list(ids),),
+            )
+            for parent, child in rows:
+                found.setdefault(parent, []).append(child)
+        return found
+
+    def due_pending(self, now: datetime, limit: int) -> list[Task]:
+        return self._tasks(
+            "state = 'pending' AND deps_left = 0 AND not_before <= %s "
+            "ORDER BY not_before LIMIT %s FOR UPDATE SKIP LOCKED",
+            (_epoch(now), limit),
+        )
+
+    def next_due(self) -> datetime | None:
+        row = self.conn.execute(
+            "SELECT min(not_before) FROM tasks WHERE state = 'pending' AND deps_left = 0"
+        ).fetchone()
+        return codec.from_epoch(row[0] if row else None)
+
+    def queued_candidates(
+        self, queue: str, limit: int, *, after: tuple[int, int] | None = None
+    ) -> list[Task]:
+        if after is None:
+            return self._tasks(
+                "state = 'queued' AND queue = %s ORDER BY priority DESC, seq LIMIT %s "
+                "FOR UPDATE SKIP LOCKED",
+                (queue, limit),
+            )
+        priority, seq = after
+        return self._tasks(
+            "state = 'queued' AND queue = %s AND priority <= %s AND NOT (priority = %s AND seq <= %s) "
+            "ORDER BY priority DESC, seq LIMIT %s FOR UPDATE SKIP LOCKED",
+            (queue, priority, priority, seq, limit),
+        )
+
+    def expired_leases(self, now: datetime, limit: int) -> list[Task]:
+        return self._tasks(
+            "state = 'running' AND lease_expires_at < %s "
+            "ORDER BY lease_expires_at LIMIT %s FOR UPDATE SKIP LOCKED",
+            (_epoch(now), limit),
+        )
+
+    def running_on_worker(self, worker_id: WorkerId) -> list[Task]:
+        return self._tasks(
+            "state = 'running' AND worker_id = %s ORDER BY id FOR UPDATE", (worker_id,)
+        )
+
+    def finished_before(self, cutoff: datetime, limit: int) -> list[Task]:
+        return self._tasks(
+            "finished_at < %s ORDER BY finished_at LIMIT %s FOR UPDATE SKIP LOCKED",
+            (_epoch(cutoff), limit),
+        )
+
+    # attempts
+    def insert_attempts(self, attempts: Sequence[Attempt]) -> None:
+        if attempts:
+            marks = ", ".join(["%s"] * len(codec.ATTEMPT_COLUMNS))
+            self.conn.cursor().executemany(
+                f"INSERT INTO attempts ({_ATTEMPTS}) VALUES ({marks})",
+                [codec.attempt_row(a) for a in attempts],
+            )
+
+    def finish_attempts(self, ends: Sequence[AttemptEnd]) -> None:
+        if ends:
+            self.conn.cursor().executemany(
+                "UPDATE attempts SET finished_at = %s, outcome = %s, error = %s, traceback = %s, "
+                "stdout_tail = %s, stderr_tail = %s WHERE task_id = %s AND number = %s",
+                [
+                    (
+                        _epoch(e.finished_at),
+                        e.outcome.value,
+                        e.error,
+                        e.traceback,
+                        e.stdout_tail,
+                        e.stderr_tail,
+                        e.task_id,
+                        e.number,
+                    )
+                    for e in ends
+                ],
+            )
+
+    def get_attempts(self, task_id: TaskId) -> list[Attempt]:
+        rows = self.conn.execute(
+            f"SELECT {_ATTEMPTS} FROM attempts WHERE task_id = %s ORDER BY number", (task_id,)
+        )
+        return [codec.attempt_from_row(row) for row in rows]
+
+    # workers
+    def insert_worker(self, worker: Worker) -> None:
+        marks = ", ".join(["%s"] * len(codec.WORKER_COLUMNS))
+        self.conn.execute(
+            f"INSERT INTO workers ({_WORKERS}) VALUES ({marks})", codec.worker_row(worker)
+        )
+
+    def get_worker(self, worker_id: WorkerId, *, for_update: bool = False) -> Worker | None:
+        lock = " FOR UPDATE" if for_update else ""
+        row = self.conn.execute(
+            f"SELECT {_WORKERS} FROM workers WHERE id = %s{lock}", (worker_id,)
+        ).fetchone()
+        return None if row is None else codec.worker_from_row(row)
+
+    def update_worker(self, worker: Worker) -> None:
+        columns = codec.WORKER_COLUMNS[1:]
+        row = codec.worker_row(worker)
+        self.conn.execute(
+            f"UPDATE workers SET {', '.join(f'{c} = %s' for c in columns)} WHERE id = %s",
+            (*row[1:], row[0]),
+        )
+
+    def list_workers(self) -> list[Worker]:
+        rows = self.conn.execute(f"SELECT {_WORKERS} FROM workers ORDER BY registered_at")
+        return [codec.worker_from_row(row) for row in rows]
+
+    def stale_workers(self, seen_before: datetime, limit: int) -> list[Worker]:
+        rows = self.conn.execute(
+            f"SELECT {_WORKERS} FROM workers WHERE state IN ('alive', 'draining') "
+            "AND last_seen_at < %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+            (_epoch(seen_before), limit),
+        )
+        return [codec.worker_from_row(row) for row in rows]
+
+    def delete_workers_gone_before(self, cutoff: datetime) -> int:
+        cur = self.conn.execute(
+            "DELETE FROM workers WHERE state IN ('dead', 'gone') AND last_seen_at < %s",
+            (_epoch(cutoff),),
+        )
+        return cur.rowcount
+
+    # reads for clients
+    def count_tasks(self) -> list[StateCount]:
+        rows = self.conn.execute(
+            "SELECT state, queue, sum(n) FROM (SELECT state, queue, n FROM task_counts "
+            "UNION ALL SELECT state, queue, n FROM task_count_deltas) AS c "
+            "GROUP BY state, queue HAVING sum(n) > 0"
+        )
+        return [StateCount(TaskState(state), queue, int(n)) for state, queue, n in rows]
+
+    def list_tasks(self, where: TaskFilter, after_seq: int | None, limit: int) -> list[Task]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if where.states:
+            clauses.append("state = ANY(%s)")
+            params.append([s.value for s in where.states])
+        for column, value in (
+            ("queue", where.queue),
+            ("name", where.name),
+            ("handler", where.handler),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = %s")
+                params.append(value)
+        if where.label is not None:
+            clauses.append("labels::jsonb ->> %s = %s")
+            params.extend(where.label)
+        if after_seq is not None:
+            clauses.append("seq < %s")
+            params.append(after_seq)
+        condition = " AND ".join(clauses) or "true"
+        return self._tasks(f"{condition} ORDER BY seq DESC LIMIT %s", [*params, limit])
