@@ -7,6 +7,31 @@ import click
 from conveyor.client.session import DEFAULT_URL
 from conveyor.handlers import HandlerPolicy
 
+
+class Duration(click.ParamType[float]):
+    """Seconds, or a number with a unit: 90, 90s, 15m, 12h, 7d."""
+
+    name = "duration"
+    _units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        text = str(value).strip().lower()
+        unit = self._units.get(text[-1:], None)
+        try:
+            seconds = float(text[:-1]) * unit if unit else float(text)
+        except ValueError:
+            self.fail(f"{value!r} is not a duration such as 90, 15m, 12h or 7d", param, ctx)
+        if seconds <= 0:
+            self.fail("must be positive", param, ctx)
+        return seconds
+
+
+DURATION = Duration()
+
 server_option = click.option(
     "--server",
     "server",
@@ -24,7 +49,7 @@ db_option = click.option(
     envvar="CONVEYOR_DB",
     default="conveyor.db",
     show_default=True,
-    help="SQLite file (env CONVEYOR_DB).",
+    help="SQLite file, or postgresql://user@host/db (env CONVEYOR_DB).",
 )
 allow_option = click.option(
     "--allow",

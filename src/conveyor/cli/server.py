@@ -14,12 +14,12 @@ import click
 import uvicorn
 from fastapi import FastAPI
 
-from conveyor.cli.options import allow_module_option, allow_option, db_option
+from conveyor.cli.options import DURATION, allow_module_option, allow_option, db_option
 from conveyor.engine import Engine, EngineSettings
 from conveyor.errors import ConveyorError
 from conveyor.server import ServerSettings, create_app, request_shutdown
 from conveyor.server.local_workers import LocalWorkers
-from conveyor.store.sqlite import SQLiteStore
+from conveyor.store import is_postgres_url, open_store
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,12 @@ GRACEFUL_SHUTDOWN_S = 5
 )
 @allow_option
 @allow_module_option
+@click.option(
+    "--retention",
+    type=DURATION,
+    default=None,
+    help="Delete finished tasks this long after they end (e.g. 7d, 12h, 3600). Default: keep all.",
+)
 def server_command(
     db: str,
     host: str,
@@ -75,6 +81,7 @@ def server_command(
     worker_grace_s: float,
     allow: tuple[str, ...],
     allow_modules: tuple[str, ...],
+    retention: float | None,
 ) -> None:
     """Serve the REST API (and /docs) over the database --db.
 
@@ -87,15 +94,14 @@ def server_command(
             "authentication yet, so anyone who can reach it could run tasks. Pass --insecure to "
             "do it anyway (on a trusted network only), or use --host 127.0.0.1."
         )
-    settings = engine_settings(lease_s, heartbeat_s)
+    settings = engine_settings(lease_s, heartbeat_s, retention)
     try:
-        store = SQLiteStore(db)
+        store = open_store(db)
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from None
     engine = Engine(store, settings=settings)
-    server_settings = ServerSettings(
-        host=host, port=port, disk_path=os.path.dirname(os.path.abspath(db))
-    )
+    data_dir = os.getcwd() if is_postgres_url(db) else os.path.dirname(os.path.abspath(db))
+    server_settings = ServerSettings(host=host, port=port, disk_path=data_dir)
     app = create_app(engine, server_settings)
     workers = LocalWorkers(
         worker_count,
@@ -197,7 +203,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def engine_settings(lease_s: float | None, heartbeat_s: float | None) -> EngineSettings:
+def engine_settings(
+    lease_s: float | None, heartbeat_s: float | None, retention_s: float | None = None
+) -> EngineSettings:
     defaults = EngineSettings()
     lease = lease_s if lease_s is not None else defaults.lease_s
     heartbeat = (
@@ -207,7 +215,10 @@ def engine_settings(lease_s: float | None, heartbeat_s: float | None) -> EngineS
     dead_after = defaults.worker_dead_after_s * heartbeat / defaults.heartbeat_interval_s
     try:
         return EngineSettings(
-            lease_s=lease, heartbeat_interval_s=heartbeat, worker_dead_after_s=dead_after
+            lease_s=lease,
+            heartbeat_interval_s=heartbeat,
+            worker_dead_after_s=dead_after,
+            retention_s=retention_s,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--lease-s/--heartbeat-s") from None

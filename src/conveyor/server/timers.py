@@ -57,6 +57,7 @@ class Timers:
             self.engine.release_due,
             self.engine.expire_leases,
             self.engine.expire_workers,
+            self.engine.maintain,
         ):
             try:
                 step()
