@@ -16,13 +16,14 @@ a crash of its machine would. Conveyor's own end-to-end tests and benchmarks use
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -53,17 +54,37 @@ def pid_gone(pid: int) -> bool:
 
 
 class Cluster:
-    """One server and any number of workers, each in its own process group."""
+    """Servers and workers, each in its own process group, on one database.
 
-    def __init__(self, directory: Path, *, lease_s: float = 3.0, cwd: Path | None = None) -> None:
+    `db` is a SQLite path (default: a file in `directory`) or a PostgreSQL URL; with PostgreSQL,
+    call `start_server()` again to add servers that share the database.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        db: str | None = None,
+        lease_s: float = 3.0,
+        cwd: Path | None = None,
+        server_args: Sequence[str] = (),
+    ) -> None:
         self.directory = directory
         self.cwd = cwd or Path.cwd()  # where workers import allowed handler modules from
-        self.db = directory / "conveyor.db"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.db = db or str(directory / "conveyor.db")
         self.lease_s = lease_s
-        self.server: subprocess.Popen[bytes] | None = None
+        self.server_args = list(server_args)
+        self.servers: list[tuple[str, int, subprocess.Popen[bytes]]] = []  # (url, port, process)
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        """The first server's URL."""
+        return self.servers[0][0]
+
+    @property
+    def server(self) -> subprocess.Popen[bytes] | None:
+        return self.servers[0][2] if self.servers else None
 
     def _spawn(self, log_name: str, *args: str) -> subprocess.Popen[bytes]:
         with (self.directory / f"{log_name}.log").open("ab") as log:
@@ -75,22 +96,25 @@ class Cluster:
                 start_new_session=True,
             )
 
-    def start_server(self) -> None:
-        self.server = self._spawn(
-            "server",
-            "server",
-            "--db",
-            str(self.db),
-            "--port",
-            str(self.port),
-            "--lease-s",
-            str(self.lease_s),
-        )
-        wait_until(self._healthy, 30, "the server to answer /health")
+    def start_server(self, index: int | None = None) -> str:
+        """Start a new server, or restart server `index` on its old port; returns its URL."""
+        port = free_port() if index is None else self.servers[index][1]
+        url = f"http://127.0.0.1:{port}"
+        process = self._spawn(
+            f"server{len(self.servers) if index is None else index}",
+            "server", "--db", self.db, "--port", str(port), "--lease-s", str(self.lease_s),
+            *self.server_args,
+        )  # fmt: skip
+        if index is None:
+            self.servers.append((url, port, process))
+        else:
+            self.servers[index] = (url, port, process)
+        wait_until(lambda: self._healthy(url), 30, f"the server at {url} to answer /health")
+        return url
 
-    def _healthy(self) -> bool:
+    def _healthy(self, url: str) -> bool:
         try:
-            return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
+            return httpx.get(f"{url}/health", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -101,11 +125,14 @@ class Cluster:
         concurrency: int = 1,
         queues: str = "default",
         allow_modules: tuple[str, ...] = (),
+        server: str | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
+        """Start a worker connected to `server` (default: the first server's URL)."""
         allow = [arg for module in allow_modules for arg in ("--allow-module", module)]
         self.workers[name] = self._spawn(
-            name, "worker", "--server", self.url, "--name", name, "--concurrency", str(concurrency),
-            "--queues", queues, *allow,
+            name, "worker", "--server", server or self.url, "--name", name,
+            "--concurrency", str(concurrency), "--queues", queues, *allow, *extra_args,
         )  # fmt: skip
         wait_until(lambda: self.worker_alive(name), 30, f"worker {name} to register")
 
@@ -118,15 +145,16 @@ class Cluster:
 
     def kill(self, process: subprocess.Popen[bytes]) -> None:
         """SIGKILL a process and every child it started, as a crash would."""
-        os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
 
-    def kill_server(self) -> None:
-        if self.server is not None:
-            self.kill(self.server)
+    def kill_server(self, index: int = 0) -> None:
+        if self.servers:
+            self.kill(self.servers[index][2])
 
     def stop(self) -> None:
-        for process in [*self.workers.values(), *([self.server] if self.server else [])]:
+        for process in [*self.workers.values(), *(p for _, _, p in self.servers)]:
             if process.poll() is None:
                 self.kill(process)
 

@@ -184,7 +184,7 @@ def test_server_killed_and_restarted_loses_nothing(
     ]
     wait_until(lambda: Path(ledger).read_text().count("end ") >= 10, 60, "some tasks to finish")
     cluster.kill_server()
-    cluster.start_server()
+    cluster.start_server(0)  # the same database, the same port
     states = {i: finish(client, i, timeout_s=90) for i in ids}
     assert set(states.values()) == {TaskState.SUCCEEDED}, states
     ended = {

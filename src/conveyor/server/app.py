@@ -19,6 +19,7 @@ from conveyor.server.bodylimit import BodyLimit
 from conveyor.server.context import ServerContext
 from conveyor.server.routes import system, tasks, workers
 from conveyor.server.settings import ServerSettings
+from conveyor.server.shared_changes import shared_changes
 
 
 def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAPI:
@@ -30,7 +31,8 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
         unsubscribe = engine.events.subscribe(ctx.finished.on_changes)
         ctx.timers.start()
         try:
-            yield
+            with shared_changes(engine, ctx.waiters):
+                yield
         finally:
             await ctx.timers.stop()
             unsubscribe()

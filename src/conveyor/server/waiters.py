@@ -169,21 +169,27 @@ class Waiters:
 
     def _on_changes(self, changes: Changes) -> None:
         """Engine listener: runs in the committing thread, right after the commit."""
+        self.wake(changes.ready_queues, changes.finished)
+
+    def wake(self, ready_queues: Collection[str], finished: Collection[TaskId] | None) -> None:
+        """Wake long-polls on `ready_queues` and result waits on `finished` (None: every one).
+
+        Thread-safe; called after a commit, by this server's engine or with another server's
+        changes. Reading the registrations from any thread is safe: a request that registers
+        after these reads looks at the database after the commit, so it needs no wake-up.
+        """
         loop = self._loop
-        # Reading the registrations from this thread is safe: a request that registers after
-        # these reads looks at the database after this commit, so it needs no wake-up.
-        ready = (
-            frozenset(changes.ready_queues) if self._any_queue or self._by_queue else frozenset()
-        )
-        finished = (
-            frozenset(t for t in changes.finished if t in self._by_task)
-            if self._by_task
-            else frozenset()
-        )
-        if loop is None or not (ready or finished):
+        ready = frozenset(ready_queues) if self._any_queue or self._by_queue else frozenset()
+        if not self._by_task:
+            done: frozenset[TaskId] = frozenset()
+        elif finished is None:
+            done = frozenset(self._by_task)
+        else:
+            done = frozenset(t for t in finished if t in self._by_task)
+        if loop is None or not (ready or done):
             return
         with suppress(RuntimeError):  # the loop has closed: nobody waits any more
-            loop.call_soon_threadsafe(self._deliver, ready, finished)
+            loop.call_soon_threadsafe(self._deliver, ready, done)
 
     def _deliver(self, ready: frozenset[str], finished: frozenset[TaskId]) -> None:
         if ready:

@@ -25,6 +25,7 @@ from conveyor.core.types import TaskId, WorkerId
 from conveyor.errors import DuplicateKeyError, StoreBusyError, StoreError
 from conveyor.store import codec
 from conveyor.store.base import AttemptEnd, StateCount, TaskFilter
+from conveyor.store.postgres_feed import PostgresChangeFeed
 from conveyor.store.postgres_schema import COMPACT_COUNTS, MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,12 @@ class PostgresStore:
             raise StoreBusyError(f"PostgreSQL is unreachable: {exc}", retry_after_s=2.0) from exc
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL error: {exc}") from exc
+
+    def change_feed(self) -> PostgresChangeFeed:
+        """A feed that tells the other servers on this database what this one committed."""
+        channel = f"conveyor_{self.schema or 'public'}_changes"
+        kwargs = {"options": f"-c search_path={_identifier(self.schema)}"} if self.schema else {}
+        return PostgresChangeFeed(self.url, channel, kwargs)
 
     def maintain(self) -> None:
         """Fold the count deltas into task_counts; safe to run on several servers at once."""

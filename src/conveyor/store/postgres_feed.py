@@ -1,0 +1,150 @@
+"""Telling other servers on the same PostgreSQL database what changed, with LISTEN/NOTIFY.
+
+Each server's engine events wake its own long-polls at once. A task made ready or finished through
+another server must wake them too: every server publishes its changes on a channel and listens to
+the others'. A NOTIFY is sent after the commit it describes, so a request that looked at the
+database before it is woken after it.
+
+Publishing is off the request path: changes go into a queue that one thread drains, merging
+whatever piled up into as few NOTIFYs as fit PostgreSQL's 8,000-byte payload. A lost notification
+costs latency, never correctness: a long-poll that misses one still wakes at its deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import uuid
+from collections.abc import Callable, Collection
+from typing import Any
+
+import psycopg
+
+from conveyor.core.types import TaskId
+
+log = logging.getLogger(__name__)
+
+MAX_PAYLOAD_BYTES = 7_500
+RECONNECT_S = 1.0
+
+OnRemoteChange = Callable[[set[str], set[TaskId] | None], None]
+"""Called with ready queues and finished task ids (None: some tasks finished, ids not sent)."""
+
+
+class PostgresChangeFeed:
+    def __init__(
+        self, conninfo: str, channel: str, connect_kwargs: dict[str, Any] | None = None
+    ) -> None:
+        self._conninfo = conninfo
+        self._channel = channel
+        self._kwargs = {**(connect_kwargs or {}), "autocommit": True}
+        self._origin = uuid.uuid4().hex[:12]
+        self._outbox: queue.SimpleQueue[tuple[set[str], set[TaskId]] | None] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self, on_remote_change: OnRemoteChange) -> None:
+        for target, args in ((self._publish_loop, ()), (self._listen_loop, (on_remote_change,))):
+            thread = threading.Thread(
+                target=target, args=args, name=f"conveyor-feed-{target.__name__}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._outbox.put(None)
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def publish(self, ready_queues: Collection[str], finished: Collection[TaskId]) -> None:
+        """Queue this server's committed changes for the other servers. Never blocks."""
+        if ready_queues or finished:
+            self._outbox.put((set(ready_queues), set(finished)))
+
+    # ---- publishing -------------------------------------------------------------------------
+
+    def _publish_loop(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        while not self._stopping.is_set():
+            item = self._outbox.get()
+            if item is None:
+                break
+            ready, finished = item
+            while True:  # merge whatever else is waiting into the same notifications
+                try:
+                    more = self._outbox.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._stopping.set()
+                    break
+                ready |= more[0]
+                finished |= more[1]
+            try:
+                conn = conn if conn is not None and not conn.closed else self._connect()
+                for payload in self._payloads(ready, finished):
+                    conn.execute("SELECT pg_notify(%s, %s)", (self._channel, payload))
+            except psycopg.Error as exc:
+                log.warning(
+                    "cannot notify other servers; they will catch up at their next poll",
+                    extra={"error": str(exc)},
+                )
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    def _payloads(self, ready: set[str], finished: set[TaskId]) -> list[str]:
+        payloads: list[str] = []
+        ids = sorted(finished)
+        first = True
+        while first or ids:
+            chunk: list[TaskId] = []
+            size = 100 + sum(len(q) + 3 for q in ready)
+            while ids and size + len(ids[0]) + 3 < MAX_PAYLOAD_BYTES:
+                size += len(ids[0]) + 3
+                chunk.append(ids.pop())
+            if not chunk and ids:  # too many queues to fit any id: say "some finished"
+                payloads.append(json.dumps({"o": self._origin, "q": sorted(ready), "f": None}))
+                return payloads
+            payloads.append(
+                json.dumps({"o": self._origin, "q": sorted(ready) if first else [], "f": chunk})
+            )
+            first = False
+        return payloads
+
+    # ---- listening --------------------------------------------------------------------------
+
+    def _listen_loop(self, on_remote_change: OnRemoteChange) -> None:
+        while not self._stopping.is_set():
+            try:
+                with self._connect() as conn:
+                    conn.execute(f'LISTEN "{self._channel}"')
+                    while not self._stopping.is_set():
+                        for note in conn.notifies(timeout=1.0, stop_after=None):
+                            self._deliver(note.payload, on_remote_change)
+                            if self._stopping.is_set():
+                                break
+            except psycopg.Error as exc:
+                log.warning(
+                    "lost the notification connection; reconnecting", extra={"error": str(exc)}
+                )
+                self._stopping.wait(RECONNECT_S)
+                # Changes made meanwhile were not heard: wake everyone once to look again.
+                on_remote_change(set(), None)
+
+    def _deliver(self, payload: str, on_remote_change: OnRemoteChange) -> None:
+        try:
+            message = json.loads(payload)
+        except json.JSONDecodeError:
+            log.warning("ignoring a malformed notification", extra={"payload": payload[:200]})
+            return
+        if message.get("o") == self._origin:
+            return  # our own changes already woke our waiters
+        finished = message.get("f")
+        on_remote_change(set(message.get("q") or ()), None if finished is None else set(finished))
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self._conninfo, **self._kwargs)
