@@ -9,6 +9,7 @@ Prints one JSON line per measurement, then a summary table.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conveyor.core.spec import TaskSpec
-from conveyor.core.states import Outcome
+from conveyor.core.states import Outcome, TaskState
 from conveyor.engine import Engine, Report
 from conveyor.store.base import Store
 from conveyor.store.sqlite import SQLiteStore
@@ -35,6 +36,28 @@ def emit(**figures: object) -> None:
 def sqlite_factory(directory: str) -> StoreFactory:
     def make(name: str) -> Store:
         return SQLiteStore(Path(directory) / f"{name}.db")
+
+    return make
+
+
+def postgres_factory(url: str) -> StoreFactory:
+    """Each benchmark gets its own schema, dropped at exit."""
+    import atexit
+    import uuid
+
+    import psycopg
+
+    from conveyor.store.postgres import PostgresStore
+
+    def make(name: str) -> Store:
+        schema = f"bench_{name}_{uuid.uuid4().hex[:8]}"
+
+        def drop() -> None:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+        atexit.register(drop)
+        return PostgresStore(url, schema=schema)
 
     return make
 
@@ -99,22 +122,61 @@ def bench_lease_latency(make: StoreFactory, queued: int, samples: int = 300) -> 
     )
 
 
+def bench_lease_with_history(make: StoreFactory, finished: int, samples: int = 300) -> None:
+    """Lease latency with `finished` succeeded tasks in the table (written straight through the
+    store, as years of history would be), and a few hundred queued."""
+    store = make(f"history{finished}")
+    engine = Engine(store)
+    now = engine.clock.now()
+    template = engine.submit(TaskSpec(handler="echo", args=[1]))
+    engine.delete(template.id)
+    for offset in range(0, finished, 50_000):
+        rows = []
+        for i in range(min(50_000, finished - offset)):
+            task = copy.copy(template)
+            task.id = f"h{offset + i:031d}"
+            task.state = TaskState.SUCCEEDED
+            task.finished_at = now
+            rows.append(task)
+        with store.transaction() as tx:
+            tx.insert_tasks(rows)
+    submit_in_batches(engine, samples)
+    worker = engine.register_worker(name="bench", host="local", pid=os.getpid(), concurrency=1)
+    times: list[float] = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        (a,) = engine.lease(worker.id, 1)
+        times.append(time.perf_counter() - started)
+        engine.report(worker.id, [Report(a.task_id, a.token, Outcome.SUCCEEDED, result=1)])
+    times.sort()
+    emit(
+        bench="lease_latency_with_history",
+        finished=finished,
+        p50_ms=round(statistics.median(times) * 1000, 3),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small sizes (seconds, not minutes)")
+    parser.add_argument(
+        "--postgres", metavar="URL", help="measure PostgreSQL at URL instead of SQLite"
+    )
     args = parser.parse_args()
     submit_total = 10_000 if args.quick else 100_000
     cycle_total = 2_000 if args.quick else 20_000
     sizes = (1_000, 10_000) if args.quick else (1_000, 1_000_000)
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as directory:
-        make = sqlite_factory(directory)
+        make = postgres_factory(args.postgres) if args.postgres else sqlite_factory(directory)
+        emit(bench="store", store="postgres" if args.postgres else "sqlite")
         bench_batch_submit(make, submit_total)
         for batch in (1, 64):
             bench_cycles(make, cycle_total, batch)
         for queued in sizes:
             bench_lease_latency(make, queued)
+        bench_lease_with_history(make, 10_000 if args.quick else 1_000_000)
     print()
     print(f"{'benchmark':<22} {'figure':>30}")
     for r in RESULTS:
@@ -122,6 +184,10 @@ def main() -> None:
             figure = f"{r['queued']:>9,} queued: p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms"
         elif r["bench"] == "lease_report_cycle":
             figure = f"batch {r['batch']:>3}: {r['tasks_per_s']:,} tasks/s"
+        elif r["bench"] == "lease_latency_with_history":
+            figure = f"{r['finished']:>9,} finished: p50 {r['p50_ms']} ms"
+        elif r["bench"] == "store":
+            figure = str(r["store"])
         else:
             figure = f"{r['tasks']:,} tasks: {r['tasks_per_s']:,} tasks/s"
         print(f"{r['bench']:<22} {figure:>30}")
