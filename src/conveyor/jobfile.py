@@ -2,23 +2,31 @@
 
 ```yaml
 name: nightly              # optional; prefixes idempotency keys so that a rerun continues
+vars:                      # optional; defaults of the variables, `--var url=...` overrides them
+  url: https://example.com
 defaults:                  # optional; merged into every task
   timeout_s: 60
 tasks:
   - name: fetch
-    handler: echo
-    args: ["hello"]
+    handler: http
+    args: ["${url}"]            # a variable, replaced inside any string value of a task
   - name: digest
     handler: sha256
-    args: [{$result: fetch}]    # the result of task `fetch`; implies depends_on: [fetch]
+    args: [{$result: fetch, $path: body}]  # the body of task `fetch`'s result; implies depends_on
     run_at: "+30s"              # absolute ISO time, or relative: +30s, +5m, +2h, +1d
 ```
+
+Variables are text: `${name}` is replaced by the value inside any string of `name`, `defaults`
+and `tasks` (numbers in `vars` become text). `$${` writes a literal `${`; a `$` not followed by
+`{` stays as it is. A reference to a variable that has no value is an error naming the task and
+the field.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +39,9 @@ from conveyor.core.batch import plan_batch
 from conveyor.core.spec import TaskSpec
 from conveyor.errors import InvalidSpecError
 
+_VARIABLE = re.compile(r"\$\$\{|\$\{([^{}]*)\}|\$\{")
+"""`$${` (a literal `${`), `${name}`, or a `${` that is never closed."""
+VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RELATIVE = re.compile(r"^\+\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -41,8 +52,13 @@ class JobFile:
     specs: list[TaskSpec]
 
 
-def load_job_file(path: str | Path, *, now: datetime) -> JobFile:
-    """Read and validate a job file; every error names the task and the field."""
+def load_job_file(
+    path: str | Path, *, now: datetime, variables: Mapping[str, str] | None = None
+) -> JobFile:
+    """Read and validate a job file; every error names the task and the field.
+
+    `variables` (from `--var NAME=VALUE`) override the file's `vars`.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -54,36 +70,120 @@ def load_job_file(path: str | Path, *, now: datetime) -> JobFile:
         raise InvalidSpecError(
             f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
         ) from exc
-    return parse_job_file(data, default_name=path.stem, now=now)
+    return parse_job_file(data, default_name=path.stem, now=now, variables=variables)
 
 
-def parse_job_file(data: Any, *, default_name: str, now: datetime) -> JobFile:
+def parse_job_file(
+    data: Any,
+    *,
+    default_name: str,
+    now: datetime,
+    variables: Mapping[str, str] | None = None,
+) -> JobFile:
     if isinstance(data, list):
         data = {"tasks": data}
     if not isinstance(data, dict):
         raise InvalidSpecError("a job file holds a mapping with a 'tasks' list")
-    unknown = set(data) - {"name", "defaults", "tasks"}
+    unknown = set(data) - {"name", "vars", "defaults", "tasks"}
     if unknown:
         raise InvalidSpecError(f"unknown top-level key(s): {', '.join(sorted(unknown))}")
-    name = str(data.get("name") or default_name)
+    values = _Variables(data.get("vars"), variables or {})
+    name = str(values.substitute(data.get("name"), None, "name") or default_name)
     defaults = data.get("defaults") or {}
     tasks = data.get("tasks")
     if not isinstance(defaults, dict):
         raise InvalidSpecError("must be a mapping", field="defaults")
     if not isinstance(tasks, list) or not tasks:
         raise InvalidSpecError("must be a non-empty list of tasks", field="tasks")
-    specs = [_spec(index, entry, defaults, name, now) for index, entry in enumerate(tasks)]
+    defaults = values.substitute(defaults, None, "defaults")
+    specs = [_spec(index, entry, defaults, name, now, values) for index, entry in enumerate(tasks)]
+    values.check_overrides_used()
     _check_references(specs)
     return JobFile(name, specs)
 
 
+class _Variables:
+    """The file's `vars` with the command line's overrides, and `${name}` substitution."""
+
+    def __init__(self, declared: Any, overrides: Mapping[str, str]) -> None:
+        if declared is None:
+            declared = {}
+        if not isinstance(declared, dict):
+            raise InvalidSpecError("must be a mapping of names to values", field="vars")
+        self.values: dict[str, str] = {}
+        for key, value in declared.items():
+            if not isinstance(key, str) or not VARIABLE_NAME.fullmatch(key):
+                raise InvalidSpecError(
+                    f"{key!r} is not a variable name (letters, digits and _)", field="vars"
+                )
+            if isinstance(value, str):
+                self.values[key] = value
+            elif isinstance(value, bool | int | float):
+                self.values[key] = json.dumps(value)
+            else:
+                raise InvalidSpecError("must be text or a number", field=f"vars.{key}")
+        for key in overrides:
+            if not VARIABLE_NAME.fullmatch(key):
+                raise InvalidSpecError(
+                    f"--var {key}: not a variable name (letters, digits and _)", field="vars"
+                )
+        self.declared = set(self.values)
+        self.overrides = dict(overrides)
+        self.values.update(overrides)
+        self.used: set[str] = set()
+
+    def substitute(self, value: Any, task: str | None, field: str) -> Any:
+        """`value` with every `${name}` in its strings replaced; errors name task and field."""
+        if isinstance(value, str):
+            return _VARIABLE.sub(lambda match: self._value(match, task, field), value)
+        if isinstance(value, list):
+            return [self.substitute(v, task, f"{field}.{i}") for i, v in enumerate(value)]
+        if isinstance(value, dict):
+            return {k: self.substitute(v, task, f"{field}.{k}") for k, v in value.items()}
+        return value
+
+    def _value(self, match: re.Match[str], task: str | None, field: str) -> str:
+        text = match.group(0)
+        if text == "$${":
+            return "${"
+        name = match.group(1)
+        if name is None or not VARIABLE_NAME.fullmatch(name):
+            raise InvalidSpecError(
+                f"malformed variable {text!r}: write ${{name}}, or $${{ for a literal ${{",
+                field=field,
+                task=task,
+            )
+        if name not in self.values:
+            raise InvalidSpecError(
+                f"unknown variable {name!r}: define it under vars, or pass --var {name}=VALUE",
+                field=field,
+                task=task,
+            )
+        self.used.add(name)
+        return self.values[name]
+
+    def check_overrides_used(self) -> None:
+        """A --var the file neither declares nor uses is most likely a typo: say so."""
+        for name in self.overrides:
+            if name not in self.declared and name not in self.used:
+                raise InvalidSpecError(
+                    f"--var {name}: this job file has no variable {name!r}", field="vars"
+                )
+
+
 def _spec(
-    index: int, entry: Any, defaults: dict[str, Any], file_name: str, now: datetime
+    index: int,
+    entry: Any,
+    defaults: dict[str, Any],
+    file_name: str,
+    now: datetime,
+    values: _Variables,
 ) -> TaskSpec:
     label = entry.get("name") if isinstance(entry, dict) else None
     label = str(label) if label else f"#{index + 1}"
     if not isinstance(entry, dict):
         raise InvalidSpecError("each task must be a mapping", task=label)
+    entry = {key: values.substitute(value, label, str(key)) for key, value in entry.items()}
     fields = {**defaults, **entry}
     if isinstance(fields.get("run_at"), str):
         try:

@@ -19,6 +19,7 @@ from conveyor.handlers import (
     registry,
     resolve_handler,
 )
+from conveyor.handlers.root import FilesRoot
 
 HELLO_SHA256 = "dffd6021bb2bd5b0af676290809ec3a53191dd81c7f70a4b28688a362182986f"
 
@@ -58,24 +59,28 @@ def test_echo_forms(args: tuple[Any, ...], kwargs: dict[str, Any], expected: obj
     ],
 )
 def test_sha256_of_text(text: str, expected: str) -> None:
-    assert builtin.sha256(text) == expected
+    assert builtin.sha256(None, text) == expected
 
 
 def test_sha256_honours_the_encoding() -> None:
-    assert builtin.sha256("héllo", encoding="latin-1") == hashlib.sha256(b"h\xe9llo").hexdigest()
+    assert (
+        builtin.sha256(None, "héllo", encoding="latin-1") == hashlib.sha256(b"h\xe9llo").hexdigest()
+    )
 
 
 def test_sha256_of_a_file_larger_than_one_chunk(tmp_path: Path) -> None:
     data = bytes(range(256)) * 20_000  # about 5 MB: several chunks
     path = tmp_path / "data.bin"
     path.write_bytes(data)
-    assert builtin.sha256(path=str(path)) == hashlib.sha256(data).hexdigest()
+    assert builtin.sha256(FilesRoot.at(str(tmp_path)), path="data.bin") == (
+        hashlib.sha256(data).hexdigest()
+    )
 
 
 def test_sha256_of_hello_file(tmp_path: Path) -> None:
     path = tmp_path / "hello.txt"
     path.write_bytes(b"Hello, World!")
-    assert builtin.sha256(path=str(path)) == HELLO_SHA256
+    assert builtin.sha256(FilesRoot.at(str(tmp_path)), path=str(path)) == HELLO_SHA256
 
 
 @pytest.mark.parametrize(
@@ -89,7 +94,7 @@ def test_sha256_of_hello_file(tmp_path: Path) -> None:
 )
 def test_sha256_refuses_bad_arguments(kwargs: dict[str, Any], error: type[Exception]) -> None:
     with pytest.raises(error):
-        builtin.sha256(**kwargs)
+        builtin.sha256(FilesRoot.at("/"), **kwargs)
 
 
 def test_sleep_returns_the_seconds() -> None:
@@ -110,7 +115,9 @@ def test_fail_raises_runtime_error(args: tuple[str, ...], message: str) -> None:
 
 
 def test_builtins_are_read_only_and_documented() -> None:
-    assert set(BUILTIN_HANDLERS) == {"echo", "fail", "sha256", "sleep"}
+    assert {"echo", "fail", "sha256", "sleep", "shell", "http", "files.read"} <= set(
+        BUILTIN_HANDLERS
+    )
     with pytest.raises(TypeError):
         BUILTIN_HANDLERS["evil"] = print  # type: ignore[index]
     for name, handler in BUILTIN_HANDLERS.items():
@@ -165,7 +172,7 @@ def test_policy_turns_a_list_into_a_tuple() -> None:
         ),
         ("myappx.jobs:f", HandlerPolicy(allow_modules=("myapp",)), "--allow-module myappx"),
         ("nope", HandlerPolicy(), "unknown handler 'nope'"),
-        ("nope", HandlerPolicy(), "built-in handlers are: echo, fail, sha256, sleep"),
+        ("nope", HandlerPolicy(), "built-in handlers are: echo, fail, files.append, "),
         ("myapp.jobs.f", HandlerPolicy(), "did you mean 'myapp.jobs:f'?"),
         ("", HandlerPolicy(), "unknown handler ''"),
         ("a:b:c", HandlerPolicy(allow_modules=("*",)), "invalid handler name"),
@@ -192,9 +199,9 @@ def test_check_handler_imports_nothing() -> None:
     assert "tests.helpers.never_imported_module" not in sys.modules
 
 
-@pytest.mark.parametrize("name", sorted(BUILTIN_HANDLERS))
+@pytest.mark.parametrize("name", sorted(set(BUILTIN_HANDLERS) - registry.ROOTED_HANDLERS))
 def test_resolve_builtin(name: str) -> None:
-    assert resolve_handler(name, HandlerPolicy()) is BUILTIN_HANDLERS[name]
+    assert resolve_handler(name, HandlerPolicy(allow_shell=True)) is BUILTIN_HANDLERS[name]
 
 
 def test_resolve_imports_an_allowed_module() -> None:
@@ -229,9 +236,9 @@ def test_resolve_refuses_before_importing() -> None:
 
 
 def test_shell_handlers_need_allow_shell(monkeypatch: pytest.MonkeyPatch) -> None:
-    # No shell handler exists yet; pretend `echo` runs a shell to exercise the mechanism.
+    # Pretend `echo` runs commands too, to exercise the mechanism on a harmless handler.
     monkeypatch.setattr(registry, "SHELL_HANDLERS", frozenset({"echo"}))
-    with pytest.raises(HandlerError, match="start the worker with --allow-shell"):
+    with pytest.raises(HandlerError, match="start the worker with --allow shell"):
         check_handler("echo", HandlerPolicy())
     check_handler("echo", HandlerPolicy(allow_shell=True))
     assert resolve_handler("echo", HandlerPolicy(allow_shell=True)) is builtin.echo

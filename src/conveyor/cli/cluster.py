@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from conveyor.cli.options import var_option
 from conveyor.cli.remote import connect, print_json, remote_command
 from conveyor.clock import SystemClock
 from conveyor.errors import ConveyorError
@@ -65,11 +66,19 @@ def status_command(server: str, token: str | None, as_json: bool) -> None:
 @click.option(
     "-w", "--wait", is_flag=True, help="Show live progress until every task has finished."
 )
+@var_option
 @remote_command
-def apply_command(file: Path, wait: bool, server: str, token: str | None, as_json: bool) -> None:
+def apply_command(
+    file: Path,
+    wait: bool,
+    variables: dict[str, str],
+    server: str,
+    token: str | None,
+    as_json: bool,
+) -> None:
     """Submit the job file FILE to a server, atomically (all tasks or none)."""
     try:
-        job_file = load_job_file(file, now=SystemClock().now())
+        job_file = load_job_file(file, now=SystemClock().now(), variables=variables)
     except ConveyorError as exc:
         raise click.ClickException(f"{file}: {exc}") from None
     with connect(server, token) as client:

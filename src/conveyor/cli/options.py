@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
 from conveyor.client.session import DEFAULT_URL
 from conveyor.handlers import HandlerPolicy
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Duration(click.ParamType[float]):
@@ -67,5 +72,44 @@ allow_module_option = click.option(
 )
 
 
-def handler_policy(allow: tuple[str, ...], allow_modules: tuple[str, ...]) -> HandlerPolicy:
-    return HandlerPolicy(allow_shell="shell" in allow, allow_modules=tuple(allow_modules))
+def files_root_option(help_text: str) -> Callable[[F], F]:
+    """--files-root DIR: the directory the file handlers work in (resolved to a real path)."""
+    return click.option(
+        "--files-root",
+        "files_root",
+        type=click.Path(exists=True, file_okay=False, resolve_path=True),
+        default=None,
+        metavar="DIR",
+        help=help_text,
+    )
+
+
+def _variables(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> dict[str, str]:
+    """`--var url=http://x --var dir=out` into {"url": "http://x", "dir": "out"}."""
+    found: dict[str, str] = {}
+    for item in value:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", ctx, param)
+        found[name.strip()] = text
+    return found
+
+
+var_option = click.option(
+    "--var",
+    "variables",
+    multiple=True,
+    metavar="NAME=VALUE",
+    callback=_variables,
+    help="Set the job file variable NAME, used there as ${NAME} (repeatable).",
+)
+
+
+def handler_policy(
+    allow: tuple[str, ...], allow_modules: tuple[str, ...], files_root: str | None = None
+) -> HandlerPolicy:
+    return HandlerPolicy(
+        allow_shell="shell" in allow, allow_modules=tuple(allow_modules), files_root=files_root
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -10,7 +11,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from conveyor.cli.options import allow_module_option, allow_option, db_option, handler_policy
+from conveyor.cli.options import (
+    allow_module_option,
+    allow_option,
+    db_option,
+    files_root_option,
+    handler_policy,
+    var_option,
+)
 from conveyor.clock import SystemClock
 from conveyor.core.models import Task
 from conveyor.core.states import TaskState
@@ -35,6 +43,8 @@ STATE_STYLE = {
 @click.option("--fresh", is_flag=True, help="Start from an empty database (deletes --db first).")
 @allow_option
 @allow_module_option
+@files_root_option("Directory the file handlers work in  [default: the current directory]")
+@var_option
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON, no display.")
 def run_command(
     file: Path,
@@ -43,21 +53,26 @@ def run_command(
     fresh: bool,
     allow: tuple[str, ...],
     allow_modules: tuple[str, ...],
+    files_root: str | None,
+    variables: dict[str, str],
     as_json: bool,
 ) -> None:
     """Run the job file FILE here, to the end. Exits 1 if any job did not succeed.
 
-    Running the same file again on the same --db continues where it stopped.
+    Running the same file again on the same --db continues where it stopped. The file
+    handlers work in --files-root (default: the current directory): this runs your own job
+    file, like the Python modules it may import.
     """
     console = Console(stderr=as_json)
     try:
-        job_file = load_job_file(file, now=SystemClock().now())
+        job_file = load_job_file(file, now=SystemClock().now(), variables=variables)
     except ConveyorError as exc:
         raise click.ClickException(f"{file}: {exc}") from None
     if fresh:
         for suffix in ("", "-wal", "-shm"):
             Path(db + suffix).unlink(missing_ok=True)
-    policy = handler_policy(allow, allow_modules or ("*",))
+    root = files_root or os.path.realpath(os.getcwd())
+    policy = handler_policy(allow, allow_modules or ("*",), root)
     with Scheduler(db, concurrency=concurrency, policy=policy) as scheduler:
         scheduler.add_all(job_file.specs)
         summary = _run_with_display(scheduler, console, job_file.name, quiet=as_json)

@@ -12,6 +12,7 @@ import click
 from conveyor.cli.options import (
     allow_module_option,
     allow_option,
+    files_root_option,
     handler_policy,
     server_option,
     token_option,
@@ -92,6 +93,9 @@ def _queues(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
 )
 @allow_option
 @allow_module_option
+@files_root_option(
+    "Run the file handlers (files.*, sha256 path=), confined to DIR  [default: refuse them]"
+)
 def worker_command(
     server: str,
     token: str | None,
@@ -104,6 +108,7 @@ def worker_command(
     grace_s: float,
     allow: tuple[str, ...],
     allow_modules: tuple[str, ...],
+    files_root: str | None,
 ) -> None:
     """Lease tasks from a Conveyor server and run them in child processes.
 
@@ -128,7 +133,7 @@ def worker_command(
             resources=resources,
             burst=burst,
             grace_s=grace_s,
-            policy=handler_policy(allow, allow_modules),
+            policy=handler_policy(allow, allow_modules, files_root),
         )
         status = Worker(config).run(handle_signals=True)
     except (ConveyorError, ValueError) as exc:

@@ -11,6 +11,7 @@ import time
 from typing import NoReturn
 
 from conveyor.core.types import JSON
+from conveyor.handlers.root import FilesRoot
 
 # Large enough to keep syscalls rare, small enough that hashing a huge file stays flat in memory.
 _CHUNK_BYTES = 1024 * 1024
@@ -50,15 +51,25 @@ def fail(message: str = "failed on purpose") -> NoReturn:
     raise RuntimeError(message)
 
 
-def sha256(text: str | None = None, *, path: str | None = None, encoding: str = "utf-8") -> str:
+def sha256(
+    root: FilesRoot | None,
+    /,
+    text: str | None = None,
+    *,
+    path: str | None = None,
+    encoding: str = "utf-8",
+) -> str:
     """Return the SHA-256 hex digest of a string or of a file's bytes.
 
     Give exactly one of:
     - `text`: the string to hash, encoded with `encoding` (default "utf-8");
-    - `path`: a file to hash, read in chunks so its size does not matter. A relative path is
-      relative to the worker's working directory.
+    - `path`: a file to hash, read in chunks so its size does not matter. Reading a file is a
+      file operation: it works only on a worker started with `--files-root DIR`, and only inside
+      DIR (a relative path starts there), with the same checks as the `files.*` handlers.
 
-    Raises ValueError when both or neither are given, TypeError when one is not a string.
+    Raises ValueError when both or neither are given, or when `path` is given on a worker without
+    a files root; TypeError when one is not a string; OutsideRootError for a path outside the root.
+    (`root` is the worker's files root, which the worker passes in: it is not a task argument.)
     """
     if (text is None) == (path is None):
         raise ValueError("give exactly one of text (a string to hash) or path (a file to hash)")
@@ -68,9 +79,12 @@ def sha256(text: str | None = None, *, path: str | None = None, encoding: str = 
             raise TypeError(f"text must be a string, got {type(text).__name__}")
         digest.update(text.encode(encoding))
         return digest.hexdigest()
-    if not isinstance(path, str):
-        raise TypeError(f"path must be a string, got {type(path).__name__}")
-    with open(path, "rb") as file:
+    if root is None:
+        raise ValueError(
+            "hashing a file by path needs a files root: start the worker with --files-root DIR"
+        )
+    target = root.resolve(path)
+    with open(target, "rb") as file:
         while chunk := file.read(_CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()

@@ -1,14 +1,17 @@
 """Which callable a handler name means, and whether this worker is allowed to run it.
 
-A handler name is either a built-in (`"echo"`, `"sha256"`) or an import reference
+A handler name is either a built-in (`"echo"`, `"sha256"`, `"files.read"`) or an import reference
 `"package.module:function"` (optionally `"package.module:Class.method"`). Import references run
-arbitrary code, so a worker refuses them unless its policy allows the module's package.
+arbitrary code, so a worker refuses them unless its policy allows the module's package; `shell`
+needs `allow_shell`, and the file handlers need a `files_root`.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import keyword
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -16,7 +19,8 @@ from typing import cast
 
 from conveyor.core.types import JSON
 from conveyor.errors import HandlerError
-from conveyor.handlers import builtin
+from conveyor.handlers import builtin, files, folders, http, shell
+from conveyor.handlers.root import FilesRoot
 
 BUILTIN_HANDLERS: Mapping[str, Callable[..., JSON]] = MappingProxyType(
     {
@@ -24,12 +28,23 @@ BUILTIN_HANDLERS: Mapping[str, Callable[..., JSON]] = MappingProxyType(
         "fail": builtin.fail,
         "sha256": builtin.sha256,
         "sleep": builtin.sleep,
+        "shell": shell.shell,
+        "http": http.http,
+        **files.HANDLERS,
+        **folders.HANDLERS,
     }
 )
 """Built-in handlers by name. Read-only: handlers are added here in code, not at run time."""
 
-SHELL_HANDLERS: frozenset[str] = frozenset()
-"""Built-ins that run commands through a shell: refused unless the policy has allow_shell."""
+SHELL_HANDLERS: frozenset[str] = frozenset({"shell"})
+"""Built-ins that run commands: refused unless the policy has allow_shell."""
+
+FILES_HANDLERS: frozenset[str] = frozenset(files.HANDLERS) | frozenset(folders.HANDLERS)
+"""Built-ins that work on files: refused unless the policy has a files_root."""
+
+ROOTED_HANDLERS: frozenset[str] = FILES_HANDLERS | {"sha256"}
+"""Built-ins whose first, positional-only argument is the FilesRoot (or None, for sha256, which
+needs it only to hash a file). resolve_handler binds it; a task's arguments cannot replace it."""
 
 ANY_MODULE = "*"
 
@@ -39,11 +54,13 @@ class HandlerPolicy:
     """What a worker agrees to run beyond the safe built-ins.
 
     `allow_modules` holds package prefixes: "myapp" allows "myapp:f" and "myapp.jobs:f" but not
-    "myappx.jobs:f"; "*" allows any module.
+    "myappx.jobs:f"; "*" allows any module. `files_root` is the absolute path of the only
+    directory the file handlers may touch; None refuses them.
     """
 
     allow_shell: bool = False
     allow_modules: tuple[str, ...] = ()
+    files_root: str | None = None
 
     def __post_init__(self) -> None:
         # A bare string would be read as a tuple of one-letter prefixes: refuse it loudly.
@@ -57,6 +74,10 @@ class HandlerPolicy:
                     f"or 'myapp.jobs', or {ANY_MODULE!r} to allow any module"
                 )
         object.__setattr__(self, "allow_modules", prefixes)
+        if self.files_root is not None and (
+            not isinstance(self.files_root, str) or not os.path.isabs(self.files_root)
+        ):
+            raise ValueError(f"files_root must be an absolute path, got {self.files_root!r}")
 
     def allows_module(self, module: str) -> bool:
         return any(
@@ -94,7 +115,12 @@ def check_handler(name: str, policy: HandlerPolicy) -> None:
         )
     if name in SHELL_HANDLERS and not policy.allow_shell:
         raise HandlerError(
-            f"handler {name!r} runs shell commands; start the worker with --allow-shell to allow it"
+            f"handler {name!r} runs commands; start the worker with --allow shell to allow it"
+        )
+    if name in FILES_HANDLERS and policy.files_root is None:
+        raise HandlerError(
+            f"handler {name!r} works on files inside a root directory; "
+            "start the worker with --files-root DIR to allow it"
         )
 
 
@@ -102,6 +128,9 @@ def resolve_handler(name: str, policy: HandlerPolicy) -> Callable[..., JSON]:
     """Return the callable `name` means, importing its module if the policy allows it."""
     check_handler(name, policy)
     if ":" not in name:
+        if name in ROOTED_HANDLERS:
+            # Bound here, in the process that runs it: no global state, one root per policy.
+            return functools.partial(BUILTIN_HANDLERS[name], _files_root(policy))
         return BUILTIN_HANDLERS[name]
     module_name, attributes = _split_reference(name)
     try:
@@ -125,6 +154,17 @@ def resolve_handler(name: str, policy: HandlerPolicy) -> Callable[..., JSON]:
             "point it at a function"
         )
     return cast(Callable[..., JSON], target)
+
+
+def _files_root(policy: HandlerPolicy) -> FilesRoot | None:
+    if policy.files_root is None:
+        return None
+    try:
+        return FilesRoot.at(policy.files_root)
+    except OSError as exc:
+        raise HandlerError(
+            f"{exc}; start the worker with --files-root pointing at an existing directory"
+        ) from exc
 
 
 def _split_reference(name: str) -> tuple[str, list[str]]:

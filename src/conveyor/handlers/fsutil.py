@@ -1,0 +1,66 @@
+"""What the file and folder handlers share: argument checks, error messages, descriptions."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat as stat_module
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from conveyor.core.types import JSON
+from conveyor.handlers.root import FilesRoot, OutsideRootError
+
+
+@contextlib.contextmanager
+def as_given(path: str) -> Iterator[None]:
+    """Re-raise OS errors naming the path as the task gave it, not the worker's absolute path."""
+    try:
+        yield
+    except OutsideRootError:
+        raise
+    except OSError as exc:
+        if exc.errno is None or exc.filename is None:
+            raise
+        raise type(exc)(exc.errno, exc.strerror, path) from None
+
+
+def encode(content: object, encoding: str) -> bytes:
+    if not isinstance(content, str):
+        raise TypeError(f"content must be a string, got {type(content).__name__}")
+    return content.encode(encoding)
+
+
+def whole_number(value: object, argument: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{argument} must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def refuse_existing(dst: str, destination: str, overwrite: bool) -> None:
+    if os.path.lexists(dst) and not overwrite:
+        raise FileExistsError(
+            errno.EEXIST, "destination exists; pass overwrite: true to replace it", destination
+        )
+
+
+def describe(root: FilesRoot, path: str, *, follow: bool) -> dict[str, JSON]:
+    """Path, type, size, modification time and permissions; of a link itself unless `follow`."""
+    info = os.stat(path) if follow else os.lstat(path)
+    mode = info.st_mode
+    if stat_module.S_ISLNK(mode):
+        kind = "link"
+    elif stat_module.S_ISDIR(mode):
+        kind = "directory"
+    elif stat_module.S_ISREG(mode):
+        kind = "file"
+    else:
+        kind = "other"
+    return {
+        "path": root.relative(path),
+        "type": kind,
+        "size": info.st_size,
+        "modified": datetime.fromtimestamp(info.st_mtime, UTC).isoformat(),
+        "mode": format(stat_module.S_IMODE(mode), "o"),
+    }

@@ -1,0 +1,198 @@
+"""The `http` handler against a real local HTTP server: requests, responses, analysis, limits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from conveyor.handlers import HandlerPolicy, resolve_handler
+from conveyor.handlers.http import MAX_LINKS, UnexpectedStatusError, http
+from conveyor.testing import free_port
+from tests.helpers.web import PAGE_HTML, PAGE_LINKS, PAGE_TITLE, LocalSite, Page, serve_site
+
+MANY_LINKS = "<title>many</title>" + "".join(f'<a href="/p{i}">{i}</a>' for i in range(150))
+
+PAGES = {
+    "/": Page(PAGE_HTML),
+    "/object.json": Page(json.dumps({"name": "conveyor", "tags": ["a"], "n": 3}), content_type="application/json"),
+    "/array.json": Page(json.dumps([1, 2, 3, 4]), content_type="application/problem+json"),
+    "/broken.json": Page("{not json", content_type="application/json"),
+    "/big.json": Page(json.dumps({"data": "x" * 10_000}), content_type="application/json"),
+    "/latin1": Page("caf\xe9".encode("latin-1"), content_type="text/plain; charset=iso-8859-1"),
+    "/headers": Page("ok", content_type="text/plain", headers={"X-Conveyor": "yes", "Set-Cookie": "a=1"}),
+    "/missing": Page("the page is gone\nreally", 404, "text/plain"),
+    "/created": Page("made", 201, "text/plain"),
+    "/old": Page("", 302, "text/plain", headers={"Location": "/"}),
+    "/many": Page(MANY_LINKS),
+    "/image.png": Page(b"\x89PNG\r\n\x1a\n", content_type="image/png"),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[LocalSite]:
+    with serve_site(PAGES) as s:
+        yield s
+
+
+def test_html_page_is_analysed(site: LocalSite) -> None:
+    result = http(site.url + "/")
+    assert (result["status"], result["reason"], result["url"]) == (200, "OK", site.url + "/")
+    assert result["content_type"] == "text/html"
+    assert result["body"] == PAGE_HTML and result["truncated"] is False
+    expected_links = [link if "://" in link else site.url + link for link in PAGE_LINKS]
+    assert result["analysis"] == {
+        "length": len(PAGE_HTML.encode()),
+        "content_type": "text/html",
+        "title": PAGE_TITLE,
+        "links": expected_links,
+        "link_count": 3,
+    }
+
+
+def test_links_are_capped(site: LocalSite) -> None:
+    analysis = http(site.url + "/many")["analysis"]
+    assert len(analysis["links"]) == MAX_LINKS and analysis["link_count"] == 150
+    assert analysis["links"][0] == site.url + "/p0"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "analysis"),
+    [
+        (
+            "/object.json",
+            {"name": "conveyor", "tags": ["a"], "n": 3},
+            {"keys": ["name", "tags", "n"], "key_count": 3},
+        ),
+        ("/array.json", [1, 2, 3, 4], {"items": 4}),
+        ("/broken.json", "{not json", {}),
+    ],
+)
+def test_json_is_parsed_and_analysed(
+    site: LocalSite, path: str, body: Any, analysis: dict[str, Any]
+) -> None:
+    result = http(site.url + path)
+    assert result["body"] == body
+    assert {k: v for k, v in result["analysis"].items() if k not in ("length", "content_type")} == (
+        analysis
+    )
+
+
+def test_response_headers_are_lower_case(site: LocalSite) -> None:
+    headers = http(site.url + "/headers")["headers"]
+    assert headers["x-conveyor"] == "yes" and headers["set-cookie"] == "a=1"
+    assert headers["content-type"] == "text/plain"
+
+
+def test_the_charset_is_honoured(site: LocalSite) -> None:
+    assert http(site.url + "/latin1")["body"] == "café"
+
+
+def test_body_is_truncated_and_then_left_as_text(site: LocalSite) -> None:
+    result = http(site.url + "/big.json", max_body_bytes=100)
+    assert result["truncated"] is True
+    assert isinstance(result["body"], str) and len(result["body"]) == 100
+    assert result["analysis"]["length"] == 100
+
+
+def test_request_method_headers_json_and_params_are_sent(site: LocalSite) -> None:
+    result = http(
+        site.url + "/echo",
+        method="post",
+        headers={"X-Trace": "t1"},
+        json={"a": [1, 2]},
+        params={"q": "x y", "n": 2},
+    )
+    seen = result["body"]
+    assert (seen["method"], seen["query"]) == ("POST", "q=x+y&n=2")
+    assert seen["headers"]["x-trace"] == "t1"
+    assert seen["headers"]["content-type"] == "application/json"
+    assert json.loads(seen["body"]) == {"a": [1, 2]}
+
+
+def test_a_text_body(site: LocalSite) -> None:
+    seen = http(site.url + "/echo", method="PUT", body="plain text")["body"]
+    assert (seen["method"], seen["body"]) == ("PUT", "plain text")
+
+
+def test_unexpected_status_fails_with_status_and_excerpt(site: LocalSite) -> None:
+    with pytest.raises(UnexpectedStatusError) as caught:
+        http(site.url + "/missing")
+    assert caught.value.status == 404
+    assert str(caught.value) == (
+        f"GET {site.url}/missing answered 404 Not Found (expected 2xx): the page is gone really"
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "expect_status", "ok"),
+    [
+        ("/missing", 404, True),
+        ("/missing", [200, 404], True),
+        ("/created", None, True),
+        ("/created", 200, False),
+        ("/", [201, 204], False),
+    ],
+)
+def test_expect_status(site: LocalSite, path: str, expect_status: Any, ok: bool) -> None:
+    if ok:
+        assert http(site.url + path, expect_status=expect_status)["status"] in (201, 404)
+    else:
+        with pytest.raises(UnexpectedStatusError, match="expected"):
+            http(site.url + path, expect_status=expect_status)
+
+
+def test_redirects_are_followed_unless_asked_not_to(site: LocalSite) -> None:
+    assert http(site.url + "/old")["url"] == site.url + "/"
+    with pytest.raises(UnexpectedStatusError, match="302"):
+        http(site.url + "/old", follow_redirects=False)
+    kept = http(site.url + "/old", follow_redirects=False, expect_status=302)
+    assert kept["headers"]["location"] == "/"
+
+
+def test_binary_content_gets_length_and_type_but_no_body(site: LocalSite) -> None:
+    result = http(site.url + "/image.png")
+    assert result["body"] is None
+    assert result["analysis"] == {"length": 8, "content_type": "image/png"}
+
+
+@pytest.mark.parametrize(
+    ("url", "kwargs", "message"),
+    [
+        ("ftp://127.0.0.1/x", {}, "http:// or https://"),
+        ("file:///etc/passwd", {}, "http:// or https://"),
+        ("127.0.0.1:80/x", {}, "http:// or https://"),
+        ("http://", {}, "http:// or https://"),
+        ("{site}/echo", {"method": "TRACE"}, "method must be one of"),
+        ("{site}/echo", {"json": {}, "body": "x"}, "not both"),
+        ("{site}/echo", {"expect_status": "200"}, "expect_status"),
+        ("{site}/echo", {"expect_status": [True]}, "expect_status"),
+        ("{site}/echo", {"max_body_bytes": -1}, "max_body_bytes"),
+        ("{site}/echo", {"timeout_s": 0}, "timeout_s"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_request(
+    site: LocalSite, url: str, kwargs: dict[str, Any], message: str
+) -> None:
+    before = len(site.requests)
+    with pytest.raises(ValueError, match=message):
+        http(url.replace("{site}", site.url), **kwargs)
+    assert len(site.requests) == before
+
+
+def test_connection_refused_is_a_connection_error() -> None:
+    url = f"http://127.0.0.1:{free_port()}/"
+    with pytest.raises(ConnectionError, match=f"GET {url} failed: ConnectError"):
+        http(url)
+
+
+def test_a_slow_server_is_a_timeout(site: LocalSite) -> None:
+    with pytest.raises(TimeoutError, match="/hold timed out"):
+        http(site.url + "/hold", timeout_s=0.2)
+
+
+def test_registered_under_http_and_allowed_everywhere(site: LocalSite) -> None:
+    handler = resolve_handler("http", HandlerPolicy())
+    assert handler(site.url + "/created")["status"] == 201
