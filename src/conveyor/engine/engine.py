@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from conveyor.clock import Clock, SystemClock
 from conveyor.core.batch import plan_batch
 from conveyor.core.models import Assignment, Attempt, Task, TaskDetail, Worker, WorkerState
+from conveyor.core.schedules import Schedule, ScheduleSpec
 from conveyor.core.scheduling import holds_lease, ready_state
 from conveyor.core.spec import TaskSpec
 from conveyor.core.states import (
@@ -27,6 +28,7 @@ from conveyor.engine.events import Changes, Events
 from conveyor.engine.finishing import Ending, end_attempts, fail_dependents
 from conveyor.engine.leasing import grant_leases, promote_due
 from conveyor.engine.reports import HeartbeatReply, Report, ReportAck
+from conveyor.engine.schedules import fire_due, new_schedule
 from conveyor.engine.settings import EngineSettings
 from conveyor.engine.submitting import store_batch
 from conveyor.errors import (
@@ -319,8 +321,47 @@ class Engine:
         self.events.publish(changes)
         return count
 
+    # ---- schedules --------------------------------------------------------------------------
+
+    def add_schedule(self, spec: ScheduleSpec, *, replace: bool = False) -> Schedule:
+        """Store a cron schedule; its first firing is the next time its cron expression names."""
+        now = self.clock.now()
+        with self.store.transaction() as tx:
+            if not replace and tx.get_schedule(spec.name, for_update=True) is not None:
+                raise ConflictError(
+                    f"a schedule named {spec.name!r} exists; remove it or replace it"
+                )
+            schedule = new_schedule(spec, now)
+            tx.put_schedule(schedule)
+        return schedule
+
+    def schedules(self) -> list[Schedule]:
+        with self.store.transaction(write=False) as tx:
+            return tx.list_schedules()
+
+    def schedule(self, name: str) -> Schedule:
+        with self.store.transaction(write=False) as tx:
+            found = tx.get_schedule(name)
+        if found is None:
+            raise NotFoundError(f"no schedule {name!r}")
+        return found
+
+    def remove_schedule(self, name: str) -> None:
+        with self.store.transaction() as tx:
+            if not tx.delete_schedule(name):
+                raise NotFoundError(f"no schedule {name!r}")
+
+    def fire_schedules(self) -> int:
+        """Submit the tasks of due schedules (a timer). Safe to run on several servers at once."""
+        changes = Changes()
+        with self.store.transaction() as tx:
+            count = fire_due(tx, self.clock.now(), self.settings.timer_batch, self._new_id, changes)
+        self.events.publish(changes)
+        return count
+
     def tick(self) -> None:
-        """Run every timer once: due tasks, expired leases, dead workers, housekeeping."""
+        """Run every timer once: schedules, due tasks, expired leases, dead workers, housekeeping."""
+        self.fire_schedules()
         self.release_due()
         self.expire_leases()
         self.expire_workers()

@@ -54,6 +54,7 @@ class Timers:
     def run_once(self) -> datetime | None:
         """One pass of every timer; returns when the next pending task is due, if known."""
         for step in (
+            self.engine.fire_schedules,
             self.engine.release_due,
             self.engine.expire_leases,
             self.engine.expire_workers,

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Protocol
 
 from conveyor.core.models import Attempt, Task, Worker
+from conveyor.core.schedules import Schedule
 from conveyor.core.states import Outcome, TaskState
 from conveyor.core.types import TaskId, WorkerId
 
@@ -131,6 +132,21 @@ class StoreTx(Protocol):
 
     def delete_workers_gone_before(self, cutoff: datetime) -> int:
         """Forget dead and deregistered workers last seen before `cutoff`; returns how many."""
+        ...
+
+    # schedules
+    def put_schedule(self, schedule: Schedule) -> None:
+        """Insert or replace a schedule by name."""
+        ...
+
+    def get_schedule(self, name: str, *, for_update: bool = False) -> Schedule | None: ...
+
+    def list_schedules(self) -> list[Schedule]: ...
+
+    def delete_schedule(self, name: str) -> bool: ...
+
+    def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
+        """Locked schedules whose next firing is at or before `now`, skipping locked rows."""
         ...
 
     # reads for clients

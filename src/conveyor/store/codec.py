@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.core.models import Attempt, Task, Worker, WorkerState
+from conveyor.core.schedules import Schedule, ScheduleSpec
 from conveyor.core.spec import DEFAULT_RETRY_POLICY, RetryPolicy
 from conveyor.core.states import Outcome, Reason, TaskState
 from conveyor.core.types import JSON
@@ -111,6 +112,23 @@ def attempt_from_row(r: Sequence[Any]) -> Attempt:
         lease_expires_at=from_epoch(r[4]), finished_at=from_epoch(r[5]),
         outcome=Outcome(r[6]) if r[6] else None, error=r[7], traceback=r[8],
         stdout_tail=r[9], stderr_tail=r[10],
+    )  # fmt: skip
+
+
+SCHEDULE_COLUMNS = ("name", "spec", "next_run_at", "created_at", "last_run_at", "fired")
+
+
+def schedule_row(s: Schedule) -> tuple[Any, ...]:
+    return (
+        s.name, s.spec.model_dump_json(), to_epoch(s.next_run_at), to_epoch(s.created_at),
+        to_epoch(s.last_run_at), s.fired,
+    )  # fmt: skip
+
+
+def schedule_from_row(r: Sequence[Any]) -> Schedule:
+    return Schedule(
+        spec=ScheduleSpec.model_validate_json(r[1]), next_run_at=_required_time(r[2]),
+        created_at=_required_time(r[3]), last_run_at=from_epoch(r[4]), fired=r[5],
     )  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from conveyor.core.models import Attempt, Task, Worker
+from conveyor.core.schedules import Schedule
 from conveyor.core.states import TaskState
 from conveyor.core.types import TaskId, WorkerId
 from conveyor.errors import DuplicateKeyError, StoreBusyError, StoreError
@@ -356,6 +357,38 @@ class PostgresTx:
             (_epoch(cutoff),),
         )
         return cur.rowcount
+
+    # schedules
+    def put_schedule(self, schedule: Schedule) -> None:
+        cols = codec.SCHEDULE_COLUMNS
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols[1:])
+        self.conn.execute(
+            f"INSERT INTO schedules ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) "
+            f"ON CONFLICT (name) DO UPDATE SET {updates}",
+            codec.schedule_row(schedule),
+        )
+
+    def get_schedule(self, name: str, *, for_update: bool = False) -> Schedule | None:
+        lock = " FOR UPDATE" if for_update else ""
+        return next(iter(self._schedules(f"name = %s{lock}", (name,))), None)
+
+    def list_schedules(self) -> list[Schedule]:
+        return self._schedules("true ORDER BY name", ())
+
+    def delete_schedule(self, name: str) -> bool:
+        return self.conn.execute("DELETE FROM schedules WHERE name = %s", (name,)).rowcount > 0
+
+    def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
+        return self._schedules(
+            "next_run_at <= %s ORDER BY next_run_at LIMIT %s FOR UPDATE SKIP LOCKED",
+            (_epoch(now), limit),
+        )
+
+    def _schedules(self, where: str, params: Sequence[Any]) -> list[Schedule]:
+        rows = self.conn.execute(
+            f"SELECT {', '.join(codec.SCHEDULE_COLUMNS)} FROM schedules WHERE {where}", params
+        )
+        return [codec.schedule_from_row(row) for row in rows]
 
     # reads for clients
     def count_tasks(self) -> list[StateCount]:

@@ -133,6 +133,20 @@ MIGRATIONS: list[tuple[int, str]] = [
             EXECUTE FUNCTION conveyor_count_updated();
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE schedules (
+            name text PRIMARY KEY,
+            spec text NOT NULL,
+            next_run_at double precision NOT NULL,
+            created_at double precision NOT NULL,
+            last_run_at double precision,
+            fired integer NOT NULL DEFAULT 0
+        );
+        CREATE INDEX schedules_due ON schedules (next_run_at);
+        """,
+    ),
 ]
 
 COMPACT_COUNTS = """

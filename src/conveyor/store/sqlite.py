@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from conveyor.core.models import Attempt, Task, Worker
+from conveyor.core.schedules import Schedule
 from conveyor.core.states import TaskState
 from conveyor.core.types import TaskId, WorkerId
 from conveyor.errors import StoreBusyError, StoreError
@@ -386,6 +387,34 @@ class SQLiteTx:
             "DELETE FROM workers WHERE state IN ('dead', 'gone') AND last_seen_at < ?",
             (cutoff.timestamp(),),
         ).rowcount
+
+    # schedules
+    def put_schedule(self, schedule: Schedule) -> None:
+        cols = codec.SCHEDULE_COLUMNS
+        self._conn.execute(
+            f"INSERT OR REPLACE INTO schedules ({', '.join(cols)}) VALUES ({_marks(len(cols))})",
+            codec.schedule_row(schedule),
+        )
+
+    def get_schedule(self, name: str, *, for_update: bool = False) -> Schedule | None:
+        return next(iter(self._schedules("name = ?", (name,))), None)
+
+    def list_schedules(self) -> list[Schedule]:
+        return self._schedules("1 ORDER BY name", ())
+
+    def delete_schedule(self, name: str) -> bool:
+        return self._conn.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount > 0
+
+    def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
+        return self._schedules(
+            "next_run_at <= ? ORDER BY next_run_at LIMIT ?", (now.timestamp(), limit)
+        )
+
+    def _schedules(self, where: str, params: Sequence[Any]) -> list[Schedule]:
+        rows = self._conn.execute(
+            f"SELECT {', '.join(codec.SCHEDULE_COLUMNS)} FROM schedules WHERE {where}", params
+        )
+        return [codec.schedule_from_row(row) for row in rows]
 
     # reads for clients
     def count_tasks(self) -> list[StateCount]:

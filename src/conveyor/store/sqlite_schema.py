@@ -112,4 +112,18 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
         """,
     ),
+    (
+        3,
+        """
+        CREATE TABLE schedules (
+            name TEXT PRIMARY KEY,
+            spec TEXT NOT NULL,
+            next_run_at REAL NOT NULL,
+            created_at REAL NOT NULL,
+            last_run_at REAL,
+            fired INTEGER NOT NULL DEFAULT 0
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX schedules_due ON schedules (next_run_at);
+        """,
+    ),
 ]
