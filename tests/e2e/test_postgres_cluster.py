@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -188,3 +190,18 @@ def test_killed_database_connections_give_503_then_recover_losing_nothing(
         )
         states = {i: client.result(i, timeout_s=120).state.value for i in ids}
     assert set(states.values()) == {"succeeded"}, Counter(states.values())
+
+
+def test_a_schedule_fires_once_per_firing_with_two_servers(cluster: Cluster) -> None:
+    first, second = cluster.start_server(), cluster.start_server()
+    with Client(first) as a, Client(second) as b:
+        a.add_schedule("every-second", "* * * * * *", TaskSpec(handler="echo", args=[1]))
+        wait_until(lambda: b.schedules()[0].fired >= 6, 30, "six firings")
+        a.remove_schedule("every-second")
+        fired = b.status().counts
+        tasks = list(a.iter_tasks(name="every-second"))
+    keys = [t.key for t in tasks]
+    assert len(keys) == len(set(keys)) == sum(fired.values()) >= 6, "a firing submitted two tasks"
+    fires = sorted(datetime.fromisoformat(key.split(":", 2)[2]) for key in keys if key)
+    gaps = {(later - earlier).total_seconds() for earlier, later in itertools.pairwise(fires)}
+    assert gaps == {1.0}, "every firing, each second, once: none skipped, none twice"

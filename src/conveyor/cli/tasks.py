@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import click
 from rich.console import Console
@@ -13,14 +14,13 @@ from conveyor.api.schemas import ResultOut, TaskDetail, TaskOut
 from conveyor.cli.remote import (
     connect,
     parse_pairs,
-    parse_value,
     print_json,
     remote_command,
     shorten,
 )
+from conveyor.cli.taskspec import build_spec, task_options
 from conveyor.client import Client
 from conveyor.clock import SystemClock
-from conveyor.core.spec import TaskSpec
 from conveyor.core.states import TaskState
 from conveyor.jobfile import parse_start_time
 
@@ -33,15 +33,7 @@ STATE_STYLE = {
 @click.command("submit")
 @click.argument("handler")
 @click.argument("args", nargs=-1)
-@click.option(
-    "-k", "--kwarg", "kwargs", multiple=True, help="Keyword argument key=value (value as in ARGS)."
-)
-@click.option("--str", "as_string", is_flag=True, help="Pass every ARG as a string, never as JSON.")
-@click.option("--name", default=None, help="A name for the task.")
-@click.option("-p", "--priority", type=int, default=0, show_default=True, help="Higher runs first.")
-@click.option(
-    "--after", multiple=True, metavar="ID", help="Run only after task ID succeeded (repeatable)."
-)
+@task_options
 @click.option(
     "--at",
     "at",
@@ -50,40 +42,25 @@ STATE_STYLE = {
     help="Start no earlier than TIME (ISO, or +30s/+5m/+2h).",
 )
 @click.option(
-    "--timeout",
-    "timeout_s",
-    type=float,
-    default=None,
-    help="Kill an attempt after this many seconds.",
-)
-@click.option(
-    "--retries",
-    "max_retries",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Retries after a failure.",
-)
-@click.option("-q", "--queue", default="default", show_default=True)
-@click.option(
     "--key",
     default=None,
     help="Idempotency key: submitting the same key again returns the first task.",
-)
-@click.option("--label", "labels", multiple=True, help="Label key=value (repeatable).")
-@click.option(
-    "--resources", "resources", multiple=True, help="Resources needed, e.g. gpu=1,memory_mb=2048."
 )
 @click.option(
     "-w", "--wait", is_flag=True, help="Wait for the task to finish and print its result."
 )
 @remote_command
 def submit_command(
-    handler: str, args: tuple[str, ...], kwargs: tuple[str, ...], as_string: bool, name: str | None,
-    priority: int, after: tuple[str, ...], at: str | None, timeout_s: float | None,
-    max_retries: int, queue: str, key: str | None, labels: tuple[str, ...],
-    resources: tuple[str, ...], wait: bool, server: str, token: str | None, as_json: bool,
-) -> None:  # fmt: skip
+    handler: str,
+    args: tuple[str, ...],
+    at: str | None,
+    key: str | None,
+    wait: bool,
+    server: str,
+    token: str | None,
+    as_json: bool,
+    **options: Any,
+) -> None:
     """Submit one task: HANDLER (e.g. sha256, or package.module:function) with ARGS.
 
     Each ARG is taken as JSON when it parses (42, true, [1,2]) and as text otherwise:
@@ -93,15 +70,7 @@ def submit_command(
         run_at = parse_start_time(at, SystemClock().now()) if at else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--at") from None
-    spec = TaskSpec.model_validate({
-        "handler": handler,
-        "args": [parse_value(a, as_string=as_string) for a in args],
-        "kwargs": {k: parse_value(v, as_string=as_string) for k, v in parse_pairs(kwargs, "--kwarg").items()},
-        "name": name, "priority": priority, "depends_on": list(after), "run_at": run_at,
-        "timeout_s": timeout_s, "max_retries": max_retries, "queue": queue, "key": key,
-        "labels": parse_pairs(labels, "--label"),
-        "resources": {k: float(v) for k, v in parse_pairs(resources, "--resources").items()},
-    })  # fmt: skip
+    spec = build_spec(handler, args, options, run_at=run_at, key=key)
     with connect(server, token) as client:
         task = client.submit(spec)
         if not wait:

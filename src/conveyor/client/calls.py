@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 
+from conveyor.api.schedules import ScheduleIn, ScheduleList, ScheduleOut
 from conveyor.api.schemas import (
     API_PREFIX,
     MAX_BATCH,
@@ -195,6 +196,21 @@ def wait_for_result(
         # A zero hold would make this loop spin: then it only ever looks once.
         if answer.done or left_s <= 0 or hold_s <= 0:
             return answer
+
+
+# ---- schedules --------------------------------------------------------------------------------
+
+
+def add_schedule(spec: ScheduleIn) -> Call[ScheduleOut]:
+    return Call("POST", api_path("schedules"), ScheduleOut.model_validate_json, body=spec)
+
+
+def schedules() -> Call[ScheduleList]:
+    return Call("GET", api_path("schedules"), ScheduleList.model_validate_json)
+
+
+def remove_schedule(name: str) -> Call[None]:
+    return Call("DELETE", api_path("schedules", name), _no_content)
 
 
 # ---- workers, status --------------------------------------------------------------------------

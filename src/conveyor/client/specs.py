@@ -6,10 +6,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeAlias, TypedDict
 
-from pydantic import ValidationError
-
 from conveyor.core.spec import RetryPolicy, TaskSpec
 from conveyor.core.types import JSON
+from conveyor.core.validation import validated
 from conveyor.errors import InvalidSpecError
 from conveyor.handlers.naming import handler_name
 
@@ -59,9 +58,4 @@ def build_spec(handler: Submittable, args: Sequence[JSON], options: SpecOptions)
 
 
 def make_spec(fields: Mapping[str, Any], options: SpecOptions) -> TaskSpec:
-    try:
-        return TaskSpec.model_validate({**fields, **options})
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(part) for part in error["loc"]) or None
-        raise InvalidSpecError(error["msg"], field=field) from None
+    return validated(TaskSpec, {**fields, **options})

@@ -1,0 +1,90 @@
+"""`conveyor schedule add|list|rm`: cron schedules that submit a task at every firing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from conveyor.cli.remote import connect, print_json, remote_command
+from conveyor.cli.taskspec import build_spec, task_options
+from conveyor.core.schedules import Misfire
+
+
+@click.group("schedule")
+def schedule_group() -> None:
+    """Cron schedules: submit a task at every firing of a cron expression."""
+
+
+@schedule_group.command("add")
+@click.argument("name")
+@click.argument("cron")
+@click.argument("handler")
+@click.argument("args", nargs=-1)
+@task_options
+@click.option("--tz", "timezone", default="UTC", show_default=True, help="IANA timezone of CRON.")
+@click.option(
+    "--misfire",
+    type=click.Choice([m.value for m in Misfire]),
+    default=Misfire.ONCE.value,
+    show_default=True,
+    help="Firings missed while no server ran: run one (once), none (skip) or each (all).",
+)
+@click.option("--replace", is_flag=True, help="Replace a schedule of the same name.")
+@remote_command
+def add_command(
+    name: str,
+    cron: str,
+    handler: str,
+    args: tuple[str, ...],
+    timezone: str,
+    misfire: str,
+    replace: bool,
+    server: str,
+    token: str | None,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Store schedule NAME: at every firing of CRON ("*/5 * * * *"; a sixth field is seconds),
+    submit HANDLER with ARGS, as `conveyor submit` would."""
+    task = build_spec(handler, args, options)
+    with connect(server, token) as client:
+        schedule = client.add_schedule(
+            name, cron, task, timezone=timezone, misfire=Misfire(misfire), replace=replace
+        )
+    if as_json:
+        print_json(schedule)
+    else:
+        click.echo(f"{name}: next firing {schedule.next_run_at.isoformat()}")
+
+
+@schedule_group.command("list")
+@remote_command
+def list_command(server: str, token: str | None, as_json: bool) -> None:
+    """List schedules with their next firing."""
+    with connect(server, token) as client:
+        schedules = client.schedules()
+    if as_json:
+        print_json(schedules)
+        return
+    table = Table()
+    for column in ("name", "cron", "timezone", "handler", "next firing", "fired", "misfire"):
+        table.add_column(column, no_wrap=True)
+    for s in schedules:
+        table.add_row(
+            s.spec.name, s.spec.cron, s.spec.timezone, s.spec.task.handler,
+            s.next_run_at.isoformat(timespec="seconds"), str(s.fired), s.spec.misfire.value,
+        )  # fmt: skip
+    Console().print(table)
+
+
+@schedule_group.command("rm")
+@click.argument("name")
+@remote_command
+def rm_command(name: str, server: str, token: str | None, as_json: bool) -> None:
+    """Remove schedule NAME (tasks it already submitted stay)."""
+    with connect(server, token) as client:
+        client.remove_schedule(name)
+    click.echo(f"{name} removed")
