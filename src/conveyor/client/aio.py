@@ -13,6 +13,7 @@ from typing import Unpack
 
 import httpx
 
+from conveyor.api.schedules import ScheduleIn, ScheduleOut
 from conveyor.api.schemas import (
     HealthOut,
     MonitorOut,
@@ -28,8 +29,10 @@ from conveyor.client.calls import TaskQuery
 from conveyor.client.session import DEFAULT_TIMEOUT_S, DEFAULT_URL, AsyncSession
 from conveyor.client.specs import SpecOptions, Submittable, build_spec
 from conveyor.client.sync import StateFilter
+from conveyor.core.schedules import Misfire
 from conveyor.core.spec import TaskSpec
 from conveyor.core.types import JSON
+from conveyor.core.validation import validated
 
 
 class AsyncClient:
@@ -110,6 +113,31 @@ class AsyncClient:
     ) -> AsyncIterator[TaskOut]:
         pages = calls.every_page(TaskQuery.of(state, queue, name, handler, labels, page_size))
         return (task async for page in self._session.answers(pages) for task in page.tasks)
+
+    async def add_schedule(
+        self,
+        name: str,
+        cron: str,
+        task: TaskSpec,
+        *,
+        timezone: str = "UTC",
+        misfire: Misfire = Misfire.ONCE,
+        replace: bool = False,
+    ) -> ScheduleOut:
+        """Submit `task` at every firing of `cron` in `timezone`; see conveyor.core.schedules."""
+        body = validated(
+            ScheduleIn,
+            dict(
+                name=name, cron=cron, task=task, timezone=timezone, misfire=misfire, replace=replace
+            ),
+        )
+        return await self._session.send(calls.add_schedule(body))
+
+    async def schedules(self) -> builtins.list[ScheduleOut]:
+        return (await self._session.send(calls.schedules())).schedules
+
+    async def remove_schedule(self, name: str) -> None:
+        return await self._session.send(calls.remove_schedule(name))
 
     async def workers(self) -> builtins.list[WorkerOut]:
         return (await self._session.send(calls.workers())).workers

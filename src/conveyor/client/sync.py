@@ -13,6 +13,7 @@ from typing import Unpack
 
 import httpx
 
+from conveyor.api.schedules import ScheduleIn, ScheduleOut
 from conveyor.api.schemas import (
     HealthOut,
     MonitorOut,
@@ -27,9 +28,11 @@ from conveyor.client import calls
 from conveyor.client.calls import TaskQuery
 from conveyor.client.session import DEFAULT_TIMEOUT_S, DEFAULT_URL, SyncSession
 from conveyor.client.specs import SpecOptions, Submittable, build_spec
+from conveyor.core.schedules import Misfire
 from conveyor.core.spec import TaskSpec
 from conveyor.core.states import TaskState
 from conveyor.core.types import JSON
+from conveyor.core.validation import validated
 
 StateFilter = TaskState | str | Iterable[TaskState | str] | None
 
@@ -141,6 +144,31 @@ class Client:
         """Every matching task, fetching pages of `page_size` as the iteration goes."""
         pages = calls.every_page(TaskQuery.of(state, queue, name, handler, labels, page_size))
         return (task for page in self._session.answers(pages) for task in page.tasks)
+
+    def add_schedule(
+        self,
+        name: str,
+        cron: str,
+        task: TaskSpec,
+        *,
+        timezone: str = "UTC",
+        misfire: Misfire = Misfire.ONCE,
+        replace: bool = False,
+    ) -> ScheduleOut:
+        """Submit `task` at every firing of `cron` in `timezone`; see conveyor.core.schedules."""
+        body = validated(
+            ScheduleIn,
+            dict(
+                name=name, cron=cron, task=task, timezone=timezone, misfire=misfire, replace=replace
+            ),
+        )
+        return self._session.send(calls.add_schedule(body))
+
+    def schedules(self) -> builtins.list[ScheduleOut]:
+        return (self._session.send(calls.schedules())).schedules
+
+    def remove_schedule(self, name: str) -> None:
+        return self._session.send(calls.remove_schedule(name))
 
     def workers(self) -> builtins.list[WorkerOut]:
         return self._session.send(calls.workers()).workers

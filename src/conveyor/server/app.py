@@ -17,7 +17,7 @@ from conveyor.engine import Engine
 from conveyor.server import docs, errors
 from conveyor.server.bodylimit import BodyLimit
 from conveyor.server.context import ServerContext
-from conveyor.server.routes import system, tasks, workers
+from conveyor.server.routes import schedules, system, tasks, workers
 from conveyor.server.settings import ServerSettings
 from conveyor.server.shared_changes import shared_changes
 
@@ -52,6 +52,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
     routers = [
         (API_PREFIX, tasks.router),
         (API_PREFIX, workers.router),
+        (API_PREFIX, schedules.router),
         (API_PREFIX, system.router),
         ("", system.root_router),
         ("", docs.router),
