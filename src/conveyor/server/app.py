@@ -17,25 +17,33 @@ from conveyor.engine import Engine
 from conveyor.server import docs, errors
 from conveyor.server.bodylimit import BodyLimit
 from conveyor.server.context import ServerContext
-from conveyor.server.routes import schedules, system, tasks, workers
+from conveyor.server.dashboard import api as dashboard_api
+from conveyor.server.dashboard import page as dashboard_page
+from conveyor.server.routes import system, tasks, workers
 from conveyor.server.settings import ServerSettings
 from conveyor.server.shared_changes import shared_changes
 
 
 def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAPI:
-    ctx = ServerContext.build(engine, settings or ServerSettings())
+    ctx = ServerContext.build(
+        engine, settings or ServerSettings(), version=system.package_version()
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx.waiters.start()
-        unsubscribe = engine.events.subscribe(ctx.finished.on_changes)
+        listeners = (ctx.finished.on_changes, ctx.metrics.on_changes, ctx.monitoring.on_changes)
+        unsubscribes = [engine.events.subscribe(listener) for listener in listeners]
         ctx.timers.start()
+        ctx.monitoring.start()
         try:
             with shared_changes(engine, ctx.waiters):
                 yield
         finally:
+            await ctx.monitoring.stop()
             await ctx.timers.stop()
-            unsubscribe()
+            for unsubscribe in unsubscribes:
+                unsubscribe()
             ctx.waiters.stop()
             ctx.host.close()
 
@@ -52,13 +60,16 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
     routers = [
         (API_PREFIX, tasks.router),
         (API_PREFIX, workers.router),
-        (API_PREFIX, schedules.router),
         (API_PREFIX, system.router),
-        ("", system.root_router),
+        (API_PREFIX, dashboard_api.router),
+        ("", system.root_router),  # /health, /metrics
         ("", docs.router),
+        ("", dashboard_page.router),
     ]
     for prefix, router in routers:
         app.include_router(router, prefix=prefix)
+    # After every route: a mount would shadow the routes registered after it.
+    app.mount(dashboard_page.ASSETS_PATH, dashboard_page.Assets(), name="dashboard-assets")
     errors.install(app, routers)
     return app
 
