@@ -3,6 +3,10 @@ its own in /monitor, both in the same keys and units. One home for both.
 
 GPUs are read through NVML when it is there; on a host without an NVIDIA driver NVML fails to
 load, and the host reports no GPUs instead of failing. A metric that cannot be read is left out.
+
+Disk and network I/O come as cumulative byte counts (`disk_read_bytes`, `net_sent_bytes`, ...) and
+as rates over the time since the previous sample (`disk_read_bytes_per_s`, ...); the first sample's
+rates cover the time since the SystemMetrics was made.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 import psutil
 import pynvml  # type: ignore[import-untyped]  # nvidia-ml-py ships no types
@@ -40,13 +45,19 @@ def advertised_resources(overrides: Mapping[str, float]) -> dict[str, float]:
 class SystemMetrics:
     """Samples this host. CPU percentages cover the time since the previous sample."""
 
-    def __init__(self, disk_path: str = ".") -> None:
+    def __init__(
+        self, disk_path: str = ".", *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.disk_path = os.path.abspath(disk_path)
         self._nvml = _Nvml()
+        self._clock = clock
         # The first CPU sample only sets the starting point; take it now so the first heartbeat
-        # carries a real figure.
+        # carries a real figure. The same goes for the I/O counters behind the rates.
         psutil.cpu_percent()
         psutil.cpu_percent(percpu=True)
+        self._io_lock = threading.Lock()
+        self._io_at = clock()
+        self._io_before = _io_counters()
 
     def sample(self) -> dict[str, JSON]:
         """One reading; blocking (reads /proc and NVML), so servers call it in a worker thread."""
@@ -74,7 +85,24 @@ class SystemMetrics:
             )
         except (OSError, psutil.Error) as exc:
             log.debug("cannot read disk usage", extra={"error": str(exc), "path": self.disk_path})
+        out.update(self._io_rates())
         out["gpus"] = self._nvml.sample()
+        return out
+
+    def _io_rates(self) -> dict[str, JSON]:
+        """Cumulative I/O byte counts, and their rates since the previous sample."""
+        now_counters = _io_counters()
+        with self._io_lock:
+            now = self._clock()
+            elapsed_s = now - self._io_at
+            before, self._io_before, self._io_at = self._io_before, now_counters, now
+        out: dict[str, JSON] = {}
+        for key, value in now_counters.items():
+            out[key] = value
+            previous = before.get(key)
+            if previous is not None and elapsed_s > 0:
+                # A counter that went backwards (a disk or NIC went away) gives no rate, not < 0.
+                out[f"{key}_per_s"] = round(max(0, value - previous) / elapsed_s, 1)
         return out
 
     def close(self) -> None:
@@ -125,6 +153,23 @@ class _Nvml:
                 self.available = False
                 with contextlib.suppress(pynvml.NVMLError):
                     pynvml.nvmlShutdown()
+
+
+def _io_counters() -> dict[str, int]:
+    """Bytes read and written by every disk, sent and received by every NIC, since boot."""
+    out: dict[str, int] = {}
+    try:
+        disk = psutil.disk_io_counters()
+        if disk is not None:  # None in some containers and VMs
+            out.update(disk_read_bytes=disk.read_bytes, disk_write_bytes=disk.write_bytes)
+    except (OSError, psutil.Error, RuntimeError) as exc:
+        log.debug("cannot read disk I/O", extra={"error": str(exc)})
+    try:
+        net = psutil.net_io_counters()
+        out.update(net_sent_bytes=net.bytes_sent, net_recv_bytes=net.bytes_recv)
+    except (OSError, psutil.Error, RuntimeError) as exc:
+        log.debug("cannot read network I/O", extra={"error": str(exc)})
+    return out
 
 
 def _gpu_count() -> int:

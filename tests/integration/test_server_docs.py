@@ -62,6 +62,11 @@ async def test_openapi_describes_every_endpoint_and_its_refs_resolve(served: Ser
         ("POST", f"{p}/workers/{{worker_id}}/report"),
         ("GET", f"{p}/status"),
         ("GET", f"{p}/monitor"),
+        ("GET", f"{p}/status/history"),
+        ("GET", f"{p}/search/tasks"),
+        ("GET", f"{p}/tasks/{{task_id}}/graph"),
+        ("GET", f"{p}/workflows"),
+        ("GET", f"{p}/workflows/{{task_id}}"),
         ("GET", "/health"),
     }
     refs = set(re.findall(r'"\$ref":\s*"#/components/schemas/([^"]+)"', response.text))

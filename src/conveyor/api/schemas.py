@@ -270,9 +270,89 @@ class StatusOut(Response):
     )
 
 
+class MetricPoint(Response):
+    """A host's main figures at one moment, as kept in the server's short history."""
+
+    at: datetime
+    cpu_percent: float | None = None
+    memory_percent: float | None = None
+    disk_percent: float | None = None
+    load_1m: float | None = None
+    disk_read_bytes_per_s: float | None = None
+    disk_write_bytes_per_s: float | None = None
+    net_sent_bytes_per_s: float | None = None
+    net_recv_bytes_per_s: float | None = None
+    gpu_percent: float | None = Field(default=None, description="Mean utilisation of its GPUs.")
+    gpu_memory_percent: float | None = Field(
+        default=None, description="GPU memory used, all GPUs together."
+    )
+
+
 class MonitorOut(Response):
     server: dict[str, JSON]
     workers: list[dict[str, JSON]]
+    interval_s: float = Field(
+        default=0, description="How often this server samples its host and workers' heartbeats."
+    )
+    server_history: list[MetricPoint] = Field(
+        default_factory=list, description="The server host, oldest first (this server's memory)."
+    )
+    worker_history: dict[str, list[MetricPoint]] = Field(
+        default_factory=dict, description="Each live worker's heartbeat figures, by worker id."
+    )
+
+
+class StatusPoint(Response):
+    at: datetime
+    counts: dict[str, int] = Field(description="Tasks by state, all queues.")
+    finished: int = Field(description="Tasks this server saw finish since the previous point.")
+
+
+class StatusHistoryOut(Response):
+    interval_s: float
+    points: list[StatusPoint] = Field(description="Oldest first; kept in this server's memory.")
+
+
+# ---- dashboard views --------------------------------------------------------------------------
+
+
+class TaskSearchPage(TaskPage):
+    scanned: int = Field(description="Tasks looked at to answer; `next_cursor` continues after.")
+
+
+class GraphNode(Response):
+    id: str
+    name: str | None
+    handler: str
+    queue: str
+    state: TaskState
+    reason: Reason | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class GraphOut(Response):
+    root: str = Field(description="The task the graph was drawn from.")
+    name: str | None = Field(default=None, description="The workflow's name, for a workflow.")
+    nodes: list[GraphNode]
+    edges: list[tuple[str, str]] = Field(description="(dependency, dependent) pairs.")
+    truncated: bool = Field(description="True when the graph is larger than what was returned.")
+
+
+class WorkflowSummary(Response):
+    id: str = Field(description="Its first submitted task; GET /workflows/{id} draws it.")
+    name: str
+    tasks: int
+    counts: dict[str, int] = Field(description="Its tasks by state.")
+    created_at: datetime
+    updated_at: datetime
+    complete: bool = Field(description="False when some of its tasks are older than the scan.")
+
+
+class WorkflowList(Response):
+    workflows: list[WorkflowSummary]
+    scanned: int = Field(description="The newest tasks looked at to find them.")
 
 
 class HealthOut(Response):

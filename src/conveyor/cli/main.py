@@ -27,6 +27,7 @@ COMMANDS = {
     "rm": "conveyor.cli.tasks:rm_command",
     "workers": "conveyor.cli.cluster:workers_command",
     "status": "conveyor.cli.cluster:status_command",
+    "schedule": "conveyor.cli.schedules:schedule_group",
     "monitor": "conveyor.cli.monitor:monitor_command",
 }
 

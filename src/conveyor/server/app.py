@@ -19,7 +19,7 @@ from conveyor.server.bodylimit import BodyLimit
 from conveyor.server.context import ServerContext
 from conveyor.server.dashboard import api as dashboard_api
 from conveyor.server.dashboard import page as dashboard_page
-from conveyor.server.routes import system, tasks, workers
+from conveyor.server.routes import schedules, system, tasks, workers
 from conveyor.server.settings import ServerSettings
 from conveyor.server.shared_changes import shared_changes
 
@@ -60,6 +60,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
     routers = [
         (API_PREFIX, tasks.router),
         (API_PREFIX, workers.router),
+        (API_PREFIX, schedules.router),
         (API_PREFIX, system.router),
         (API_PREFIX, dashboard_api.router),
         ("", system.root_router),  # /health, /metrics

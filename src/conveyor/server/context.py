@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, ParamSpec, TypeVar, cast
@@ -11,6 +12,8 @@ from starlette.concurrency import run_in_threadpool
 
 from conveyor.engine import Engine
 from conveyor.hostmetrics import SystemMetrics
+from conveyor.server.metrics import ServerMetrics
+from conveyor.server.monitoring import Monitoring
 from conveyor.server.settings import ServerSettings
 from conveyor.server.throughput import RollingCount
 from conveyor.server.timers import Timers
@@ -28,21 +31,38 @@ class ServerContext:
     finished: RollingCount
     timers: Timers
     host: SystemMetrics
+    metrics: ServerMetrics
+    monitoring: Monitoring
 
     @classmethod
-    def build(cls, engine: Engine, settings: ServerSettings) -> ServerContext:
+    def build(
+        cls, engine: Engine, settings: ServerSettings, *, version: str = "unknown"
+    ) -> ServerContext:
+        host = SystemMetrics(settings.disk_path)
+        store = type(engine.store).__name__.removesuffix("Store").lower() or "unknown"
         return cls(
             engine=engine,
             settings=settings,
             waiters=Waiters(engine.events),
             finished=RollingCount(60),
             timers=Timers(engine, settings.timer_interval_s),
-            host=SystemMetrics(settings.disk_path),
+            host=host,
+            metrics=ServerMetrics(version=version, store=store),
+            monitoring=Monitoring(engine, host),
         )
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a (blocking) engine call in a worker thread: the event loop never waits on the DB."""
-        return await run_in_threadpool(fn, *args, **kwargs)
+        return await run_in_threadpool(self._timed, fn, *args, **kwargs)
+
+    def _timed(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        started = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.metrics.observe_call(
+                getattr(fn, "__name__", "call"), time.perf_counter() - started
+            )
 
 
 def get_context(request: Request) -> ServerContext:

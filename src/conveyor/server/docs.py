@@ -1,5 +1,4 @@
-"""/docs with Swagger UI served from the package (no CDN: these machines have no internet), and a
-placeholder page at /."""
+"""/docs with Swagger UI served from the package (no CDN: these machines have no internet)."""
 
 from __future__ import annotations
 
@@ -8,8 +7,6 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
-
-from conveyor.api.schemas import API_PREFIX
 
 SWAGGER_DIR = Path(__file__).parent / "static" / "swagger"
 ASSETS_PATH = "/docs/assets"
@@ -43,24 +40,3 @@ async def swagger_asset(name: str) -> Response:
     return FileResponse(
         SWAGGER_DIR / name, media_type=media_type, headers={"Cache-Control": "max-age=86400"}
     )
-
-
-@router.get("/")
-async def home() -> HTMLResponse:
-    return HTMLResponse(HOME_PAGE)
-
-
-HOME_PAGE = f"""<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><title>Conveyor</title></head>
-<body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
-<h1>Conveyor</h1>
-<p>The task scheduler's server is running. The dashboard is not built yet.</p>
-<ul>
-<li><a href="/docs">API documentation</a> (<a href="/openapi.json">OpenAPI schema</a>)</li>
-<li><a href="{API_PREFIX}/status">Status</a> (JSON)</li>
-<li><a href="/health">Health</a></li>
-</ul>
-</body>
-</html>
-"""

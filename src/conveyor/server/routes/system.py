@@ -1,13 +1,17 @@
-"""The system as a whole: status (counts, workers, throughput), monitor (host metrics), health."""
+"""The system as a whole: status (counts, workers, throughput) and its recent history, monitor
+(host metrics and their history), health, and Prometheus metrics."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from conveyor.api.schemas import HealthOut, MonitorOut, StatusOut
+from conveyor.api.schemas import HealthOut, MonitorOut, StatusHistoryOut, StatusOut
 from conveyor.core.models import Worker
 from conveyor.core.states import TaskState
 from conveyor.core.types import JSON
@@ -41,14 +45,36 @@ async def status(ctx: Ctx) -> StatusOut:
     )
 
 
+Since = Annotated[
+    datetime | None,
+    Query(description="Only history points after this time (what a poller has not seen yet)."),
+]
+
+
+@router.get("/status/history")
+async def status_history(ctx: Ctx, since: Since = None) -> StatusHistoryOut:
+    """Tasks by state and tasks finished, every few seconds over the last minutes, as sampled by
+    this server (each server keeps its own, in memory, since it started)."""
+    monitoring = ctx.monitoring
+    return StatusHistoryOut(
+        interval_s=monitoring.interval_s, points=monitoring.status_history(since)
+    )
+
+
 @router.get("/monitor")
-async def monitor(ctx: Ctx) -> MonitorOut:
-    """CPU, memory, disk and GPUs of the server's host, and each live worker's last metrics."""
-    server = await ctx.call(ctx.host.sample)
+async def monitor(ctx: Ctx, since: Since = None) -> MonitorOut:
+    """CPU, memory, disk, network and GPUs of the server's host, and each live worker's last
+    heartbeat metrics, with the short history this server keeps of both."""
+    monitoring = ctx.monitoring
+    server = await ctx.call(monitoring.server_sample)
     workers = await ctx.call(ctx.engine.workers)
+    history = monitoring.history(since)
     return MonitorOut(
         server=server,
         workers=[_worker_metrics(w) for w in workers if w.state in LIVE_WORKER_STATES],
+        interval_s=monitoring.interval_s,
+        server_history=history.server_history,
+        worker_history=history.worker_history,
     )
 
 
@@ -62,6 +88,13 @@ async def health(ctx: Ctx) -> HealthOut | JSONResponse:
         body = HealthOut(status=f"unavailable: {exc}", version=package_version(), store=store)
         return JSONResponse(body.model_dump(mode="json"), status_code=503)
     return HealthOut(status="ok", version=package_version(), store=store)
+
+
+@root_router.get("/metrics", include_in_schema=False)
+async def metrics(ctx: Ctx) -> Response:
+    """Prometheus metrics (text exposition format); see conveyor.server.metrics for the list."""
+    body = await ctx.call(ctx.metrics.scrape, ctx.engine)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 def _counts_and_workers(engine: Engine) -> tuple[list[StateCount], list[Worker]]:

@@ -1,0 +1,173 @@
+"""Prometheus metrics at `GET /metrics`, in a registry of the app's own (never the global one).
+
+Two kinds, and the difference matters when several servers share one database:
+
+| metric                                   | labels                   | source                       |
+| ---------------------------------------- | ------------------------ | ---------------------------- |
+| conveyor_tasks_submitted_total           | queue, handler           | this server (engine events)  |
+| conveyor_tasks_finished_total            | queue, handler, state    | this server (engine events)  |
+| conveyor_leases_granted_total            | queue                    | this server (engine events)  |
+| conveyor_task_duration_seconds           | queue, handler, state    | this server (engine events)  |
+| conveyor_task_wait_seconds               | queue                    | this server (engine events)  |
+| conveyor_engine_call_seconds             | call                     | this server (its own calls)  |
+| conveyor_tasks                           | state, queue             | the database, at scrape time |
+| conveyor_workers                         | state                    | the database, at scrape time |
+| conveyor_info                            | version, store           | this server                  |
+
+Per-server metrics count what this process committed since it started: they start at zero on a
+restart (Prometheus' `rate()` handles that) and, with several servers, only their sum over the
+servers is the cluster's figure. Database metrics are the same on every server: aggregate them
+with `max`, not `sum`. `finished` counts a task each time it reaches a terminal state, so a task
+retried by hand and finished again counts twice; `conveyor_tasks` shows where tasks are now.
+Durations run from a task's first start to its end (retries and their backoff included); waits
+from submission to first start.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from conveyor.core.models import Task, WorkerState
+from conveyor.core.states import TaskState
+from conveyor.engine import Engine
+from conveyor.engine.events import Changes
+
+TASK_SECONDS_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
+)  # fmt: skip
+CALL_SECONDS_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+)  # fmt: skip
+
+
+class ServerMetrics:
+    """The metrics of one app. Thread-safe: engine listeners run in the committing thread."""
+
+    def __init__(self, *, version: str = "unknown", store: str = "unknown") -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.submitted = Counter(
+            "conveyor_tasks_submitted",
+            "Tasks submitted through this server.",
+            ["queue", "handler"],
+            registry=r,
+        )
+        self.finished = Counter(
+            "conveyor_tasks_finished",
+            "Tasks that reached a terminal state (succeeded, failed, timed_out, cancelled) in "
+            "transactions this server committed.",
+            ["queue", "handler", "state"],
+            registry=r,
+        )
+        self.leases = Counter(
+            "conveyor_leases_granted",
+            "Leases this server granted to workers (one per task and attempt).",
+            ["queue"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "conveyor_task_duration_seconds",
+            "From a task's first start to its end, for tasks that started.",
+            ["queue", "handler", "state"],
+            buckets=TASK_SECONDS_BUCKETS,
+            registry=r,
+        )
+        self.wait = Histogram(
+            "conveyor_task_wait_seconds",
+            "From submission to first start.",
+            ["queue"],
+            buckets=TASK_SECONDS_BUCKETS,
+            registry=r,
+        )
+        self.calls = Histogram(
+            "conveyor_engine_call_seconds",
+            "Engine and store calls made by this server's HTTP handlers, by call.",
+            ["call"],
+            buckets=CALL_SECONDS_BUCKETS,
+            registry=r,
+        )
+        self._database = _DatabaseCollector(version, store)
+        r.register(self._database)
+        self._scrape_lock = threading.Lock()
+
+    # ---- recording --------------------------------------------------------------------------
+
+    def on_changes(self, changes: Changes) -> None:
+        """Engine listener: count what a commit did."""
+        for task in changes.submitted:
+            self.submitted.labels(task.queue, task.handler).inc()
+        for task in changes.leased:
+            self.leases.labels(task.queue).inc()
+            if task.attempts == 1 and task.started_at is not None:
+                wait_s = (task.started_at - task.created_at).total_seconds()
+                self.wait.labels(task.queue).observe(max(0.0, wait_s))
+        for task in changes.ended.values():
+            self.finished.labels(task.queue, task.handler, task.state.value).inc()
+            duration_s = _duration_s(task)
+            if duration_s is not None:
+                self.duration.labels(task.queue, task.handler, task.state.value).observe(duration_s)
+
+    def observe_call(self, name: str, seconds: float) -> None:
+        self.calls.labels(name).observe(seconds)
+
+    # ---- exposition -------------------------------------------------------------------------
+
+    def scrape(self, engine: Engine) -> bytes:
+        """Read the database figures, then render every metric. Blocking: call it in a thread."""
+        counts = engine.counts()
+        workers = engine.workers()
+        by_state: dict[str, int] = {state.value: 0 for state in WorkerState}
+        for worker in workers:
+            by_state[worker.state.value] += 1
+        tasks: dict[tuple[str, str], int] = {}
+        for row in counts:
+            key = (row.state.value, row.queue)
+            tasks[key] = tasks.get(key, 0) + row.count
+        with self._scrape_lock:  # one scrape's figures are rendered with that scrape's reads
+            self._database.tasks = tasks
+            self._database.workers = by_state
+            return generate_latest(self.registry)
+
+
+class _DatabaseCollector(Collector):
+    """Gauges whose values are read from the database just before each scrape."""
+
+    def __init__(self, version: str, store: str) -> None:
+        self.version = version
+        self.store = store
+        self.tasks: dict[tuple[str, str], int] = {}
+        self.workers: dict[str, int] = {}
+
+    def collect(self) -> Iterable[Metric]:
+        info = InfoMetricFamily("conveyor", "The server's version and store.")
+        info.add_metric([], {"version": self.version, "store": self.store})
+        yield info
+        tasks = GaugeMetricFamily(
+            "conveyor_tasks",
+            "Tasks in the database by state and queue (every server reports the same).",
+            labels=["state", "queue"],
+        )
+        # Every state of every known queue, zeros included, so that a drained queue reads 0.
+        for queue in sorted({queue for _, queue in self.tasks}):
+            for state in TaskState:
+                tasks.add_metric([state.value, queue], self.tasks.get((state.value, queue), 0))
+        yield tasks
+        workers = GaugeMetricFamily(
+            "conveyor_workers",
+            "Registered workers by state (alive, draining, dead, gone), from the database.",
+            labels=["state"],
+        )
+        for worker_state, count in self.workers.items():
+            workers.add_metric([worker_state], count)
+        yield workers
+
+
+def _duration_s(task: Task) -> float | None:
+    if task.started_at is None or task.finished_at is None:
+        return None
+    return max(0.0, (task.finished_at - task.started_at).total_seconds())

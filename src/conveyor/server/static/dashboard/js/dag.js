@@ -1,0 +1,115 @@
+// A dependency graph drawn left to right: layers by longest path from the roots, the order
+// inside a layer by a few barycentre sweeps (fewer crossings), edges as curves with arrows.
+
+import { s, stateLabel } from "./dom.js";
+
+const NODE_W = 168;
+const NODE_H = 44;
+const GAP_X = 64;
+const GAP_Y = 16;
+const MARGIN = 12;
+
+function layers(nodes, edges) {
+  const parents = new Map(nodes.map((n) => [n.id, []]));
+  const children = new Map(nodes.map((n) => [n.id, []]));
+  for (const [from, to] of edges) {
+    if (parents.has(from) && parents.has(to)) {
+      parents.get(to).push(from);
+      children.get(from).push(to);
+    }
+  }
+  const indegree = new Map(nodes.map((n) => [n.id, parents.get(n.id).length]));
+  const level = new Map();
+  const queue = nodes.filter((n) => indegree.get(n.id) === 0).map((n) => n.id);
+  for (const id of queue) level.set(id, 0);
+  while (queue.length) {
+    const id = queue.shift();
+    for (const child of children.get(id)) {
+      level.set(child, Math.max(level.get(child) ?? 0, level.get(id) + 1));
+      indegree.set(child, indegree.get(child) - 1);
+      if (indegree.get(child) === 0) queue.push(child);
+    }
+  }
+  for (const n of nodes) if (!level.has(n.id)) level.set(n.id, 0); // never for a DAG; be safe
+  const columns = [];
+  for (const n of nodes) {
+    const l = level.get(n.id);
+    (columns[l] ||= []).push(n.id);
+  }
+  return { columns: columns.map((c) => c || []), parents, children };
+}
+
+function order(columns, parents, children) {
+  const position = new Map();
+  const index = () => columns.forEach((col) => col.forEach((id, i) => position.set(id, i)));
+  index();
+  const centre = (ids) => (ids.length ? ids.reduce((sum, id) => sum + position.get(id), 0) / ids.length : null);
+  for (let sweep = 0; sweep < 4; sweep += 1) {
+    const down = sweep % 2 === 0;
+    const range = down ? columns.map((_, i) => i).slice(1) : columns.map((_, i) => i).reverse().slice(1);
+    for (const c of range) {
+      const keyed = columns[c].map((id, i) => {
+        const b = centre(down ? parents.get(id) : children.get(id));
+        return [b === null ? i : b, i, id];
+      });
+      keyed.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+      columns[c] = keyed.map((k) => k[2]);
+      index();
+    }
+  }
+}
+
+function clip(text, max) {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+/**
+ * An <svg> of the graph. nodes: [{id, name, handler, state}], edges: [[dependency, dependent]].
+ * options: {highlight: id, href: (node) => url}
+ */
+export function drawDag(nodes, edges, options = {}) {
+  const { columns, parents, children } = layers(nodes, edges);
+  order(columns, parents, children);
+  const tallest = Math.max(1, ...columns.map((c) => c.length));
+  const place = new Map();
+  columns.forEach((col, c) => {
+    const offset = ((tallest - col.length) * (NODE_H + GAP_Y)) / 2;
+    col.forEach((id, r) => {
+      place.set(id, { x: MARGIN + c * (NODE_W + GAP_X), y: MARGIN + offset + r * (NODE_H + GAP_Y) });
+    });
+  });
+  const width = MARGIN * 2 + columns.length * NODE_W + Math.max(0, columns.length - 1) * GAP_X;
+  const height = MARGIN * 2 + tallest * NODE_H + (tallest - 1) * GAP_Y;
+  const svg = s("svg", { class: "dag", width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `Dependency graph of ${nodes.length} tasks` });
+  svg.append(
+    s("defs", {}, s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" }, s("path", { d: "M 0 0 L 10 5 L 0 10 z", class: "arrow" }))),
+  );
+  const byId = new Map(nodes.map((n) => [n.id, n]));
+  for (const [from, to] of edges) {
+    const a = place.get(from);
+    const b = place.get(to);
+    if (!a || !b) continue;
+    const x1 = a.x + NODE_W;
+    const y1 = a.y + NODE_H / 2;
+    const x2 = b.x - 2;
+    const y2 = b.y + NODE_H / 2;
+    const bend = Math.max(24, (x2 - x1) / 2);
+    const state = byId.get(from).state;
+    svg.append(s("path", { d: `M ${x1} ${y1} C ${x1 + bend} ${y1}, ${x2 - bend} ${y2}, ${x2} ${y2}`, class: `edge edge-${state}`, "marker-end": "url(#arrow)", "data-edge": `${from}>${to}` }));
+  }
+  for (const node of nodes) {
+    const p = place.get(node.id);
+    const title = node.name || node.handler;
+    const group = s(
+      "g",
+      { class: `node state-node-${node.state}${node.id === options.highlight ? " highlight" : ""}`, "data-task-id": node.id, "data-state": node.state, "data-name": node.name || "", transform: `translate(${p.x} ${p.y})` },
+      s("title", {}, `${title} (${stateLabel(node.state)})\n${node.id}`),
+      s("rect", { width: NODE_W, height: NODE_H, rx: 8 }),
+      s("rect", { class: "node-stripe", width: 6, height: NODE_H, rx: 3 }),
+      s("text", { x: 14, y: 18, class: "node-title" }, clip(title, 22)),
+      s("text", { x: 14, y: 34, class: "node-sub" }, clip(`${stateLabel(node.state)} · ${node.handler}`, 26)),
+    );
+    svg.append(options.href ? s("a", { href: options.href(node), "aria-label": title }, group) : group);
+  }
+  return svg;
+}

@@ -1,0 +1,198 @@
+// One task: state and actions, spec, timing, result, error with traceback, attempts as a
+// timeline with their captured output, and its dependencies up and down as a graph.
+
+import { get, post, del, ApiError } from "../api.js";
+import { confirmAction, toast } from "../dialogs.js";
+import { drawDag } from "../dag.js";
+import {
+  h, s, replace, badge, section, keyValues, pretty, fullTime, time, duration, between, parseTime,
+  taskTitle, CANCELLABLE, RETRYABLE, empty, stateLabel,
+} from "../dom.js";
+
+export default function mount(root, route) {
+  const id = route.id;
+  const head = h("div", { class: "page-head" });
+  const body = h("div", { class: "task-body" });
+  const graph = h("div", { class: "dag-wrap", "data-testid": "lineage" });
+  const graphPanel = section("Dependencies", h("p", { class: "hint" }, "Two levels up (what it waits for) and down (what waits for it). Click a task to open it."), graph);
+  root.append(head, body, graphPanel);
+  let lastJson = "";
+  let lastGraph = "";
+  let gone = false;
+
+  async function refresh() {
+    if (gone) return;
+    let task;
+    try {
+      task = await get(`/tasks/${encodeURIComponent(id)}`);
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) {
+        gone = true;
+        replace(head, h("h1", {}, "Task not found"));
+        replace(body, empty(`There is no task ${id}: it may have been removed.`), h("p", {}, h("a", { href: "#/tasks" }, "All tasks")));
+        graphPanel.remove();
+        return;
+      }
+      throw error;
+    }
+    const json = JSON.stringify(task);
+    if (json !== lastJson) {
+      lastJson = json;
+      render(task);
+    } else {
+      for (const el of root.querySelectorAll("time")) el.textContent = time(el.getAttribute("datetime")).textContent;
+    }
+    const lineage = await get(`/tasks/${encodeURIComponent(id)}/graph`, { depth: 2 });
+    const graphJson = JSON.stringify(lineage);
+    if (graphJson !== lastGraph) {
+      lastGraph = graphJson;
+      if (lineage.nodes.length > 1) {
+        replace(graph, drawDag(lineage.nodes, lineage.edges, { highlight: id, href: (n) => `#/task/${n.id}` }), lineage.truncated ? h("p", { class: "hint" }, "More tasks lie beyond; open the workflow to see them all.") : null);
+      } else {
+        replace(graph, empty("No dependencies and no dependents."));
+      }
+    }
+  }
+
+  async function act(verb, task) {
+    const title = taskTitle(task);
+    const plans = {
+      cancel: { title: "Cancel this task?", message: `“${title}” is ${stateLabel(task.state)}. ${task.state === "running" ? "Its process is killed at the worker's next heartbeat. " : ""}Tasks that depend on it will fail.`, confirm: "Cancel task", danger: true },
+      retry: { title: "Retry this task?", message: `“${title}” runs again with its retries restored; tasks that failed because of it wait for it again.`, confirm: "Retry task" },
+      remove: { title: "Remove this task?", message: `“${title}” and its attempts are deleted from the database. This cannot be undone.`, confirm: "Remove task", danger: true },
+    };
+    if (!(await confirmAction(plans[verb]))) return;
+    try {
+      if (verb === "remove") {
+        await del(`/tasks/${encodeURIComponent(id)}`);
+        toast(`Removed ${title}`);
+        location.hash = "#/tasks";
+        return;
+      }
+      const updated = await post(`/tasks/${encodeURIComponent(id)}/${verb}`);
+      toast(`${verb === "cancel" ? "Cancelled" : "Retrying"} ${title}: now ${stateLabel(updated.state)}`);
+    } catch (error) {
+      toast(error.message, "error");
+    }
+    await refresh();
+  }
+
+  function render(task) {
+    const actions = h("div", { class: "actions" });
+    if (CANCELLABLE.has(task.state)) actions.append(h("button", { type: "button", class: "danger", "data-action": "cancel", onclick: () => act("cancel", task) }, "Cancel"));
+    if (RETRYABLE.has(task.state)) actions.append(h("button", { type: "button", class: "primary", "data-action": "retry", onclick: () => act("retry", task) }, "Retry"));
+    if (task.state !== "running") actions.append(h("button", { type: "button", class: "secondary", "data-action": "remove", onclick: () => act("remove", task) }, "Remove"));
+    if (task.depends_on.length || task.dependents.length) actions.append(h("a", { class: "button secondary", href: `#/workflow/${task.id}` }, "Workflow"));
+    replace(
+      head,
+      h(
+        "div",
+        { class: "title-block" },
+        h("h1", {}, taskTitle(task), " ", h("span", { "data-testid": "task-state" }, badge(task.state, task.reason ? task.reason.replaceAll("_", " ") : null))),
+        h("div", { class: "sub mono" }, task.id),
+      ),
+      actions,
+    );
+    const last = task.attempt_log.length ? task.attempt_log[task.attempt_log.length - 1] : null;
+    const traceback = last && last.traceback;
+    replace(
+      body,
+      h(
+        "div",
+        { class: "grid-2" },
+        section(
+          "Spec",
+          keyValues([
+            ["handler", h("code", {}, task.handler)],
+            ["args", h("pre", { class: "json small" }, pretty(task.args))],
+            ["kwargs", Object.keys(task.kwargs).length ? h("pre", { class: "json small" }, pretty(task.kwargs)) : null],
+            ["queue", h("a", { href: `#/tasks?queue=${encodeURIComponent(task.queue)}` }, task.queue)],
+            ["priority", String(task.priority)],
+            ["timeout", task.timeout_s ? duration(task.timeout_s) : null],
+            ["retries", `${task.retries_used} used of ${task.max_retries}`],
+            ["resources", Object.keys(task.resources).length ? Object.entries(task.resources).map(([k, v]) => `${k}=${v}`).join(", ") : null],
+            ["labels", Object.keys(task.labels).length ? Object.entries(task.labels).map(([k, v]) => h("span", { class: "chip" }, `${k}: ${v}`)) : null],
+            ["key", task.key ? h("code", {}, task.key) : null],
+            ["start after", task.run_at ? fullTime(task.run_at) : null],
+          ]),
+        ),
+        section(
+          "Timing",
+          keyValues([
+            ["created", h("span", {}, fullTime(task.created_at), " · ", time(task.created_at))],
+            ["started", task.started_at ? fullTime(task.started_at) : null],
+            ["finished", task.finished_at ? fullTime(task.finished_at) : null],
+            ["waited", duration(between(task.created_at, task.started_at))],
+            ["ran for", duration(between(task.started_at, task.finished_at || (task.state === "running" ? new Date().toISOString() : null)))],
+            ["attempts", String(task.attempts)],
+            ["worker", task.worker_id ? h("a", { href: "#/workers", class: "mono" }, task.worker_id) : null],
+            ["lease until", task.lease_expires_at ? fullTime(task.lease_expires_at) : null],
+          ]),
+        ),
+      ),
+      task.state === "succeeded" || task.result !== null ? section("Result", h("pre", { class: "json", "data-testid": "task-result" }, pretty(task.result))) : null,
+      task.error ? section("Error", h("p", { class: "error-text", "data-testid": "task-error" }, task.error), traceback ? h("pre", { class: "traceback" }, traceback) : null) : null,
+      section("Attempts", task.attempt_log.length ? [timeline(task.attempt_log), attemptList(task.attempt_log)] : empty("Not started yet.")),
+    );
+  }
+
+  return { refresh };
+}
+
+const OUTCOME_STATE = { running: "running", succeeded: "succeeded", failed: "failed", timed_out: "timed_out", cancelled: "cancelled", crashed: "failed", lost: "pending", handed_back: "pending" };
+
+function timeline(attempts) {
+  const now = Date.now();
+  const starts = attempts.map((a) => parseTime(a.started_at));
+  const ends = attempts.map((a) => parseTime(a.finished_at) ?? now);
+  const t0 = Math.min(...starts);
+  const t1 = Math.max(...ends, t0 + 1);
+  const width = 640;
+  const row = 22;
+  const left = 40;
+  const height = attempts.length * row + 24;
+  const x = (t) => left + ((t - t0) / (t1 - t0)) * (width - left - 8);
+  const svg = s("svg", { class: "timeline", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "Attempts over time" });
+  attempts.forEach((a, i) => {
+    const state = OUTCOME_STATE[a.outcome || "running"] || "failed";
+    const y = i * row + 4;
+    const x1 = x(starts[i]);
+    const w = Math.max(3, x(ends[i]) - x1);
+    svg.append(
+      s("text", { x: 0, y: y + 13, class: "axis" }, `#${a.number}`),
+      s("rect", { x: x1, y, width: w, height: row - 8, rx: 3, class: `state-fill-${state}` }, s("title", {}, `attempt ${a.number}: ${a.outcome || "running"}, ${duration((ends[i] - starts[i]) / 1000)}`)),
+    );
+  });
+  svg.append(
+    s("text", { x: left, y: height - 4, class: "axis" }, new Date(t0).toLocaleTimeString()),
+    s("text", { x: width - 8, y: height - 4, class: "axis", "text-anchor": "end" }, `${duration((t1 - t0) / 1000)} later`),
+  );
+  return h("div", { class: "timeline-wrap" }, svg);
+}
+
+function attemptList(attempts) {
+  return h(
+    "ol",
+    { class: "attempts", "data-testid": "attempts" },
+    [...attempts].reverse().map((a) =>
+      h(
+        "li",
+        { "data-outcome": a.outcome || "running" },
+        h(
+          "div",
+          { class: "attempt-head" },
+          h("b", {}, `#${a.number}`),
+          h("span", { class: `badge state-${OUTCOME_STATE[a.outcome || "running"] || "running"}` }, (a.outcome || "running").replace("_", " ")),
+          h("span", { class: "muted" }, fullTime(a.started_at)),
+          h("span", {}, duration(between(a.started_at, a.finished_at))),
+          a.worker_id ? h("span", { class: "mono muted" }, `worker …${a.worker_id.slice(-8)}`) : null,
+        ),
+        a.error ? h("p", { class: "error-text" }, a.error) : null,
+        a.traceback ? h("details", {}, h("summary", {}, "traceback"), h("pre", { class: "traceback" }, a.traceback)) : null,
+        a.stdout_tail ? h("details", { open: true }, h("summary", {}, "stdout"), h("pre", { class: "output", "data-testid": "stdout" }, a.stdout_tail)) : null,
+        a.stderr_tail ? h("details", { open: true }, h("summary", {}, "stderr"), h("pre", { class: "output stderr" }, a.stderr_tail)) : null,
+        !a.stdout_tail && !a.stderr_tail && a.outcome ? h("p", { class: "muted small" }, "No output captured.") : null,
+      ),
+    ),
+  );
+}
