@@ -1,0 +1,175 @@
+"""Submitting, leasing and reporting: the path every task takes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+from conveyor.core.batch import plan_batch
+from conveyor.core.models import Assignment, Task, WorkerState
+from conveyor.core.scheduling import holds_lease
+from conveyor.core.spec import TaskSpec
+from conveyor.core.states import (
+    Outcome,
+    TaskState,
+)
+from conveyor.core.types import TaskId, WorkerId
+from conveyor.engine.base import EngineCore
+from conveyor.engine.events import Changes
+from conveyor.engine.finishing import Ending
+from conveyor.engine.leasing import grant_leases, promote_due
+from conveyor.engine.reports import Report, ReportAck
+from conveyor.engine.submitting import store_batch
+from conveyor.errors import (
+    DuplicateKeyError,
+    NotFoundError,
+    StaleTokenError,
+)
+
+log = logging.getLogger(__name__)
+
+
+class TaskOperations(EngineCore):
+    def submit(self, spec: TaskSpec) -> Task:
+        return self.submit_batch([spec])[0]
+
+    def submit_batch(self, specs: Sequence[TaskSpec]) -> list[Task]:
+        """Store every spec or none; `depends_on` and `$result` may name other specs of the batch."""
+        if not specs:
+            return []
+        planned = plan_batch(specs, [self._new_id() for _ in specs])
+        for attempt in (1, 2):
+            changes = Changes()
+            now = self.clock.now()
+            try:
+                with self.store.transaction() as tx:
+                    tasks = store_batch(tx, planned, now, changes)
+                break
+            except DuplicateKeyError:
+                # Another server stored one of these keys between our look-up and our insert;
+                # the second attempt finds it and returns it, as a key promises.
+                if attempt == 2:
+                    raise
+        self.events.publish(changes)
+        return tasks
+
+    def lease(
+        self,
+        worker_id: WorkerId,
+        max_tasks: int,
+        *,
+        queues: Sequence[str] | None = None,
+        free: Mapping[str, float] | None = None,
+    ) -> list[Assignment]:
+        """Lease up to `max_tasks` ready tasks, highest priority first, that fit `free` resources.
+
+        `free=None` takes the worker's advertised resources.
+        """
+        if max_tasks < 1:
+            return []
+        changes = Changes()
+        now = self.clock.now()
+        with self.store.transaction() as tx:
+            worker = self._live_worker(tx, worker_id)
+            if worker.state is WorkerState.DRAINING:
+                return []
+            promote_due(tx, now, changes)
+            assignments, unstartable = grant_leases(
+                tx,
+                worker,
+                min(max_tasks, self.settings.max_lease_batch),
+                list(queues) if queues else worker.queues,
+                worker.resources if free is None else free,
+                self.settings.lease_s,
+                now,
+                changes,
+            )
+            self._end(tx, unstartable, now, changes)
+        self.events.publish(changes)
+        return assignments
+
+    def report(self, worker_id: WorkerId, reports: Sequence[Report]) -> list[ReportAck]:
+        """Record finished attempts. A report whose token is not the task's current lease is
+        refused and changes nothing: the task was re-leased, cancelled, or already recorded."""
+        changes = Changes()
+        now = self.clock.now()
+        acks: list[ReportAck] = []
+        with self.store.transaction() as tx:
+            tasks = tx.get_tasks([r.task_id for r in reports], for_update=True)
+            endings: list[Ending] = []
+            ended: set[TaskId] = set()
+            for r in reports:
+                task = tasks.get(r.task_id)
+                if task is None:
+                    acks.append(ReportAck(r.task_id, False, None, "no such task"))
+                elif task.id in ended:
+                    # The same lease twice in one batch: the first report ends it, as if the
+                    # second had come in a later call; a terminal result is written once.
+                    detail = f"token {r.token} of task {task.id} was already reported"
+                    acks.append(ReportAck(r.task_id, False, task.state, detail))
+                elif not holds_lease(task, worker_id, r.token):
+                    acks.append(
+                        ReportAck(r.task_id, False, task.state, _stale_detail(task, r.token))
+                    )
+                elif r.outcome in (Outcome.LOST,):
+                    acks.append(
+                        ReportAck(r.task_id, False, task.state, "workers cannot report lost")
+                    )
+                else:
+                    endings.append(
+                        Ending(
+                            task,
+                            r.outcome,
+                            r.result,
+                            r.error,
+                            r.traceback,
+                            r.stdout_tail,
+                            r.stderr_tail,
+                        )
+                    )
+                    ended.add(task.id)
+                    acks.append(ReportAck(r.task_id, True, None))
+            self._end(tx, endings, now, changes)
+        final_state = {e.task.id: e.task.state for e in endings}
+        self.events.publish(changes)
+        return [
+            ReportAck(a.task_id, a.accepted, final_state.get(a.task_id, a.state), a.detail)
+            for a in acks
+        ]
+
+    def report_one(self, worker_id: WorkerId, report: Report) -> TaskState:
+        """Like report(), for one attempt; a stale token raises StaleTokenError."""
+        ack = self.report(worker_id, [report])[0]
+        if ack.state is None:
+            raise NotFoundError(f"no task {report.task_id}")
+        if not ack.accepted:
+            raise StaleTokenError(ack.detail)
+        return ack.state
+
+    def expire_leases(self) -> int:
+        """Re-queue running tasks whose lease expired (their worker went quiet). Safe to run twice."""
+        changes = Changes()
+        now = self.clock.now()
+        with self.store.transaction() as tx:
+            expired = tx.expired_leases(now, self.settings.timer_batch)
+            self._end(
+                tx, [Ending(t, Outcome.LOST, error="lease expired") for t in expired], now, changes
+            )
+        self.events.publish(changes)
+        return len(expired)
+
+    def release_due(self) -> int:
+        """Queue pending tasks whose start time or backoff has passed (lease() does this too)."""
+        changes = Changes()
+        with self.store.transaction() as tx:
+            count = promote_due(tx, self.clock.now(), changes)
+        self.events.publish(changes)
+        return count
+
+
+def _stale_detail(task: Task, token: int) -> str:
+    if task.state is TaskState.RUNNING and task.attempts != token:
+        return f"stale token {token}: task {task.id} was leased again (token {task.attempts})"
+    if task.state is TaskState.RUNNING:
+        return f"task {task.id} is leased to another worker"
+    return f"stale token {token}: task {task.id} is {task.state.value}"

@@ -1,0 +1,137 @@
+"""Workers: registration, heartbeats that extend leases, and what happens when one goes away."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+from conveyor.core.models import Task, Worker, WorkerState
+from conveyor.core.scheduling import holds_lease
+from conveyor.core.states import (
+    Outcome,
+)
+from conveyor.core.types import JSON, TaskId, WorkerId
+from conveyor.engine.base import EngineCore
+from conveyor.engine.events import Changes
+from conveyor.engine.finishing import Ending
+from conveyor.engine.reports import HeartbeatReply
+from conveyor.errors import (
+    InvalidSpecError,
+    NotFoundError,
+)
+from conveyor.store.base import StoreTx
+
+log = logging.getLogger(__name__)
+
+
+class WorkerOperations(EngineCore):
+    def register_worker(
+        self,
+        *,
+        name: str,
+        host: str,
+        pid: int,
+        concurrency: int,
+        queues: Sequence[str] = ("default",),
+        resources: Mapping[str, float] | None = None,
+    ) -> Worker:
+        if concurrency < 1:
+            raise InvalidSpecError("must be at least 1", field="concurrency")
+        if not queues:
+            raise InvalidSpecError("name at least one queue", field="queues")
+        now = self.clock.now()
+        worker = Worker(
+            id=self._new_id(),
+            name=name,
+            host=host,
+            pid=pid,
+            concurrency=concurrency,
+            queues=list(dict.fromkeys(queues)),
+            resources=dict(resources or {}),
+            state=WorkerState.ALIVE,
+            registered_at=now,
+            last_seen_at=now,
+        )
+        with self.store.transaction() as tx:
+            tx.insert_worker(worker)
+        log.info("worker registered", extra={"worker_id": worker.id, "worker_name": name})
+        return worker
+
+    def heartbeat(
+        self,
+        worker_id: WorkerId,
+        held: Sequence[tuple[TaskId, int]] = (),
+        metrics: Mapping[str, JSON] | None = None,
+    ) -> HeartbeatReply:
+        """Record that the worker lives and extend the leases it still holds.
+
+        Leases it no longer holds (the task was cancelled, or expired and went elsewhere) come back
+        in `stop`: the worker must kill those executions, and its reports for them will be refused.
+        """
+        now = self.clock.now()
+        expires = now + timedelta(seconds=self.settings.lease_s)
+        with self.store.transaction() as tx:
+            worker = self._live_worker(tx, worker_id)
+            worker.last_seen_at = now
+            if metrics is not None:
+                worker.metrics = dict(metrics)
+            tx.update_worker(worker)
+            tasks = tx.get_tasks([task_id for task_id, _ in held], for_update=True)
+            extended: list[Task] = []
+            stop: list[TaskId] = []
+            for task_id, token in held:
+                task = tasks.get(task_id)
+                if task is not None and holds_lease(task, worker_id, token):
+                    task.lease_expires_at = expires
+                    extended.append(task)
+                else:
+                    stop.append(task_id)
+            tx.update_tasks(extended)
+        return HeartbeatReply(
+            extended=[t.id for t in extended],
+            stop=stop,
+            drain=worker.state is WorkerState.DRAINING,
+        )
+
+    def deregister_worker(self, worker_id: WorkerId) -> Worker:
+        """Remove a worker; the tasks it was running go back to the queue without spending a retry."""
+        changes = Changes()
+        now = self.clock.now()
+        with self.store.transaction() as tx:
+            worker = tx.get_worker(worker_id, for_update=True)
+            if worker is None:
+                raise NotFoundError(f"no worker {worker_id}")
+            self._release_worker(tx, worker, WorkerState.GONE, "worker deregistered", now, changes)
+        self.events.publish(changes)
+        return worker
+
+    def expire_workers(self) -> int:
+        """Declare workers dead after missed heartbeats and re-queue their tasks. Safe to run twice."""
+        changes = Changes()
+        now = self.clock.now()
+        cutoff = now - timedelta(seconds=self.settings.worker_dead_after_s)
+        with self.store.transaction() as tx:
+            dead = tx.stale_workers(cutoff, self.settings.timer_batch)
+            for worker in dead:
+                self._release_worker(
+                    tx, worker, WorkerState.DEAD, "worker stopped heartbeating", now, changes
+                )
+        self.events.publish(changes)
+        if dead:
+            log.warning("workers declared dead", extra={"worker_ids": [w.id for w in dead]})
+        return len(dead)
+
+    def _release_worker(
+        self,
+        tx: StoreTx,
+        worker: Worker,
+        state: WorkerState,
+        why: str,
+        now: datetime,
+        changes: Changes,
+    ) -> None:
+        worker.state = state
+        tx.update_worker(worker)
+        running = tx.running_on_worker(worker.id)
+        self._end(tx, [Ending(t, Outcome.LOST, error=why) for t in running], now, changes)
