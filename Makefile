@@ -23,6 +23,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: lint typecheck
+	sh scripts/ensure-chromium.sh
 	$(BIN)/pytest
 
 bench: $(STAMP)
