@@ -425,3 +425,11 @@ def test_policy_wants_an_absolute_root(root: Any) -> None:
 def test_a_missing_root_is_a_clear_handler_error(tmp_path: Path) -> None:
     with pytest.raises(HandlerError, match="not an existing directory"):
         resolve_handler("files.read", HandlerPolicy(files_root=str(tmp_path / "gone")))
+
+
+def test_a_moved_relative_link_that_now_leads_out_is_refused_at_use(tree: Tree) -> None:
+    (tree.root / "docs" / "sub" / "up").symlink_to("../../notes.txt")
+    assert tree.call("files.read", "docs/sub/up")["content"] == "hello\n"
+    tree.call("files.move", "docs/sub/up", "up")  # the same text, one level higher: outside
+    with pytest.raises(OutsideRootError):
+        tree.call("files.read", "up")

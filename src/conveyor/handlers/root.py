@@ -12,9 +12,11 @@ inside DIR only. Every path argument, sources and destinations alike, is checked
 - the operation then runs on the checked path, with its directories resolved, so a link met on
   the way cannot lead it elsewhere.
 
-The check and the operation are two steps: a process other than Conveyor's handlers that can
-create symbolic links inside the root at the same moment could slip one in between them. Give
-the root to Conveyor alone. The handlers themselves never create symbolic links.
+The handlers never make a new link. Moving a relative link (or a directory holding one) keeps its
+text, so it may point somewhere else afterwards, even outside; since every use checks again, such
+a link cannot lead a handler outside the root. The check and the operation are two steps: a
+process other than Conveyor's handlers that creates links inside the root at the same moment
+could slip one in between them. Give the root to Conveyor alone.
 """
 
 from __future__ import annotations
