@@ -88,6 +88,9 @@ class WorkerOperations(EngineCore):
                 else:
                     stop.append(task_id)
             tx.update_tasks(extended)
+            # The attempt row keeps the lease as extended: it is what shows, after the fact,
+            # that a task ran again only once its previous lease had really expired.
+            tx.extend_attempt_leases([(t.id, t.attempts) for t in extended], expires)
         return HeartbeatReply(
             extended=[t.id for t in extended],
             stop=stop,

@@ -115,6 +115,12 @@ class StoreTx(Protocol):
 
     def finish_attempts(self, ends: Sequence[AttemptEnd]) -> None: ...
 
+    def extend_attempt_leases(
+        self, attempts: Sequence[tuple[TaskId, int]], lease_expires_at: datetime
+    ) -> None:
+        """Record a heartbeat's new lease expiry on these (task_id, number) attempt rows."""
+        ...
+
     def get_attempts(self, task_id: TaskId) -> list[Attempt]: ...
 
     # workers

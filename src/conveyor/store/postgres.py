@@ -311,6 +311,16 @@ class PostgresTx:
                 ],
             )
 
+    def extend_attempt_leases(
+        self, attempts: Sequence[tuple[TaskId, int]], lease_expires_at: datetime
+    ) -> None:
+        if attempts:
+            expires = _epoch(lease_expires_at)
+            self.conn.cursor().executemany(
+                "UPDATE attempts SET lease_expires_at = %s WHERE task_id = %s AND number = %s",
+                [(expires, task_id, number) for task_id, number in attempts],
+            )
+
     def get_attempts(self, task_id: TaskId) -> list[Attempt]:
         rows = self.conn.execute(
             f"SELECT {_ATTEMPTS} FROM attempts WHERE task_id = %s ORDER BY number", (task_id,)

@@ -339,6 +339,15 @@ class SQLiteTx:
             ],
         )
 
+    def extend_attempt_leases(
+        self, attempts: Sequence[tuple[TaskId, int]], lease_expires_at: datetime
+    ) -> None:
+        expires = lease_expires_at.timestamp()
+        self._conn.executemany(
+            "UPDATE attempts SET lease_expires_at = ? WHERE task_id = ? AND number = ?",
+            [(expires, task_id, number) for task_id, number in attempts],
+        )
+
     def get_attempts(self, task_id: TaskId) -> list[Attempt]:
         rows = self._conn.execute(
             f"SELECT {', '.join(codec.ATTEMPT_COLUMNS)} FROM attempts WHERE task_id = ? ORDER BY number",
