@@ -10,8 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
 
+from conveyor.core.limits import MAX_RESULT_BYTES, check_json
 from conveyor.core.models import Assignment, Attempt, Task, Worker
 from conveyor.core.spec import MAX_RESOURCE_AMOUNT, QUEUE_PATTERN, TaskSpec
 from conveyor.core.states import Outcome, Reason, TaskState
@@ -212,6 +213,11 @@ class ReportIn(Request):
     traceback: Annotated[str, Field(max_length=100_000)] | None = None
     stdout_tail: Annotated[str, Field(max_length=100_000)] = ""
     stderr_tail: Annotated[str, Field(max_length=100_000)] = ""
+
+    @field_validator("result")
+    @classmethod
+    def _bounded_result(cls, value: JSON) -> JSON:
+        return check_json(value, max_bytes=MAX_RESULT_BYTES, what="result")
 
 
 class ReportBatchIn(Request):

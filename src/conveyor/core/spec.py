@@ -16,6 +16,7 @@ from pydantic import (
     field_validator,
 )
 
+from conveyor.core.limits import MAX_ARGS_BYTES, check_json
 from conveyor.core.types import JSON
 
 NAME_PATTERN = r"^[A-Za-z0-9_.:\-]{1,200}$"
@@ -75,6 +76,11 @@ class TaskSpec(BaseModel):
     )
     key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     labels: dict[str, Annotated[str, Field(max_length=200)]] = Field(default_factory=dict)
+
+    @field_validator("args", "kwargs")
+    @classmethod
+    def _bounded_arguments(cls, value: JSON, info: ValidationInfo) -> JSON:
+        return check_json(value, max_bytes=MAX_ARGS_BYTES, what=str(info.field_name))
 
     @field_validator("handler")
     @classmethod
