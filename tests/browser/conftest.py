@@ -35,6 +35,10 @@ WORKERS = ("browser-w1", "browser-w2")
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     browser_items = [item for item in items if here in Path(str(item.fspath)).parents]
+    # Last in the session: Playwright's sync API keeps an event loop running in the main thread
+    # from its first test to the end of the session, and async tests cannot run beside it.
+    chosen = {id(item) for item in browser_items}
+    items[:] = [item for item in items if id(item) not in chosen] + browser_items
     for item in browser_items:
         item.add_marker(pytest.mark.browser)
     if not CHROMIUM.exists():

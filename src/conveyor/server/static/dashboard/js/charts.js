@@ -29,7 +29,9 @@ export function lineChart(container, series, options = {}) {
   const width = Math.max(240, Math.floor(container.clientWidth || 600));
   const height = options.height || 170;
   const now = options.now || Date.now();
-  const spanMs = options.spanMs || 5 * 60 * 1000;
+  // The x axis spans the data there is (at least a minute, at most `spanMs`), ending now.
+  const firstT = Math.min(...series.flatMap((line) => line.points.map(([t]) => t)), now);
+  const spanMs = Math.min(options.spanMs || 5 * 60 * 1000, Math.max(60 * 1000, now - firstT));
   const x0 = now - spanMs;
   const all = series.flatMap((line) => line.points.filter(([t]) => t >= x0).map(([, v]) => v)).filter((v) => v !== null && v !== undefined);
   const top = options.yMax || niceMax(Math.max(...all, options.minMax || 1));
@@ -53,10 +55,10 @@ export function lineChart(container, series, options = {}) {
       s("text", { x: PAD.left - 6, y: yy + 4, class: "axis", "text-anchor": "end" }, `${shortNumber(v)}${options.unit || ""}`),
     );
   }
-  const minutes = Math.round(spanMs / 60000);
-  const ticks = minutes >= 4 ? [minutes, Math.round(minutes / 2), 0] : [minutes, 0];
-  for (const m of ticks) {
-    svg.append(s("text", { x: x(now - m * 60000), y: height - 5, class: "axis", "text-anchor": m === 0 ? "end" : m === minutes ? "start" : "middle" }, m === 0 ? "now" : `−${m} min`));
+  for (const fraction of [1, 0.5, 0]) {
+    const ago = (spanMs * fraction) / 1000;
+    const text = fraction === 0 ? "now" : ago < 120 ? `−${Math.round(ago)} s` : `−${+(ago / 60).toFixed(1)} min`;
+    svg.append(s("text", { x: x(now - ago * 1000), y: height - 5, class: "axis", "text-anchor": fraction === 1 ? "start" : fraction === 0 ? "end" : "middle" }, text));
   }
   let drawn = 0;
   for (const line of series) {

@@ -1,9 +1,11 @@
-// A dependency graph drawn left to right: layers by longest path from the roots, the order
-// inside a layer by a few barycentre sweeps (fewer crossings), edges as curves with arrows.
+// A dependency graph drawn left to right (top to bottom on narrow screens): layers by longest
+// path from the roots, the order inside a layer by a few barycentre sweeps (fewer crossings),
+// edges as curves with arrows.
 
 import { s, stateLabel } from "./dom.js";
 
 const NODE_W = 168;
+const NODE_W_NARROW = 146;
 const NODE_H = 44;
 const GAP_X = 64;
 const GAP_Y = 16;
@@ -65,21 +67,29 @@ function clip(text, max) {
 
 /**
  * An <svg> of the graph. nodes: [{id, name, handler, state}], edges: [[dependency, dependent]].
- * options: {highlight: id, href: (node) => url}
+ * options: {highlight: id, href: (node) => url, vertical: top to bottom instead of left to right}
  */
 export function drawDag(nodes, edges, options = {}) {
   const { columns, parents, children } = layers(nodes, edges);
   order(columns, parents, children);
-  const tallest = Math.max(1, ...columns.map((c) => c.length));
+  const vertical = Boolean(options.vertical);
+  const nodeW = vertical ? NODE_W_NARROW : NODE_W; // two side by side on a phone
+  const stepLayer = vertical ? NODE_H + GAP_X / 2 : nodeW + GAP_X; // between layers
+  const stepRank = vertical ? nodeW + GAP_Y : NODE_H + GAP_Y; // within a layer
+  const widest = Math.max(1, ...columns.map((c) => c.length));
   const place = new Map();
   columns.forEach((col, c) => {
-    const offset = ((tallest - col.length) * (NODE_H + GAP_Y)) / 2;
+    const offset = ((widest - col.length) * stepRank) / 2;
     col.forEach((id, r) => {
-      place.set(id, { x: MARGIN + c * (NODE_W + GAP_X), y: MARGIN + offset + r * (NODE_H + GAP_Y) });
+      const along = MARGIN + c * stepLayer;
+      const across = MARGIN + offset + r * stepRank;
+      place.set(id, vertical ? { x: across, y: along } : { x: along, y: across });
     });
   });
-  const width = MARGIN * 2 + columns.length * NODE_W + Math.max(0, columns.length - 1) * GAP_X;
-  const height = MARGIN * 2 + tallest * NODE_H + (tallest - 1) * GAP_Y;
+  const layerSpan = MARGIN * 2 + (columns.length - 1) * stepLayer + (vertical ? NODE_H : nodeW);
+  const rankSpan = MARGIN * 2 + (widest - 1) * stepRank + (vertical ? nodeW : NODE_H);
+  const width = vertical ? rankSpan : layerSpan;
+  const height = vertical ? layerSpan : rankSpan;
   const svg = s("svg", { class: "dag", width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `Dependency graph of ${nodes.length} tasks` });
   svg.append(
     s("defs", {}, s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" }, s("path", { d: "M 0 0 L 10 5 L 0 10 z", class: "arrow" }))),
@@ -89,13 +99,24 @@ export function drawDag(nodes, edges, options = {}) {
     const a = place.get(from);
     const b = place.get(to);
     if (!a || !b) continue;
-    const x1 = a.x + NODE_W;
-    const y1 = a.y + NODE_H / 2;
-    const x2 = b.x - 2;
-    const y2 = b.y + NODE_H / 2;
-    const bend = Math.max(24, (x2 - x1) / 2);
     const state = byId.get(from).state;
-    svg.append(s("path", { d: `M ${x1} ${y1} C ${x1 + bend} ${y1}, ${x2 - bend} ${y2}, ${x2} ${y2}`, class: `edge edge-${state}`, "marker-end": "url(#arrow)", "data-edge": `${from}>${to}` }));
+    let d;
+    if (vertical) {
+      const x1 = a.x + nodeW / 2;
+      const y1 = a.y + NODE_H;
+      const x2 = b.x + nodeW / 2;
+      const y2 = b.y - 2;
+      const bend = Math.max(12, (y2 - y1) / 2);
+      d = `M ${x1} ${y1} C ${x1} ${y1 + bend}, ${x2} ${y2 - bend}, ${x2} ${y2}`;
+    } else {
+      const x1 = a.x + nodeW;
+      const y1 = a.y + NODE_H / 2;
+      const x2 = b.x - 2;
+      const y2 = b.y + NODE_H / 2;
+      const bend = Math.max(24, (x2 - x1) / 2);
+      d = `M ${x1} ${y1} C ${x1 + bend} ${y1}, ${x2 - bend} ${y2}, ${x2} ${y2}`;
+    }
+    svg.append(s("path", { d, class: `edge edge-${state}`, "marker-end": "url(#arrow)", "data-edge": `${from}>${to}` }));
   }
   for (const node of nodes) {
     const p = place.get(node.id);
@@ -104,10 +125,10 @@ export function drawDag(nodes, edges, options = {}) {
       "g",
       { class: `node state-node-${node.state}${node.id === options.highlight ? " highlight" : ""}`, "data-task-id": node.id, "data-state": node.state, "data-name": node.name || "", transform: `translate(${p.x} ${p.y})` },
       s("title", {}, `${title} (${stateLabel(node.state)})\n${node.id}`),
-      s("rect", { width: NODE_W, height: NODE_H, rx: 8 }),
+      s("rect", { width: nodeW, height: NODE_H, rx: 8 }),
       s("rect", { class: "node-stripe", width: 6, height: NODE_H, rx: 3 }),
-      s("text", { x: 14, y: 18, class: "node-title" }, clip(title, 22)),
-      s("text", { x: 14, y: 34, class: "node-sub" }, clip(`${stateLabel(node.state)} · ${node.handler}`, 26)),
+      s("text", { x: 14, y: 18, class: "node-title" }, clip(title, vertical ? 18 : 22)),
+      s("text", { x: 14, y: 34, class: "node-sub" }, clip(`${stateLabel(node.state)} · ${node.handler}`, vertical ? 21 : 26)),
     );
     svg.append(options.href ? s("a", { href: options.href(node), "aria-label": title }, group) : group);
   }

@@ -47,7 +47,7 @@ export default function mount(root, route) {
     if (graphJson !== lastGraph) {
       lastGraph = graphJson;
       if (lineage.nodes.length > 1) {
-        replace(graph, drawDag(lineage.nodes, lineage.edges, { highlight: id, href: (n) => `#/task/${n.id}` }), lineage.truncated ? h("p", { class: "hint" }, "More tasks lie beyond; open the workflow to see them all.") : null);
+        replace(graph, drawDag(lineage.nodes, lineage.edges, { highlight: id, href: (n) => `#/task/${n.id}`, vertical: narrow(graph) }), lineage.truncated ? h("p", { class: "hint" }, "More tasks lie beyond; open the workflow to see them all.") : null);
       } else {
         replace(graph, empty("No dependencies and no dependents."));
       }
@@ -125,7 +125,7 @@ export default function mount(root, route) {
             ["waited", duration(between(task.created_at, task.started_at))],
             ["ran for", duration(between(task.started_at, task.finished_at || (task.state === "running" ? new Date().toISOString() : null)))],
             ["attempts", String(task.attempts)],
-            ["worker", task.worker_id ? h("a", { href: "#/workers", class: "mono" }, task.worker_id) : null],
+            ["worker", workerOf(task) ? h("a", { href: "#/workers", class: "mono" }, workerOf(task)) : null],
             ["lease until", task.lease_expires_at ? fullTime(task.lease_expires_at) : null],
           ]),
         ),
@@ -137,6 +137,11 @@ export default function mount(root, route) {
   }
 
   return { refresh };
+}
+
+function workerOf(task) {
+  const last = task.attempt_log[task.attempt_log.length - 1];
+  return task.worker_id || (last && last.worker_id) || null;
 }
 
 const OUTCOME_STATE = { running: "running", succeeded: "succeeded", failed: "failed", timed_out: "timed_out", cancelled: "cancelled", crashed: "failed", lost: "pending", handed_back: "pending" };
@@ -195,4 +200,8 @@ function attemptList(attempts) {
       ),
     ),
   );
+}
+
+function narrow(el) {
+  return (el.clientWidth || window.innerWidth) < 560;
 }

@@ -39,7 +39,7 @@ export default function mount(root, route) {
       h("p", { "data-testid": "workflow-counts" }, `${number(flow.nodes.length)} tasks${flow.truncated ? " shown (the workflow is larger)" : ""}: `, STATES.filter((st) => counts[st]).map((st) => `${counts[st]} ${stateLabel(st)}`).join(" · ")),
       stateBar(counts),
     );
-    replace(graph, drawDag(flow.nodes, flow.edges, { highlight: id, href: (n) => `#/task/${n.id}` }));
+    replace(graph, drawDag(flow.nodes, flow.edges, { highlight: id, href: (n) => `#/task/${n.id}`, vertical: narrow(graph) }));
   }
 
   return { refresh };
@@ -47,4 +47,8 @@ export default function mount(root, route) {
 
 function legend() {
   return h("div", { class: "legend" }, STATES.map((st) => h("span", { class: "legend-item" }, h("i", { class: `dot state-bg-${st}` }), stateLabel(st))));
+}
+
+function narrow(el) {
+  return (el.clientWidth || window.innerWidth) < 560;
 }
