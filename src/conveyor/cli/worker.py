@@ -91,6 +91,22 @@ def _queues(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
     show_default=True,
     help="On SIGTERM/Ctrl-C, seconds running tasks get before they are handed back.",
 )
+@click.option(
+    "--memory-limit-mb",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Address-space limit of each task's child process (RLIMIT_AS)  [default: none]",
+)
+@click.option(
+    "--ledger",
+    "ledger_dir",
+    envvar="CONVEYOR_LEDGER_DIR",
+    type=click.Path(file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Append each execution's start and end to DIR/<name>-<pid>.jsonl "
+    "(python -m conveyor.ledger check reads them).",
+)
 @allow_option
 @allow_module_option
 @files_root_option(
@@ -106,6 +122,8 @@ def worker_command(
     name: str | None,
     burst: bool,
     grace_s: float,
+    memory_limit_mb: int | None,
+    ledger_dir: str | None,
     allow: tuple[str, ...],
     allow_modules: tuple[str, ...],
     files_root: str | None,
@@ -133,6 +151,8 @@ def worker_command(
             resources=resources,
             burst=burst,
             grace_s=grace_s,
+            memory_limit_mb=memory_limit_mb,
+            ledger_dir=ledger_dir,
             policy=handler_policy(allow, allow_modules, files_root),
         )
         status = Worker(config).run(handle_signals=True)

@@ -39,6 +39,9 @@ class WorkerConfig:
     output_tail_chars: int = 4096
     memory_limit_mb: int | None = None
     """Address-space limit of each task's child process; None: no limit."""
+    ledger_dir: str | None = None
+    """Append a line to `<ledger_dir>/<name>-<pid>.jsonl` as each execution starts and ends
+    (conveyor.ledger), so that a checker can prove after a run what ran where and when."""
 
     def __post_init__(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:
@@ -51,6 +54,8 @@ class WorkerConfig:
             raise ValueError(f"grace_s must be >= 0, got {self.grace_s}")
         if not 0 <= self.lease_wait_s <= 60:
             raise ValueError(f"lease_wait_s must be between 0 and 60, got {self.lease_wait_s}")
+        if self.memory_limit_mb is not None and self.memory_limit_mb < 1:
+            raise ValueError(f"memory_limit_mb must be at least 1, got {self.memory_limit_mb}")
         if self.http_timeout_s <= 0 or self.shutdown_flush_s < 0:
             raise ValueError("http_timeout_s must be positive and shutdown_flush_s >= 0")
 

@@ -33,11 +33,13 @@ import httpx
 
 from conveyor.api.schemas import AssignmentOut, RegisterIn, ReportIn
 from conveyor.client.worker_api import WorkerConnection
+from conveyor.clock import SystemClock
 from conveyor.core.states import Outcome
 from conveyor.core.types import TaskId
 from conveyor.errors import ConveyorError
 from conveyor.executor import Execution, ExecutionResult, ProcessPool
 from conveyor.hostmetrics import SystemMetrics, advertised_resources
+from conveyor.ledger.records import ExecutionLedger
 from conveyor.worker.bookkeeping import Bookkeeping
 from conveyor.worker.config import WorkerConfig
 from conveyor.worker.heartbeat import Heartbeater
@@ -79,6 +81,8 @@ class Worker:
         self._waiting: collections.deque[AssignmentOut] = collections.deque()
         """Leased, not started: prefetched tasks waiting for a slot (main thread only)."""
         self._handing_back: set[TaskId] = set()
+        self._ledger: ExecutionLedger | None = None
+        self._clock = SystemClock()
         self.registration: Registration | None = None
 
     @property
@@ -110,6 +114,9 @@ class Worker:
             if handle_signals:
                 stack.enter_context(relay_stop_signals(self._on_signal))
             stack.callback(self._conn.close)
+            if config.ledger_dir is not None:
+                self._ledger = ExecutionLedger(config.ledger_dir, config.display_name, os.getpid())
+                stack.callback(self._ledger.close)
             pool = stack.enter_context(
                 ProcessPool(
                     config.slots,
@@ -208,6 +215,9 @@ class Worker:
                     ),
                 )
             else:
+                if self._ledger is not None:
+                    worker_id = self.worker_id or ""
+                    self._ledger.started(a.task_id, a.token, worker_id, self._clock.now())
                 pool.start(Execution(a.task_id, a.token, a.handler, a.args, a.kwargs, a.timeout_s))
 
     def _finished(self, result: ExecutionResult, books: Bookkeeping) -> None:
@@ -215,6 +225,7 @@ class Worker:
         if books.is_void(task_id):
             # The server stopped it: the lease is gone and a report would be refused.
             self._handing_back.discard(task_id)
+            self._record_end(result, result.outcome, reported=False)
             books.finished(task_id, token, None)
             return
         outcome, error = result.outcome, result.error
@@ -225,7 +236,22 @@ class Worker:
         log.debug(
             "task finished", extra={"task_id": task_id, "token": token, "outcome": outcome.value}
         )
+        # In the ledger before the report leaves: a recorded outcome always has its line.
+        self._record_end(result, outcome, reported=True)
         books.finished(task_id, token, _report(result, outcome, error))
+
+    def _record_end(self, result: ExecutionResult, outcome: Outcome, *, reported: bool) -> None:
+        if self._ledger is not None:
+            self._ledger.ended(
+                result.task_id,
+                result.token,
+                self.worker_id or "",
+                started_at=result.started_at,
+                finished_at=result.finished_at,
+                outcome=outcome.value,
+                reported=reported,
+                result=result.result,
+            )
 
     # ---- start and end ---------------------------------------------------------------------------
 

@@ -1,0 +1,274 @@
+"""The ledger checker on hand-made ledgers: each violation it must name, and what it must allow."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from conveyor.ledger import (
+    CATEGORIES,
+    AttemptRecord,
+    ExecutionLedger,
+    ExecutionRecord,
+    SubmitLedger,
+    SubmitRecord,
+    TaskRecord,
+    check,
+    read_executions,
+    read_submits,
+    result_digest,
+)
+
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+LEASE_S = 2.0
+W1, W2 = "worker-1", "worker-2"
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def attempt(
+    number: int,
+    worker: str,
+    start: float,
+    end: float | None,
+    outcome: str | None,
+    *,
+    expires: float | None = None,
+    error: str | None = None,
+) -> AttemptRecord:
+    return AttemptRecord(
+        number=number,
+        worker_id=worker,
+        started_at=at(start),
+        lease_expires_at=at(expires if expires is not None else start + LEASE_S),
+        finished_at=at(end) if end is not None else None,
+        outcome=outcome,
+        error=error,
+    )
+
+
+def run(
+    token: int,
+    worker: str,
+    start: float,
+    end: float | None = None,
+    outcome: str = "succeeded",
+    *,
+    result: object = "r",
+    task: str = "t1",
+    pid: int = 100,
+) -> list[ExecutionRecord]:
+    """The start line, and the end line unless the execution was cut off (end=None)."""
+    common = {"task_id": task, "token": token, "worker_id": worker, "worker_name": worker}
+    lines = [ExecutionRecord(event="start", pid=pid, started_at=at(start), **common)]
+    if end is not None:
+        lines.append(
+            ExecutionRecord(
+                event="end",
+                pid=pid,
+                started_at=at(start),
+                finished_at=at(end),
+                outcome=outcome,
+                reported=True,
+                result_digest=result_digest(result) if outcome == "succeeded" else None,
+                **common,
+            )
+        )
+    return lines
+
+
+def task(*attempts: AttemptRecord, state: str = "succeeded", result: object = "r") -> TaskRecord:
+    return TaskRecord(id="t1", state=state, result=result, attempts=attempts)
+
+
+def counts(report) -> dict[str, int]:
+    return {c: len(report.findings(c)) for c in CATEGORIES if report.findings(c)}
+
+
+SUBMITTED = [SubmitRecord("t1", "k1")]
+
+# (case, executions, final task, the violations expected by category)
+CASES = [
+    (
+        "a clean run",
+        run(1, W1, 0, 1),
+        task(attempt(1, W1, 0, 1.1, "succeeded")),
+        {},
+    ),
+    (
+        "a worker killed, its lease expired, the task run again",
+        run(1, W1, 0) + run(2, W2, 2.6, 3),
+        task(
+            attempt(1, W1, 0, 2.5, "lost", expires=2.4, error="lease expired"),
+            attempt(2, W2, 2.55, 3.1, "succeeded"),
+        ),
+        {},
+    ),
+    (
+        "a zombie still running after its lease expired (tolerated), its report refused",
+        run(1, W1, 0, 5, result="zombie's") + run(2, W2, 2.6, 3),
+        task(
+            attempt(1, W1, 0, 2.5, "lost", expires=2.4, error="lease expired"),
+            attempt(2, W2, 2.55, 3.1, "succeeded"),
+        ),
+        {},
+    ),
+    (
+        "a dead worker's task run again before its lease expiry (allowed: declared dead)",
+        run(1, W1, 0) + run(2, W2, 1.2, 2),
+        task(
+            attempt(1, W1, 0, 1.0, "lost", expires=4, error="worker stopped heartbeating"),
+            attempt(2, W2, 1.1, 2.1, "succeeded"),
+        ),
+        {},
+    ),
+    (
+        "a second execution inside the first one's extended lease",
+        run(1, W1, 0) + run(2, W2, 3.0, 3.5),
+        task(
+            attempt(1, W1, 0, 3.9, "lost", expires=3.8, error="lease expired"),
+            attempt(2, W2, 2.9, 3.6, "succeeded"),
+        ),
+        {"early_starts": 1},
+    ),
+    (
+        "a lease expired before its (extended) expiry",
+        run(1, W1, 0) + run(2, W2, 2.1, 2.5),
+        task(
+            attempt(1, W1, 0, 2.0, "lost", expires=3.8, error="lease expired"),
+            attempt(2, W2, 2.05, 2.6, "succeeded"),
+        ),
+        {"early_starts": 2},  # the expiry itself, and the execution inside the lease
+    ),
+    (
+        "a second grant while the first attempt never ended",
+        run(1, W1, 0, 9) + run(2, W2, 1, 1.5),
+        task(attempt(1, W1, 0, None, None, expires=10), attempt(2, W2, 1, 1.6, "succeeded")),
+        {"early_starts": 2},
+    ),
+    (
+        "a stale execution started inside a later attempt's lease",
+        run(1, W1, 3.0, 3.2) + run(2, W2, 2.6, 4),
+        task(
+            attempt(1, W1, 0, 2.5, "lost", expires=2.4, error="lease expired"),
+            attempt(2, W2, 2.55, 4.1, "succeeded"),
+        ),
+        {"early_starts": 1},
+    ),
+    (
+        "two succeeded attempts",
+        run(1, W1, 0, 1) + run(2, W2, 2, 3),
+        task(attempt(1, W1, 0, 1.1, "succeeded"), attempt(2, W2, 2, 3.1, "succeeded")),
+        {"recorded_twice": 2},  # two successes, and an attempt after the success
+    ),
+    (
+        "the recorded result is not the one the recorded attempt produced",
+        run(1, W1, 0, 1, result="mine"),
+        task(attempt(1, W1, 0, 1.1, "succeeded"), result="someone else's"),
+        {"recorded_twice": 1},
+    ),
+    (
+        "recorded succeeded, but its execution failed",
+        run(1, W1, 0, 1, outcome="failed"),
+        task(attempt(1, W1, 0, 1.1, "succeeded")),
+        {"misrecorded": 1},
+    ),
+    (
+        "an execution of a token the server never granted",
+        run(1, W1, 0, 1) + run(2, W2, 1.5, 1.8),
+        task(attempt(1, W1, 0, 1.1, "succeeded")),
+        {"unaccounted_executions": 1},
+    ),
+    (
+        "one lease executed by two processes",
+        run(1, W1, 0, 1) + run(1, W1, 0.5, 0.9, pid=200),
+        task(attempt(1, W1, 0, 1.1, "succeeded")),
+        {"unaccounted_executions": 1},
+    ),
+    (
+        "acknowledged, never finished",
+        run(1, W1, 0),
+        task(attempt(1, W1, 0, None, None), state="running", result=None),
+        {"lost": 1},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("executions", "final", "expected"),
+    [pytest.param(e, f, x, id=case) for case, e, f, x in CASES],
+)
+def test_the_checker_names_each_violation(
+    executions: list[ExecutionRecord], final: TaskRecord, expected: dict[str, int]
+) -> None:
+    report = check(SUBMITTED, executions, {"t1": final}, LEASE_S)
+    assert counts(report) == expected, report.summary()
+    assert report.ok is (not expected)
+
+
+def test_missing_and_unacknowledged_tasks() -> None:
+    other = TaskRecord(id="t9", state="succeeded", attempts=[attempt(1, W1, 0, 1, "succeeded")])
+    report = check(
+        [SubmitRecord("t1", "k1"), SubmitRecord("t2", "k2"), SubmitRecord("t3", "k2")],
+        run(1, W1, 0, 1, task="t9") + run(1, W1, 0, 1, task="t7"),
+        {"t9": other},
+        LEASE_S,
+    )
+    assert {f.task_id for f in report.lost} == {"t1", "t2", "t3"}
+    # t9 in the database and t7 executed, neither acknowledged; key k2 acknowledged twice
+    assert sorted(f.task_id for f in report.unexpected) == ["t3", "t7", "t9"]
+
+
+def test_figures_count_executions_overlaps_and_outcomes() -> None:
+    report = check(
+        SUBMITTED,
+        run(1, W1, 0, 5, result="zombie's") + run(2, W2, 2.6, 3) + run(3, W1, 9),
+        {
+            "t1": task(
+                attempt(1, W1, 0, 2.5, "lost", expires=2.4, error="lease expired"),
+                attempt(2, W2, 2.55, 3.1, "succeeded"),
+            )
+        },
+        LEASE_S,
+    )
+    assert report.figures["executions"] == 3
+    assert report.figures["executions_cut_off"] == 1
+    assert report.figures["overlapping_executions"] == 2
+    assert report.figures["attempts_lost"] == report.figures["attempts_expired"] == 1
+    assert report.final_states == {"succeeded": 1}
+    assert [f.detail for f in report.unaccounted_executions] == [
+        "token 3 executed, but the server has no such attempt"
+    ]
+
+
+def test_ledgers_round_trip_through_files_and_survive_a_torn_last_line(tmp_path: Path) -> None:
+    ledger = ExecutionLedger(tmp_path, "host/w 1", 42)
+    ledger.started("t1", 1, W1, at(0))
+    ledger.ended("t1", 1, W1, started_at=at(0), finished_at=at(1), outcome="succeeded",
+                 reported=True, result={"b": 1, "a": [1.5, "x"]})  # fmt: skip
+    ledger.started("t2", 1, W1, at(2))
+    ledger.close()
+    assert ledger.path.name == "host_w_1-42.jsonl"
+    with ledger.path.open("a") as f:
+        f.write('{"event": "start", "task_id": "t3"')  # a kill in the middle of a line
+    lines = read_executions(tmp_path)
+    assert [(r.event, r.task_id) for r in lines] == [
+        ("start", "t1"),
+        ("end", "t1"),
+        ("start", "t2"),
+    ]
+    assert lines[1].result_digest == result_digest({"a": [1.5, "x"], "b": 1})
+    assert lines[1].finished_at == at(1) and lines[1].reported is True
+
+    submits = SubmitLedger(tmp_path / "submits.jsonl")
+    submits.record("t1", "k1")
+    submits.record_all([TaskRecord(id="t2", state="queued", key=None)])
+    submits.close()
+    assert read_submits(tmp_path / "submits.jsonl") == [
+        SubmitRecord("t1", "k1"),
+        SubmitRecord("t2", None),
+    ]
