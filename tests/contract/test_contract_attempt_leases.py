@@ -3,9 +3,11 @@ when the next attempt was allowed to start (the ledger checker relies on it)."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import timedelta
 
-from conveyor.core.states import TaskState
+from conveyor.core.states import Outcome, TaskState
+from conveyor.engine import Engine, Report
 
 
 def _lease_s(h):
@@ -65,3 +67,47 @@ def test_a_heartbeat_with_a_stale_token_leaves_both_attempt_rows_alone_but_the_c
     first, second = h.engine.attempts(task.id)
     assert first == first_before
     assert second.lease_expires_at == h.clock.now() + _lease_s(h)
+
+
+class _LockWait:
+    """A store whose transactions begin `wait_s` after they are asked for, as when another
+    transaction holds the lock."""
+
+    def __init__(self, store, clock, wait_s):
+        self._store, self._clock, self._wait_s = store, clock, wait_s
+
+    @contextmanager
+    def transaction(self, *, write=True):
+        self._clock.advance(self._wait_s)
+        with self._store.transaction(write=write) as tx:
+            yield tx
+
+    def maintain(self):
+        self._store.maintain()
+
+    def close(self):
+        self._store.close()
+
+
+def test_times_are_read_once_the_store_lock_is_held(h):
+    """A lease granted after a wait for the lock lasts lease_s from its grant, and an attempt log
+    never shows an attempt starting before the previous one ended."""
+    engine = Engine(
+        _LockWait(h.engine.store, h.clock, 1.5), clock=h.clock, settings=h.engine.settings
+    )
+    task = h.submit()
+    w = h.worker()
+    a = engine.lease(w.id, 1)[0]
+    assert a.lease_expires_at == h.clock.now() + _lease_s(h)
+    engine.heartbeat(w.id, [(task.id, a.token)])
+    assert h.get(task.id).lease_expires_at == h.clock.now() + _lease_s(h)
+
+    h.clock.advance(h.engine.settings.lease_s)
+    assert engine.expire_leases() == 1
+    expired_at = h.clock.now()
+    engine.lease(w.id, 1)
+    first, second = h.engine.attempts(task.id)
+    assert first.finished_at == expired_at
+    assert second.started_at == h.clock.now() > first.finished_at
+    engine.report(w.id, [Report(task.id, 2, Outcome.SUCCEEDED)])
+    assert h.engine.attempts(task.id)[1].finished_at == h.clock.now()

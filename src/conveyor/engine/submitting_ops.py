@@ -68,8 +68,10 @@ class TaskOperations(EngineCore):
         if max_tasks < 1:
             return []
         changes = Changes()
-        now = self.clock.now()
         with self.store.transaction() as tx:
+            # Read once the store's lock is ours: a lease granted after waiting for it must not
+            # start (or expire) at the moment the wait began.
+            now = self.clock.now()
             worker = self._live_worker(tx, worker_id)
             if worker.state is WorkerState.DRAINING:
                 return []
@@ -92,9 +94,9 @@ class TaskOperations(EngineCore):
         """Record finished attempts. A report whose token is not the task's current lease is
         refused and changes nothing: the task was re-leased, cancelled, or already recorded."""
         changes = Changes()
-        now = self.clock.now()
         acks: list[ReportAck] = []
         with self.store.transaction() as tx:
+            now = self.clock.now()
             tasks = tx.get_tasks([r.task_id for r in reports], for_update=True)
             endings: list[Ending] = []
             ended: set[TaskId] = set()
@@ -149,8 +151,8 @@ class TaskOperations(EngineCore):
     def expire_leases(self) -> int:
         """Re-queue running tasks whose lease expired (their worker went quiet). Safe to run twice."""
         changes = Changes()
-        now = self.clock.now()
         with self.store.transaction() as tx:
+            now = self.clock.now()
             expired = tx.expired_leases(now, self.settings.timer_batch)
             self._end(
                 tx, [Ending(t, Outcome.LOST, error="lease expired") for t in expired], now, changes

@@ -69,9 +69,10 @@ class WorkerOperations(EngineCore):
         Leases it no longer holds (the task was cancelled, or expired and went elsewhere) come back
         in `stop`: the worker must kill those executions, and its reports for them will be refused.
         """
-        now = self.clock.now()
-        expires = now + timedelta(seconds=self.settings.lease_s)
         with self.store.transaction() as tx:
+            # Read once the store's lock is ours, so a wait for it does not shorten the leases.
+            now = self.clock.now()
+            expires = now + timedelta(seconds=self.settings.lease_s)
             worker = self._live_worker(tx, worker_id)
             worker.last_seen_at = now
             if metrics is not None:
@@ -100,8 +101,8 @@ class WorkerOperations(EngineCore):
     def deregister_worker(self, worker_id: WorkerId) -> Worker:
         """Remove a worker; the tasks it was running go back to the queue without spending a retry."""
         changes = Changes()
-        now = self.clock.now()
         with self.store.transaction() as tx:
+            now = self.clock.now()
             worker = tx.get_worker(worker_id, for_update=True)
             if worker is None:
                 raise NotFoundError(f"no worker {worker_id}")
@@ -112,9 +113,9 @@ class WorkerOperations(EngineCore):
     def expire_workers(self) -> int:
         """Declare workers dead after missed heartbeats and re-queue their tasks. Safe to run twice."""
         changes = Changes()
-        now = self.clock.now()
-        cutoff = now - timedelta(seconds=self.settings.worker_dead_after_s)
         with self.store.transaction() as tx:
+            now = self.clock.now()
+            cutoff = now - timedelta(seconds=self.settings.worker_dead_after_s)
             dead = tx.stale_workers(cutoff, self.settings.timer_batch)
             for worker in dead:
                 self._release_worker(
