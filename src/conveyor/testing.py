@@ -109,7 +109,11 @@ class Cluster:
             self.servers.append((url, port, process))
         else:
             self.servers[index] = (url, port, process)
-        wait_until(lambda: self._healthy(url), 30, f"the server at {url} to answer /health")
+        try:
+            wait_until(lambda: self._healthy(url), 30, f"the server at {url} to answer /health")
+        except AssertionError:
+            self.kill(process)  # not left running behind a failed test
+            raise
         return url
 
     def _healthy(self, url: str) -> bool:
@@ -127,14 +131,17 @@ class Cluster:
         allow_modules: tuple[str, ...] = (),
         server: str | None = None,
         extra_args: Sequence[str] = (),
+        wait: bool = True,
     ) -> None:
-        """Start a worker connected to `server` (default: the first server's URL)."""
+        """Start a worker connected to `server` (default: the first server's URL); with `wait`,
+        return once it has registered."""
         allow = [arg for module in allow_modules for arg in ("--allow-module", module)]
         self.workers[name] = self._spawn(
             name, "worker", "--server", server or self.url, "--name", name,
             "--concurrency", str(concurrency), "--queues", queues, *allow, *extra_args,
         )  # fmt: skip
-        wait_until(lambda: self.worker_alive(name), 30, f"worker {name} to register")
+        if wait:
+            wait_until(lambda: self.worker_alive(name), 30, f"worker {name} to register")
 
     def worker_alive(self, name: str) -> bool:
         try:
@@ -148,6 +155,22 @@ class Cluster:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
+
+    def signal_worker(self, name: str, signum: signal.Signals, *, group: bool = True) -> None:
+        """Send `signum` to worker `name`: to its process group (the worker and its executor's
+        fork server; task processes lead groups of their own), or to the worker alone."""
+        pid = self.workers[name].pid
+        if group:
+            os.killpg(pid, signum)
+        else:
+            os.kill(pid, signum)
+
+    def stop_worker(self, name: str, timeout_s: float = 30) -> int:
+        """SIGTERM worker `name` (it drains) and wait for it to exit; returns its exit status."""
+        process = self.workers[name]
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        return process.wait(timeout_s)
 
     def kill_server(self, index: int = 0) -> None:
         if self.servers:
