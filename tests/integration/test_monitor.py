@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from anyio import to_thread
@@ -217,6 +218,16 @@ async def test_status_history_counts_tasks_over_time(served: Served) -> None:
     assert sum(p["finished"] for p in body["points"]) == 1
     bad = await served.get("/status/history", params={"since": "yesterday"})
     assert bad.status_code == 422
+
+
+@pytest.mark.anyio
+async def test_the_server_samples_on_its_own_once_started(served: Served) -> None:
+    deadline = anyio.current_time() + 10
+    while not (await served.get("/status/history")).json()["points"]:
+        assert anyio.current_time() < deadline, "no monitoring pass within 10 s of start-up"
+        await anyio.sleep(0.05)
+    monitor = (await served.get("/monitor")).json()
+    assert monitor["server_history"]
 
 
 async def _pass(served: Served) -> None:

@@ -6,6 +6,7 @@ import { get } from "../api.js";
 import { h, replace, badge, time, duration, between, STATES, stateLabel, taskTitle, empty, number } from "../dom.js";
 
 const PAGE_SIZE = 50;
+const SEARCH_SCAN = 5000; // tasks looked at per search page: ~50 ms on SQLite, whatever the size
 const FIELDS = ["state", "queue", "handler", "label", "q"];
 
 export default function mount(root, route) {
@@ -76,7 +77,7 @@ export default function mount(root, route) {
       limit: PAGE_SIZE,
       cursor,
     };
-    const page = filters.q ? await get("/search/tasks", { ...params, text: filters.q }) : await get("/tasks", params);
+    const page = filters.q ? await get("/search/tasks", { ...params, text: filters.q, scan: SEARCH_SCAN }) : await get("/tasks", params);
     nextCursor = page.next_cursor;
     newer.disabled = cursors.length <= 1;
     older.disabled = !nextCursor;
