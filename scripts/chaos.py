@@ -81,8 +81,8 @@ def main() -> int:
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     print(result.report.summary())
-    for line in result.unexpected_states[:10]:
-        print(f"  wrong final state: {line}")
+    for line in result.not_as_designed[:10]:
+        print(f"  not as designed: {line}")
     return 0 if result.ok else 1
 
 
