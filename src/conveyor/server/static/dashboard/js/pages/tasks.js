@@ -2,7 +2,7 @@
 // API call with the API's cursor, so it costs the same on a million tasks as on ten; the text
 // search looks at a bounded number of tasks per call and continues with the cursor.
 
-import { get } from "../api.js";
+import { get, ApiError } from "../api.js";
 import { h, replace, badge, time, duration, between, STATES, stateLabel, taskTitle, empty, number } from "../dom.js";
 
 const PAGE_SIZE = 50;
@@ -77,7 +77,15 @@ export default function mount(root, route) {
       limit: PAGE_SIZE,
       cursor,
     };
-    const page = filters.q ? await get("/search/tasks", { ...params, text: filters.q, scan: SEARCH_SCAN }) : await get("/tasks", params);
+    let page;
+    try {
+      page = filters.q ? await get("/search/tasks", { ...params, text: filters.q, scan: SEARCH_SCAN }) : await get("/tasks", params);
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.status !== 422) throw error;
+      lastJson = "";
+      replace(table, h("p", { class: "form-errors" }, `These filters are not valid: ${error.message}`));
+      return; // the server answered: a mistake in a filter is not “offline”
+    }
     nextCursor = page.next_cursor;
     newer.disabled = cursors.length <= 1;
     older.disabled = !nextCursor;
