@@ -50,10 +50,11 @@ def oversleep(name: str, sleep_s: float, upstream: JSON = None) -> JSON:
 
 
 def long_first_time(markers: str, name: str, first_s: float) -> JSON:
-    """Runs `first_s` seconds the first time (then drops `<name>.done` in `markers`), at once
-    afterwards. The result names the process, so a test can tell whose result was recorded."""
+    """Runs `first_s` seconds the first time (its pid in `<name>.pid`, then `<name>.done` in
+    `markers`), returns at once afterwards. The result names the process, so a test can tell whose result was recorded."""
     first = _first_time(markers, name)
     if first:
+        Path(markers, f"{name}.pid").write_text(str(os.getpid()))
         time.sleep(first_s)
         Path(markers, f"{name}.done").touch()
     return {"name": name, "pid": os.getpid(), "first": first}
