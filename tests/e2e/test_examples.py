@@ -195,10 +195,10 @@ def test_submissions_spread_over_the_workers(
     for text in ("Another string to hash", "My string to hash"):
         done = conveyor("submit", "sha256", text, "--wait", "--server", cluster.url, cwd=tmp_path)
         assert done.stdout.strip() == hashlib.sha256(text.encode()).hexdigest()
-    # Half-second tasks at once, one more than there are slots (one per worker): each worker
+    # One-second tasks at once, one more than there are slots (one per worker): each worker
     # takes one of the first three, since none can lease a second while its slot is busy.
     tasks = client.submit_batch(
-        [TaskSpec(handler="sleep", args=[0.5]) for _ in range(len(WORKERS) + 1)]
+        [TaskSpec(handler="sleep", args=[1.0]) for _ in range(len(WORKERS) + 1)]
     )
     for task in tasks:
         assert client.result(task.id, timeout_s=60).state is TaskState.SUCCEEDED
