@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from conveyor.core.schedules import Schedule, ScheduleSpec
 from conveyor.core.spec import DEFAULT_RETRY_POLICY, RetryPolicy
 from conveyor.core.states import Outcome, Reason, TaskState
 from conveyor.core.types import JSON
+from conveyor.store.base import TaskFilter
 
 TASK_COLUMNS = (
     "seq", "id", "name", "handler", "args", "kwargs", "queue", "priority", "state", "reason",
@@ -146,3 +148,41 @@ def worker_from_row(r: Sequence[Any]) -> Worker:
         resources=json.loads(r[6]), state=WorkerState(r[7]), registered_at=_required_time(r[8]),
         last_seen_at=_required_time(r[9]), metrics=json.loads(r[10]),
     )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """What differs between the SQL of the stores, for the queries they build the same way."""
+
+    mark: str  # a parameter placeholder
+    label_equals: str  # labels[key] = value, with two placeholders (key, value)
+    true: str
+
+    def one_of(self, count: int) -> str:
+        return f"IN ({', '.join([self.mark] * count)})"
+
+
+SQLITE = Dialect("?", "json_extract(labels, '$.' || json_quote(?)) = ?", "1")
+POSTGRES = Dialect("%s", "labels::jsonb ->> %s = %s", "true")
+
+
+def task_filter(
+    where: TaskFilter, after_seq: int | None, dialect: Dialect
+) -> tuple[str, list[Any]]:
+    """The WHERE condition and parameters of a task listing: newest first, after a cursor."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if where.states:
+        clauses.append(f"state {dialect.one_of(len(where.states))}")
+        params.extend(s.value for s in where.states)
+    for column, value in (("queue", where.queue), ("name", where.name), ("handler", where.handler)):
+        if value is not None:
+            clauses.append(f"{column} = {dialect.mark}")
+            params.append(value)
+    if where.label is not None:
+        clauses.append(dialect.label_equals)
+        params.extend(where.label)
+    if after_seq is not None:
+        clauses.append(f"seq < {dialect.mark}")
+        params.append(after_seq)
+    return " AND ".join(clauses) or dialect.true, params

@@ -410,24 +410,5 @@ class PostgresTx:
         return [StateCount(TaskState(state), queue, int(n)) for state, queue, n in rows]
 
     def list_tasks(self, where: TaskFilter, after_seq: int | None, limit: int) -> list[Task]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if where.states:
-            clauses.append("state = ANY(%s)")
-            params.append([s.value for s in where.states])
-        for column, value in (
-            ("queue", where.queue),
-            ("name", where.name),
-            ("handler", where.handler),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = %s")
-                params.append(value)
-        if where.label is not None:
-            clauses.append("labels::jsonb ->> %s = %s")
-            params.extend(where.label)
-        if after_seq is not None:
-            clauses.append("seq < %s")
-            params.append(after_seq)
-        condition = " AND ".join(clauses) or "true"
+        condition, params = codec.task_filter(where, after_seq, codec.POSTGRES)
         return self._tasks(f"{condition} ORDER BY seq DESC LIMIT %s", [*params, limit])

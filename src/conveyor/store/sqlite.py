@@ -431,24 +431,5 @@ class SQLiteTx:
         return [StateCount(TaskState(state), queue, n) for state, queue, n in rows]
 
     def list_tasks(self, where: TaskFilter, after_seq: int | None, limit: int) -> list[Task]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if where.states:
-            clauses.append(f"state IN ({_marks(len(where.states))})")
-            params.extend(s.value for s in where.states)
-        for column, value in (
-            ("queue", where.queue),
-            ("name", where.name),
-            ("handler", where.handler),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        if where.label is not None:
-            clauses.append("json_extract(labels, '$.' || json_quote(?)) = ?")
-            params.extend(where.label)
-        if after_seq is not None:
-            clauses.append("seq < ?")
-            params.append(after_seq)
-        condition = " AND ".join(clauses) or "1"
+        condition, params = codec.task_filter(where, after_seq, codec.SQLITE)
         return self._tasks_where(f"{condition} ORDER BY seq DESC LIMIT ?", [*params, limit])
