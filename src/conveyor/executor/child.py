@@ -33,6 +33,8 @@ def serve(
     # Ctrl-C goes to the whole foreground process group; the parent decides what happens to
     # running tasks, so the child must not die of it first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The fork server ignores SIGTERM (forkserver_signals); a handler and what it runs must not.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # Lead a process group of our own, so a timeout or a cancel also kills what a handler started.
     os.setpgrp()
     # Before the memory limit: a thread's stack counts towards RLIMIT_AS.

@@ -27,6 +27,11 @@ from conveyor.executor.models import Execution
 from conveyor.handlers.registry import HandlerPolicy
 
 _CONTEXT = multiprocessing.get_context("forkserver")
+_SERVER_PRELOAD = [
+    # By name: importing it here would make this process ignore SIGTERM too.
+    "conveyor.executor.forkserver_signals",
+    child.__name__,
+]
 
 
 @dataclass(slots=True, eq=False)
@@ -53,7 +58,7 @@ def start_child(
     handlers importable in the parent are importable in the child.
     """
     # Takes effect only before the forkserver starts: there is one server per parent process.
-    _CONTEXT.set_forkserver_preload([child.__name__])
+    _CONTEXT.set_forkserver_preload(_SERVER_PRELOAD)
     parent_conn, child_conn = _CONTEXT.Pipe(duplex=True)
     process = _CONTEXT.Process(
         target=child.serve,
