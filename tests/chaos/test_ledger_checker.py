@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from conveyor.client import Client
+from conveyor.core.spec import TaskSpec
+from conveyor.core.states import TaskState
 from conveyor.ledger import (
     CATEGORIES,
     AttemptRecord,
@@ -20,7 +25,9 @@ from conveyor.ledger import (
     read_submits,
     result_digest,
 )
+from conveyor.testing import Cluster
 
+ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 LEASE_S = 2.0
 W1, W2 = "worker-1", "worker-2"
@@ -272,3 +279,31 @@ def test_ledgers_round_trip_through_files_and_survive_a_torn_last_line(tmp_path:
         SubmitRecord("t1", "k1"),
         SubmitRecord("t2", None),
     ]
+
+
+@pytest.mark.slow
+def test_the_command_line_checks_a_real_run_and_fails_on_a_lost_task(tmp_path: Path) -> None:
+    ledger, submits_path = tmp_path / "ledger", tmp_path / "submits.jsonl"
+    cluster = Cluster(tmp_path, cwd=ROOT)
+    try:
+        cluster.start_server()
+        cluster.start_worker("w", extra_args=("--ledger", str(ledger)))
+        with Client(cluster.url) as client, SubmitLedger(submits_path) as submits:
+            tasks = client.submit_batch([TaskSpec(handler="echo", args=[i]) for i in range(5)])
+            submits.record_all(tasks)
+            for task in tasks:
+                assert client.result(task.id, timeout_s=30).state is TaskState.SUCCEEDED
+        command = [sys.executable, "-m", "conveyor.ledger", "check", "--ledger", str(ledger),
+                   "--submits", str(submits_path), "--server", cluster.url, "--lease-s", "3"]  # fmt: skip
+        ok = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert ok.stdout.rstrip().endswith("OK")
+        assert '"executions": 5' in ok.stdout
+
+        with SubmitLedger(submits_path) as submits:
+            submits.record("never-stored", "k")  # acknowledged, yet the server has no such task
+        lost = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert lost.returncode == 1
+        assert "lost: task never-stored: acknowledged, but not in the database" in lost.stdout
+    finally:
+        cluster.stop()
