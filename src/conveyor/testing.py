@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -57,7 +57,9 @@ class Cluster:
     """Servers and workers, each in its own process group, on one database.
 
     `db` is a SQLite path (default: a file in `directory`) or a PostgreSQL URL; with PostgreSQL,
-    call `start_server()` again to add servers that share the database.
+    call `start_server()` again to add servers that share the database. `env` is added to every
+    process's environment (e.g. CONVEYOR_TOKENS for servers, CONVEYOR_TOKEN for workers: give
+    workers theirs with `start_worker(env=...)`); `token` is what the cluster's own reads send.
     """
 
     def __init__(
@@ -68,12 +70,16 @@ class Cluster:
         lease_s: float = 3.0,
         cwd: Path | None = None,
         server_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        token: str | None = None,
     ) -> None:
         self.directory = directory
         self.cwd = cwd or Path.cwd()  # where workers import allowed handler modules from
         self.db = db or str(directory / "conveyor.db")
         self.lease_s = lease_s
         self.server_args = list(server_args)
+        self.env = dict(env or {})
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.servers: list[tuple[str, int, subprocess.Popen[bytes]]] = []  # (url, port, process)
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -86,7 +92,10 @@ class Cluster:
     def server(self) -> subprocess.Popen[bytes] | None:
         return self.servers[0][2] if self.servers else None
 
-    def _spawn(self, log_name: str, *args: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, log_name: str, *args: str, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        extra = {**self.env, **(env or {})}
         with (self.directory / f"{log_name}.log").open("ab") as log:
             return subprocess.Popen(
                 [sys.executable, "-m", "conveyor", *args],
@@ -94,6 +103,7 @@ class Cluster:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env={**os.environ, **extra} if extra else None,
             )
 
     def start_server(self, index: int | None = None) -> str:
@@ -132,6 +142,7 @@ class Cluster:
         server: str | None = None,
         extra_args: Sequence[str] = (),
         wait: bool = True,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         """Start a worker connected to `server` (default: the first server's URL); with `wait`,
         return once it has registered."""
@@ -139,13 +150,16 @@ class Cluster:
         self.workers[name] = self._spawn(
             name, "worker", "--server", server or self.url, "--name", name,
             "--concurrency", str(concurrency), "--queues", queues, *allow, *extra_args,
+            env=env,
         )  # fmt: skip
         if wait:
             wait_until(lambda: self.worker_alive(name), 30, f"worker {name} to register")
 
     def worker_alive(self, name: str) -> bool:
         try:
-            workers = httpx.get(f"{self.url}/api/v1/workers", timeout=2).json()["workers"]
+            workers = httpx.get(
+                f"{self.url}/api/v1/workers", headers=self.headers, timeout=2
+            ).json()["workers"]
         except httpx.HTTPError:
             return False
         return any(w["name"] == name and w["state"] == "alive" for w in workers)

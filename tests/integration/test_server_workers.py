@@ -193,7 +193,12 @@ async def test_deregistering_a_worker_requeues_its_tasks_without_spending_a_retr
     after = (await served.get(f"/tasks/{task['id']}")).json()
     assert after["state"] == "queued"
     assert after["retries_used"] == 0
-    assert (await served.get(f"/workers/{worker}")).json()["state"] == "gone"
+    # Gone from the API (the engine keeps the row, state gone): read, listed, deleted again.
+    assert (await served.get(f"/workers/{worker}")).status_code == 404
+    listed = (await served.get("/workers")).json()["workers"]
+    assert worker not in [w["id"] for w in listed]
+    assert (await served.delete(f"/workers/{worker}")).status_code == 404
+    assert served.engine.worker(worker).state.value == "gone"
     assert (await served.delete("/workers/nobody")).status_code == 404
 
 

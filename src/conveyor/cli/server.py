@@ -8,6 +8,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 import click
@@ -18,12 +19,23 @@ from conveyor.cli.options import DURATION, allow_module_option, allow_option, db
 from conveyor.engine import Engine, EngineSettings
 from conveyor.errors import ConveyorError
 from conveyor.server import ServerSettings, create_app, request_shutdown
+from conveyor.server.auth import (
+    Role,
+    TokenConfigError,
+    TokenEntry,
+    Tokens,
+    parse_tokens_file,
+    parse_tokens_variable,
+    token_for,
+)
 from conveyor.server.local_workers import LocalWorkers
 from conveyor.store import is_postgres_url, open_store
 
 log = logging.getLogger(__name__)
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+TOKENS_VARIABLE = "CONVEYOR_TOKENS"
+"""`role:token,role:token`: read here, never a flag, so that no token shows in `ps`."""
 GRACEFUL_SHUTDOWN_S = 5
 """How long open requests may take to finish once the server stops (long-polls answer at once)."""
 
@@ -40,9 +52,36 @@ GRACEFUL_SHUTDOWN_S = 5
     help="Also run N worker processes on this machine (the all-in-one mode).",
 )
 @click.option(
+    "--tokens-file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Bearer tokens, one `role:token` per line (roles: client, worker, admin); also "
+    f"{TOKENS_VARIABLE}=role:token,... Without any, the API is open and listens on loopback only.",
+)
+@click.option(
     "--insecure",
     is_flag=True,
-    help="Allow listening on a non-loopback address although the API has no authentication yet.",
+    help="Allow listening on a non-loopback address although no token is configured.",
+)
+@click.option(
+    "--ssl-certfile",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Serve HTTPS with this certificate (PEM; may hold the key too).",
+)
+@click.option(
+    "--ssl-keyfile",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="The certificate's private key (PEM).",
+)
+@click.option(
+    "--max-wait-s",
+    type=click.FloatRange(0, 60),
+    default=60.0,
+    show_default=True,
+    help="Longest a long-poll (a lease's wait_s, a result's ?wait=) is held; lower it behind a "
+    "proxy that closes idle connections sooner.",
 )
 @click.option(
     "--lease-s",
@@ -75,7 +114,11 @@ def server_command(
     host: str,
     port: int,
     worker_count: int,
+    tokens_file: str | None,
     insecure: bool,
+    ssl_certfile: str | None,
+    ssl_keyfile: str | None,
+    max_wait_s: float,
     lease_s: float | None,
     heartbeat_s: float | None,
     worker_grace_s: float,
@@ -88,12 +131,23 @@ def server_command(
     With --workers N, also starts N local worker processes that connect to this server, and stops
     them when the server stops.
     """
-    if not insecure and not is_loopback(host):
-        raise click.UsageError(
-            f"refusing to listen on {host!r}: it is not a loopback address and the API has no "
-            "authentication yet, so anyone who can reach it could run tasks. Pass --insecure to "
-            "do it anyway (on a trusted network only), or use --host 127.0.0.1."
-        )
+    entries = load_tokens(tokens_file, os.environ.get(TOKENS_VARIABLE))
+    if ssl_keyfile and not ssl_certfile:
+        raise click.UsageError("--ssl-keyfile needs --ssl-certfile")
+    if not is_loopback(host):
+        if not entries and not insecure:
+            raise click.UsageError(
+                f"refusing to listen on {host!r}: it is not a loopback address and no token is "
+                "configured, so anyone who can reach it could run tasks. Configure tokens "
+                f"(--tokens-file or {TOKENS_VARIABLE}), pass --insecure to do it anyway (on a "
+                "trusted network only), or use --host 127.0.0.1."
+            )
+        if entries and not ssl_certfile:
+            click.echo(
+                f"warning: listening on {host} without TLS: tokens cross the network in clear "
+                "text. Use --ssl-certfile/--ssl-keyfile, or a TLS proxy in front.",
+                err=True,
+            )
     settings = engine_settings(lease_s, heartbeat_s, retention)
     try:
         store = open_store(db)
@@ -101,13 +155,18 @@ def server_command(
         raise click.ClickException(str(exc)) from None
     engine = Engine(store, settings=settings)
     data_dir = os.getcwd() if is_postgres_url(db) else os.path.dirname(os.path.abspath(db))
-    server_settings = ServerSettings(host=host, port=port, disk_path=data_dir)
+    server_settings = ServerSettings(
+        host=host, port=port, disk_path=data_dir, tokens=Tokens(entries), max_wait_s=max_wait_s
+    )
     app = create_app(engine, server_settings)
+    # Local workers get a token through their environment: a command line shows in `ps`.
+    worker_token = token_for(entries, Role.WORKER, Role.ADMIN)
     workers = LocalWorkers(
         worker_count,
         worker_args(allow, allow_modules),
         cli_args=["-v"] * verbosity(),
         grace_s=worker_grace_s,
+        env={"CONVEYOR_TOKEN": worker_token} if worker_token else None,
     )
     config = uvicorn.Config(
         app,
@@ -116,6 +175,8 @@ def server_command(
         log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower(),
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         lifespan="on",
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
     )
     server = _Server(config, app, workers, on_stopped=store.close)
     try:
@@ -185,13 +246,45 @@ class _Server(uvicorn.Server):
 
     def url(self) -> str:
         host, port = self.servers[0].sockets[0].getsockname()[:2]
+        scheme = "https" if self.config.is_ssl else "http"
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
-            return f"http://{host}:{port}"
+            return f"{scheme}://{host}:{port}"
         if address.is_unspecified:  # listening everywhere: reach it over loopback
             address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
-        return f"http://[{address}]:{port}" if address.version == 6 else f"http://{address}:{port}"
+        host = f"[{address}]" if address.version == 6 else str(address)
+        return f"{scheme}://{host}:{port}"
+
+
+def load_tokens(tokens_file: str | None, variable: str | None) -> list[TokenEntry]:
+    """The tokens of --tokens-file and of CONVEYOR_TOKENS, together; a clear error otherwise."""
+    entries: list[TokenEntry] = []
+    try:
+        if tokens_file is not None:
+            try:
+                text = Path(tokens_file).read_text(encoding="utf-8")
+                mode = os.stat(tokens_file).st_mode
+            except (OSError, UnicodeDecodeError) as exc:
+                raise TokenConfigError(
+                    f"cannot read the tokens file {tokens_file}: {exc}"
+                ) from None
+            entries += parse_tokens_file(text, tokens_file)
+            if not entries:
+                raise TokenConfigError(f"the tokens file {tokens_file} holds no token")
+            if mode & 0o077:
+                click.echo(
+                    f"warning: {tokens_file} can be read by other users; `chmod 600` it.", err=True
+                )
+        if variable:
+            entries += parse_tokens_variable(variable, TOKENS_VARIABLE)
+        if len({e.token for e in entries}) < len(entries):
+            raise TokenConfigError(
+                f"a token is given both in {tokens_file} and in {TOKENS_VARIABLE}"
+            )
+    except TokenConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tokens-file/" + TOKENS_VARIABLE) from None
+    return entries
 
 
 def is_loopback(host: str) -> bool:

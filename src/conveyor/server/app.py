@@ -2,19 +2,20 @@
 
 Every engine call runs in a worker thread, so the event loop never waits on the database. Engine
 events reach the loop through `Waiters` (long-poll leases, result waits); timers run with the
-app's lifespan.
+app's lifespan. The table of routers in `create_app` says who may call each (`auth`).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from conveyor.api.schemas import API_PREFIX
 from conveyor.engine import Engine
-from conveyor.server import docs, errors
+from conveyor.server import auth, docs, errors
 from conveyor.server.bodylimit import BodyLimit
 from conveyor.server.context import ServerContext
 from conveyor.server.dashboard import api as dashboard_api
@@ -56,23 +57,46 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
         lifespan=lifespan,
     )
     app.state.conveyor = ctx
-    app.add_middleware(BodyLimit, max_body_bytes=ctx.settings.max_body_bytes)
-    routers = [
-        (API_PREFIX, tasks.router),
-        (API_PREFIX, workers.router),
-        (API_PREFIX, schedules.router),
-        (API_PREFIX, system.router),
-        (API_PREFIX, dashboard_api.router),
-        ("", system.root_router),  # /health, /metrics
-        ("", docs.router),
-        ("", dashboard_page.router),
+    routers: list[tuple[str, APIRouter, auth.Access | None]] = [
+        (API_PREFIX, tasks.router, auth.CLIENT),
+        (API_PREFIX, workers.worker_router, auth.WORKER),  # register, heartbeat, lease, report
+        (API_PREFIX, workers.router, auth.CLIENT),  # list and read workers
+        (API_PREFIX, workers.admin_router, auth.ADMIN),  # deregister
+        (API_PREFIX, schedules.router, auth.CLIENT),
+        (API_PREFIX, system.router, auth.CLIENT),  # status, monitor
+        (API_PREFIX, dashboard_api.router, auth.CLIENT),
+        ("", system.health_router, auth.OPEN),
+        ("", system.metrics_router, auth.CLIENT),
+        ("", docs.router, auth.OPEN),
+        ("", dashboard_page.router, auth.OPEN),  # the page; its API calls carry the token
     ]
-    for prefix, router in routers:
+    for prefix, router, _ in routers:
         app.include_router(router, prefix=prefix)
     # After every route: a mount would shadow the routes registered after it.
     app.mount(dashboard_page.ASSETS_PATH, dashboard_page.Assets(), name="dashboard-assets")
-    errors.install(app, routers)
+    errors.install(app, [(prefix, router) for prefix, router, _ in routers])
+    index = auth.AccessIndex(
+        routers,
+        open_paths=[app.openapi_url or "/openapi.json"],
+        open_prefixes=[dashboard_page.ASSETS_PATH],
+    )
+    # Added last, so outermost: a request without a valid token is refused before its body is read.
+    app.add_middleware(BodyLimit, max_body_bytes=ctx.settings.max_body_bytes)
+    app.add_middleware(auth.Authorizer, tokens=ctx.settings.tokens, index=index)
+    if ctx.settings.tokens:
+        _document_tokens(app, index)
     return app
+
+
+def _document_tokens(app: FastAPI, index: auth.AccessIndex) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            auth.document(generate(), index)  # generate() caches the schema it returns
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def request_shutdown(app: FastAPI) -> None:

@@ -9,10 +9,11 @@ only the server, which then stops them in that order.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +26,12 @@ class LocalWorkers:
         *,
         cli_args: Sequence[str] = (),
         grace_s: float = 10.0,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.count = count
         self.worker_args = list(worker_args)
+        self.env = dict(env or {})
+        """Set for the workers on top of this process's environment (their token: not in `ps`)."""
         self.cli_args = list(cli_args)
         self.grace_s = grace_s
         self._procs: list[subprocess.Popen[bytes]] = []
@@ -43,7 +47,10 @@ class LocalWorkers:
     def start(self, url: str) -> None:
         for _ in range(self.count):
             proc = subprocess.Popen(  # the arguments are ours, not a shell string
-                self.command(url), stdin=subprocess.DEVNULL, start_new_session=True
+                self.command(url),
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, **self.env} if self.env else None,
             )
             self._procs.append(proc)
             log.info("started a local worker", extra={"pid": proc.pid, "server_url": url})

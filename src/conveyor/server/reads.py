@@ -6,6 +6,7 @@ from conveyor.core.models import Worker, WorkerState
 from conveyor.core.states import TaskState
 from conveyor.core.types import TaskId, WorkerId
 from conveyor.engine import Engine
+from conveyor.errors import NotFoundError
 from conveyor.store.base import TaskFilter
 
 PAGE = 1000
@@ -28,11 +29,27 @@ def running_by_worker(engine: Engine) -> dict[WorkerId, list[TaskId]]:
 
 
 def workers_with_running(engine: Engine) -> tuple[list[Worker], dict[WorkerId, list[TaskId]]]:
-    return engine.workers(), running_by_worker(engine)
+    """Workers not deregistered, and the tasks each runs."""
+    workers = [w for w in engine.workers() if w.state is not WorkerState.GONE]
+    return workers, running_by_worker(engine)
+
+
+def registered_worker(engine: Engine, worker_id: WorkerId) -> Worker:
+    """The worker, or NotFoundError if there is none or it was deregistered."""
+    worker = engine.worker(worker_id)
+    if worker.state is WorkerState.GONE:
+        raise NotFoundError(f"worker {worker_id} was deregistered")
+    return worker
+
+
+def deregister(engine: Engine, worker_id: WorkerId) -> None:
+    """Deregister a worker; NotFoundError if it is unknown or was deregistered already."""
+    registered_worker(engine, worker_id)
+    engine.deregister_worker(worker_id)
 
 
 def worker_with_running(engine: Engine, worker_id: WorkerId) -> tuple[Worker, list[TaskId]]:
-    worker = engine.worker(worker_id)
+    worker = registered_worker(engine, worker_id)
     running = (
         running_by_worker(engine).get(worker_id, []) if worker.state in LIVE_WORKER_STATES else []
     )

@@ -22,7 +22,8 @@ from conveyor.server.reads import LIVE_WORKER_STATES
 from conveyor.store.base import StateCount
 
 router = APIRouter(tags=["system"], responses=COMMON_RESPONSES)
-root_router = APIRouter(tags=["system"])
+health_router = APIRouter(tags=["system"])  # open: load balancers ask without a token
+metrics_router = APIRouter(tags=["system"])
 
 
 @router.get("/status")
@@ -78,7 +79,7 @@ async def monitor(ctx: Ctx, since: Since = None) -> MonitorOut:
     )
 
 
-@root_router.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
+@health_router.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
 async def health(ctx: Ctx) -> HealthOut | JSONResponse:
     """Whether the server can read its database (one cheap read)."""
     store = type(ctx.engine.store).__name__.removesuffix("Store").lower() or "unknown"
@@ -90,7 +91,7 @@ async def health(ctx: Ctx) -> HealthOut | JSONResponse:
     return HealthOut(status="ok", version=package_version(), store=store)
 
 
-@root_router.get("/metrics", include_in_schema=False)
+@metrics_router.get("/metrics", include_in_schema=False)
 async def metrics(ctx: Ctx) -> Response:
     """Prometheus metrics (text exposition format); see conveyor.server.metrics for the list."""
     body = await ctx.call(ctx.metrics.scrape, ctx.engine)

@@ -105,7 +105,7 @@ async def get_result(
     task = await ctx.waiters.result(
         task_id,
         lambda: ctx.call(ctx.engine.get, task_id),
-        wait_s=min(wait, ctx.settings.max_result_wait_s),
+        wait_s=min(wait, ctx.settings.max_wait_s),
     )
     return ResultOut(
         id=task.id,

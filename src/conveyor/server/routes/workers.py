@@ -1,5 +1,9 @@
-"""Workers: the worker side (register, heartbeat, lease, report) and the client side (list,
-read, deregister)."""
+"""Workers: the worker side (register, heartbeat, lease, report), the client side (list, read)
+and deregistering, each its own router so that each has its own access (see `create_app`).
+
+A deregistered worker is gone from the API: reading or deregistering it again is 404, and it is
+no longer listed; its heartbeats and leases are 409 (register again). Dead workers (silent too
+long) stay listed until they are deregistered, so that the dashboard can show them."""
 
 from __future__ import annotations
 
@@ -28,14 +32,16 @@ from conveyor.server import reads
 from conveyor.server.context import Ctx
 from conveyor.server.errors import COMMON_RESPONSES, NOT_FOUND
 
+worker_router = APIRouter(prefix="/workers", tags=["workers"], responses=COMMON_RESPONSES)
 router = APIRouter(prefix="/workers", tags=["workers"], responses=COMMON_RESPONSES)
+admin_router = APIRouter(prefix="/workers", tags=["workers"], responses=COMMON_RESPONSES)
 
 GONE: dict[int | str, dict[str, object]] = {
     409: {"description": "The worker was declared dead or deregistered: register again."}
 }
 
 
-@router.post("", status_code=201)
+@worker_router.post("", status_code=201)
 async def register_worker(body: RegisterIn, ctx: Ctx) -> RegisterOut:
     """Register a worker; the answer says how often to heartbeat and how long leases last."""
     worker = await ctx.call(
@@ -55,25 +61,26 @@ async def register_worker(body: RegisterIn, ctx: Ctx) -> RegisterOut:
 
 @router.get("")
 async def list_workers(ctx: Ctx) -> WorkerList:
-    """Every worker ever registered (dead and deregistered ones too), with its running tasks."""
+    """Every registered worker (dead ones too, not deregistered ones), with its running tasks."""
     workers, running = await ctx.call(reads.workers_with_running, ctx.engine)
     return WorkerList(workers=[WorkerOut.of(w, running.get(w.id)) for w in workers])
 
 
 @router.get("/{worker_id}", responses=NOT_FOUND)
 async def get_worker(worker_id: str, ctx: Ctx) -> WorkerOut:
+    """One worker with its running tasks; 404 once deregistered."""
     worker, running = await ctx.call(reads.worker_with_running, ctx.engine, worker_id)
     return WorkerOut.of(worker, running)
 
 
-@router.delete("/{worker_id}", status_code=204, responses=NOT_FOUND)
+@admin_router.delete("/{worker_id}", status_code=204, responses=NOT_FOUND)
 async def deregister_worker(worker_id: str, ctx: Ctx) -> Response:
     """Deregister a worker; its running tasks are queued again without spending a retry."""
-    await ctx.call(ctx.engine.deregister_worker, worker_id)
+    await ctx.call(reads.deregister, ctx.engine, worker_id)
     return Response(status_code=204)
 
 
-@router.post("/{worker_id}/heartbeat", responses=NOT_FOUND | GONE)
+@worker_router.post("/{worker_id}/heartbeat", responses=NOT_FOUND | GONE)
 async def heartbeat(worker_id: str, body: HeartbeatIn, ctx: Ctx) -> HeartbeatOut:
     """Extend the leases the worker holds; `stop` lists the executions it must kill."""
     reply = await ctx.call(
@@ -85,10 +92,11 @@ async def heartbeat(worker_id: str, body: HeartbeatIn, ctx: Ctx) -> HeartbeatOut
     return HeartbeatOut(stop=reply.stop, drain=reply.drain)
 
 
-@router.post("/{worker_id}/lease", responses=NOT_FOUND | GONE)
+@worker_router.post("/{worker_id}/lease", responses=NOT_FOUND | GONE)
 async def lease(worker_id: str, body: LeaseIn, ctx: Ctx) -> LeaseOut:
     """Lease up to `max` ready tasks. With `wait_s`, a long-poll: when nothing is ready, the
-    answer comes as soon as a task is, or after `wait_s` seconds with no tasks."""
+    answer comes as soon as a task is, or after `wait_s` seconds with no tasks (the server may
+    cap the wait lower: `conveyor server --max-wait-s`)."""
     engine = ctx.engine
 
     async def attempt() -> list[Assignment]:
@@ -98,12 +106,15 @@ async def lease(worker_id: str, body: LeaseIn, ctx: Ctx) -> LeaseOut:
         return (await ctx.call(engine.worker, worker_id)).queues
 
     leased = await ctx.waiters.lease(
-        attempt, wait_s=float(body.wait_s), queues=body.queues, find_queues=worker_queues
+        attempt,
+        wait_s=min(float(body.wait_s), ctx.settings.max_wait_s),
+        queues=body.queues,
+        find_queues=worker_queues,
     )
     return LeaseOut(tasks=[AssignmentOut.of(a) for a in leased])
 
 
-@router.post(
+@worker_router.post(
     "/{worker_id}/report",
     response_model=ReportBatchOut,
     responses={
