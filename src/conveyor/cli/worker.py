@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import sys
 
 import click
@@ -85,6 +86,14 @@ def _queues(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
 @click.option("--name", default=None, help="Worker name  [default: hostname-pid]")
 @click.option("--burst", is_flag=True, help="Exit once no task is left to lease and none runs.")
 @click.option(
+    "--processes",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Supervise N worker processes on this host, named NAME-1..NAME-N, restarting any that "
+    "dies; SIGTERM drains them all. 0: this process is the worker.",
+)
+@click.option(
     "--grace-s",
     type=click.FloatRange(min=0),
     default=30.0,
@@ -121,6 +130,7 @@ def worker_command(
     resources: dict[str, float],
     name: str | None,
     burst: bool,
+    processes: int,
     grace_s: float,
     memory_limit_mb: int | None,
     ledger_dir: str | None,
@@ -155,7 +165,29 @@ def worker_command(
             ledger_dir=ledger_dir,
             policy=handler_policy(allow, allow_modules, files_root),
         )
-        status = Worker(config).run(handle_signals=True)
+        if processes:
+            status = supervise(processes, config)
+        else:
+            status = Worker(config).run(handle_signals=True)
     except (ConveyorError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     sys.exit(status)
+
+
+def supervise(processes: int, config: WorkerConfig) -> int:
+    """`--processes N`: run N copies of this worker command (conveyor.worker.supervisor)."""
+    from conveyor.worker.supervisor import Supervisor, worker_argv
+
+    base_name = config.name or socket.gethostname()
+    verbose = ["-v"] * (2 if logging.getLogger().getEffectiveLevel() <= logging.DEBUG else 0)
+    env = dict(os.environ)
+    if config.token:
+        env["CONVEYOR_TOKEN"] = config.token
+    python = [sys.executable, "-m", "conveyor", *verbose]
+    supervisor = Supervisor(
+        processes,
+        lambda index: [*python, *worker_argv(config, index=index, base_name=base_name)],
+        env=env,
+        stop_timeout_s=config.grace_s + config.shutdown_flush_s + 5,
+    )
+    return supervisor.run(handle_signals=True)

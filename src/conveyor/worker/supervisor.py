@@ -1,0 +1,240 @@
+"""`conveyor worker --processes N`: N worker processes on one host, kept running.
+
+The supervisor starts N copies of `conveyor worker`, numbered 1..N (named NAME-1..NAME-N), and
+restarts any copy that dies. One that exits with status 0 finished on purpose (a `--burst` run
+that found no more work, or a drain an administrator asked for) and is not restarted; the
+supervisor ends when none is left. A copy that dies quickly again and again is restarted after a
+growing delay, so that a broken setup does not spin the CPU.
+
+SIGTERM or SIGINT to the supervisor is forwarded as SIGTERM to every copy, each of which drains
+(no new leases, running tasks get their grace period, reports are flushed); copies still running
+after `stop_timeout_s` are killed. A second signal kills them at once. Each copy runs in its own
+session, so a Ctrl-C in the terminal reaches only the supervisor and each worker hears one
+SIGTERM, not two; and on Linux each copy gets SIGTERM when the supervisor itself dies (even by
+SIGKILL), so workers are never left running unsupervised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from conveyor.worker.config import WorkerConfig
+from conveyor.worker.signals import relay_stop_signals
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+MIN_UPTIME_S = 10.0
+"""A copy that dies sooner than this after its start counts as failing fast (backoff grows)."""
+MAX_BACKOFF_S = 30.0
+POLL_S = 0.2
+
+
+@dataclass
+class _Copy:
+    index: int
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    fast_failures: int = 0
+    restart_at: float | None = None
+    finished: bool = False
+
+
+class Supervisor:
+    """Keeps `count` processes of `command(index)` running until stopped."""
+
+    def __init__(
+        self,
+        count: int,
+        command: Callable[[int], Sequence[str]],
+        *,
+        env: Mapping[str, str] | None = None,
+        stop_timeout_s: float = 45.0,
+        min_uptime_s: float = MIN_UPTIME_S,
+        max_backoff_s: float = MAX_BACKOFF_S,
+    ) -> None:
+        if count < 1:
+            raise ValueError(f"count must be at least 1, got {count}")
+        self.count = count
+        self.command = command
+        self.env = dict(env) if env is not None else None
+        self.stop_timeout_s = stop_timeout_s
+        self.min_uptime_s = min_uptime_s
+        self.max_backoff_s = max_backoff_s
+        self.restarts = 0
+        self._copies = [_Copy(index) for index in range(1, count + 1)]
+        self._stop = threading.Event()
+        self._kill = threading.Event()
+        self._lock = threading.Lock()
+        self._prctl = _load_prctl()
+
+    def pids(self) -> dict[int, int]:
+        """index -> pid of the copies running now."""
+        with self._lock:
+            return {
+                c.index: c.proc.pid
+                for c in self._copies
+                if c.proc is not None and c.proc.poll() is None
+            }
+
+    def stop(self) -> None:
+        """Drain every copy; called again, kill them now. Thread-safe."""
+        if self._stop.is_set():
+            self._kill.set()
+        self._stop.set()
+
+    def run(self, *, handle_signals: bool = False) -> int:
+        """Supervise until stopped (0) or until every copy finished on purpose (0).
+
+        `handle_signals` turns SIGTERM and SIGINT into stop(); only on the main thread.
+        """
+        if handle_signals:
+            with relay_stop_signals(lambda signum: self.stop()):
+                return self._run()
+        return self._run()
+
+    def _run(self) -> int:
+        for copy in self._copies:
+            self._start(copy)
+        try:
+            while not self._stop.wait(POLL_S):
+                if self._check():
+                    log.info("every worker process finished; the supervisor exits")
+                    return 0
+        finally:
+            self._stop_all()
+        return 0
+
+    def _start(self, copy: _Copy) -> None:
+        argv = list(self.command(copy.index))
+        with self._lock:
+            copy.proc = subprocess.Popen(  # our own argv, no shell
+                argv,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                start_new_session=True,
+                preexec_fn=self._child_setup(os.getpid()),
+            )
+            copy.started_at = time.monotonic()
+            copy.restart_at = None
+        log.info(
+            "started worker process",
+            extra={"index": copy.index, "pid": copy.proc.pid, "restarts": self.restarts},
+        )
+
+    def _check(self) -> bool:
+        """Restart what died and is due; True when every copy has finished on purpose."""
+        now = time.monotonic()
+        for copy in self._copies:
+            if copy.finished:
+                continue
+            if copy.restart_at is not None:
+                if now >= copy.restart_at and not self._stop.is_set():
+                    self.restarts += 1
+                    self._start(copy)
+                continue
+            code = copy.proc.poll() if copy.proc is not None else None
+            if code is None:
+                continue
+            if code == 0:
+                copy.finished = True
+                log.info("worker process finished", extra={"index": copy.index})
+                continue
+            uptime_s = now - copy.started_at
+            copy.fast_failures = copy.fast_failures + 1 if uptime_s < self.min_uptime_s else 0
+            delay_s = (
+                min(self.max_backoff_s, 0.5 * 2 ** (copy.fast_failures - 1))
+                if copy.fast_failures
+                else 0.0
+            )
+            copy.restart_at = now + delay_s
+            log.warning(
+                "worker process died; restarting it",
+                extra={"index": copy.index, "exit_code": code, "delay_s": delay_s},
+            )
+        return all(copy.finished for copy in self._copies)
+
+    def _stop_all(self) -> None:
+        alive = [c.proc for c in self._copies if c.proc is not None and c.proc.poll() is None]
+        for proc in alive:
+            proc.send_signal(signal.SIGTERM)
+        if alive:
+            log.info("draining worker processes", extra={"count": len(alive)})
+        deadline = time.monotonic() + self.stop_timeout_s
+        for proc in alive:
+            while proc.poll() is None and time.monotonic() < deadline and not self._kill.is_set():
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=POLL_S)
+            if proc.poll() is None:
+                log.warning("killing a worker process that did not drain", extra={"pid": proc.pid})
+                proc.kill()
+                proc.wait()
+
+    def _child_setup(self, parent_pid: int) -> Callable[[], None] | None:
+        prctl = self._prctl
+        if prctl is None:
+            return None
+
+        def setup() -> None:  # runs in the child between fork and exec: keep it tiny
+            prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+            if os.getppid() != parent_pid:  # the supervisor died before prctl took effect
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        return setup
+
+
+def _load_prctl() -> Callable[[int, int], int] | None:
+    """libc's prctl on Linux (to be told when the supervisor dies), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[[int, int], int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+def worker_argv(config: WorkerConfig, *, index: int, base_name: str) -> list[str]:
+    """The `conveyor worker` options that make a copy of the worker `config` describes.
+
+    Every value is given as a flag, so the copy runs with what the supervisor resolved (flags beat
+    the environment and the config file), and `--processes 0` keeps the copy from supervising in
+    turn. The token is not here: it travels in the environment, out of `ps`.
+    """
+    argv = [
+        "worker",
+        "--processes", "0",
+        "--name", f"{base_name}-{index}",
+        "--server", config.server_url,
+        "--prefetch", str(config.prefetch),
+        "--queues", ",".join(config.queues),
+        "--grace-s", repr(config.grace_s),
+    ]  # fmt: skip
+    if config.concurrency is not None:
+        argv += ["--concurrency", str(config.concurrency)]
+    if config.resources:
+        argv += ["--resources", ",".join(f"{k}={v}" for k, v in config.resources.items())]
+    if config.burst:
+        argv.append("--burst")
+    if config.memory_limit_mb is not None:
+        argv += ["--memory-limit-mb", str(config.memory_limit_mb)]
+    if config.ledger_dir is not None:
+        argv += ["--ledger", config.ledger_dir]
+    policy = config.policy
+    if policy.allow_shell:
+        argv += ["--allow", "shell"]
+    for prefix in policy.allow_modules:
+        argv += ["--allow-module", prefix]
+    if policy.files_root is not None:
+        argv += ["--files-root", str(policy.files_root)]
+    return argv
