@@ -24,6 +24,7 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	sh scripts/ensure-chromium.sh
+	sh scripts/ensure-docker-compose.sh
 	$(BIN)/pytest
 
 bench: $(STAMP)
