@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench bench-engine clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,9 +27,20 @@ test: lint typecheck
 	sh scripts/ensure-docker-compose.sh
 	$(BIN)/pytest
 
-bench: $(STAMP)
+# Benchmarks are not tests: Celery and Redis's client come with the `bench` extra, for them only.
+BENCH_STAMP := $(VENV)/.installed-bench
+BENCH_POSTGRES ?= postgresql://127.0.0.1:5432/test
+BENCH_ARGS ?=
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks --postgres $(BENCH_POSTGRES) $(BENCH_ARGS)
+
+bench-engine: $(STAMP)
 	$(BIN)/python benchmarks/engine_bench.py
-	$(BIN)/python benchmarks/e2e_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .conveyor-example.db*
