@@ -10,6 +10,7 @@ kill may spend a task's retries. See tests/helpers/chaos.py for the workload and
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -54,5 +55,4 @@ def test_chaos_on_sqlite(tmp_path: Path) -> None:
 @pytest.mark.postgres
 @pytest.mark.timeout(300)
 def test_chaos_on_postgres(tmp_path: Path, postgres_url: str) -> None:
-    prove(run_chaos(tmp_path, ChaosConfig(**{**CI.__dict__, "db": postgres_url}), cwd=ROOT,
-                    say=print))  # fmt: skip
+    prove(run_chaos(tmp_path, replace(CI, db=postgres_url), cwd=ROOT, say=print))

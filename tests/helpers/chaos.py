@@ -17,7 +17,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,7 @@ from conveyor.ledger import (
     read_executions,
     read_submits,
 )
-from conveyor.testing import Cluster, wait_until
+from conveyor.testing import Cluster
 
 JOBS = "tests.helpers.chaos_jobs"
 LIVE = ("pending", "queued", "running")
@@ -310,10 +309,3 @@ def run_chaos(
         if submitter is not None:
             submitter.stop.set()
         cluster.stop()
-
-
-def outcome_counts(tasks: dict[str, TaskRecord]) -> Counter[str]:
-    return Counter(a.outcome or "open" for t in tasks.values() for a in t.attempts)
-
-
-__all__ = ["ChaosConfig", "ChaosResult", "Expected", "plan", "run_chaos", "wait_until"]
