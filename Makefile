@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench bench-engine clean
+.PHONY: run test lint typecheck unit bench bench-engine clean docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: lint typecheck
 	sh scripts/ensure-chromium.sh
 	sh scripts/ensure-docker-compose.sh
 	$(BIN)/pytest
+
+# The documentation site (docs/, mkdocs.yml) into build/site, the generated pages first.
+docs: $(STAMP)
+	$(BIN)/python scripts/gen_docs.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # Benchmarks are not tests: Celery and Redis's client come with the `bench` extra, for them only.
 BENCH_STAMP := $(VENV)/.installed-bench
