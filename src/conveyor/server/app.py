@@ -55,6 +55,9 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry hooks ask the global providers on every request, a tenth of
+        # a submit's time; the server's metrics are its own (/metrics).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.conveyor = ctx
     routers: list[tuple[str, APIRouter, auth.Access | None]] = [
