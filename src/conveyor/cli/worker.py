@@ -21,6 +21,7 @@ from conveyor.cli.options import (
 from conveyor.core.spec import QUEUE_PATTERN
 from conveyor.errors import ConveyorError
 from conveyor.worker import Worker, WorkerConfig
+from conveyor.worker.config import DEFAULT_PREFETCH
 
 _RESOURCE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]{0,63})=(\d+(?:\.\d+)?)$")
 
@@ -65,9 +66,10 @@ def _queues(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
 @click.option(
     "--prefetch",
     type=click.IntRange(min=0),
-    default=0,
+    default=DEFAULT_PREFETCH,
     show_default=True,
-    help="Tasks leased beyond the free slots (more throughput for many short tasks).",
+    help="Tasks leased beyond the free slots, so the next task is here when one ends "
+    "(0: lease only what can start at once).",
 )
 @click.option(
     "--queues",

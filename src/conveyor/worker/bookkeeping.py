@@ -20,9 +20,15 @@ Lease = tuple[TaskId, Token]
 
 
 class Bookkeeping:
-    def __init__(self, capacity: int, advertised: dict[str, float]) -> None:
+    def __init__(
+        self, capacity: int, advertised: dict[str, float], *, slots: int | None = None
+    ) -> None:
         self.capacity = capacity
         """Leases whose execution has not ended that the worker takes on: slots plus prefetch."""
+        self.slots = capacity if slots is None else slots
+        self.refill = max(1, (capacity - self.slots + 1) // 2)
+        """With tasks prefetched, wait until this many fit before leasing again: one call then
+        carries several tasks, instead of one call per task that ends."""
         self._cond = threading.Condition()
         self._held: set[Lease] = set()
         self._busy = 0
@@ -46,11 +52,18 @@ class Bookkeeping:
         return self._leasing
 
     def wait_for_room(self) -> int:
-        """Block until another lease fits; return how many do. 0 means leasing has stopped."""
+        """Block until leasing is worth a call; return how many leases fit. 0 means leasing
+        has stopped."""
         with self._cond:
-            while self._leasing and self._busy >= self.capacity:
+            while self._leasing and not self._wants_more():
                 self._cond.wait()
             return self.capacity - self._busy if self._leasing else 0
+
+    def _wants_more(self) -> bool:
+        room = self.capacity - self._busy
+        # No prefetched task waits: a slot is free, or will be the moment a task ends.
+        starving = self._busy <= self.slots
+        return room > 0 and (starving or room >= self.refill)
 
     def leased(self, assignments: Sequence[AssignmentOut]) -> None:
         with self._cond:

@@ -10,6 +10,12 @@ from dataclasses import dataclass, field
 from conveyor.client.session import DEFAULT_URL
 from conveyor.handlers import HandlerPolicy
 
+DEFAULT_PREFETCH = 4
+"""Lease a few more tasks than there are free slots, as Dramatiq does, so that the pool never
+waits on the network: when a task ends, the next one is already here, and one lease call
+carries several tasks instead of one. A few, not many: a task prefetched behind a busy slot
+waits there while another worker might run it now, which matters only for long tasks."""
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
@@ -19,9 +25,9 @@ class WorkerConfig:
     """Shown in `conveyor workers` and the dashboard; default `hostname-pid`."""
     concurrency: int | None = None
     """Tasks run at once, each in its own child process; default one per CPU."""
-    prefetch: int = 0
-    """Tasks leased beyond the free slots, to wait here for one: more throughput with many short
-    tasks, at the cost of tasks waiting behind busy slots that another worker could run."""
+    prefetch: int = DEFAULT_PREFETCH
+    """Tasks leased beyond the free slots, to wait here for one (see DEFAULT_PREFETCH); 0 leases
+    only what the free slots can start at once."""
     queues: tuple[str, ...] = ("default",)
     resources: Mapping[str, float] = field(default_factory=dict)
     """Overrides of what the worker advertises (by default cpu, memory_mb and gpu of the host)."""

@@ -5,11 +5,10 @@ seconds, never delays the main thread, which must collect results and enforce ti
 moment they are due. Assignments go to the main thread through a queue, with pool.wake() to
 interrupt its wait: ProcessPool.start() belongs to the main thread alone.
 
-Room is the free slots plus `prefetch` (default 0). Without prefetch a leased task waits for
-no one, whereas a task prefetched behind a busy slot sits idle while another worker might run
-it now; with many short tasks, though, a little prefetch keeps the pool from waiting on the
-network between tasks and lets one lease call carry several. When there is no room it does not
-poll at all; it sleeps until the main thread frees some.
+Room is the free slots plus `prefetch` (config.DEFAULT_PREFETCH says why a few). Once tasks
+wait prefetched, it leases again only when half the prefetch fits or none waits any more, so
+that one call carries several tasks. When there is no room it does not poll at all; it sleeps
+until the main thread frees some.
 """
 
 from __future__ import annotations

@@ -127,7 +127,9 @@ class Worker:
             )
             self._pool = pool
             books = Bookkeeping(
-                config.slots + config.prefetch, advertised_resources(config.resources)
+                config.slots + config.prefetch,
+                advertised_resources(config.resources),
+                slots=config.slots,
             )
             registration = self.registration = Registration(
                 self._conn, self._registration_request(books), self._stop_requested
