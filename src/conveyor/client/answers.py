@@ -17,14 +17,16 @@ sync client, the async client and the worker.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from pydantic import ValidationError
 
 from conveyor.client.calls import Call
+from conveyor.client.wire import WireError
 from conveyor.errors import (
     ConveyorError,
     InvalidSpecError,
@@ -34,6 +36,36 @@ from conveyor.errors import (
 )
 
 T = TypeVar("T")
+
+
+class HTTPAnswer(Protocol):
+    """What is read of an answer: an httpx.Response, or the lean wire's Answer."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def content(self) -> bytes: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def reason_phrase(self) -> str: ...
+
+    @property
+    def is_success(self) -> bool: ...
+
+    @property
+    def text(self) -> str: ...
+
+    def json(self) -> Any: ...
+
+
+def request_body(call: Call[Any]) -> bytes | None:
+    # Defaults are left out: the server applies the same ones, and batches stay small.
+    return None if call.body is None else call.body.model_dump_json(exclude_defaults=True).encode()
+
 
 # FastAPI puts where a validation error was found first: the field path follows.
 _LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
@@ -52,10 +84,8 @@ def build_request(
 ) -> httpx.Request:
     # A long-poll may be held up to `hold_s` before its first byte: only reading waits longer.
     timeout = httpx.Timeout(timeout_s, read=timeout_s + call.hold_s)
-    content = None
-    if call.body is not None:
-        # Defaults are left out: the server applies the same ones, and batches stay small.
-        content = call.body.model_dump_json(exclude_defaults=True).encode()
+    content = request_body(call)
+    if content is not None:
         headers = {**headers, "Content-Type": "application/json"}
     return httpx.Request(
         call.method,
@@ -68,7 +98,7 @@ def build_request(
     )
 
 
-def read_answer(call: Call[T], response: httpx.Response) -> T:
+def read_answer(call: Call[T], response: HTTPAnswer) -> T:
     """The call's result from a 2xx answer; otherwise raise the error the status code means."""
     if response.is_success:
         try:
@@ -81,7 +111,7 @@ def read_answer(call: Call[T], response: httpx.Response) -> T:
     raise error_for(call, response)
 
 
-def error_for(call: Call[T], response: httpx.Response) -> ConveyorError:
+def error_for(call: Call[T], response: HTTPAnswer) -> ConveyorError:
     status = response.status_code
     message, field = _detail(response)
     if status == 404:
@@ -108,9 +138,12 @@ def error_for(call: Call[T], response: httpx.Response) -> ConveyorError:
     return ConveyorError(f"{call.method} {call.path} failed (HTTP {status}): {message}")
 
 
-def unreachable(base_url: str, exc: httpx.TransportError) -> ServerUnavailableError:
+def unreachable(base_url: str, exc: httpx.TransportError | WireError) -> ServerUnavailableError:
     """The error for a request that never got an answer."""
-    what = "did not answer in time" if isinstance(exc, httpx.TimeoutException) else "is unreachable"
+    timed_out = isinstance(exc, httpx.TimeoutException) or (
+        isinstance(exc, WireError) and exc.timed_out
+    )
+    what = "did not answer in time" if timed_out else "is unreachable"
     reason = str(exc) or type(exc).__name__
     return ServerUnavailableError(
         f"the Conveyor server at {base_url} {what} ({reason}); check that `conveyor server` "
@@ -118,7 +151,7 @@ def unreachable(base_url: str, exc: httpx.TransportError) -> ServerUnavailableEr
     )
 
 
-def _detail(response: httpx.Response) -> tuple[str, str | None]:
+def _detail(response: HTTPAnswer) -> tuple[str, str | None]:
     """The server's message and, for a validation error, the dotted path of the field."""
     try:
         body = response.json()
@@ -146,9 +179,9 @@ def _detail(response: httpx.Response) -> tuple[str, str | None]:
     return json.dumps(detail), None
 
 
-def _retry_after_s(response: httpx.Response) -> float | None:
+def _retry_after_s(response: HTTPAnswer) -> float | None:
     """Retry-After as seconds: either a number of seconds or an HTTP date."""
-    value = response.headers.get("Retry-After")
+    value = response.headers.get("retry-after")  # httpx's headers ignore case; Answer's are lower
     if value is None:
         return None
     try:

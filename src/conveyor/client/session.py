@@ -1,7 +1,9 @@
-"""Sessions execute `Call`s over httpx: one sync, one async, and nothing else in them.
+"""Sessions execute `Call`s: one sync, one async, and nothing else in them.
 
 Building the request and reading the answer happen in `answers.py`; what a session adds is only
-the sending, which is the one thing that differs between sync and async code.
+the sending, which is the one thing that differs between sync and async code. Calls travel on
+the lean keep-alive client of `wire.py`, or over httpx when a transport is given (tests) or a
+proxy is configured.
 """
 
 from __future__ import annotations
@@ -11,8 +13,15 @@ from typing import Any, TypeVar
 
 import httpx
 
-from conveyor.client.answers import build_request, read_answer, server_url, unreachable
+from conveyor.client.answers import (
+    build_request,
+    read_answer,
+    request_body,
+    server_url,
+    unreachable,
+)
 from conveyor.client.calls import Call, Steps
+from conveyor.client.wire import AsyncWire, SyncWire, Target, WireError
 
 T = TypeVar("T")
 
@@ -27,8 +36,13 @@ def _headers(token: str | None) -> dict[str, str]:
     return headers
 
 
+def _wire_headers(headers: dict[str, str], body: bytes | None) -> dict[str, str]:
+    return {**headers, "Content-Type": "application/json"} if body is not None else headers
+
+
 class SyncSession:
-    """Sends calls with an `httpx.Client`. Safe to share between threads, as httpx.Client is."""
+    """Sends calls on the lean wire, or with an `httpx.Client` given a transport. Safe to share
+    between threads."""
 
     def __init__(
         self,
@@ -41,9 +55,27 @@ class SyncSession:
         self.url = server_url(url)
         self._headers = _headers(token)
         self._timeout_s = timeout_s
-        self._http = httpx.Client(transport=transport)
+        target = Target.of(self.url) if transport is None else None
+        self._wire = SyncWire(target) if target is not None else None
+        self._http = httpx.Client(transport=transport) if self._wire is None else None
 
     def send(self, call: Call[T]) -> T:
+        if self._wire is not None:
+            body = request_body(call)
+            try:
+                answer = self._wire.request(
+                    call.method,
+                    call.path,
+                    call.params,
+                    _wire_headers(self._headers, body),
+                    body,
+                    connect_timeout_s=self._timeout_s,
+                    read_timeout_s=self._timeout_s + call.hold_s,
+                )
+            except WireError as exc:
+                raise unreachable(self.url, exc) from exc
+            return read_answer(call, answer)
+        assert self._http is not None
         request = build_request(self.url, call, self._headers, self._timeout_s)
         try:
             response = self._http.send(request)
@@ -73,11 +105,14 @@ class SyncSession:
             yield answer
 
     def close(self) -> None:
-        self._http.close()
+        if self._wire is not None:
+            self._wire.close()
+        if self._http is not None:
+            self._http.close()
 
 
 class AsyncSession:
-    """Sends calls with an `httpx.AsyncClient`."""
+    """Sends calls on the lean wire, or with an `httpx.AsyncClient` given a transport."""
 
     def __init__(
         self,
@@ -90,9 +125,27 @@ class AsyncSession:
         self.url = server_url(url)
         self._headers = _headers(token)
         self._timeout_s = timeout_s
-        self._http = httpx.AsyncClient(transport=transport)
+        target = Target.of(self.url) if transport is None else None
+        self._wire = AsyncWire(target) if target is not None else None
+        self._http = httpx.AsyncClient(transport=transport) if self._wire is None else None
 
     async def send(self, call: Call[T]) -> T:
+        if self._wire is not None:
+            body = request_body(call)
+            try:
+                answer = await self._wire.request(
+                    call.method,
+                    call.path,
+                    call.params,
+                    _wire_headers(self._headers, body),
+                    body,
+                    connect_timeout_s=self._timeout_s,
+                    read_timeout_s=self._timeout_s + call.hold_s,
+                )
+            except WireError as exc:
+                raise unreachable(self.url, exc) from exc
+            return read_answer(call, answer)
+        assert self._http is not None
         request = build_request(self.url, call, self._headers, self._timeout_s)
         try:
             response = await self._http.send(request)
@@ -120,4 +173,7 @@ class AsyncSession:
             yield answer
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._wire is not None:
+            await self._wire.close()
+        if self._http is not None:
+            await self._http.aclose()

@@ -1,0 +1,305 @@
+"""A lean HTTP/1.1 keep-alive client for the SDK and the worker: the default way calls travel.
+
+httpx spends several hundred microseconds of CPU on every request (building and routing it
+through its client, auth and redirect layers, then h11 in pure Python); a worker or a client that
+submits one task per call spends more time there than the server spends storing the task. The
+REST API needs none of that machinery: JSON bodies with a Content-Length, on one connection that
+stays open. Here a sync call costs about a tenth of httpx's (http.client, one connection per
+thread) and an async call a twentieth (asyncio streams, a small pool of connections).
+
+Sessions use this unless given an httpx transport (tests swap in MockTransport or ASGITransport),
+or unless the environment names a proxy for the server, which httpx knows how to use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import select
+import socket
+import ssl
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+from urllib.request import getproxies, proxy_bypass
+
+MAX_IDLE_CONNECTIONS = 32
+"""Async connections kept open between calls; more may be open while calls are in flight."""
+
+
+class WireError(Exception):
+    """The call got no answer: connection refused or lost, or the server too slow."""
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An HTTP answer, with the attributes of httpx.Response that `answers.py` reads."""
+
+    status_code: int
+    content: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Lower-case names."""
+    reason_phrase: str = ""
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where calls go: the parts of the server's base URL."""
+
+    scheme: str
+    host: str
+    port: int
+    prefix: str
+    """The base URL's path (a server behind a path prefix), without a trailing slash."""
+
+    @classmethod
+    def of(cls, base_url: str) -> Target | None:
+        """None when this client cannot take the URL: not http(s), or behind a proxy."""
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return None
+        if parts.username or parts.password or parts.query or parts.fragment:
+            return None
+        proxies = getproxies()
+        if (proxies.get(parts.scheme) or proxies.get("all")) and not proxy_bypass(parts.hostname):
+            return None
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return cls(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+
+    @property
+    def host_header(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+def request_target(target: Target, path: str, params: tuple[tuple[str, str], ...]) -> str:
+    query = f"?{urlencode(params)}" if params else ""
+    return f"{target.prefix}{path}{query}"
+
+
+# ---- sync: http.client, one connection per thread -------------------------------------------
+
+
+class SyncWire:
+    """Thread-safe: each thread that calls gets its own keep-alive connection."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self._local = threading.local()
+        self._all: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        params: tuple[tuple[str, str], ...],
+        headers: dict[str, str],
+        body: bytes | None,
+        *,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+    ) -> Answer:
+        conn = self._connection(connect_timeout_s)
+        try:
+            if conn.sock is None:
+                conn.connect()
+            assert conn.sock is not None
+            conn.sock.settimeout(read_timeout_s)
+            conn.request(
+                method, request_target(self.target, path, params), body=body, headers=headers
+            )
+            response = conn.getresponse()
+            content = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            timed_out = isinstance(exc, TimeoutError | socket.timeout)
+            raise WireError(str(exc) or type(exc).__name__, timed_out=timed_out) from exc
+        if response.will_close:
+            conn.close()
+        return Answer(
+            response.status,
+            content,
+            {name.lower(): value for name, value in response.getheaders()},
+            response.reason,
+        )
+
+    def _connection(self, connect_timeout_s: float) -> http.client.HTTPConnection:
+        if self._closed:
+            raise WireError("the client is closed")
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is not None and conn.sock is not None and _peer_closed(conn.sock):
+            conn.close()  # the server let an idle connection go: open a new one
+        if conn is None:
+            t = self.target
+            if t.scheme == "https":
+                conn = http.client.HTTPSConnection(
+                    t.host, t.port, timeout=connect_timeout_s, context=ssl.create_default_context()
+                )
+            else:
+                conn = http.client.HTTPConnection(t.host, t.port, timeout=connect_timeout_s)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        conn.timeout = connect_timeout_s
+        return conn
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+
+
+def _peer_closed(sock: socket.socket) -> bool:
+    """An idle keep-alive socket that is readable has been closed by the server (or is broken)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+# ---- async: asyncio streams, a pool of connections ------------------------------------------
+
+
+@dataclass(slots=True)
+class _Stream:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+
+class AsyncWire:
+    """For one event loop at a time; concurrent calls each take a connection of the pool."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self._idle: list[_Stream] = []
+        self._closed = False
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        params: tuple[tuple[str, str], ...],
+        headers: dict[str, str],
+        body: bytes | None,
+        *,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+    ) -> Answer:
+        if self._closed:
+            raise WireError("the client is closed")
+        head = _head(method, request_target(self.target, path, params), self.target, headers, body)
+        stream = None
+        try:
+            stream = await self._stream(connect_timeout_s)
+            stream.writer.write(head + body if body else head)
+            async with asyncio.timeout(read_timeout_s):
+                answer, keep = await _read_answer(stream.reader, method)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+            if stream is not None:
+                stream.writer.close()
+            raise WireError(str(exc) or type(exc).__name__) from exc
+        except TimeoutError as exc:
+            if stream is not None:
+                stream.writer.close()
+            raise WireError("timed out", timed_out=True) from exc
+        except BaseException:  # cancelled mid-call: the connection's state is unknown
+            if stream is not None:
+                stream.writer.close()
+            raise
+        if keep and not self._closed and len(self._idle) < MAX_IDLE_CONNECTIONS:
+            self._idle.append(stream)
+        else:
+            stream.writer.close()
+        return answer
+
+    async def _stream(self, connect_timeout_s: float) -> _Stream:
+        while self._idle:
+            stream = self._idle.pop()
+            if not stream.reader.at_eof() and not stream.writer.is_closing():
+                return stream
+            stream.writer.close()
+        t = self.target
+        async with asyncio.timeout(connect_timeout_s):
+            reader, writer = await asyncio.open_connection(
+                t.host, t.port, ssl=ssl.create_default_context() if t.scheme == "https" else None
+            )
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return _Stream(reader, writer)
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for stream in idle:
+            stream.writer.close()
+
+
+def _head(
+    method: str, target: str, where: Target, headers: dict[str, str], body: bytes | None
+) -> bytes:
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {where.host_header}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    if body is not None or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body or b'')}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+async def _read_answer(reader: asyncio.StreamReader, method: str) -> tuple[Answer, bool]:
+    """One answer; and whether the connection may carry another request."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status_line, *header_lines = head[:-4].decode("latin-1").split("\r\n")
+    version, _, rest = status_line.partition(" ")
+    code, _, reason = rest.partition(" ")
+    headers: dict[str, str] = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    status = int(code)
+    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        content = b""
+    elif "chunked" in headers.get("transfer-encoding", "").lower():
+        content = await _read_chunked(reader)
+    elif "content-length" in headers:
+        content = await reader.readexactly(int(headers["content-length"]))
+    else:  # delimited by the end of the connection
+        return Answer(status, await reader.read(), headers, reason), False
+    keep = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
+    return Answer(status, content, headers, reason), keep
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    parts: list[bytes] = []
+    while True:
+        size_line = await reader.readuntil(b"\r\n")
+        size = int(size_line.split(b";", 1)[0].strip(), 16)
+        if size == 0:
+            while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
+                pass
+            return b"".join(parts)
+        parts.append(await reader.readexactly(size))
+        await reader.readexactly(2)
