@@ -260,9 +260,8 @@ def test_tasks_run_and_their_results_are_recorded(
     assert (failed.state, failed.error) == (TaskState.FAILED, "ValueError: boom")
     assert "raise ValueError(message)" in (failed.attempt_log[0].traceback or "")
     assert client.get(timing_out.id).state is TaskState.TIMED_OUT
-    [worker] = client.workers()
-    assert (worker.id, worker.state, worker.concurrency) == (running.worker.worker_id, "gone", 2)
-    assert {"cpu", "memory_mb", "gpu"} <= set(worker.resources)
+    assert chatted.attempt_log[0].worker_id == running.worker.worker_id
+    assert client.workers() == [], "a burst worker deregisters when it is done"
 
 
 def test_burst_mode_waits_for_dependents_then_exits(
@@ -317,7 +316,11 @@ def test_prefetched_tasks_wait_for_a_slot_and_are_handed_back_unstarted_on_stop(
     for task in (long, *waiting):
         handed_back = client.get(task.id)
         assert (handed_back.state, handed_back.retries_used) == (TaskState.QUEUED, 0)
-        assert handed_back.attempt_log[-1].outcome is Outcome.HANDED_BACK
+        outcomes = [a.outcome for a in handed_back.attempt_log]
+    assert Outcome.HANDED_BACK in outcomes
+    # A long-poll answered during the drain may lease it once more; deregistering then gives it
+    # back as lost. Either way no attempt failed and no retry was spent.
+    assert set(outcomes) <= {Outcome.HANDED_BACK, Outcome.LOST}
     assert "unstarted" in (client.get(waiting[0].id).attempt_log[-1].error or "")
 
 
@@ -397,7 +400,8 @@ def test_a_worker_the_server_forgot_registers_again(
 
     task = client.submit("echo", "again")
     assert client.result(task.id, timeout_s=DONE_S).result == "again"
-    assert client.worker(old_id).state == "gone"
+    with pytest.raises(NotFoundError):
+        client.worker(old_id)  # deregistered: gone from the API
     assert client.worker(running.worker.worker_id or "").state == "alive"
 
 
@@ -417,7 +421,7 @@ def test_a_worker_started_before_its_server_waits_for_it(
         live.start()
         assert running.join() == 0
         with Client(live.url) as client:
-            assert [w.state for w in client.workers()] == ["gone"]
+            assert client.workers() == [], "it registered, ran its burst and deregistered"
     finally:
         running.worker.stop()
         live.stop()
@@ -500,9 +504,12 @@ def test_sigterm_drains_hands_back_a_long_task_and_deregisters(
     assert client.get(short.id).state is TaskState.SUCCEEDED  # finished within the grace period
     handed_back = client.get(long.id)
     assert (handed_back.state, handed_back.retries_used) == (TaskState.QUEUED, 0)
-    assert handed_back.attempt_log[-1].outcome is Outcome.HANDED_BACK
-    [worker] = client.workers()
-    assert worker.state == "gone"
+    outcomes = [a.outcome for a in handed_back.attempt_log]
+    assert Outcome.HANDED_BACK in outcomes
+    # A long-poll answered during the drain may lease it once more; deregistering then gives it
+    # back as lost. Either way no attempt failed and no retry was spent.
+    assert set(outcomes) <= {Outcome.HANDED_BACK, Outcome.LOST}
+    assert client.workers() == [], "it deregistered after draining"
     assert "SIGTERM received: draining" in stderr
     assert "Traceback" not in stderr
 
