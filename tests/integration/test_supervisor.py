@@ -97,7 +97,7 @@ def test_a_copy_that_dies_is_restarted_under_the_same_number(
     tmp_path: Path, supervise: Any
 ) -> None:
     running = supervise(SLEEPER, 2)
-    wait_until(lambda: len(running.supervisor.pids()) == 2, 15, "two copies")
+    wait_until(lambda: starts(tmp_path, 1) == starts(tmp_path, 2) == 1, 15, "two copies")
     first = running.supervisor.pids()
     os.kill(first[1], signal.SIGKILL)
     wait_until(lambda: starts(tmp_path, 1) == 2, 15, "copy 1 to start again")
