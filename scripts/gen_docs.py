@@ -247,13 +247,27 @@ def api_reference() -> str:
 # ---- pages from README sections ---------------------------------------------------------------
 
 
+_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+
+
+def _relink(match: re.Match[str]) -> str:
+    """A README link as the docs site needs it: into docs/ made relative, to the web kept, to
+    another file of the repository (outside the site) turned into its path as text."""
+    text, target = match.group(1), match.group(2)
+    if target.startswith("docs/"):
+        return f"[{text}]({target.removeprefix('docs/')})"
+    if target.startswith(("http://", "https://", "mailto:", "#")):
+        return match.group(0)
+    return text if f"`{target}`" in text or text == target else f"{text} (`{target}`)"
+
+
 def readme_section(title: str) -> str:
-    """The body of the README's `## title` section, its links made relative to docs/."""
+    """The body of the README's `## title` section, its links made to work in docs/."""
     readme = (ROOT / "README.md").read_text()
     match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", readme, re.M | re.S)
     if match is None:
         raise SystemExit(f"README.md has no '## {title}' section")
-    return match.group(1).strip().replace("](docs/", "](").replace('src="docs/', 'src="')
+    return _LINK.sub(_relink, match.group(1).strip()).replace('src="docs/', 'src="')
 
 
 def performance_page() -> str:
