@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from conveyor.core.models import Task
@@ -37,6 +39,13 @@ class Changes:
     def __bool__(self) -> bool:
         return bool(self.ready_queues or self.submitted or self.leased or self.ended)
 
+    def merge(self, other: Changes) -> None:
+        """Add what `other` says, as if both had been collected in one transaction."""
+        self.ready_queues |= other.ready_queues
+        self.submitted.extend(other.submitted)
+        self.leased.extend(other.leased)
+        self.ended.update(other.ended)
+
 
 Listener = Callable[[Changes], None]
 
@@ -44,6 +53,19 @@ Listener = Callable[[Changes], None]
 class Events:
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
+        self._held = threading.local()
+
+    @contextmanager
+    def held(self) -> Iterator[Changes]:
+        """Collect what is published on this thread meanwhile instead of telling listeners:
+        inside an outer transaction, an operation's commit is not yet the real one. The caller
+        publishes the collected changes once the outer transaction has committed."""
+        collected = Changes()
+        self._held.changes = collected
+        try:
+            yield collected
+        finally:
+            self._held.changes = None
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` after each commit that made tasks ready or finished; returns an unsubscribe."""
@@ -52,6 +74,10 @@ class Events:
 
     def publish(self, changes: Changes) -> None:
         if not changes:
+            return
+        held: Changes | None = getattr(self._held, "changes", None)
+        if held is not None:
+            held.merge(changes)
             return
         for listener in list(self._listeners):
             try:

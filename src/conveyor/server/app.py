@@ -1,6 +1,8 @@
 """The HTTP server: a thin FastAPI layer over the engine.
 
-Every engine call runs in a worker thread, so the event loop never waits on the database. Engine
+The hot routes (submit, lease, report, result) take the fast lane (`fastlane.py`), whose writes
+share group commits (`conveyor.engine.group_commit`); every other engine call runs in a worker
+thread, so the event loop never waits on the database. Engine
 events reach the loop through `Waiters` (long-poll leases, result waits); timers run with the
 app's lifespan. The table of routers in `create_app` says who may call each (`auth`).
 """
@@ -20,6 +22,7 @@ from conveyor.server.bodylimit import BodyLimit
 from conveyor.server.context import ServerContext
 from conveyor.server.dashboard import api as dashboard_api
 from conveyor.server.dashboard import page as dashboard_page
+from conveyor.server.fastlane import FastLane
 from conveyor.server.routes import schedules, system, tasks, workers
 from conveyor.server.settings import ServerSettings
 from conveyor.server.shared_changes import shared_changes
@@ -33,6 +36,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx.waiters.start()
+        ctx.commits.start()
         listeners = (ctx.finished.on_changes, ctx.metrics.on_changes, ctx.monitoring.on_changes)
         unsubscribes = [engine.events.subscribe(listener) for listener in listeners]
         ctx.timers.start()
@@ -43,6 +47,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
         finally:
             await ctx.monitoring.stop()
             await ctx.timers.stop()
+            ctx.commits.stop()
             for unsubscribe in unsubscribes:
                 unsubscribe()
             ctx.waiters.stop()
@@ -83,6 +88,8 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
         open_paths=[app.openapi_url or "/openapi.json"],
         open_prefixes=[dashboard_page.ASSETS_PATH],
     )
+    # Innermost of ours: the hot routes, once the token and the body's size have been checked.
+    app.add_middleware(FastLane, context=ctx)
     # Added last, so outermost: a request without a valid token is refused before its body is read.
     app.add_middleware(BodyLimit, max_body_bytes=ctx.settings.max_body_bytes)
     app.add_middleware(auth.Authorizer, tokens=ctx.settings.tokens, index=index)

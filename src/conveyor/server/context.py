@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from conveyor.engine import Engine
+from conveyor.engine.group_commit import GroupCommit
 from conveyor.hostmetrics import SystemMetrics
 from conveyor.server.metrics import ServerMetrics
 from conveyor.server.monitoring import Monitoring
@@ -33,6 +34,7 @@ class ServerContext:
     host: SystemMetrics
     metrics: ServerMetrics
     monitoring: Monitoring
+    commits: GroupCommit
 
     @classmethod
     def build(
@@ -49,11 +51,17 @@ class ServerContext:
             host=host,
             metrics=ServerMetrics(version=version, store=store),
             monitoring=Monitoring(engine, host),
+            commits=GroupCommit(engine.store, engine.events),
         )
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a (blocking) engine call in a worker thread: the event loop never waits on the DB."""
         return await run_in_threadpool(self._timed, fn, *args, **kwargs)
+
+    async def write(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run an engine write in the committer's next group commit: concurrent requests share
+        one transaction, and each is answered once it has committed."""
+        return await self.commits.run(self._timed, fn, *args, **kwargs)
 
     def _timed(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         started = time.perf_counter()

@@ -4,12 +4,14 @@ psycopg 3 with a connection pool and hand-written SQL. Every statement that can 
 takes them in one round trip (`= ANY(%s)`, executemany in pipeline mode, COPY for large inserts).
 Rows are locked in id order so that two transactions touching the same tasks cannot deadlock.
 Connection failures become StoreBusyError (a 503 with Retry-After); the pool replaces broken
-connections by itself, so the server recovers when the database is back.
+connections by itself, so the server recovers when the database is back. A transaction opened on
+a thread already inside one of this store's transactions is a savepoint of it.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -77,6 +79,7 @@ class PostgresStore:
             self._pool.close()
             raise StoreBusyError(f"cannot connect to PostgreSQL at {_redact(url)}: {exc}") from exc
         self._closed = False
+        self._current = threading.local()  # the transaction open on this thread, if any
         self._migrate()
 
     def _migrate(self) -> None:
@@ -100,9 +103,19 @@ class PostgresStore:
     def transaction(self, *, write: bool = True) -> Iterator[PostgresTx]:
         if self._closed:
             raise StoreError("the store is closed")
+        outer: psycopg.Connection[Any] | None = getattr(self._current, "conn", None)
         try:
+            if outer is not None:
+                # Inside a transaction of this thread: a savepoint of it (see group commit).
+                with outer.transaction():
+                    yield PostgresTx(outer)
+                return
             with self._pool.connection() as conn, conn.transaction():
-                yield PostgresTx(conn)
+                self._current.conn = conn
+                try:
+                    yield PostgresTx(conn)
+                finally:
+                    self._current.conn = None
         except PoolTimeout as exc:
             raise StoreBusyError(
                 f"no PostgreSQL connection available: {exc}", retry_after_s=2.0

@@ -1,0 +1,106 @@
+"""Group commit on every store: calls share one transaction, each in a savepoint of it; a call
+that raises undoes only its own work; events are told only after the shared commit; a failed
+commit fails every call of the group and stores none of them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from conveyor.core.spec import TaskSpec
+from conveyor.core.states import TaskState
+from conveyor.engine import Changes
+from conveyor.engine.group_commit import GroupCommit
+from conveyor.errors import InvalidSpecError, NotFoundError, StoreError
+
+
+def _run_together(commits: GroupCommit, *calls: tuple[Any, ...]) -> list[Any]:
+    """Queue every call, then start the committer: they form one group."""
+
+    async def main() -> list[Any]:
+        running = asyncio.gather(
+            *(commits.run(fn, *args) for fn, *args in calls), return_exceptions=True
+        )
+        await asyncio.sleep(0.01)  # every call is queued by now
+        commits.start()
+        return await running
+
+    return asyncio.run(main())
+
+
+def test_a_nested_transaction_is_a_savepoint_undone_alone(h) -> None:
+    kept = h.spec(name="kept")
+    with h.engine.store.transaction():
+        (first,) = h.engine.submit_batch([kept])
+        with pytest.raises(InvalidSpecError):
+            h.engine.submit_batch([h.spec(name="doomed", depends_on=["no-such-task"])])
+        with pytest.raises(RuntimeError), h.engine.store.transaction() as tx:
+            tx.insert_tasks([])
+            raise RuntimeError("undo me")
+    assert h.engine.get(first.id).state is TaskState.QUEUED
+    assert [t.name for t in h.engine.list_tasks()] == ["kept"]
+
+
+def test_calls_share_a_commit_and_fail_alone(h) -> None:
+    told: list[Changes] = []
+    h.engine.events.subscribe(told.append)
+    commits = GroupCommit(h.engine.store, h.engine.events, autostart=False)
+    try:
+        results = _run_together(
+            commits,
+            (h.engine.submit, TaskSpec(handler="noop", name="a")),
+            (h.engine.get, "no-such-task"),
+            (h.engine.submit, TaskSpec(handler="noop", name="b")),
+            (h.engine.submit_batch, [TaskSpec(handler="noop", depends_on=["missing"])]),
+        )
+    finally:
+        commits.stop()
+    a, missing, b, refused = results
+    assert isinstance(missing, NotFoundError)
+    assert isinstance(refused, InvalidSpecError)
+    assert {h.engine.get(a.id).name, h.engine.get(b.id).name} == {"a", "b"}
+    assert sorted(t.name or "" for t in h.engine.list_tasks()) == ["a", "b"]
+    # One notice for the group, after its commit, naming both submitted tasks.
+    assert len(told) == 1
+    assert sorted(t.id for t in told[0].submitted) == sorted([a.id, b.id])
+
+
+def test_a_failed_commit_fails_every_call_and_stores_none(h, monkeypatch) -> None:
+    told: list[Changes] = []
+    h.engine.events.subscribe(told.append)
+    commits = GroupCommit(h.engine.store, h.engine.events, autostart=False)
+    real = h.engine.store.transaction
+    opened: list[bool] = []
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        """The group's own transaction fails to commit; the calls' savepoints work."""
+        opened.append(True)
+        outer = real(*args, **kwargs)
+        if len(opened) > 1:
+            return outer
+
+        class Failing:
+            def __enter__(self) -> Any:
+                return outer.__enter__()
+
+            def __exit__(self, *exc: Any) -> bool:
+                outer.__exit__(RuntimeError, RuntimeError("disk full"), None)
+                raise StoreError("disk full")
+
+        return Failing()
+
+    try:
+        monkeypatch.setattr(h.engine.store, "transaction", failing)
+        results = _run_together(
+            commits,
+            (h.engine.submit, TaskSpec(handler="noop", name="a")),
+            (h.engine.submit, TaskSpec(handler="noop", name="b")),
+        )
+    finally:
+        commits.stop()
+        monkeypatch.undo()
+    assert all(isinstance(r, StoreError) for r in results), results
+    assert h.engine.list_tasks() == []
+    assert told == []
