@@ -104,3 +104,14 @@ def test_a_failed_commit_fails_every_call_and_stores_none(h, monkeypatch) -> Non
     assert all(isinstance(r, StoreError) for r in results), results
     assert h.engine.list_tasks() == []
     assert told == []
+
+
+def test_a_worker_not_heard_from_within_seen_within_s_is_leased_nothing(h) -> None:
+    """What a woken long-poll asks: a worker silent for longer than that may be paused or gone."""
+    task = h.submit()
+    w = h.worker("w")
+    h.clock.advance(5)
+    assert h.lease(w, 1, seen_within_s=4.0) == []
+    h.engine.heartbeat(w.id)
+    (leased,) = h.lease(w, 1, seen_within_s=4.0)
+    assert leased.task_id == task.id

@@ -66,7 +66,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, files_root: Path) -> Itera
     c.start_server()
     try:
         for name in WORKERS:
-            c.start_worker(name, extra_args=("--allow", "shell", "--files-root", str(files_root)))
+            # No prefetch: the spread check needs a busy worker to lease nothing more.
+            args = ("--allow", "shell", "--files-root", str(files_root), "--prefetch", "0")
+            c.start_worker(name, extra_args=args)
         yield c
     finally:
         c.stop()

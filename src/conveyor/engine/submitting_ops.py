@@ -60,10 +60,13 @@ class TaskOperations(EngineCore):
         *,
         queues: Sequence[str] | None = None,
         free: Mapping[str, float] | None = None,
+        seen_within_s: float | None = None,
     ) -> list[Assignment]:
         """Lease up to `max_tasks` ready tasks, highest priority first, that fit `free` resources.
 
-        `free=None` takes the worker's advertised resources.
+        `free=None` takes the worker's advertised resources. With `seen_within_s`, a worker not
+        heard from (registered or heartbeat) for longer gets nothing: a long-poll woken long
+        after it was asked must not hand tasks to a worker that may be paused or gone.
         """
         if max_tasks < 1:
             return []
@@ -74,6 +77,10 @@ class TaskOperations(EngineCore):
             now = self.clock.now()
             worker = self._live_worker(tx, worker_id)
             if worker.state is WorkerState.DRAINING:
+                return []
+            if seen_within_s is not None and (now - worker.last_seen_at).total_seconds() > (
+                seen_within_s
+            ):
                 return []
             promote_due(tx, now, changes)
             assignments, unstartable = grant_leases(

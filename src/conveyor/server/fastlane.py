@@ -153,10 +153,22 @@ async def _lease(
 ) -> tuple[int, bytes]:
     body = _parse(LeaseIn, await _body(receive))
     engine = ctx.engine
+    asked = True
 
     async def attempt() -> list[Assignment]:
+        # The first attempt answers the worker asking now; a later one, woken by a task that
+        # got ready, leases only to a worker heard from within a lease's time: one paused
+        # (SIGSTOP, a stalled VM) that long has lost its leases and would sit on new ones too.
+        nonlocal asked
+        seen_within_s = None if asked else engine.settings.lease_s
+        asked = False
         return await ctx.write(
-            engine.lease, worker_id, body.max, queues=body.queues, free=body.free
+            engine.lease,
+            worker_id,
+            body.max,
+            queues=body.queues,
+            free=body.free,
+            seen_within_s=seen_within_s,
         )
 
     async def worker_queues() -> list[str]:
