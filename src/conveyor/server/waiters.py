@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import TypeVar
 
@@ -27,12 +27,14 @@ T = TypeVar("T")
 class Watch:
     """One request's interest: queues that get ready tasks (None: any queue), or one task."""
 
-    __slots__ = ("event", "queues", "task_id")
+    __slots__ = ("ended", "event", "queues", "task_id")
 
     def __init__(self, queues: frozenset[str] | None, task_id: TaskId | None) -> None:
         self.event = asyncio.Event()
         self.queues = queues
         self.task_id = task_id
+        self.ended: Task | None = None
+        """The task as its engine event carried it, when this server committed its end."""
 
 
 class Waiters:
@@ -117,6 +119,8 @@ class Waiters:
             if task.state.is_terminal or wait_s <= 0 or self._closed:
                 return task
             await self._wait(watch.event, wait_s)
+            if watch.ended is not None:  # as committed: no need to read it back
+                return watch.ended
         return await read()
 
     async def _wait(self, event: asyncio.Event, timeout_s: float) -> bool:
@@ -169,9 +173,15 @@ class Waiters:
 
     def _on_changes(self, changes: Changes) -> None:
         """Engine listener: runs in the committing thread, right after the commit."""
-        self.wake(changes.ready_queues, changes.finished)
+        self.wake(changes.ready_queues, changes.finished, ended=changes.ended)
 
-    def wake(self, ready_queues: Collection[str], finished: Collection[TaskId] | None) -> None:
+    def wake(
+        self,
+        ready_queues: Collection[str],
+        finished: Collection[TaskId] | None,
+        *,
+        ended: Mapping[TaskId, Task] | None = None,
+    ) -> None:
         """Wake long-polls on `ready_queues` and result waits on `finished` (None: every one).
 
         Thread-safe; called after a commit, by this server's engine or with another server's
@@ -188,10 +198,13 @@ class Waiters:
             done = frozenset(t for t in finished if t in self._by_task)
         if loop is None or not (ready or done):
             return
+        records = {t: ended[t] for t in done if t in ended} if ended else {}
         with suppress(RuntimeError):  # the loop has closed: nobody waits any more
-            loop.call_soon_threadsafe(self._deliver, ready, done)
+            loop.call_soon_threadsafe(self._deliver, ready, done, records)
 
-    def _deliver(self, ready: frozenset[str], finished: frozenset[TaskId]) -> None:
+    def _deliver(
+        self, ready: frozenset[str], finished: frozenset[TaskId], records: Mapping[TaskId, Task]
+    ) -> None:
         if ready:
             for watch in self._any_queue:
                 watch.event.set()
@@ -200,6 +213,7 @@ class Waiters:
                     watch.event.set()
         for task_id in finished:
             for watch in self._by_task.get(task_id, ()):
+                watch.ended = records.get(task_id)
                 watch.event.set()
 
 
