@@ -14,7 +14,7 @@ from collections.abc import Callable
 import psutil
 
 from conveyor.client.worker_api import WorkerConnection
-from conveyor.core.types import JSON
+from conveyor.core.types import JSON, TaskId
 from conveyor.errors import ConflictError, ConveyorError, NotFoundError
 from conveyor.executor import ProcessPool
 from conveyor.hostmetrics import SystemMetrics
@@ -55,6 +55,11 @@ class Heartbeater:
         try:
             answer = self._conn.heartbeat(worker_id, self._books.held_leases(), self._sample())
         except (NotFoundError, ConflictError):
+            # Declared dead or removed: the server re-queued every lease this worker held, and
+            # another worker may run those tasks now. Stop them all, then register anew.
+            self._stop(
+                worker_id, self._books.void(task_id for task_id, _ in self._books.held_leases())
+            )
             self._registration.renew(worker_id)
             return
         except ConveyorError as exc:
@@ -67,17 +72,21 @@ class Heartbeater:
         if self._unreachable:
             log.warning("the server answers heartbeats again", extra={"worker_id": worker_id})
             self._unreachable = False
-        stopped = self._books.void(answer.stop)
-        if stopped:
-            log.info(
-                f"the server stopped {len(stopped)} task(s); killing them",
-                extra={"worker_id": worker_id, "task_ids": stopped},
-            )
-            for task_id in stopped:
-                self._pool.cancel(task_id)
-            self._pool.wake()  # the main loop drops the ones it has not started yet
+        self._stop(worker_id, self._books.void(answer.stop))
         if answer.drain:
             self._on_drain("the server asked this worker to drain")
+
+    def _stop(self, worker_id: str, stopped: list[TaskId]) -> None:
+        """Kill the executions of leases the server no longer counts as this worker's."""
+        if not stopped:
+            return
+        log.info(
+            f"the server stopped {len(stopped)} task(s); killing them",
+            extra={"worker_id": worker_id, "task_ids": stopped},
+        )
+        for task_id in stopped:
+            self._pool.cancel(task_id)
+        self._pool.wake()  # the main loop drops the ones it has not started yet
 
     def _sample(self) -> dict[str, JSON] | None:
         try:
