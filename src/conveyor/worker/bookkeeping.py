@@ -8,6 +8,7 @@ task, far too rarely to contend.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -19,16 +20,28 @@ from conveyor.executor.resources import ResourceLedger
 Lease = tuple[TaskId, Token]
 
 
+AUTO_PREFETCH_MAX = 32
+"""The most tasks an automatic prefetch leases beyond the slots (very short tasks)."""
+PREFETCH_WINDOW_S = 0.02
+"""An automatic prefetch holds about this much work beyond the slots: a few lease round trips'
+worth, so that the slots never wait on the network and one lease call carries many short tasks,
+while long tasks (whose prefetch would only keep them from idle workers) get one at most."""
+
+
 class Bookkeeping:
     def __init__(
-        self, capacity: int, advertised: dict[str, float], *, slots: int | None = None
+        self,
+        capacity: int,
+        advertised: dict[str, float],
+        *,
+        slots: int | None = None,
+        auto_prefetch: bool = False,
     ) -> None:
-        self.capacity = capacity
-        """Leases whose execution has not ended that the worker takes on: slots plus prefetch."""
         self.slots = capacity if slots is None else slots
-        self.refill = max(1, (capacity - self.slots + 1) // 2)
-        """With tasks prefetched, wait until this many fit before leasing again: one call then
-        carries several tasks, instead of one call per task that ends."""
+        self._fixed_capacity = capacity
+        self._auto = auto_prefetch
+        self._task_s: float | None = None
+        """Mean execution time of recent tasks (moving average); None before the first ends."""
         self._cond = threading.Condition()
         self._held: set[Lease] = set()
         self._busy = 0
@@ -50,6 +63,22 @@ class Bookkeeping:
     @property
     def leasing(self) -> bool:
         return self._leasing
+
+    @property
+    def capacity(self) -> int:
+        """Leases whose execution has not ended that the worker takes on: slots plus prefetch."""
+        if not self._auto:
+            return self._fixed_capacity
+        if self._task_s is None:
+            return self.slots + 1
+        wanted = math.ceil(self.slots * PREFETCH_WINDOW_S / max(self._task_s, 1e-4))
+        return self.slots + max(1, min(AUTO_PREFETCH_MAX, wanted))
+
+    @property
+    def refill(self) -> int:
+        """With tasks prefetched, wait until this many fit before leasing again: one call then
+        carries several tasks, instead of one call per task that ends."""
+        return max(1, (self.capacity - self.slots + 1) // 2)
 
     def wait_for_room(self) -> int:
         """Block until leasing is worth a call; return how many leases fit. 0 means leasing
@@ -99,12 +128,18 @@ class Bookkeeping:
 
     # ---- executions (the main thread) ------------------------------------------------------------
 
-    def finished(self, task_id: TaskId, token: Token, report: ReportIn | None) -> None:
+    def finished(
+        self, task_id: TaskId, token: Token, report: ReportIn | None, *, ran_s: float | None = None
+    ) -> None:
         """An execution ended (or was never started): free its slot, queue its report.
 
         `report=None` drops the lease without a word to the server: it is void already.
+        `ran_s`, how long it ran, tunes an automatic prefetch.
         """
         with self._cond:
+            if ran_s is not None:
+                last = self._task_s
+                self._task_s = ran_s if last is None else 0.8 * last + 0.2 * ran_s
             self._busy -= 1
             self._unfinished.discard(task_id)
             self._resources.release(task_id)

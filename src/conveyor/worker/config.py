@@ -10,12 +10,6 @@ from dataclasses import dataclass, field
 from conveyor.client.session import DEFAULT_URL
 from conveyor.handlers import HandlerPolicy
 
-DEFAULT_PREFETCH = 4
-"""Lease a few more tasks than there are free slots, as Dramatiq does, so that the pool never
-waits on the network: when a task ends, the next one is already here, and one lease call
-carries several tasks instead of one. A few, not many: a task prefetched behind a busy slot
-waits there while another worker might run it now, which matters only for long tasks."""
-
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
@@ -25,9 +19,13 @@ class WorkerConfig:
     """Shown in `conveyor workers` and the dashboard; default `hostname-pid`."""
     concurrency: int | None = None
     """Tasks run at once, each in its own child process; default one per CPU."""
-    prefetch: int = DEFAULT_PREFETCH
-    """Tasks leased beyond the free slots, to wait here for one (see DEFAULT_PREFETCH); 0 leases
-    only what the free slots can start at once."""
+    prefetch: int | None = None
+    """Tasks leased beyond the free slots, to wait here for one. None (the default) chooses as
+    Dramatiq would, but by the tasks' length: lease a few more tasks than there are free slots
+    so that the pool never waits on the network (when a task ends, the next one is already
+    here, and one lease call carries several), about 20 ms of work's worth, between 1 and 32
+    (see worker.bookkeeping). Few for long tasks: one prefetched behind a busy slot waits there
+    while another worker might run it now. 0 leases only what the free slots start at once."""
     queues: tuple[str, ...] = ("default",)
     resources: Mapping[str, float] = field(default_factory=dict)
     """Overrides of what the worker advertises (by default cpu, memory_mb and gpu of the host)."""
@@ -52,7 +50,7 @@ class WorkerConfig:
     def __post_init__(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
-        if self.prefetch < 0:
+        if self.prefetch is not None and self.prefetch < 0:
             raise ValueError(f"prefetch must be >= 0, got {self.prefetch}")
         if not self.queues:
             raise ValueError("name at least one queue")

@@ -5,7 +5,7 @@ seconds, never delays the main thread, which must collect results and enforce ti
 moment they are due. Assignments go to the main thread through a queue, with pool.wake() to
 interrupt its wait: ProcessPool.start() belongs to the main thread alone.
 
-Room is the free slots plus `prefetch` (config.DEFAULT_PREFETCH says why a few). Once tasks
+Room is the free slots plus the prefetch (WorkerConfig.prefetch says how much). Once tasks
 wait prefetched, it leases again only when half the prefetch fits or none waits any more, so
 that one call carries several tasks. When there is no room it does not poll at all; it sleeps
 until the main thread frees some.

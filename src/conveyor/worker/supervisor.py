@@ -216,10 +216,11 @@ def worker_argv(config: WorkerConfig, *, index: int, base_name: str) -> list[str
         "--processes", "0",
         "--name", f"{base_name}-{index}",
         "--server", config.server_url,
-        "--prefetch", str(config.prefetch),
         "--queues", ",".join(config.queues),
         "--grace-s", repr(config.grace_s),
     ]  # fmt: skip
+    if config.prefetch is not None:
+        argv += ["--prefetch", str(config.prefetch)]
     if config.concurrency is not None:
         argv += ["--concurrency", str(config.concurrency)]
     if config.resources:

@@ -127,9 +127,10 @@ class Worker:
             )
             self._pool = pool
             books = Bookkeeping(
-                config.slots + config.prefetch,
+                config.slots + (config.prefetch or 0),
                 advertised_resources(config.resources),
                 slots=config.slots,
+                auto_prefetch=config.prefetch is None,
             )
             registration = self.registration = Registration(
                 self._conn, self._registration_request(books), self._stop_requested
@@ -240,7 +241,8 @@ class Worker:
         )
         # In the ledger before the report leaves: a recorded outcome always has its line.
         self._record_end(result, outcome, reported=True)
-        books.finished(task_id, token, _report(result, outcome, error))
+        ran_s = (result.finished_at - result.started_at).total_seconds()
+        books.finished(task_id, token, _report(result, outcome, error), ran_s=ran_s)
 
     def _record_end(self, result: ExecutionResult, outcome: Outcome, *, reported: bool) -> None:
         if self._ledger is not None:
