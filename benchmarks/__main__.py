@@ -102,11 +102,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", default=",".join(WORKLOADS), help="comma-separated workloads")
     parser.add_argument("--repeats", type=int, help="runs per workload (median reported)")
     parser.add_argument("--submit-concurrency", type=int, help="W1 submit calls in flight")
+    parser.add_argument(
+        "--worker-args", default="", help="extra `conveyor worker` arguments, space-separated"
+    )
     parser.add_argument("--out", type=Path, help="also append the JSON lines to this file")
     args = parser.parse_args(argv)
 
     sizes = Sizes.quick() if args.quick else Sizes()
-    overrides: dict[str, int] = {}
+    overrides: dict[str, object] = {}
+    if args.worker_args:
+        overrides["worker_args"] = tuple(args.worker_args.split())
     if args.repeats:
         overrides["repeats"] = args.repeats
     if args.submit_concurrency:

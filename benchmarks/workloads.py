@@ -24,6 +24,8 @@ class Sizes:
     submit_concurrency: int = 32
     """Submit calls in flight at once in W1 (one task per call, from one client process)."""
     repeats: int = 3
+    worker_args: tuple[str, ...] = ()
+    """Extra `conveyor worker` arguments (e.g. `--prefetch 0`), to compare settings."""
 
     @classmethod
     def quick(cls) -> Sizes:
