@@ -80,7 +80,11 @@ def run_system(system: System, sizes: Sizes, only: set[str], results: Results) -
                 system.start(want_slots)
                 slots = want_slots
             for _ in range(repeats):
-                run(record)
+                try:
+                    run(record)
+                except Exception as exc:  # one workload failing must not lose the others
+                    print(f"# {system.name} {workload} failed: {exc!r}", file=sys.stderr)
+                    break
     finally:
         system.stop()
 

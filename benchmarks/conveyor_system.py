@@ -208,9 +208,7 @@ class ConveyorSystem:
         batch = [spec] * 1_000
         queued = 0
         conn = WorkerConnection(cluster.url, timeout_s=120)
-        worker_id = conn.register(
-            RegisterIn(name="bench-probe", host="localhost", pid=os.getpid(), concurrency=1)
-        ).id
+        probe = RegisterIn(name="bench-probe", host="localhost", pid=os.getpid(), concurrency=1)
         try:
             for target in self.sizes.scale_queued:
                 started = time.perf_counter()
@@ -225,6 +223,8 @@ class ConveyorSystem:
                         "Scale", "batch submit (1,000 per call)", rate, unit="tasks/s",
                         higher_is_better=True,
                     )  # fmt: skip
+                # A new probe each time: the last one was declared dead while the queue filled.
+                worker_id = conn.register(probe).id
                 times: list[float] = []
                 for _ in range(self.sizes.scale_lease_samples):
                     t = time.perf_counter()
