@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from conveyor.core.schedules import Schedule, ScheduleSpec
 
@@ -12,7 +12,7 @@ from conveyor.core.schedules import Schedule, ScheduleSpec
 class ScheduleIn(ScheduleSpec):
     """A schedule to store; `replace` overwrites one of the same name instead of a 409."""
 
-    replace: bool = False
+    replace: StrictBool = False
 
 
 class ScheduleOut(BaseModel):

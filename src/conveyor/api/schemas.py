@@ -10,23 +10,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from conveyor.core.limits import MAX_RESULT_BYTES, check_json
 from conveyor.core.models import Assignment, Attempt, Task, Worker
-from conveyor.core.spec import MAX_RESOURCE_AMOUNT, QUEUE_PATTERN, TaskSpec
+from conveyor.core.spec import QUEUE_PATTERN, WHOLE, Number, ResourceMap, TaskSpec
 from conveyor.core.states import Outcome, Reason, TaskState
 from conveyor.core.types import JSON
 
 API_PREFIX = "/api/v1"
 MAX_BATCH = 10_000
-Number = StrictInt | StrictFloat
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Queue = Annotated[str, Field(pattern=QUEUE_PATTERN)]
-ResourceMap = dict[
-    Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")],
-    Annotated[Number, Field(ge=0, le=MAX_RESOURCE_AMOUNT)],
-]
+FencingToken = Annotated[StrictInt, Field(ge=1), WHOLE]
 MAX_PID = 2**32 - 1  # larger ones do not fit the store's integer columns, nor any OS
 
 
@@ -141,8 +137,8 @@ class ResultOut(Response):
 class RegisterIn(Request):
     name: Name
     host: Name
-    pid: Annotated[StrictInt, Field(ge=0, le=MAX_PID)]
-    concurrency: Annotated[StrictInt, Field(ge=1, le=10_000)]
+    pid: Annotated[StrictInt, Field(ge=0, le=MAX_PID), WHOLE]
+    concurrency: Annotated[StrictInt, Field(ge=1, le=10_000), WHOLE]
     queues: Annotated[list[Queue], Field(min_length=1, max_length=100)] = Field(
         default_factory=lambda: ["default"]
     )
@@ -157,7 +153,7 @@ class RegisterOut(Response):
 
 class HeldLease(Request):
     task_id: Annotated[str, Field(min_length=1, max_length=64)]
-    token: Annotated[StrictInt, Field(ge=1)]
+    token: FencingToken
 
 
 class HeartbeatIn(Request):
@@ -171,7 +167,7 @@ class HeartbeatOut(Response):
 
 
 class LeaseIn(Request):
-    max: Annotated[StrictInt, Field(ge=1, le=1000)] = 1
+    max: Annotated[StrictInt, Field(ge=1, le=1000), WHOLE] = 1
     wait_s: Annotated[Number, Field(ge=0, le=60)] = 0
     queues: Annotated[list[Queue], Field(max_length=100)] | None = None
     free: ResourceMap | None = Field(
@@ -206,7 +202,7 @@ class LeaseOut(Response):
 
 class ReportIn(Request):
     task_id: Annotated[str, Field(min_length=1, max_length=64)]
-    token: Annotated[StrictInt, Field(ge=1)]
+    token: FencingToken
     outcome: Outcome
     result: JSON = None
     error: Annotated[str, Field(max_length=10_000)] | None = None

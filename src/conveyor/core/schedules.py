@@ -7,20 +7,31 @@ Missed firings (the servers were down, or busy) follow the schedule's `misfire` 
 - `all`: run every missed firing (at most MAX_CATCH_UP), then resume the timetable.
 
 A firing is "missed" when it is found more than `grace_s` (default 60 s) after its time.
+
+**Cron grammar.** Five fields (minute hour day month weekday), or six with seconds last,
+separated by spaces. Each field is a comma-separated list of `*`, `*/STEP`, `N`, `A-B` or `A-B/STEP`
+with A < B (months: no `A-B/STEP`); months may be `jan`..`dec` and weekdays `sun`..`sat` (any
+case), weekday 7 is Sunday too. The JSON schema carries this grammar as a pattern and validation applies the same pattern,
+so what the schema allows is what the server accepts. Two things in it are refused that croniter
+would take: `5-5`-style ranges (croniter reads them as `*`) and expressions that can never fire
+(day 30 or 31 only in months that lack it, with a weekday field holding `*`: `0 0 31 2 *`); the
+pattern itself excludes the latter. Not supported: `?`, `L`, `W`, `#`, `@daily`-style names.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import cache
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, available_timezones
 
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from conveyor.core.spec import NAME_PATTERN, TaskSpec
+from conveyor.core.spec import NAME_PATTERN, Number, TaskSpec
 
 MAX_CATCH_UP = 100
 DEFAULT_GRACE_S = 60.0
@@ -32,6 +43,115 @@ class Misfire(StrEnum):
     ALL = "all"
 
 
+# ---- the cron grammar, as a regular expression (the same one in the JSON schema) ---------------
+
+MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+SHORT_MONTHS = frozenset({2, 4, 6, 9, 11})  # fewer than 31 days (February: 29 at most)
+
+
+def _digits(lo: int, hi: int) -> str:
+    return str(lo) if lo == hi else f"[{lo}{hi}]" if hi == lo + 1 else f"[{lo}-{hi}]"
+
+
+def _number(n: int) -> str:
+    return f"0?{n}" if n < 10 else str(n)
+
+
+def _numbers(lo: int, hi: int) -> str:
+    """A regex for the integers lo..hi (0 <= lo <= hi < 100); one-digit ones may have a 0 first."""
+    parts: list[str] = []
+    if lo <= 9:
+        parts.append("0?" + _digits(lo, min(hi, 9)))
+        lo = 10
+    while lo <= hi:
+        decade = lo // 10
+        if lo % 10 == 0 and hi >= lo + 9:  # whole decades at once
+            last = (hi + 1) // 10 - 1
+            parts.append(_digits(decade, last) + "[0-9]")
+            lo = (last + 1) * 10
+        else:
+            top = min(hi, decade * 10 + 9)
+            parts.append(f"{decade}{_digits(lo % 10, top % 10)}")
+            lo = top + 1
+    return "(?:" + "|".join(parts) + ")"
+
+
+def _name(name: str) -> str:
+    return "".join(f"[{c.upper()}{c}]" for c in name)
+
+
+def _field(lo: int, hi: int, names: tuple[str, ...] = (), *, range_steps: bool = True) -> str:
+    step = "/" + _numbers(1, hi)
+    ranges = [f"{_number(a)}-{_numbers(a + 1, hi)}" for a in range(lo, hi)]
+    ranges += [
+        f"{_name(a)}-(?:{'|'.join(_name(b) for b in names[i + 1 :])})"
+        for i, a in enumerate(names[:-1])
+    ]
+    value = _numbers(lo, hi) + ("|" + "|".join(_name(n) for n in names) if names else "")
+    range_step = f"(?:{step})?" if range_steps else ""
+    item = rf"(?:\*(?:{step})?|(?:{'|'.join(ranges)}){range_step}|{value})"
+    return f"{item}(?:,{item})*"
+
+
+def _months_within(allowed: frozenset[int]) -> str:
+    """A month list whose months all lie in `allowed`: single months (`*`, `*/STEP` and every
+    range A-B with A < B include a month of 31 days, so none of them can qualify)."""
+    singles = [form for m in sorted(allowed) for form in (_number(m), _name(MONTHS[m - 1]))]
+    item = "(?:" + "|".join(singles) + ")"
+    return f"{item}(?:,{item})*"
+
+
+def _never_fires() -> str:
+    """Lookaheads refusing day lists that start at 30 or later in months that never reach them,
+    when the weekday field holds a bare `*` (croniter then ignores the weekday; a weekday field
+    without one would fire on those weekdays instead)."""
+    day_step = "(?:/" + _numbers(1, 31) + ")?"
+    from_30 = f"(?:(?:3[01]|30-31){day_step})"
+    only_31 = "31"
+    rest = r"\S+ +\S+ +"
+    weekday_any = r" +(?:[^ ]*,)?\*(?:,[^ ]*)?(?: |$)"  # a bare `*` among its items
+    return (
+        f"(?!{rest}{from_30}(?:,{from_30})* +{_months_within(frozenset({2}))}{weekday_any})"
+        f"(?!{rest}{only_31}(?:,{only_31})* +{_months_within(SHORT_MONTHS)}{weekday_any})"
+    )
+
+
+def _cron_syntax() -> str:
+    fields = [
+        _field(0, 59),
+        _field(0, 23),
+        _field(1, 31),
+        _field(1, 12, MONTHS, range_steps=False),
+        _field(0, 7, WEEKDAYS),
+    ]
+    return " +".join(fields) + f"(?: +{_field(0, 59)})?"
+
+
+CRON_SYNTAX = re.compile(_cron_syntax())
+CRON_PATTERN = "^" + _never_fires() + _cron_syntax() + "$"
+_CRON = re.compile(CRON_PATTERN)
+
+
+@cache
+def known_timezones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def _timezone_schema(schema: dict[str, Any]) -> None:
+    schema["enum"] = sorted(known_timezones())
+
+
+def _no_fixed_start_schema(schema: dict[str, Any]) -> None:
+    """JSON schema: a scheduled task has no `run_at` and no `key` (each firing gives them)."""
+    task = dict(schema)
+    schema.clear()
+    schema["allOf"] = [
+        task,
+        {"properties": {"run_at": {"type": "null"}, "key": {"type": "null"}}},
+    ]
+
+
 class ScheduleSpec(BaseModel):
     """A schedule as a user defines it."""
 
@@ -39,29 +159,37 @@ class ScheduleSpec(BaseModel):
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     cron: str = Field(
-        description="Five fields (minute hour day month weekday), or six with seconds last."
+        description="Five fields (minute hour day month weekday), or six with seconds last; "
+        "each a list of `*`, `*/STEP`, `N`, `A-B` or `A-B/STEP` (A < B; months: no `A-B/STEP`), "
+        "names for months and weekdays. Expressions that can never fire (`0 0 31 2 *`) are refused.",
+        json_schema_extra={"pattern": CRON_PATTERN},
     )
-    timezone: str = "UTC"
-    task: TaskSpec
+    timezone: str = Field(
+        default="UTC",
+        description="An IANA timezone name such as `Europe/Paris`.",
+        json_schema_extra=_timezone_schema,
+    )
+    task: TaskSpec = Field(json_schema_extra=_no_fixed_start_schema)
     misfire: Misfire = Misfire.ONCE
-    grace_s: Annotated[float, Field(ge=0, le=86_400)] = DEFAULT_GRACE_S
+    grace_s: Annotated[Number, Field(ge=0, le=86_400)] = DEFAULT_GRACE_S
 
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
-        if not croniter.is_valid(value) or len(value.split()) not in (5, 6):
-            raise ValueError(f"{value!r} is not a cron expression such as '*/5 * * * *'")
+        if not CRON_SYNTAX.fullmatch(value) or not croniter.is_valid(value):
+            raise ValueError(
+                f"{value!r} is not a cron expression such as '*/5 * * * *' (five fields, or six "
+                "with seconds last; each a list of *, */STEP, N, A-B or A-B/STEP with A < B)"
+            )
+        if not _CRON.fullmatch(value):
+            raise ValueError(f"{value!r} never fires: no month it names has those days")
         return value
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown timezone {value!r}; use an IANA name such as 'Europe/Paris'"
-            ) from None
+        if value not in known_timezones():
+            raise ValueError(f"unknown timezone {value!r}; use an IANA name such as 'Europe/Paris'")
         return value
 
     @field_validator("task")

@@ -8,30 +8,101 @@ from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     StrictFloat,
     StrictInt,
     ValidationInfo,
     field_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from conveyor.core.limits import MAX_ARGS_BYTES, check_json
 from conveyor.core.types import JSON
 
 NAME_PATTERN = r"^[A-Za-z0-9_.:\-]{1,200}$"
 QUEUE_PATTERN = r"^[A-Za-z0-9_.:\-]{1,100}$"
-HANDLER_PATTERN = re.compile(
+HANDLER_PATTERN = (
     r"^(?:[A-Za-z_][A-Za-z0-9_.\-]{0,99}"  # a registered name such as "sha256" or "files.copy"
     r"|[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_.]*)$"  # module:function
 )
+"""In the JSON schema too, so that what the schema allows is what the server accepts."""
+_HANDLER = re.compile(HANDLER_PATTERN)
 MAX_PRIORITY = 1_000_000
 MAX_RETRIES = 100
 MAX_DEPENDENCIES = 10_000
 MAX_RESOURCE_AMOUNT = 1_000_000_000_000
 """Bounds resource amounts so that every one converts to a finite float."""
 
-Number = StrictInt | StrictFloat
+
+# ---- wire types: what the JSON schema says is exactly what validation accepts -----------------
+#
+# Bounds go next to the base type and before a validator (`Annotated[StrictInt, Field(ge=0),
+# WHOLE]`): constraints written after a validator reach the JSON schema as `ge`/`le`, which
+# JSON Schema does not know, so the schema would claim no bounds at all.
+
+
+def _whole(value: object) -> object:
+    """JSON Schema's integers include 2.0 (a number with a zero fraction): take it as 2."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+WHOLE = BeforeValidator(_whole)
+"""Accept integral floats for a StrictInt (booleans, 2.5 and "2" are still refused)."""
+
+Number = StrictFloat
+"""A JSON number (integers too, as floats); booleans and strings are refused."""
+
+_DATE_TIME_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _date_time_text(value: object) -> object:
+    """Date-times come as ISO 8601 text (or datetime objects from Python): a number is refused,
+    though pydantic would read it as seconds since 1970 where the schema says `date-time`."""
+    if isinstance(value, str) and not _DATE_TIME_TEXT.match(value):
+        raise ValueError("must be an ISO 8601 date and time such as 2030-01-31T09:00:00Z")
+    if isinstance(value, bool | int | float):
+        raise ValueError("must be an ISO 8601 date and time such as 2030-01-31T09:00:00Z")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_date_time_text)]
+
+
+class _OnlyPatternKeys:
+    """JSON schema: a dict whose keys have a pattern admits no other keys (pydantic writes
+    `patternProperties` alone, which lets any other key through)."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["additionalProperties"] = False
+        return schema
+
+
+RESOURCE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+ResourceMap = Annotated[
+    dict[
+        Annotated[str, Field(pattern=RESOURCE_PATTERN)],
+        Annotated[Number, Field(ge=0, le=MAX_RESOURCE_AMOUNT)],
+    ],
+    _OnlyPatternKeys(),
+]
+"""Resources by name (`cpu`, `gpu`, `memory_mb`), each an amount."""
+
+
+def _one_start_time_schema(schema: dict[str, Any]) -> None:
+    """JSON schema: `run_at` and `delay_s` are not both given (null counts as not given)."""
+    schema["not"] = {
+        "required": ["run_at", "delay_s"],
+        "properties": {"run_at": {"type": "string"}, "delay_s": {"type": "number"}},
+    }
 
 
 class RetryPolicy(BaseModel):
@@ -51,29 +122,28 @@ DEFAULT_RETRY_POLICY = RetryPolicy()
 class TaskSpec(BaseModel):
     """One task as submitted. Unknown fields are refused so that typos do not pass silently."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_one_start_time_schema)
 
     handler: str = Field(
-        description="A registered handler name (`sha256`) or `package.module:function`."
+        description="A registered handler name (`sha256`) or `package.module:function`.",
+        json_schema_extra={"pattern": HANDLER_PATTERN},
     )
     args: list[JSON] = Field(default_factory=list)
     kwargs: dict[str, JSON] = Field(default_factory=dict)
     name: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
     queue: Annotated[str, Field(pattern=QUEUE_PATTERN)] = "default"
-    priority: Annotated[StrictInt, Field(ge=-MAX_PRIORITY, le=MAX_PRIORITY)] = 0
-    depends_on: Annotated[list[str], Field(max_length=MAX_DEPENDENCIES)] = Field(
-        default_factory=list
-    )
-    run_at: datetime | None = Field(
+    priority: Annotated[StrictInt, Field(ge=-MAX_PRIORITY, le=MAX_PRIORITY), WHOLE] = 0
+    depends_on: Annotated[
+        list[Annotated[str, Field(min_length=1)]], Field(max_length=MAX_DEPENDENCIES)
+    ] = Field(default_factory=list, description="Task ids, or names of tasks of the same batch.")
+    run_at: Timestamp | None = Field(
         default=None, description="Start no earlier than this (UTC if no zone)."
     )
     delay_s: Annotated[Number, Field(ge=0, le=366 * 86_400)] | None = None
     timeout_s: Annotated[Number, Field(gt=0, le=30 * 86_400)] | None = None
-    max_retries: Annotated[StrictInt, Field(ge=0, le=MAX_RETRIES)] = 0
+    max_retries: Annotated[StrictInt, Field(ge=0, le=MAX_RETRIES), WHOLE] = 0
     retry: RetryPolicy = DEFAULT_RETRY_POLICY
-    resources: dict[str, Annotated[Number, Field(ge=0, le=MAX_RESOURCE_AMOUNT)]] = Field(
-        default_factory=dict
-    )
+    resources: ResourceMap = Field(default_factory=dict)
     key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     labels: dict[str, Annotated[str, Field(max_length=200)]] = Field(default_factory=dict)
 
@@ -85,7 +155,7 @@ class TaskSpec(BaseModel):
     @field_validator("handler")
     @classmethod
     def _handler_syntax(cls, value: str) -> str:
-        if not HANDLER_PATTERN.fullmatch(value):  # `$` would let a trailing newline through
+        if not _HANDLER.fullmatch(value):  # fullmatch: `$` would let a trailing newline through
             raise ValueError(
                 "must be a registered handler name (e.g. 'sha256') or 'package.module:function'"
             )
@@ -106,17 +176,7 @@ class TaskSpec(BaseModel):
     @field_validator("depends_on")
     @classmethod
     def _distinct_dependencies(cls, value: list[str]) -> list[str]:
-        if any(not dep for dep in value):
-            raise ValueError("dependencies must be non-empty task ids or names")
         return list(dict.fromkeys(value))
-
-    @field_validator("resources")
-    @classmethod
-    def _resource_names(cls, value: dict[str, float]) -> dict[str, float]:
-        for name in value:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
-                raise ValueError(f"resource name {name!r} must be an identifier")
-        return value
 
     @field_validator("delay_s")
     @classmethod

@@ -175,3 +175,22 @@ NOT_FOUND: dict[int | str, dict[str, object]] = {
 CONFLICT: dict[int | str, dict[str, object]] = {
     409: {"model": ErrorOut, "description": "The operation does not fit the current state."}
 }
+
+
+def links(
+    status: int, source: str, **targets: tuple[str, str, str]
+) -> dict[int | str, dict[str, object]]:
+    """OpenAPI links from an answer to the operations its id feeds: `name=(method, path, param)`,
+    the value taken from `source` in the answer (`$response.body#/id`). Fuzzers follow them to
+    call those operations with real ids; readers see what to do next."""
+    return {
+        status: {
+            "links": {
+                name: {
+                    "operationRef": f"#/paths/{path.replace('~', '~0').replace('/', '~1')}/{method}",
+                    "parameters": {param: source},
+                }
+                for name, (method, path, param) in targets.items()
+            }
+        }
+    }

@@ -5,14 +5,28 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from conveyor.api.schedules import ScheduleIn, ScheduleList, ScheduleOut
+from conveyor.api.schemas import API_PREFIX
 from conveyor.core.schedules import ScheduleSpec
 from conveyor.server.context import Ctx
-from conveyor.server.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND
+from conveyor.server.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND, links
 
 router = APIRouter(prefix="/schedules", tags=["schedules"], responses=COMMON_RESPONSES)
 
 
-@router.post("", status_code=201, responses=CONFLICT)
+_SCHEDULE = f"{API_PREFIX}/schedules/{{name}}"
+
+
+@router.post(
+    "",
+    status_code=201,
+    responses=CONFLICT
+    | links(
+        201,
+        "$response.body#/spec/name",
+        GetSchedule=("get", _SCHEDULE, "name"),
+        RemoveSchedule=("delete", _SCHEDULE, "name"),
+    ),
+)
 async def add_schedule(body: ScheduleIn, ctx: Ctx) -> ScheduleOut:
     """Store a schedule; 409 if the name is taken, unless `replace` is true."""
     spec = ScheduleSpec.model_validate(body.model_dump(exclude={"replace"}))

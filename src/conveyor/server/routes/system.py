@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 
@@ -13,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from conveyor.api.schemas import HealthOut, MonitorOut, StatusHistoryOut, StatusOut
 from conveyor.core.models import Worker
+from conveyor.core.spec import Timestamp
 from conveyor.core.states import TaskState
 from conveyor.core.types import JSON
 from conveyor.engine import Engine
@@ -47,7 +47,7 @@ async def status(ctx: Ctx) -> StatusOut:
 
 
 Since = Annotated[
-    datetime | None,
+    Timestamp | None,
     Query(description="Only history points after this time (what a poller has not seen yet)."),
 ]
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from conveyor.api.schemas import (
+    API_PREFIX,
     AttemptOut,
     BatchIn,
     BatchOut,
@@ -18,10 +19,26 @@ from conveyor.api.schemas import (
 from conveyor.core.spec import TaskSpec
 from conveyor.core.states import TaskState
 from conveyor.server.context import Ctx
-from conveyor.server.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND
+from conveyor.server.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND, links
 from conveyor.store.base import TaskFilter
 
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=COMMON_RESPONSES)
+
+
+def _task_links(status: int, source: str) -> dict[int | str, dict[str, object]]:
+    task = f"{API_PREFIX}/tasks/{{task_id}}"
+    return links(
+        status,
+        source,
+        GetTask=("get", task, "task_id"),
+        GetResult=("get", f"{task}/result", "task_id"),
+        CancelTask=("post", f"{task}/cancel", "task_id"),
+        RetryTask=("post", f"{task}/retry", "task_id"),
+        DeleteTask=("delete", task, "task_id"),
+        GetGraph=("get", f"{task}/graph", "task_id"),
+        GetWorkflow=("get", f"{API_PREFIX}/workflows/{{task_id}}", "task_id"),
+    )
+
 
 Filter = Annotated[str | None, Query(min_length=1, max_length=200)]
 
@@ -29,7 +46,10 @@ Filter = Annotated[str | None, Query(min_length=1, max_length=200)]
 @router.post(
     "",
     status_code=201,
-    responses={200: {"model": TaskOut, "description": "The key was used before: the first task."}},
+    responses={
+        200: {"model": TaskOut, "description": "The key was used before: the first task."},
+        **_task_links(201, "$response.body#/id"),
+    },
 )
 async def submit_task(spec: TaskSpec, ctx: Ctx, response: Response) -> TaskOut:
     """Submit one task. A spec whose `key` was submitted before returns the first task (200)."""
@@ -40,7 +60,7 @@ async def submit_task(spec: TaskSpec, ctx: Ctx, response: Response) -> TaskOut:
     return TaskOut.of(task)
 
 
-@router.post("/batch", status_code=201)
+@router.post("/batch", status_code=201, responses=_task_links(201, "$response.body#/tasks/0/id"))
 async def submit_batch(batch: BatchIn, ctx: Ctx) -> BatchOut:
     """Submit many tasks, all or none; `depends_on` may name other tasks of the batch."""
     tasks = await ctx.call(ctx.engine.submit_batch, batch.tasks)
