@@ -22,6 +22,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -79,12 +80,16 @@ def run_system(system: System, sizes: Sizes, only: set[str], results: Results) -
             if want_slots and want_slots != slots:
                 system.start(want_slots)
                 slots = want_slots
-            for _ in range(repeats):
+            failures = 0
+            done = 0
+            while done < repeats and failures < 2:
                 try:
                     run(record)
-                except Exception as exc:  # one workload failing must not lose the others
+                    done += 1
+                except Exception as exc:  # a run that fails is run again, once; then skipped
+                    failures += 1
                     print(f"# {system.name} {workload} failed: {exc!r}", file=sys.stderr)
-                    break
+                    time.sleep(2)
     finally:
         system.stop()
 
