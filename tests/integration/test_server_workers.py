@@ -309,8 +309,19 @@ async def test_timers_requeue_a_task_whose_lease_expired(
         task = await served.submit()
         [first] = await served.lease(quiet)
         # The quiet worker never heartbeats: the timers take its lease back and the other
-        # worker's long-poll is woken by the re-queue.
-        leased = await asyncio.wait_for(served.lease(other, wait_s=30), 5)
+        # worker's long-poll is woken by the re-queue. The other one heartbeats as a live worker
+        # does (a woken long-poll only leases to a worker heard from within a lease's time).
+
+        async def heartbeats() -> None:
+            while True:
+                await served.post(f"/workers/{other}/heartbeat", json={"running": []})
+                await asyncio.sleep(0.1)  # its heartbeat interval
+
+        beating = asyncio.create_task(heartbeats())
+        try:
+            leased = await asyncio.wait_for(served.lease(other, wait_s=30), 5)
+        finally:
+            beating.cancel()
         assert [a["task_id"] for a in leased] == [task["id"]]
         assert leased[0]["token"] == first["token"] + 1
         detail = (await served.get(f"/tasks/{task['id']}")).json()
