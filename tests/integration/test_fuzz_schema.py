@@ -203,6 +203,15 @@ async def test_every_operation_with_a_body_declares_413(served: Served) -> None:
     assert (await served.post("/tasks/batch", json=too_big)).status_code == 413
 
 
+async def test_an_empty_wait_is_not_a_number(served: Served) -> None:
+    task = await served.submit()
+    for query in ("wait=", "wait=abc", "wait=-1", "wait=nan"):
+        answer = await served.http.get(f"/api/v1/tasks/{task['id']}/result?{query}")
+        assert answer.status_code == 422, (query, answer.text)
+        assert answer.json()["detail"][0]["loc"] == ["query", "wait"]
+    assert (await served.get(f"/tasks/{task['id']}/result?wait=0")).status_code == 200
+
+
 async def test_long_polls_are_capped_by_the_server(server_engine: Engine) -> None:
     async with serve(server_engine, ServerSettings(timer_interval_s=0.05, max_wait_s=0.2)) as s:
         worker = await s.register()

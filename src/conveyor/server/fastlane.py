@@ -289,7 +289,9 @@ def _errors(exc: ValidationError, where: str) -> list[dict[str, object]]:
 
 
 def _wait_param(scope: Scope) -> float:
-    raw = [v for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1")) if k == "wait"]
+    query = scope.get("query_string", b"").decode("latin-1")
+    # Blank values kept: `?wait=` is not a number (422), as FastAPI's route answers.
+    raw = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "wait"]
     if not raw:
         return 0.0
     value = raw[-1]
