@@ -26,6 +26,7 @@ from conveyor.api.schemas import (
 )
 from conveyor.client import calls
 from conveyor.client.calls import TaskQuery
+from conveyor.client.coalescing import SubmitCoalescer
 from conveyor.client.session import DEFAULT_TIMEOUT_S, DEFAULT_URL, AsyncSession
 from conveyor.client.specs import SpecOptions, Submittable, build_spec
 from conveyor.client.sync import StateFilter
@@ -39,6 +40,8 @@ class AsyncClient:
     """Client for asyncio code: `async with AsyncClient(url) as client: await client.submit(...)`.
 
     `transport` swaps the network for tests (`httpx.MockTransport`, `httpx.ASGITransport`).
+    Submit calls made while others are in flight go to the server together, in one request
+    (`conveyor.client.coalescing`); `coalesce_submits=False` sends one request per call.
     """
 
     def __init__(
@@ -48,8 +51,10 @@ class AsyncClient:
         token: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         transport: httpx.AsyncBaseTransport | None = None,
+        coalesce_submits: bool = True,
     ) -> None:
         self._session = AsyncSession(url, token=token, timeout_s=timeout_s, transport=transport)
+        self._coalescer = SubmitCoalescer(self._session) if coalesce_submits else None
 
     @property
     def url(self) -> str:
@@ -58,7 +63,10 @@ class AsyncClient:
     async def submit(
         self, handler: Submittable, /, *args: JSON, **options: Unpack[SpecOptions]
     ) -> TaskOut:
-        return await self._session.send(calls.submit(build_spec(handler, args, options)))
+        spec = build_spec(handler, args, options)
+        if self._coalescer is not None:
+            return await self._coalescer.submit(spec)
+        return await self._session.send(calls.submit(spec))
 
     async def submit_batch(self, specs: Iterable[TaskSpec]) -> builtins.list[TaskOut]:
         return (await self._session.send(calls.submit_batch(builtins.list(specs)))).tasks
