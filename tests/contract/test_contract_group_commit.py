@@ -5,6 +5,7 @@ commit fails every call of the group and stores none of them."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import pytest
@@ -115,3 +116,35 @@ def test_a_worker_not_heard_from_within_seen_within_s_is_leased_nothing(h) -> No
     h.engine.heartbeat(w.id)
     (leased,) = h.lease(w, 1, seen_within_s=4.0)
     assert leased.task_id == task.id
+
+
+def test_inline_when_idle_runs_a_lone_call_in_place_and_queues_behind_a_busy_committer(h) -> None:
+    """With inline_when_idle a call made while nothing is queued or being committed runs on the
+    caller's thread, with no hand-over; one made while the committer is busy joins its next group.
+    """
+    threads: dict[str, int] = {}
+
+    def submit(label: str) -> Any:
+        threads[label] = threading.get_ident()
+        return h.engine.submit(TaskSpec(handler="noop", name=label))
+
+    commits = GroupCommit(h.engine.store, h.engine.events, autostart=False, inline_when_idle=True)
+
+    async def main() -> list[Any]:
+        alone = await commits.run(submit, "alone")
+        commits._committing = True  # as while the committer runs a group
+        behind = asyncio.ensure_future(commits.run(submit, "behind"))
+        await asyncio.sleep(0.01)
+        assert "behind" not in threads, "it waits for the committer"
+        commits._committing = False
+        commits.start()
+        return [alone, await behind]
+
+    try:
+        alone, behind = asyncio.run(main())
+    finally:
+        commits.stop()
+    assert threads["alone"] == threading.get_ident()
+    assert threads["behind"] != threading.get_ident()
+    assert (alone.name, behind.name) == ("alone", "behind")
+    assert {t.name for t in h.engine.list_tasks()} == {"alone", "behind"}

@@ -51,7 +51,11 @@ class ServerContext:
             host=host,
             metrics=ServerMetrics(version=version, store=store),
             monitoring=Monitoring(engine, host),
-            commits=GroupCommit(engine.store, engine.events),
+            commits=GroupCommit(
+                engine.store,
+                engine.events,
+                inline_when_idle=bool(getattr(engine.store, "writes_on_loop", False)),
+            ),
         )
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
