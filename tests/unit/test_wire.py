@@ -7,6 +7,7 @@ import asyncio
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -19,15 +20,15 @@ ANSWERS = {
 }
 
 
-def _serve(listener: socket.socket, stop: threading.Event) -> None:
-    """Answers each request by its path; closes a connection after one request when asked."""
+def _serve(listener: socket.socket, stop: threading.Event, closed: threading.Semaphore) -> None:
+    """Answers each request by its path, then closes the connection and says so on `closed`."""
     listener.settimeout(0.2)
     while not stop.is_set():
         try:
             conn, _ = listener.accept()
         except TimeoutError:
             continue
-        with conn:
+        with closing_said(conn, closed):
             data = b""
             while b"\r\n\r\n" not in data:
                 chunk = conn.recv(4096)
@@ -53,13 +54,29 @@ def _serve(listener: socket.socket, stop: threading.Event) -> None:
             # One request per connection: the next call finds this one closed and reconnects.
 
 
+@contextmanager
+def closing_said(conn: socket.socket, closed: threading.Semaphore) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        conn.close()
+        closed.release()
+
+
 @pytest.fixture
-def server() -> Iterator[Target]:
+def closed() -> threading.Semaphore:
+    """Released once per connection the server has closed: a test waits for it before its next
+    call, which must then find the connection closed (else the call could race the close)."""
+    return threading.Semaphore(0)
+
+
+@pytest.fixture
+def server(closed: threading.Semaphore) -> Iterator[Target]:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     stop = threading.Event()
-    thread = threading.Thread(target=_serve, args=(listener, stop), daemon=True)
+    thread = threading.Thread(target=_serve, args=(listener, stop, closed), daemon=True)
     thread.start()
     yield Target("http", "127.0.0.1", listener.getsockname()[1], "/prefix")
     stop.set()
@@ -85,7 +102,7 @@ def test_where_calls_go(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Target.of("http://example.org") is None  # httpx knows how to use the proxy
 
 
-def test_sync_wire_reads_every_kind_of_answer(server: Target) -> None:
+def test_sync_wire_reads_every_kind_of_answer(server: Target, closed: threading.Semaphore) -> None:
     wire = SyncWire(server)
     try:
         for path, status, content in [
@@ -98,16 +115,17 @@ def test_sync_wire_reads_every_kind_of_answer(server: Target) -> None:
                 "POST", path, (("wait", "1"),), {}, b"{}", connect_timeout_s=5, read_timeout_s=5
             )
             assert (answer.status_code, answer.content) == (status, content)
+            assert closed.acquire(timeout=5)
         assert answer.json() == {"a": 1} and answer.is_success
     finally:
         wire.close()
 
 
-def test_async_wire_reads_every_kind_of_answer(server: Target) -> None:
+def test_async_wire_reads_every_kind_of_answer(server: Target, closed: threading.Semaphore) -> None:
     async def main() -> None:
         wire = AsyncWire(server)
         try:
-            plain, chunked, closed = await asyncio.gather(
+            plain, chunked, busy = await asyncio.gather(
                 *(
                     wire.request("GET", path, (), {}, None, connect_timeout_s=5, read_timeout_s=5)
                     for path in ("/plain", "/chunked", "/close")
@@ -115,7 +133,9 @@ def test_async_wire_reads_every_kind_of_answer(server: Target) -> None:
             )
             assert plain.content == b'{"a":1}'
             assert (chunked.status_code, chunked.content) == (201, b'{"b":2}')
-            assert (closed.status_code, closed.headers["retry-after"]) == (503, "2")
+            assert (busy.status_code, busy.headers["retry-after"]) == (503, "2")
+            for _ in range(3):
+                assert await asyncio.to_thread(closed.acquire, timeout=5)
             again = await wire.request(
                 "GET", "/plain", (), {}, None, connect_timeout_s=5, read_timeout_s=5
             )
