@@ -148,3 +148,27 @@ def test_inline_when_idle_runs_a_lone_call_in_place_and_queues_behind_a_busy_com
     assert threads["behind"] != threading.get_ident()
     assert (alone.name, behind.name) == ("alone", "behind")
     assert {t.name for t in h.engine.list_tasks()} == {"alone", "behind"}
+
+
+def test_a_group_of_one_commits_alone_and_fails_alone(h) -> None:
+    """A lone call runs in its own transaction (no savepoint): answered once committed, and its
+    error, with nothing stored, when it fails."""
+    commits = GroupCommit(h.engine.store, h.engine.events)
+
+    async def main() -> tuple[Any, BaseException | None]:
+        stored = await commits.run(h.engine.submit, TaskSpec(handler="noop", name="lone"))
+        try:
+            await commits.run(
+                h.engine.submit_batch, [TaskSpec(handler="noop", depends_on=["missing"])]
+            )
+        except InvalidSpecError as exc:
+            return stored, exc
+        return stored, None
+
+    try:
+        stored, error = asyncio.run(main())
+    finally:
+        commits.stop()
+    assert h.engine.get(stored.id).state is TaskState.QUEUED
+    assert isinstance(error, InvalidSpecError) and error.field == "depends_on"
+    assert [t.name for t in h.engine.list_tasks()] == ["lone"]
