@@ -177,6 +177,15 @@ class PostgresTx:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
 
+    def _execute_rows(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement per row, in one round trip (executemany pipelines them); a single row
+        goes as a plain execute, which skips the pipeline's own set-up and sync (about half of
+        a one-row executemany's 0.47 ms here)."""
+        if len(rows) == 1:
+            self.conn.execute(query, rows[0])
+        else:
+            self.conn.cursor().executemany(query, rows)
+
     def _tasks(self, sql: str, params: Sequence[Any]) -> list[Task]:
         rows = self.conn.execute(f"SELECT {_TASKS} FROM tasks WHERE {sql}", params).fetchall()
         return [codec.task_from_row(row) for row in rows]
@@ -199,7 +208,7 @@ class PostgresTx:
                     copy.write_row(row)
         else:
             marks = ", ".join(["%s"] * len(rows[0]))
-            self.conn.cursor().executemany(f"INSERT INTO tasks ({columns}) VALUES ({marks})", rows)
+            self._execute_rows(f"INSERT INTO tasks ({columns}) VALUES ({marks})", rows)
 
     def insert_dependencies(self, edges: Sequence[tuple[TaskId, TaskId]]) -> None:
         if edges:
@@ -223,7 +232,7 @@ class PostgresTx:
     def update_tasks(self, tasks: Sequence[Task]) -> None:
         if tasks:
             sets = ", ".join(f"{col} = %s" for col in codec.MUTABLE_COLUMNS)
-            self.conn.cursor().executemany(
+            self._execute_rows(
                 f"UPDATE tasks SET {sets} WHERE id = %s", [codec.task_update_row(t) for t in tasks]
             )
 
@@ -299,14 +308,14 @@ class PostgresTx:
     def insert_attempts(self, attempts: Sequence[Attempt]) -> None:
         if attempts:
             marks = ", ".join(["%s"] * len(codec.ATTEMPT_COLUMNS))
-            self.conn.cursor().executemany(
+            self._execute_rows(
                 f"INSERT INTO attempts ({_ATTEMPTS}) VALUES ({marks})",
                 [codec.attempt_row(a) for a in attempts],
             )
 
     def finish_attempts(self, ends: Sequence[AttemptEnd]) -> None:
         if ends:
-            self.conn.cursor().executemany(
+            self._execute_rows(
                 "UPDATE attempts SET finished_at = %s, outcome = %s, error = %s, traceback = %s, "
                 "stdout_tail = %s, stderr_tail = %s WHERE task_id = %s AND number = %s",
                 [
@@ -329,7 +338,7 @@ class PostgresTx:
     ) -> None:
         if attempts:
             expires = _epoch(lease_expires_at)
-            self.conn.cursor().executemany(
+            self._execute_rows(
                 "UPDATE attempts SET lease_expires_at = %s WHERE task_id = %s AND number = %s",
                 [(expires, task_id, number) for task_id, number in attempts],
             )
