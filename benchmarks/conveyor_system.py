@@ -141,8 +141,7 @@ class ConveyorSystem:
         times: list[float] = []
         for i in range(self.sizes.w2_rounds):
             started = time.perf_counter()
-            task = self.client.submit("echo", i)
-            outcome = self.client.result(task.id, wait_s=30)
+            outcome = self.client.run("echo", i, wait_s=30)  # submit and wait in one request
             times.append(time.perf_counter() - started)
             assert outcome.done and outcome.result == i, outcome
         times.sort()

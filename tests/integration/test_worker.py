@@ -427,6 +427,22 @@ def test_a_worker_started_before_its_server_waits_for_it(
         live.stop()
 
 
+def test_run_submits_and_waits_for_the_result_in_one_call(
+    server: LiveServer, client: Client, start_worker: Callable[..., RunningWorker]
+) -> None:
+    start_worker()
+    done = client.run("echo", "hi", wait_s=DONE_S)
+    assert (done.done, done.state, done.result) == (True, TaskState.SUCCEEDED, "hi")
+    later = client.run("echo", 1, delay_s=3600, wait_s=0.2)
+    assert (later.done, later.state) == (False, TaskState.PENDING)
+
+    async def with_async_client() -> object:
+        async with AsyncClient(server.url) as aclient:
+            return (await aclient.run("echo", 2, wait_s=DONE_S)).result
+
+    assert asyncio.run(with_async_client()) == 2
+
+
 def test_both_clients_speak_the_servers_api(
     server: LiveServer, client: Client, start_worker: Callable[..., RunningWorker]
 ) -> None:

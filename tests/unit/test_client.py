@@ -395,6 +395,28 @@ def test_result_repeats_the_long_poll_until_done() -> None:
     assert [r.url.params["wait"] for r in server.requests] == ["10"] * 6
 
 
+def test_run_submits_and_waits_in_one_call_then_long_polls_if_needed() -> None:
+    server = Server()
+    for _ in range(2):
+        server.answer(201, body=task_json("t1", state="succeeded", result=3))
+        server.answer(201, body=task_json("t1", state="running"))
+        server.answer(body=result_json(done=True))
+    sync_result, async_result = call_both(
+        server, lambda c: c.run("echo", 1, priority=2, wait_s=100)
+    )
+    assert sync_result == async_result
+    assert (sync_result.id, sync_result.done, sync_result.result) == ("t1", True, 3)
+    submit = server.requests[0]
+    assert (submit.method, submit.url.path, submit.url.params["wait"]) == (
+        "POST", f"{API_PREFIX}/tasks", "30"
+    )  # fmt: skip
+    assert json.loads(submit.content)["priority"] == 2
+    # The second run's submit answered before the end: it waits on for the result.
+    follow = server.requests[2]
+    assert (follow.method, follow.url.path) == ("GET", f"{API_PREFIX}/tasks/t1/result")
+    assert follow.url.params["wait"] == "30"  # a long-poll of the usual length
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 100.0

@@ -72,11 +72,11 @@ def submit_command(
         raise click.BadParameter(str(exc), param_hint="--at") from None
     spec = build_spec(handler, args, options, run_at=run_at, key=key)
     with connect(server, token) as client:
-        task = client.submit(spec)
         if not wait:
+            task = client.submit(spec)
             print_json(task) if as_json else click.echo(task.id)
             return
-        outcome = _wait(client, task.id)
+        outcome = client.run(spec, wait_s=math.inf)  # submit and wait in one request
     _print_result(outcome, as_json)
 
 

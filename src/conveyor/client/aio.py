@@ -68,6 +68,17 @@ class AsyncClient:
             return await self._coalescer.submit(spec)
         return await self._session.send(calls.submit(spec))
 
+    async def run(
+        self,
+        handler: Submittable,
+        /,
+        *args: JSON,
+        wait_s: float = calls.DEFAULT_RESULT_WAIT_S,
+        **options: Unpack[SpecOptions],
+    ) -> ResultOut:
+        spec = build_spec(handler, args, options)
+        return await self._session.run(calls.run(spec, wait_s=wait_s, clock=time.monotonic))
+
     async def submit_batch(self, specs: Iterable[TaskSpec]) -> builtins.list[TaskOut]:
         return (await self._session.send(calls.submit_batch(builtins.list(specs)))).tasks
 

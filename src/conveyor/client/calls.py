@@ -77,8 +77,17 @@ def api_path(*parts: str) -> str:
 # ---- tasks ------------------------------------------------------------------------------------
 
 
-def submit(spec: TaskSpec) -> Call[TaskOut]:
-    return Call("POST", api_path("tasks"), TaskOut.model_validate_json, body=spec)
+def submit(spec: TaskSpec, wait_s: float = 0.0) -> Call[TaskOut]:
+    """With `wait_s`, the server answers once the task has ended, or after `wait_s` seconds."""
+    wait_s = min(max(wait_s, 0.0), MAX_RESULT_WAIT_S)
+    return Call(
+        "POST",
+        api_path("tasks"),
+        TaskOut.model_validate_json,
+        body=spec,
+        params=(("wait", _number(wait_s)),) if wait_s else (),
+        hold_s=wait_s,
+    )
 
 
 def submit_batch(specs: Sequence[TaskSpec]) -> Call[BatchOut]:
@@ -196,6 +205,26 @@ def wait_for_result(
         # A zero hold would make this loop spin: then it only ever looks once.
         if answer.done or left_s <= 0 or hold_s <= 0:
             return answer
+
+
+def run(spec: TaskSpec, *, wait_s: float, clock: Callable[[], float]) -> Steps[ResultOut]:
+    """Submit and wait up to `wait_s` seconds in all for the end: in the submit request itself
+    (one round trip when the task is quick), then as `wait_for_result` does."""
+    wait_s = max(wait_s, 0.0)
+    give_up_at = clock() + wait_s
+    task: TaskOut = yield submit(spec, round(min(wait_s, DEFAULT_RESULT_WAIT_S), 3))
+    answer = ResultOut(
+        id=task.id,
+        state=task.state,
+        done=task.state.is_terminal,
+        result=task.result,
+        error=task.error,
+        reason=task.reason,
+    )
+    left_s = give_up_at - clock()
+    if answer.done or left_s <= 0:
+        return answer
+    return (yield from wait_for_result(task.id, wait_s=None, timeout_s=left_s, clock=clock))
 
 
 # ---- schedules --------------------------------------------------------------------------------

@@ -77,6 +77,21 @@ class Client:
         """
         return self._session.send(calls.submit(build_spec(handler, args, options)))
 
+    def run(
+        self,
+        handler: Submittable,
+        /,
+        *args: JSON,
+        wait_s: float = calls.DEFAULT_RESULT_WAIT_S,
+        **options: Unpack[SpecOptions],
+    ) -> ResultOut:
+        """Submit one task and wait up to `wait_s` seconds (`math.inf`: as long as it takes) for
+        its result: `run("echo", 1).result`. The submit request itself waits for the end, so a
+        quick task costs one round trip. Returns `done=False` if it has not ended in time.
+        """
+        spec = build_spec(handler, args, options)
+        return self._session.run(calls.run(spec, wait_s=wait_s, clock=time.monotonic))
+
     def submit_batch(self, specs: Iterable[TaskSpec]) -> builtins.list[TaskOut]:
         """Submit specs atomically: all or none. `depends_on` may name other specs of the batch."""
         return self._session.send(calls.submit_batch(builtins.list(specs))).tasks

@@ -132,11 +132,14 @@ def _route(method: str, path: str) -> tuple[Handler | None, str]:
 
 
 async def _submit(ctx: ServerContext, scope: Scope, receive: Receive, _: str) -> tuple[int, bytes]:
+    wait_s = _wait_param(scope)
     spec = _parse(TaskSpec, await _body(receive))
     before = ctx.engine.clock.now()
     task = await ctx.write(ctx.engine.submit, spec)
     # A key submitted before returns the first task: 200, not 201.
     status = 200 if spec.key is not None and task.created_at < before else 201
+    if wait_s > 0 and not task.state.is_terminal:
+        task = await _wait_for_end(ctx, task.id, wait_s)
     return status, _dump(TaskOut.of(task))
 
 
@@ -228,16 +231,7 @@ async def _report(
 async def _result(
     ctx: ServerContext, scope: Scope, receive: Receive, task_id: str
 ) -> tuple[int, bytes]:
-    wait_s = _wait_param(scope)
-    engine = ctx.engine
-    read_inline = bool(getattr(engine.store, "reads_on_loop", False))
-
-    async def read() -> Task:
-        if read_inline:
-            return engine.get(task_id)
-        return await ctx.call(engine.get, task_id)
-
-    task = await ctx.waiters.result(task_id, read, wait_s=min(wait_s, ctx.settings.max_wait_s))
+    task = await _wait_for_end(ctx, task_id, _wait_param(scope))
     out = ResultOut(
         id=task.id,
         state=task.state,
@@ -247,6 +241,19 @@ async def _result(
         reason=task.reason,
     )
     return 200, _dump(out)
+
+
+async def _wait_for_end(ctx: ServerContext, task_id: str, wait_s: float) -> Task:
+    """The task once it has ended, or as it is after `wait_s` (capped by the server)."""
+    engine = ctx.engine
+    read_inline = bool(getattr(engine.store, "reads_on_loop", False))
+
+    async def read() -> Task:
+        if read_inline:
+            return engine.get(task_id)
+        return await ctx.call(engine.get, task_id)
+
+    return await ctx.waiters.result(task_id, read, wait_s=min(wait_s, ctx.settings.max_wait_s))
 
 
 # ---- parsing and answering ------------------------------------------------------------------

@@ -51,12 +51,31 @@ Filter = Annotated[str | None, Query(min_length=1, max_length=200)]
         **_task_links(201, "$response.body#/id"),
     },
 )
-async def submit_task(spec: TaskSpec, ctx: Ctx, response: Response) -> TaskOut:
+async def submit_task(
+    spec: TaskSpec,
+    ctx: Ctx,
+    response: Response,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            allow_inf_nan=False,
+            description="Seconds to wait for the task to end before answering (at most 60): "
+            "submit and result in one call. The answer shows the task as it is then.",
+        ),
+    ] = 0,
+) -> TaskOut:
     """Submit one task. A spec whose `key` was submitted before returns the first task (200)."""
     before = ctx.engine.clock.now()
     task = await ctx.call(ctx.engine.submit, spec)
     if spec.key is not None and task.created_at < before:
         response.status_code = 200
+    if wait > 0 and not task.state.is_terminal:
+        task = await ctx.waiters.result(
+            task.id,
+            lambda: ctx.call(ctx.engine.get, task.id),
+            wait_s=min(wait, ctx.settings.max_wait_s),
+        )
     return TaskOut.of(task)
 
 
