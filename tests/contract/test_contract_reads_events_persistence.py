@@ -436,3 +436,36 @@ def test_two_stores_on_one_database_see_each_others_commits(h, store_factory):
     assert other.leased_ids(w) == [task.id]
     assert h.state(task.id) is TaskState.RUNNING
     assert h.lease(h.worker("w2")) == []
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_updating_tasks_writes_every_mutable_field_and_keeps_counts(h, count):
+    """One row and several rows take different statements on some stores; both must write every
+    mutable field, values to nothing and nothing to values, and keep the counts by state."""
+    tasks = [h.submit(name=f"t{i}") for i in range(count)]
+    now = h.clock.now()
+    for i, task in enumerate(tasks):
+        task.state = TaskState.FAILED
+        task.reason = Reason.CRASHED if i % 2 else None
+        task.deps_left = 7 + i
+        task.not_before = now + timedelta(seconds=i + 1)
+        task.retries_used, task.attempts, task.deliveries = 1 + i, 2 + i, 3 + i
+        task.result = {"n": i, "deep": [1, None]}
+        task.error = f"boom {i}"
+        task.worker_id = None if i % 2 else f"w{i}"
+        task.lease_expires_at = now + timedelta(seconds=30)
+        task.started_at = now
+        task.finished_at = now + timedelta(seconds=2)
+        task.updated_at = now + timedelta(seconds=2)
+    with h.engine.store.transaction() as tx:
+        tx.update_tasks(tasks)
+    for task in tasks:
+        stored = h.engine.get(task.id)
+        for field in ("state", "reason", "deps_left", "not_before", "retries_used", "attempts",
+                      "deliveries", "result", "error", "worker_id", "lease_expires_at",
+                      "started_at", "finished_at", "updated_at"):  # fmt: skip
+            assert getattr(stored, field) == getattr(task, field), field
+    counted = Counter()
+    for c in h.engine.counts():
+        counted[c.state] += c.count
+    assert counted == Counter({TaskState.FAILED: count})
