@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -82,6 +83,11 @@ class Cluster:
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.servers: list[tuple[str, int, subprocess.Popen[bytes]]] = []  # (url, port, process)
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        # Its processes lead sessions of their own and outlive a caller that never reaches
+        # stop() (an exception, a broken pipe): they are killed when the cluster is collected
+        # or the interpreter exits, whichever comes first.
+        self._spawned: list[subprocess.Popen[bytes]] = []
+        weakref.finalize(self, _kill_groups, self._spawned)
 
     @property
     def url(self) -> str:
@@ -97,7 +103,7 @@ class Cluster:
     ) -> subprocess.Popen[bytes]:
         extra = {**self.env, **(env or {})}
         with (self.directory / f"{log_name}.log").open("ab") as log:
-            return subprocess.Popen(
+            process = subprocess.Popen(
                 [sys.executable, "-m", "conveyor", *args],
                 cwd=self.cwd,
                 stdout=log,
@@ -105,6 +111,8 @@ class Cluster:
                 start_new_session=True,
                 env={**os.environ, **extra} if extra else None,
             )
+        self._spawned.append(process)
+        return process
 
     def start_server(self, index: int | None = None) -> str:
         """Start a new server, or restart server `index` on its old port; returns its URL."""
@@ -166,9 +174,7 @@ class Cluster:
 
     def kill(self, process: subprocess.Popen[bytes]) -> None:
         """SIGKILL a process and every child it started, as a crash would."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
+        _kill_groups([process])
 
     def signal_worker(self, name: str, signum: signal.Signals, *, group: bool = True) -> None:
         """Send `signum` to worker `name`: to its process group (the worker and its executor's
@@ -198,3 +204,12 @@ class Cluster:
     def log(self, name: str) -> str:
         path = self.directory / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _kill_groups(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    """SIGKILL each process's group (what is left of it: a leader that exited may have left
+    children behind), then reap the leader."""
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
