@@ -130,6 +130,14 @@ class ResultOut(Response):
     error: str | None
     reason: Reason | None
 
+    @classmethod
+    def of(cls, t: Task | TaskOut) -> ResultOut:
+        """The outcome part of a stored task, or of a task as the API gave it."""
+        return cls(
+            id=t.id, state=t.state, done=t.state.is_terminal, result=t.result, error=t.error,
+            reason=t.reason,
+        )  # fmt: skip
+
 
 # ---- workers ----------------------------------------------------------------------------------
 

@@ -213,14 +213,7 @@ def run(spec: TaskSpec, *, wait_s: float, clock: Callable[[], float]) -> Steps[R
     wait_s = max(wait_s, 0.0)
     give_up_at = clock() + wait_s
     task: TaskOut = yield submit(spec, round(min(wait_s, DEFAULT_RESULT_WAIT_S), 3))
-    answer = ResultOut(
-        id=task.id,
-        state=task.state,
-        done=task.state.is_terminal,
-        result=task.result,
-        error=task.error,
-        reason=task.reason,
-    )
+    answer = ResultOut.of(task)
     left_s = give_up_at - clock()
     if answer.done or left_s <= 0:
         return answer

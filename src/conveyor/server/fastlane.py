@@ -232,14 +232,7 @@ async def _result(
     ctx: ServerContext, scope: Scope, receive: Receive, task_id: str
 ) -> tuple[int, bytes]:
     task = await _wait_for_end(ctx, task_id, _wait_param(scope))
-    out = ResultOut(
-        id=task.id,
-        state=task.state,
-        done=task.state.is_terminal,
-        result=task.result,
-        error=task.error,
-        reason=task.reason,
-    )
+    out = ResultOut.of(task)
     return 200, _dump(out)
 
 

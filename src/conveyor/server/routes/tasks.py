@@ -146,14 +146,7 @@ async def get_result(
         lambda: ctx.call(ctx.engine.get, task_id),
         wait_s=min(wait, ctx.settings.max_wait_s),
     )
-    return ResultOut(
-        id=task.id,
-        state=task.state,
-        done=task.state.is_terminal,
-        result=task.result,
-        error=task.error,
-        reason=task.reason,
-    )
+    return ResultOut.of(task)
 
 
 @router.post("/{task_id}/cancel", responses=NOT_FOUND | CONFLICT)
