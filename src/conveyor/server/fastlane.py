@@ -34,20 +34,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conveyor.api.schemas import (
     API_PREFIX,
-    AckOut,
     AssignmentOut,
     BatchIn,
     BatchOut,
     LeaseIn,
     LeaseOut,
     ReportBatchIn,
-    ReportBatchOut,
     ResultOut,
     TaskOut,
 )
 from conveyor.core.models import Assignment, Task
 from conveyor.core.spec import TaskSpec
-from conveyor.engine import Report
 from conveyor.errors import (
     ConflictError,
     InvalidSpecError,
@@ -56,6 +53,7 @@ from conveyor.errors import (
 )
 from conveyor.server import errors
 from conveyor.server.context import ServerContext
+from conveyor.server.reports import acks_out, engine_reports
 
 _TASK = re.compile(rf"^{API_PREFIX}/tasks/([^/]+)/result$")
 _WORKER = re.compile(rf"^{API_PREFIX}/workers/([^/]+)/(lease|report)$")
@@ -204,26 +202,8 @@ async def _report(
     ctx: ServerContext, scope: Scope, receive: Receive, worker_id: str
 ) -> tuple[int, bytes]:
     body = _parse(ReportBatchIn, await _body(receive))
-    reports = [
-        Report(
-            task_id=r.task_id,
-            token=r.token,
-            outcome=r.outcome,
-            result=r.result,
-            error=r.error,
-            traceback=r.traceback,
-            stdout_tail=r.stdout_tail,
-            stderr_tail=r.stderr_tail,
-        )
-        for r in body.reports
-    ]
-    acks = await ctx.write(ctx.engine.report, worker_id, reports)
-    out = ReportBatchOut(
-        acks=[
-            AckOut(task_id=a.task_id, accepted=a.accepted, state=a.state, detail=a.detail)
-            for a in acks
-        ]
-    )
+    acks = await ctx.write(ctx.engine.report, worker_id, engine_reports(body))
+    out = acks_out(acks)
     # 409 when no report was accepted: all were stale.
     return (200 if any(a.accepted for a in acks) else 409), _dump(out)
 

@@ -13,7 +13,6 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from conveyor.api.schemas import (
-    AckOut,
     AssignmentOut,
     HeartbeatIn,
     HeartbeatOut,
@@ -27,10 +26,10 @@ from conveyor.api.schemas import (
     WorkerOut,
 )
 from conveyor.core.models import Assignment
-from conveyor.engine import Report
 from conveyor.server import reads
 from conveyor.server.context import Ctx
 from conveyor.server.errors import COMMON_RESPONSES, NOT_FOUND
+from conveyor.server.reports import acks_out, engine_reports
 
 worker_router = APIRouter(prefix="/workers", tags=["workers"], responses=COMMON_RESPONSES)
 router = APIRouter(prefix="/workers", tags=["workers"], responses=COMMON_RESPONSES)
@@ -124,29 +123,8 @@ async def lease(worker_id: str, body: LeaseIn, ctx: Ctx) -> LeaseOut:
 async def report(worker_id: str, body: ReportBatchIn, ctx: Ctx) -> ReportBatchOut | JSONResponse:
     """Record finished attempts. Each report is acknowledged on its own; a stale one (its lease
     was lost, re-granted or cancelled) is refused and changes nothing. 409 when none was accepted."""
-    acks = await ctx.call(
-        ctx.engine.report,
-        worker_id,
-        [
-            Report(
-                task_id=r.task_id,
-                token=r.token,
-                outcome=r.outcome,
-                result=r.result,
-                error=r.error,
-                traceback=r.traceback,
-                stdout_tail=r.stdout_tail,
-                stderr_tail=r.stderr_tail,
-            )
-            for r in body.reports
-        ],
-    )
-    out = ReportBatchOut(
-        acks=[
-            AckOut(task_id=a.task_id, accepted=a.accepted, state=a.state, detail=a.detail)
-            for a in acks
-        ]
-    )
+    acks = await ctx.call(ctx.engine.report, worker_id, engine_reports(body))
+    out = acks_out(acks)
     if any(a.accepted for a in acks):
         return out
     return JSONResponse(out.model_dump(mode="json"), status_code=409)
