@@ -172,3 +172,41 @@ def test_a_group_of_one_commits_alone_and_fails_alone(h) -> None:
     assert h.engine.get(stored.id).state is TaskState.QUEUED
     assert isinstance(error, InvalidSpecError) and error.field == "depends_on"
     assert [t.name for t in h.engine.list_tasks()] == ["lone"]
+
+
+def test_several_committers_run_groups_at_once_and_all_stop(h) -> None:
+    """With committers=2, a call stuck in its transaction does not hold up the next one; stop()
+    runs what is queued and ends every committer."""
+    def committer_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith("conveyor-committer")}
+
+    others = committer_threads()
+    commits = GroupCommit(h.engine.store, h.engine.events, committers=2)
+    entered = threading.Event()
+    release = threading.Event()
+
+    def slow_read() -> str:
+        entered.set()
+        assert release.wait(10), "the second call never finished while the first held on"
+        return "slow"
+
+    async def main() -> tuple[Any, Any]:
+        slow = asyncio.ensure_future(commits.run(slow_read))
+        assert await asyncio.to_thread(entered.wait, 10)
+        fast = await commits.run(h.engine.submit, TaskSpec(handler="noop", name="fast"))
+        release.set()
+        return await slow, fast
+
+    try:
+        slow, fast = asyncio.run(main())
+    finally:
+        release.set()
+        commits.stop()
+    assert slow == "slow"
+    assert h.engine.get(fast.id).name == "fast"
+    assert committer_threads() <= others
+
+
+def test_committers_must_be_positive(h) -> None:
+    with pytest.raises(ValueError, match="committers"):
+        GroupCommit(h.engine.store, h.engine.events, committers=0)

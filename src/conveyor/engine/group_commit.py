@@ -13,6 +13,10 @@ On a store whose commit costs less than those hand-overs (SQLite without an fsyn
 being committed: a lone request then pays neither thread hop, and requests that arrive while a
 group is on its way still join the next one.
 
+On a store that runs concurrent write transactions well (PostgreSQL: row locks, SKIP LOCKED,
+append-only counters), `committers` > 1 lets that many groups be on their way at once, so that
+a submit does not queue behind a lease that is waiting on the database's round trips.
+
 Nothing is acknowledged before it is durable: a call's result is handed back only after the
 commit that stored it. If that commit fails, every call of the group gets the error, and none
 of their work was stored.
@@ -68,42 +72,49 @@ class GroupCommit:
         max_group: int = MAX_GROUP,
         autostart: bool = True,
         inline_when_idle: bool = False,
+        committers: int = 1,
     ) -> None:
+        if committers < 1:
+            raise ValueError(f"committers must be at least 1, got {committers}")
         self._store = store
         self._events = events
         self._max_group = max_group
         self._autostart = autostart
-        self._inline_when_idle = inline_when_idle
-        self._committing = False
-        """Set by the committer while it runs a group."""
-        """Start the committer on the first call if start() was not called (apps run without
+        """Start the committers on the first call if start() was not called (apps run without
         their lifespan); tests turn it off to queue several calls before the first group."""
+        self._inline_when_idle = inline_when_idle
+        self._committers = committers
+        self._committing = 0
+        """Groups being run by the committers right now."""
         self._queue: queue.SimpleQueue[_Call | object] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
     def start(self) -> None:
         with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="conveyor-committer", daemon=True
-                )
-                self._thread.start()
+            if not self._threads:
+                self._threads = [
+                    threading.Thread(target=self._run, name=f"conveyor-committer-{i}", daemon=True)
+                    for i in range(self._committers)
+                ]
+                for thread in self._threads:
+                    thread.start()
 
     def stop(self) -> None:
-        """Run what is queued, then end the thread."""
+        """Run what is queued, then end the threads."""
         with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
+            threads, self._threads = self._threads, []
+        for _ in threads:
             self._queue.put(_STOP)
+        for thread in threads:
             thread.join()
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """`fn(*args, **kwargs)` in the committer's next transaction; its result once committed."""
+        """`fn(*args, **kwargs)` in a committer's next transaction; its result once committed."""
         if self._inline_when_idle and not self._committing and self._queue.empty():
             # The operation commits its own transaction and publishes its own events.
             return fn(*args, **kwargs)
-        if self._thread is None and self._autostart:
+        if not self._threads and self._autostart:
             self.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
@@ -113,8 +124,12 @@ class GroupCommit:
     def _run(self) -> None:
         while True:
             item = self._queue.get()
-            stopping = item is _STOP
-            group: list[_Call] = [] if stopping else [item]  # type: ignore[list-item]
+            if item is _STOP:
+                return
+            # Each committer takes exactly one _STOP (stop() queues one per committer, after
+            # everything else), so a group ends at the first one it meets.
+            group: list[_Call] = [item]  # type: ignore[list-item]
+            stopping = False
             while len(group) < self._max_group:
                 try:
                     item = self._queue.get_nowait()
@@ -122,14 +137,15 @@ class GroupCommit:
                     break
                 if item is _STOP:
                     stopping = True
-                else:
-                    group.append(item)  # type: ignore[arg-type]
-            if group:
-                self._committing = True
-                try:
-                    self._commit(group)
-                finally:
-                    self._committing = False
+                    break
+                group.append(item)  # type: ignore[arg-type]
+            with self._lock:
+                self._committing += 1
+            try:
+                self._commit(group)
+            finally:
+                with self._lock:
+                    self._committing -= 1
             if stopping:
                 return
 

@@ -55,6 +55,7 @@ class ServerContext:
                 engine.store,
                 engine.events,
                 inline_when_idle=bool(getattr(engine.store, "writes_on_loop", False)),
+                committers=int(getattr(engine.store, "parallel_writes", 1)),
             ),
         )
 

@@ -133,11 +133,12 @@ async def _submit(ctx: ServerContext, scope: Scope, receive: Receive, _: str) ->
     wait_s = _wait_param(scope)
     spec = _parse(TaskSpec, await _body(receive))
     before = ctx.engine.clock.now()
+    ends_heard = ctx.waiters.ends_heard
     task = await ctx.write(ctx.engine.submit, spec)
     # A key submitted before returns the first task: 200, not 201.
     status = 200 if spec.key is not None and task.created_at < before else 201
     if wait_s > 0 and not task.state.is_terminal:
-        task = await _wait_for_end(ctx, task.id, wait_s)
+        task = await _wait_for_end(ctx, task.id, wait_s, known=(task, ends_heard))
     return status, _dump(TaskOut.of(task))
 
 
@@ -216,8 +217,11 @@ async def _result(
     return 200, _dump(out)
 
 
-async def _wait_for_end(ctx: ServerContext, task_id: str, wait_s: float) -> Task:
-    """The task once it has ended, or as it is after `wait_s` (capped by the server)."""
+async def _wait_for_end(
+    ctx: ServerContext, task_id: str, wait_s: float, *, known: tuple[Task, int] | None = None
+) -> Task:
+    """The task once it has ended, or as it is after `wait_s` (capped by the server); `known`
+    as Waiters.result takes it."""
     engine = ctx.engine
     read_inline = bool(getattr(engine.store, "reads_on_loop", False))
 
@@ -226,7 +230,9 @@ async def _wait_for_end(ctx: ServerContext, task_id: str, wait_s: float) -> Task
             return engine.get(task_id)
         return await ctx.call(engine.get, task_id)
 
-    return await ctx.waiters.result(task_id, read, wait_s=min(wait_s, ctx.settings.max_wait_s))
+    return await ctx.waiters.result(
+        task_id, read, wait_s=min(wait_s, ctx.settings.max_wait_s), known=known
+    )
 
 
 # ---- parsing and answering ------------------------------------------------------------------

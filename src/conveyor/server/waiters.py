@@ -12,6 +12,7 @@ committed before the look is seen by the look itself. Either way no wake-up is l
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -48,6 +49,9 @@ class Waiters:
         self._by_queue: dict[str, set[Watch]] = {}
         self._by_task: dict[TaskId, set[Watch]] = {}
         self._closed = False
+        self._ends = 0
+        """Change sets with ended tasks heard of so far (see `ends_heard`)."""
+        self._ends_lock = threading.Lock()  # committers publish from several threads
 
     # ---- life cycle (on the event loop) -----------------------------------------------------
 
@@ -110,12 +114,31 @@ class Waiters:
                 if not await self._wait(watch.event, deadline - time.monotonic()):
                     return got
 
+    @property
+    def ends_heard(self) -> int:
+        """A count that moves whenever this server hears of tasks ending. A request that got a
+        task from a write begun when the count stood at n, and finds it still at n once it
+        watches the task, knows the task cannot have ended meanwhile: it need not read it."""
+        return self._ends
+
     async def result(
-        self, task_id: TaskId, read: Callable[[], Awaitable[Task]], *, wait_s: float
+        self,
+        task_id: TaskId,
+        read: Callable[[], Awaitable[Task]],
+        *,
+        wait_s: float,
+        known: tuple[Task, int] | None = None,
     ) -> Task:
-        """Read the task; if it has not finished, wait up to `wait_s` for it to, and read again."""
+        """Read the task; if it has not finished, wait up to `wait_s` for it to, and read again.
+
+        `known=(task, ends_heard)`: the task as a write returned it and `ends_heard` from before
+        that write; it stands in for the first read when no task has ended since.
+        """
         with self._watch(None, task_id) as watch:
-            task = await read()
+            if known is not None and known[1] == self._ends:
+                task = known[0]
+            else:
+                task = await read()
             if task.state.is_terminal or wait_s <= 0 or self._closed:
                 return task
             await self._wait(watch.event, wait_s)
@@ -188,6 +211,10 @@ class Waiters:
         changes. Reading the registrations from any thread is safe: a request that registers
         after these reads looks at the database after the commit, so it needs no wake-up.
         """
+        if finished is None or finished:
+            # Before the registrations are read: see ends_heard.
+            with self._ends_lock:
+                self._ends += 1
         loop = self._loop
         ready = frozenset(ready_queues) if self._any_queue or self._by_queue else frozenset()
         if not self._by_task:

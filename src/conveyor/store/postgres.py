@@ -80,7 +80,15 @@ class PostgresStore:
             raise StoreBusyError(f"cannot connect to PostgreSQL at {_redact(url)}: {exc}") from exc
         self._closed = False
         self._current = threading.local()  # the transaction open on this thread, if any
+        self._max_connections = max_connections
         self._migrate()
+
+    @property
+    def parallel_writes(self) -> int:
+        """Write transactions worth running at once from one server: each spends most of its
+        time waiting on round trips, and concurrent ones do not block each other (SKIP LOCKED,
+        append-only counters). Half the pool, so that reads always find a connection."""
+        return max(1, min(4, self._max_connections // 2))
 
     def _migrate(self) -> None:
         with self.transaction() as tx:

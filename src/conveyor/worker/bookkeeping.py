@@ -3,7 +3,10 @@
 A lease is *held* from the moment a lease call hands it over until the server has answered its
 report (or the lease is known to be void). While its execution runs it also occupies a slot
 and its resources. Everything here sits under one lock: the threads touch it a few times per
-task, far too rarely to contend.
+task, far too rarely to contend. Each waiting thread has a condition of its own on that lock,
+notified only when what it waits for may have come: a task that ends wakes the leaser only
+once there is room worth a lease call, not at every end (each needless wake-up is a thread
+switch and a fight for the GIL, per task).
 """
 
 from __future__ import annotations
@@ -42,7 +45,13 @@ class Bookkeeping:
         self._auto = auto_prefetch
         self._task_s: float | None = None
         """Mean execution time of recent tasks (moving average); None before the first ends."""
-        self._cond = threading.Condition()
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)
+        """Settlement and flushing (wait_for_settlement, wait_flushed)."""
+        self._room = threading.Condition(lock)
+        """The leaser's: room for a lease call, or leasing stopped."""
+        self._outbox_ready = threading.Condition(lock)
+        """The reporter's: reports to send, or closed."""
         self._held: set[Lease] = set()
         self._busy = 0
         """Leases handed over whose execution has not ended (waiting to start, or running)."""
@@ -85,7 +94,7 @@ class Bookkeeping:
         has stopped."""
         with self._cond:
             while self._leasing and not self._wants_more():
-                self._cond.wait()
+                self._room.wait()
             return self.capacity - self._busy if self._leasing else 0
 
     def _wants_more(self) -> bool:
@@ -125,6 +134,7 @@ class Bookkeeping:
         with self._cond:
             self._leasing = False
             self._cond.notify_all()
+            self._room.notify_all()
 
     # ---- executions (the main thread) ------------------------------------------------------------
 
@@ -147,9 +157,12 @@ class Bookkeeping:
                 self._held.discard((task_id, token))
                 self._void.discard(task_id)
                 self._settled += 1
+                self._cond.notify_all()
             else:
                 self._outbox.append(report)
-            self._cond.notify_all()
+                self._outbox_ready.notify()
+            if self._wants_more():
+                self._room.notify()
 
     def is_void(self, task_id: TaskId) -> bool:
         with self._cond:
@@ -178,7 +191,7 @@ class Bookkeeping:
         """Block until there are reports; take up to `limit`. Empty once closed."""
         with self._cond:
             while not self._outbox and not self._closed:
-                self._cond.wait()
+                self._outbox_ready.wait()
             if self._closed:
                 return []
             batch, self._outbox = self._outbox[:limit], self._outbox[limit:]
@@ -201,6 +214,7 @@ class Bookkeeping:
             self._in_flight -= len(reports)
             self._outbox[:0] = reports
             self._cond.notify_all()
+            self._outbox_ready.notify()
 
     def replace(self, sent: ReportIn, replacement: ReportIn) -> None:
         """The server refused `sent` as malformed: send `replacement` (same lease) instead."""
@@ -208,6 +222,7 @@ class Bookkeeping:
             self._in_flight -= 1
             self._outbox.insert(0, replacement)
             self._cond.notify_all()
+            self._outbox_ready.notify()
 
     def unreported(self) -> int:
         with self._cond:
@@ -229,4 +244,5 @@ class Bookkeeping:
         with self._cond:
             self._closed = True
             self._leasing = False
-            self._cond.notify_all()
+            for condition in (self._cond, self._room, self._outbox_ready):
+                condition.notify_all()

@@ -67,6 +67,7 @@ async def submit_task(
 ) -> TaskOut:
     """Submit one task. A spec whose `key` was submitted before returns the first task (200)."""
     before = ctx.engine.clock.now()
+    ends_heard = ctx.waiters.ends_heard
     task = await ctx.call(ctx.engine.submit, spec)
     if spec.key is not None and task.created_at < before:
         response.status_code = 200
@@ -75,6 +76,7 @@ async def submit_task(
             task.id,
             lambda: ctx.call(ctx.engine.get, task.id),
             wait_s=min(wait, ctx.settings.max_wait_s),
+            known=(task, ends_heard),
         )
     return TaskOut.of(task)
 
