@@ -202,6 +202,25 @@ class PostgresTx:
     def insert_tasks(self, tasks: Sequence[Task]) -> None:
         if not tasks:
             return
+        if len(tasks) < _COPY_FROM:
+            # The database numbers the rows and says which numbers it gave, in the same round
+            # trip (one statement per row, pipelined, when there are several).
+            marks = ", ".join(["%s"] * len(codec.INSERT_COLUMNS))
+            query = (
+                f"INSERT INTO tasks ({', '.join(codec.INSERT_COLUMNS)}) VALUES ({marks}) "
+                "RETURNING seq"
+            )
+            rows = [codec.task_insert_row(t) for t in tasks]
+            if len(rows) == 1:
+                (tasks[0].seq,) = self.conn.execute(query, rows[0]).fetchone()  # type: ignore[misc]
+                return
+            cursor = self.conn.cursor()
+            cursor.executemany(query, rows, returning=True)
+            for task in tasks:
+                (task.seq,) = cursor.fetchone()  # type: ignore[misc]
+                cursor.nextset()
+            return
+        # COPY cannot return the numbers: take them first.
         seqs = self.conn.execute(
             "SELECT nextval(pg_get_serial_sequence('tasks', 'seq')) FROM generate_series(1, %s)",
             (len(tasks),),
@@ -209,14 +228,9 @@ class PostgresTx:
         for task, (seq,) in zip(tasks, sorted(seqs), strict=True):
             task.seq = seq
         columns = f"seq, {', '.join(codec.INSERT_COLUMNS)}"
-        rows = [(t.seq, *codec.task_insert_row(t)) for t in tasks]
-        if len(rows) >= _COPY_FROM:
-            with self.conn.cursor().copy(f"COPY tasks ({columns}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-        else:
-            marks = ", ".join(["%s"] * len(rows[0]))
-            self._execute_rows(f"INSERT INTO tasks ({columns}) VALUES ({marks})", rows)
+        with self.conn.cursor().copy(f"COPY tasks ({columns}) FROM STDIN") as copy:
+            for task in tasks:
+                copy.write_row((task.seq, *codec.task_insert_row(task)))
 
     def insert_dependencies(self, edges: Sequence[tuple[TaskId, TaskId]]) -> None:
         if edges:
