@@ -177,6 +177,7 @@ def test_a_group_of_one_commits_alone_and_fails_alone(h) -> None:
 def test_several_committers_run_groups_at_once_and_all_stop(h) -> None:
     """With committers=2, a call stuck in its transaction does not hold up the next one; stop()
     runs what is queued and ends every committer."""
+
     def committer_threads() -> set[threading.Thread]:
         return {t for t in threading.enumerate() if t.name.startswith("conveyor-committer")}
 

@@ -318,8 +318,8 @@ def _documented_route_only(served: Served) -> httpx.AsyncClient:
 @pytest.mark.parametrize("lane", ["fast lane", "documented route"])
 async def test_submit_with_wait_answers_with_the_finished_task(served: Served, lane: str) -> None:
     worker = await served.register()
-    reads = Signal(served.engine.get, when=lambda t: not t.state.is_terminal)
-    served.engine.get = reads  # type: ignore[method-assign]
+    submits = Signal(served.engine.submit)
+    served.engine.submit = submits  # type: ignore[method-assign]
     http = served.http if lane == "fast lane" else _documented_route_only(served)
     submitting = asyncio.create_task(
         http.post(
@@ -328,8 +328,10 @@ async def test_submit_with_wait_answers_with_the_finished_task(served: Served, l
             json={"handler": "sha256", "args": ["x"], "name": lane.replace(" ", "-")},
         )
     )
-    await reads.wait()  # submitted, read once, not finished: now waiting
+    await submits.wait()  # stored; the request now waits for the end (or, if it has not
+    # registered its wait by the time the task ends, reads the task once it has)
     [lease] = await served.lease(worker)
+    assert not submitting.done()
     report = {"task_id": lease["task_id"], "token": lease["token"], "outcome": "succeeded"}
     await served.post(f"/workers/{worker}/report", json={"reports": [{**report, "result": 7}]})
     response = await asyncio.wait_for(submitting, PROMPT_S)
