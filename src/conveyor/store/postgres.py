@@ -30,6 +30,7 @@ from conveyor.store import codec
 from conveyor.store.base import AttemptEnd, StateCount, TaskFilter
 from conveyor.store.postgres_feed import PostgresChangeFeed
 from conveyor.store.postgres_schema import COMPACT_COUNTS, MIGRATIONS
+from conveyor.store.postgres_vacuum import DEAD_ROWS, DEAD_ROWS_QUERY, TaskVacuum
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class PostgresStore:
         min_connections: int = 1,
         max_connections: int = 10,
         connect_timeout_s: float = 5.0,
+        vacuum_after_dead_rows: int = DEAD_ROWS,
     ) -> None:
         self.url = url
         self.schema = schema
@@ -81,6 +83,7 @@ class PostgresStore:
         self._closed = False
         self._current = threading.local()  # the transaction open on this thread, if any
         self._max_connections = max_connections
+        self.vacuum = TaskVacuum(self._pool.connection, dead_rows=vacuum_after_dead_rows)
         self._migrate()
 
     @property
@@ -150,13 +153,18 @@ class PostgresStore:
         return PostgresChangeFeed(self.url, channel, kwargs)
 
     def maintain(self) -> None:
-        """Fold the count deltas into task_counts; safe to run on several servers at once."""
+        """Fold the count deltas into task_counts, and vacuum the task tables in the background
+        once leases and reports have left many dead rows (postgres_vacuum.py); safe to run on
+        several servers at once."""
         with self.transaction() as tx:
             tx.conn.execute(COMPACT_COUNTS)
+            row = tx.conn.execute(DEAD_ROWS_QUERY).fetchone()
+        self.vacuum.consider(int(row[0]) if row and row[0] is not None else 0)
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self.vacuum.wait()
             self._pool.close()
 
 
