@@ -108,3 +108,34 @@ def test_one_vacuum_at_a_time_and_a_failure_is_only_logged(caplog) -> None:
     vacuum.wait(10)
     assert vacuum.runs == 1
     assert "vacuuming the task tables failed" in caplog.text
+
+
+def test_stop_cancels_a_running_vacuum_and_no_new_one_starts(caplog) -> None:
+    import psycopg
+
+    started = threading.Event()
+    cancelled = threading.Event()
+
+    class SlowConnection:
+        autocommit = False
+
+        def execute(self, query: str) -> None:
+            started.set()
+            assert cancelled.wait(10), "stop() did not cancel the vacuum"
+            raise psycopg.errors.QueryCanceled("canceling statement due to user request")
+
+        def cancel_safe(self, timeout: float) -> None:
+            cancelled.set()
+
+    @contextmanager
+    def connect() -> Iterator[Any]:
+        yield SlowConnection()
+
+    vacuum = TaskVacuum(connect, dead_rows=1)
+    assert vacuum.consider(5)
+    assert started.wait(10)
+    vacuum.stop(timeout_s=10)
+    assert cancelled.is_set()
+    assert vacuum.runs == 0
+    assert "failed" not in caplog.text  # a cancel on closing is not a failure
+    assert not vacuum.consider(5)  # stopped: no new vacuum

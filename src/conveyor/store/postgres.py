@@ -164,7 +164,7 @@ class PostgresStore:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self.vacuum.wait()
+            self.vacuum.stop()
             self._pool.close()
 
 

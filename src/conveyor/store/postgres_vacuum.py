@@ -39,7 +39,10 @@ class TaskVacuum:
         self._connect = connect
         self._dead_rows = dead_rows
         self._running: threading.Thread | None = None
+        self._conn: psycopg.Connection[Any] | None = None
+        """The running vacuum's connection, so that stop() can cancel it."""
         self._lock = threading.Lock()
+        self._stopping = False
         self.runs = 0
         """Vacuums finished, for tests and logs."""
 
@@ -48,7 +51,7 @@ class TaskVacuum:
         if dead_rows < self._dead_rows:
             return False
         with self._lock:
-            if self._running is not None and self._running.is_alive():
+            if self._stopping or (self._running is not None and self._running.is_alive()):
                 return False
             self._running = threading.Thread(
                 target=self._vacuum, args=(dead_rows,), name="conveyor-vacuum", daemon=True
@@ -63,16 +66,33 @@ class TaskVacuum:
         if running is not None:
             running.join(timeout_s)
 
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Cancel the running vacuum, if any (a large table's can take minutes; a stopping server
+        must not wait for it), and wait for its thread. The next vacuum starts over."""
+        with self._lock:
+            conn = self._conn
+            self._stopping = True
+        if conn is not None:
+            conn.cancel_safe(timeout=timeout_s)
+        self.wait(timeout_s)
+
     def _vacuum(self, dead_rows: int) -> None:
         try:
             with self._connect() as conn:
                 conn.autocommit = True  # VACUUM cannot run inside a transaction
+                with self._lock:
+                    self._conn = conn
                 try:
                     conn.execute(VACUUM)
                 finally:
+                    with self._lock:
+                        self._conn = None
                     conn.autocommit = False
         except psycopg.Error as exc:
-            log.warning("vacuuming the task tables failed", extra={"error": str(exc)})
+            if self._stopping:
+                log.info("vacuum of the task tables cancelled: the store is closing")
+            else:
+                log.warning("vacuuming the task tables failed", extra={"error": str(exc)})
             return
         self.runs += 1
         log.info("vacuumed the task tables", extra={"dead_rows": dead_rows})
