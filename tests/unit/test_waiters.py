@@ -26,6 +26,13 @@ def _ended(task: Task) -> Task:
     return dataclasses.replace(task, state=TaskState.SUCCEEDED, result=42)
 
 
+def _publish_end(engine: Engine, task: Task) -> None:
+    """As the engine does once a report that ends `task` has committed."""
+    changes = Changes()
+    changes.end([_ended(task)])
+    engine.events.publish(changes)
+
+
 def test_a_known_task_is_not_read_again_and_its_end_wakes_the_wait(engine: Engine) -> None:
     waiters = Waiters(engine.events)
     reads: list[str] = []
@@ -43,9 +50,7 @@ def test_a_known_task_is_not_read_again_and_its_end_wakes_the_wait(engine: Engin
             waiters.result(task.id, read, wait_s=5, known=(task, heard))
         )
         await asyncio.sleep(0)  # the wait registers its watch
-        changes = Changes()
-        changes.end([_ended(task)])
-        engine.events.publish(changes)
+        _publish_end(engine, task)
         return await waiting
 
     got = asyncio.run(main())
@@ -63,9 +68,7 @@ def test_an_end_heard_since_the_write_makes_the_wait_read_first(engine: Engine) 
         heard = waiters.ends_heard
         task = engine.submit(TaskSpec(handler="noop"))
         other = engine.submit(TaskSpec(handler="noop"))
-        changes = Changes()
-        changes.end([_ended(other)])
-        engine.events.publish(changes)  # heard before the wait below registers
+        _publish_end(engine, other)  # heard before the wait below registers
         assert waiters.ends_heard != heard
 
         async def read() -> Task:
