@@ -142,14 +142,21 @@ class Recorder:
         self.calls: list[Changes] = []
 
     def __call__(self, changes: Changes) -> None:
-        if changes.ready_queues or changes.ended:
-            self.calls.append(
-                Changes(ready_queues=set(changes.ready_queues), ended=dict(changes.ended))
-            )
+        if changes.ready or changes.ended:
+            self.calls.append(Changes(ready=dict(changes.ready), ended=dict(changes.ended)))
 
     @property
     def ready_queues(self) -> set[str]:
         return {q for c in self.calls for q in c.ready_queues}
+
+    @property
+    def ready(self) -> dict[str, int]:
+        """Tasks made ready by queue, over every call."""
+        total: dict[str, int] = {}
+        for call in self.calls:
+            for queue, count in call.ready.items():
+                total[queue] = total.get(queue, 0) + count
+        return total
 
     @property
     def finished(self) -> set[str]:

@@ -261,7 +261,7 @@ def test_a_subscriber_hears_of_ready_queues_and_finished_tasks(h):
     recorder = h.record_events()
 
     task = h.submit(queue="q1")
-    assert recorder.ready_queues == {"q1"}
+    assert recorder.ready == {"q1": 1}
     assert recorder.finished == set()
 
     recorder.clear()
@@ -283,14 +283,14 @@ def test_events_for_tasks_becoming_ready_later(h):
     recorder = h.record_events()
 
     h.run_next(w)
-    assert "down" in recorder.ready_queues
+    assert recorder.ready == {"down": 1}
     assert parent.id in recorder.finished
     assert child.id not in recorder.finished
 
     recorder.clear()
     h.clock.advance(5)
     h.engine.release_due()
-    assert recorder.ready_queues == {"timed"}
+    assert recorder.ready == {"timed": 1}
     assert timed.id not in recorder.finished
 
 
@@ -302,18 +302,33 @@ def test_events_for_requeues_and_failures(h):
     recorder = h.record_events()
 
     h.fail(w, leased[flaky.id])  # zero backoff: straight back to queued
-    assert recorder.ready_queues == {"f"}
+    assert recorder.ready == {"f": 1}
     assert recorder.finished == set()
 
     recorder.clear()
     h.clock.advance(h.engine.settings.lease_s + 1)
     assert h.engine.expire_leases() == 1
-    assert recorder.ready_queues == {"l"}
+    assert recorder.ready == {"l": 1}
     assert h.state(lost.id) is TaskState.QUEUED
 
     recorder.clear()
     h.fail(w, h.lease_one(w, queues=["f"]))
     assert recorder.finished == {flaky.id}
+
+
+def test_the_event_counts_the_tasks_made_ready_in_each_queue(h):
+    """A long-poll server wakes as many waiting workers as tasks got ready, so the count matters."""
+    recorder = h.record_events()
+
+    h.submit_batch(
+        {"queue": "q1"},
+        {"queue": "q1"},
+        {"name": "first", "queue": "q2"},
+        {"queue": "q2", "depends_on": ["first"]},  # pending: not ready yet
+        {"queue": "q1", "delay_s": 60},  # pending until then
+    )
+
+    assert recorder.ready == {"q1": 2, "q2": 1}
 
 
 def test_no_event_when_nothing_became_ready_or_finished(h):

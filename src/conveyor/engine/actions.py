@@ -98,7 +98,7 @@ class UserActions(EngineCore):
                 task.retries_used = task.deliveries = 0
                 task.reason = task.error = task.result = task.finished_at = None
                 if task.state is TaskState.QUEUED:
-                    changes.ready_queues.add(task.queue)
+                    changes.made_ready(task.queue)
                 revived.append(task)
             tx.update_tasks(revived)
             edges = tx.dependents([t.id for t in revived])

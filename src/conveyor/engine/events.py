@@ -22,11 +22,19 @@ class Changes:
     no read of their own.
     """
 
-    ready_queues: set[str] = field(default_factory=set)
+    ready: dict[str, int] = field(default_factory=dict)
+    """Tasks made ready, by queue: a long-poll server wakes that many waiting workers, not all."""
     submitted: list[Task] = field(default_factory=list)
     leased: list[Task] = field(default_factory=list)
     ended: dict[TaskId, Task] = field(default_factory=dict)
     """Tasks that reached a terminal state, by id."""
+
+    @property
+    def ready_queues(self) -> set[str]:
+        return set(self.ready)
+
+    def made_ready(self, queue: str) -> None:
+        self.ready[queue] = self.ready.get(queue, 0) + 1
 
     @property
     def finished(self) -> set[TaskId]:
@@ -37,11 +45,12 @@ class Changes:
             self.ended[task.id] = task
 
     def __bool__(self) -> bool:
-        return bool(self.ready_queues or self.submitted or self.leased or self.ended)
+        return bool(self.ready or self.submitted or self.leased or self.ended)
 
     def merge(self, other: Changes) -> None:
         """Add what `other` says, as if both had been collected in one transaction."""
-        self.ready_queues |= other.ready_queues
+        for queue, count in other.ready.items():
+            self.ready[queue] = self.ready.get(queue, 0) + count
         self.submitted.extend(other.submitted)
         self.leased.extend(other.leased)
         self.ended.update(other.ended)

@@ -71,12 +71,11 @@ def end_attempts(
             move(task, ready_state(0, task.not_before, now), now)
         elif decision.action is Action.REQUEUE:
             task.not_before = None
-            changes.ready_queues.add(task.queue)
         else:
             task.finished_at = now
             unsuccessful.append(task)
         if task.state is TaskState.QUEUED:
-            changes.ready_queues.add(task.queue)
+            changes.made_ready(task.queue)
     tx.update_tasks([ending.task for ending in endings])
     tx.finish_attempts(
         [
@@ -127,7 +126,7 @@ def release_dependents(
         target = ready_state(child.deps_left, child.not_before, now)
         move(child, target, now)
         if target is TaskState.QUEUED:
-            changes.ready_queues.add(child.queue)
+            changes.made_ready(child.queue)
         updated.append(child)
     tx.update_tasks(updated)
 

@@ -27,7 +27,7 @@ def promote_due(tx: StoreTx, now: datetime, changes: Changes) -> int:
     due = tx.due_pending(now, PROMOTE_BATCH)
     for task in due:
         move(task, TaskState.QUEUED, now)
-        changes.ready_queues.add(task.queue)
+        changes.made_ready(task.queue)
     tx.update_tasks(due)
     return len(due)
 

@@ -61,7 +61,7 @@ def store_batch(
     changes.submitted.extend(in_order)
     for task in in_order:
         if task.state is TaskState.QUEUED:
-            changes.ready_queues.add(task.queue)
+            changes.made_ready(task.queue)
         elif task.state.is_terminal:
             changes.end([task])
     return [reused.get(p.id) or created[p.id] for p in planned]

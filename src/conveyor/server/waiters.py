@@ -7,6 +7,13 @@ events of the requests that wait for them. Nothing here polls the database.
 A waiting request registers its interest *before* it looks at the database. A change committed
 after that look is published after that registration, so it always wakes the request; a change
 committed before the look is seen by the look itself. Either way no wake-up is lost.
+
+A change that made n tasks ready in a queue wakes n of the long-polls waiting on it, not all:
+every other woken worker would spend a write on finding nothing. The wake is passed on, to
+every other long-poll of its queues, when the one it chose could not use it: its look found
+nothing (the task did not fit it, or another server's worker was quicker), or it ended
+without looking again (its worker went away, its time was up). Another server's changes carry
+no counts and wake every long-poll they concern, as a wake that is not passed on.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from enum import Enum
+from itertools import chain
 from typing import TypeVar
 
 from conveyor.core.models import Task
@@ -25,10 +34,17 @@ from conveyor.engine.events import Changes, Events
 T = TypeVar("T")
 
 
+class Wake(Enum):
+    CHOSEN = "chosen"
+    """One of the n long-polls woken for n ready tasks: passed on if it cannot be used."""
+    SHARED = "shared"
+    """Woken with every other long-poll of the queue (a pass-on, or counts unknown)."""
+
+
 class Watch:
     """One request's interest: queues that get ready tasks (None: any queue), or one task."""
 
-    __slots__ = ("ended", "event", "queues", "task_id")
+    __slots__ = ("ended", "event", "idle", "queues", "task_id", "wake")
 
     def __init__(self, queues: frozenset[str] | None, task_id: TaskId | None) -> None:
         self.event = asyncio.Event()
@@ -36,6 +52,10 @@ class Watch:
         self.task_id = task_id
         self.ended: Task | None = None
         """The task as its engine event carried it, when this server committed its end."""
+        self.wake: Wake | None = None
+        """A long-poll's wake not yet answered by a look at the database."""
+        self.idle = False
+        """A long-poll between looks, asleep: the first choice for a wake."""
 
 
 class Waiters:
@@ -45,9 +65,11 @@ class Waiters:
         self._events = events
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe: Callable[[], None] | None = None
-        self._any_queue: set[Watch] = set()
-        self._by_queue: dict[str, set[Watch]] = {}
-        self._by_task: dict[TaskId, set[Watch]] = {}
+        # Dicts as ordered sets: of the long-polls asleep on a queue, the one waiting longest is
+        # woken first.
+        self._any_queue: dict[Watch, None] = {}
+        self._by_queue: dict[str, dict[Watch, None]] = {}
+        self._by_task: dict[TaskId, dict[Watch, None]] = {}
         self._closed = False
         self._ends = 0
         """Change sets with ended tasks heard of so far (see `ends_heard`)."""
@@ -101,18 +123,29 @@ class Waiters:
         """
         deadline = time.monotonic() + wait_s
         with self._watch(frozenset(queues) if queues else None, None) as watch:
-            while True:
-                watch.event.clear()
-                got = await attempt()
-                remaining = deadline - time.monotonic()
-                if got or self._closed or remaining <= 0:
-                    return got
-                if watch.queues is None and find_queues is not None:
-                    # The event is kept: anything that got ready meanwhile still wakes us.
-                    self._retarget(watch, frozenset(await find_queues()))
-                    find_queues = None
-                if not await self._wait(watch.event, deadline - time.monotonic()):
-                    return got
+            try:
+                while True:
+                    answering, watch.wake = watch.wake, None
+                    watch.event.clear()
+                    got = await attempt()
+                    if not got and answering is Wake.CHOSEN:
+                        self._pass_on(watch)  # a task this worker could not take
+                    remaining = deadline - time.monotonic()
+                    if got or self._closed or remaining <= 0:
+                        return got
+                    if watch.queues is None and find_queues is not None:
+                        # The event is kept: anything that got ready meanwhile still wakes us.
+                        self._retarget(watch, frozenset(await find_queues()))
+                        find_queues = None
+                    watch.idle = True
+                    try:
+                        if not await self._wait(watch.event, deadline - time.monotonic()):
+                            return got
+                    finally:
+                        watch.idle = False
+            finally:
+                if watch.wake is Wake.CHOSEN:  # chosen, and gone without looking
+                    self._pass_on(watch)
 
     @property
     def ends_heard(self) -> int:
@@ -176,18 +209,18 @@ class Waiters:
 
     def _add(self, watch: Watch) -> None:
         if watch.task_id is not None:
-            self._by_task.setdefault(watch.task_id, set()).add(watch)
+            self._by_task.setdefault(watch.task_id, {})[watch] = None
         elif watch.queues is None:
-            self._any_queue.add(watch)
+            self._any_queue[watch] = None
         else:
             for queue in watch.queues:
-                self._by_queue.setdefault(queue, set()).add(watch)
+                self._by_queue.setdefault(queue, {})[watch] = None
 
     def _remove(self, watch: Watch) -> None:
         if watch.task_id is not None:
             _discard(self._by_task, watch.task_id, watch)
         elif watch.queues is None:
-            self._any_queue.discard(watch)
+            self._any_queue.pop(watch, None)
         else:
             for queue in watch.queues:
                 _discard(self._by_queue, queue, watch)
@@ -196,16 +229,19 @@ class Waiters:
 
     def _on_changes(self, changes: Changes) -> None:
         """Engine listener: runs in the committing thread, right after the commit."""
-        self.wake(changes.ready_queues, changes.finished, ended=changes.ended)
+        self.wake(changes.ready, changes.finished, ended=changes.ended)
 
     def wake(
         self,
-        ready_queues: Collection[str],
+        ready_queues: Mapping[str, int] | Collection[str],
         finished: Collection[TaskId] | None,
         *,
         ended: Mapping[TaskId, Task] | None = None,
     ) -> None:
         """Wake long-polls on `ready_queues` and result waits on `finished` (None: every one).
+
+        `ready_queues` maps a queue to the number of tasks made ready in it, which is how many
+        long-polls it wakes; a plain collection of queues wakes every long-poll on them.
 
         Thread-safe; called after a commit, by this server's engine or with another server's
         changes. Reading the registrations from any thread is safe: a request that registers
@@ -216,7 +252,12 @@ class Waiters:
             with self._ends_lock:
                 self._ends += 1
         loop = self._loop
-        ready = frozenset(ready_queues) if self._any_queue or self._by_queue else frozenset()
+        ready: dict[str, int | None] = {}
+        if self._any_queue or self._by_queue:
+            if isinstance(ready_queues, Mapping):
+                ready.update(ready_queues)
+            else:
+                ready = dict.fromkeys(ready_queues)
         if not self._by_task:
             done: frozenset[TaskId] = frozenset()
         elif finished is None:
@@ -230,23 +271,53 @@ class Waiters:
             loop.call_soon_threadsafe(self._deliver, ready, done, records)
 
     def _deliver(
-        self, ready: frozenset[str], finished: frozenset[TaskId], records: Mapping[TaskId, Task]
+        self,
+        ready: Mapping[str, int | None],
+        finished: frozenset[TaskId],
+        records: Mapping[TaskId, Task],
     ) -> None:
-        if ready:
-            for watch in self._any_queue:
-                watch.event.set()
-            for queue in ready:
-                for watch in self._by_queue.get(queue, ()):
-                    watch.event.set()
+        for queue, count in ready.items():
+            self._wake_ready(queue, count)
         for task_id in finished:
             for watch in self._by_task.get(task_id, ()):
                 watch.ended = records.get(task_id)
                 watch.event.set()
 
+    def _wake_ready(self, queue: str, count: int | None) -> None:
+        """Wake `count` long-polls on `queue` (None: all), asleep ones first. A long-poll that is
+        looking already may have looked before the commit: if too few are asleep, it looks
+        again, and passes the wake on if it got something else."""
+        watches = [
+            w for w in chain(self._by_queue.get(queue, ()), self._any_queue) if w.wake is None
+        ]
+        if count is None:
+            for watch in watches:
+                _set(watch, Wake.SHARED)
+            return
+        watches.sort(key=lambda w: not w.idle)
+        for watch in watches[:count]:
+            _set(watch, Wake.CHOSEN)
 
-def _discard(index: dict[str, set[Watch]], key: str, watch: Watch) -> None:
+    def _pass_on(self, watch: Watch) -> None:
+        """Wake every other long-poll on `watch`'s queues: the wake it was given may be theirs."""
+        if watch.queues is None:
+            others: Iterator[Watch] = chain(self._any_queue, *self._by_queue.values())
+        else:
+            by_queue = (self._by_queue.get(queue, ()) for queue in watch.queues)
+            others = chain(self._any_queue, *by_queue)
+        for other in others:
+            if other is not watch and other.wake is None:
+                _set(other, Wake.SHARED)
+
+
+def _set(watch: Watch, wake: Wake) -> None:
+    watch.wake = wake
+    watch.event.set()
+
+
+def _discard(index: dict[str, dict[Watch, None]], key: str, watch: Watch) -> None:
     watches = index.get(key)
     if watches is not None:
-        watches.discard(watch)
+        watches.pop(watch, None)
         if not watches:
             del index[key]
