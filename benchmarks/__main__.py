@@ -1,17 +1,20 @@
 """Run every workload of issue 8 on Conveyor (SQLite, and PostgreSQL with --postgres) and on
-Celery with Redis when both are here; print one JSON line per run, then a summary table.
+Celery and Huey, each with Redis, when they are here; print one JSON line per run, then a summary
+table with each Conveyor system's ratio to Celery and to Huey.
 
     python -m benchmarks                                  # full sizes, medians of 3
     python -m benchmarks --quick                          # small sizes, one run each
     python -m benchmarks --postgres postgresql://127.0.0.1/test --out bench.jsonl
     python -m benchmarks --systems sqlite --only W1,W2    # a part of it
+    python -m benchmarks --quick --systems huey,celery    # the systems compared with
 
 W1: 10,000 no-ops, one submit call each (up to --submit-concurrency in flight), then wait for
 all; W1b: the same through one batch call; W2: 300 sequential submit-and-wait round trips;
 W3: 1,000 tasks sleeping 10 ms on 32 slots in total; W4: 1,000 no-ops and one task summing their
 results; DAG: 10,000 tasks in 100 layers, each depending on 3 of the layer before; Scale: lease
 time and server memory with 1,000 / 100,000 / 1,000,000 tasks queued. Two worker processes with
-one slot each, except W3 (16 each).
+one slot each, except W3 (16 each). Celery runs neither DAG nor Scale; Huey runs neither W1b (it
+has no batch submit), DAG nor Scale.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import celery_system
+from benchmarks import celery_system, huey_system
 from benchmarks.conveyor_system import ConveyorSystem
 from benchmarks.results import Results
 from benchmarks.workloads import Recorder, Sizes, System
@@ -105,8 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--redis", metavar="URL", default="redis://127.0.0.1:6379/13")
     parser.add_argument(
         "--systems",
-        default="sqlite,postgres,celery",
-        help="comma-separated among sqlite, postgres, celery [default: all available]",
+        default="sqlite,postgres,celery,huey",
+        help="comma-separated among sqlite, postgres, celery, huey [default: all available]",
     )
     parser.add_argument("--only", default=",".join(WORKLOADS), help="comma-separated workloads")
     parser.add_argument("--repeats", type=int, help="runs per workload (median reported)")
@@ -152,15 +155,21 @@ def main(argv: list[str] | None = None) -> None:
                 systems.append(celery_system.CelerySystem(directory, sizes, redis_url=args.redis))
             else:
                 print(f"# celery skipped: {why_not}", file=sys.stderr)
+        if "huey" in wanted:
+            why_not = huey_system.available(args.redis)
+            if why_not is None:
+                systems.append(huey_system.HueySystem(directory, sizes, redis_url=args.redis))
+            else:
+                print(f"# huey skipped: {why_not}", file=sys.stderr)
         for system in systems:
             names.append(system.name)
             run_system(system, sizes, only, results)
     if jsonl is not None:
         jsonl.close()
-    baseline = "celery" if "celery" in names else None
+    baselines = [name for name in ("celery", "huey") if name in names]
     print()
     print(f"{started:%Y-%m-%d %H:%M} UTC, {machine()}; medians of {sizes.repeats} run(s)")
-    print(results.table(names, baseline))
+    print(results.table(names, baselines))
 
 
 if __name__ == "__main__":

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
-from benchmarks.results import percentile
+from benchmarks.results import record_latencies, redis_system_unavailable
 from benchmarks.workloads import Recorder, Sizes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -21,16 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def available(redis_url: str) -> str | None:
     """None when Celery can run here; otherwise why not."""
-    try:
-        import celery  # noqa: F401
-        import redis
-    except ImportError as exc:
-        return f"{exc.name} is not installed (pip install -e '.[bench]')"
-    try:
-        redis.Redis.from_url(redis_url, socket_connect_timeout=1).ping()
-    except redis.RedisError as exc:
-        return f"Redis at {redis_url} does not answer ({exc})"
-    return None
+    return redis_system_unavailable("celery", redis_url)
 
 
 class CelerySystem:
@@ -136,10 +126,7 @@ class CelerySystem:
             value = self._submit(self._app.noop, (i,)).get(timeout=30)  # type: ignore[attr-defined]
             times.append(time.perf_counter() - started)
             assert value == i
-        times.sort()
-        for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
-            value = statistics.median(times) if q == 0.5 else percentile(times, q)
-            record("W2", f"latency {name}", value * 1000, unit="ms", higher_is_better=False)
+        record_latencies(record, "W2", times)
 
     def w3(self, record: Recorder) -> None:
         from celery import group

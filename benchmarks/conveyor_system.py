@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks.results import percentile
+from benchmarks.results import record_latencies
 from benchmarks.workloads import Recorder, Sizes
 from conveyor.api.schemas import RegisterIn, ReportIn
 from conveyor.client import AsyncClient, Client
@@ -144,10 +144,7 @@ class ConveyorSystem:
             outcome = self.client.run("echo", i, wait_s=30)  # submit and wait in one request
             times.append(time.perf_counter() - started)
             assert outcome.done and outcome.result == i, outcome
-        times.sort()
-        for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
-            value = statistics.median(times) if q == 0.5 else percentile(times, q)
-            record("W2", f"latency {name}", value * 1000, unit="ms", higher_is_better=False)
+        record_latencies(record, "W2", times)
 
     def w3(self, record: Recorder) -> None:
         n = self.sizes.w3_tasks

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from benchmarks.workloads import Recorder
+
 
 @dataclass
 class Figure:
@@ -53,16 +55,15 @@ class Results:
         if self._jsonl is not None:
             print(line, file=self._jsonl, flush=True)
 
-    def table(self, systems: Sequence[str], baseline: str | None) -> str:
+    def table(self, systems: Sequence[str], baselines: Sequence[str] = ()) -> str:
         """Markdown: one row per (workload, metric), one column per system, then the ratio of
-        each Conveyor system to `baseline` (>1 means Conveyor is better)."""
+        each Conveyor system to each of `baselines` (>1 means Conveyor is better)."""
         rows: dict[tuple[str, str], dict[str, Figure]] = {}
         for (system, workload, metric), figure in self.figures.items():
             rows.setdefault((workload, metric), {})[system] = figure
-        ours = [s for s in systems if s != baseline]
+        ours = [s for s in systems if s not in baselines]
         header = ["workload", "figure", *systems]
-        if baseline is not None:
-            header += [f"{s} vs {baseline}" for s in ours]
+        header += [f"{s} vs {baseline}" for baseline in baselines for s in ours]
         lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
         for (workload, metric), by_system in rows.items():
             any_figure = next(iter(by_system.values()))
@@ -70,7 +71,7 @@ class Results:
             for system in systems:
                 f = by_system.get(system)
                 cells.append(_format(f.median) if f else "n/a")
-            if baseline is not None:
+            for baseline in baselines:
                 base = by_system.get(baseline)
                 for system in ours:
                     f = by_system.get(system)
@@ -97,3 +98,27 @@ def _format(value: float) -> str:
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))]
+
+
+def record_latencies(record: Recorder, workload: str, seconds: list[float]) -> None:
+    """p50 (the median), p95 and p99 of round-trip times, in milliseconds."""
+    ordered = sorted(seconds)
+    for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+        value = statistics.median(ordered) if q == 0.5 else percentile(ordered, q)
+        record(workload, f"latency {name}", value * 1000, unit="ms", higher_is_better=False)
+
+
+def redis_system_unavailable(module: str, redis_url: str) -> str | None:
+    """None when `module` (a Redis-backed system) can run here; otherwise why not."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+        import redis
+    except ImportError as exc:
+        return f"{exc.name} is not installed (pip install -e '.[bench]')"
+    try:
+        redis.Redis.from_url(redis_url, socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:
+        return f"Redis at {redis_url} does not answer ({exc})"
+    return None
