@@ -40,7 +40,7 @@ def test_a_long_poll_whose_client_is_gone_leases_nothing(tmp_path: Path) -> None
             task = client.submit("echo", 1)
             # Ask as a live worker would; the dead poll must not have taken the task first.
             wait_until(lambda: client.get(task.id).state is TaskState.QUEUED, 5, "queued")
-            (leased,) = conn.lease(worker_id, 1, wait_s=5)
+            (leased,) = conn.lease(worker_id, 1, wait_s=5).tasks
             assert leased.task_id == task.id
             assert client.get(task.id).attempts == 1
     finally:

@@ -170,7 +170,11 @@ async def test_heartbeat_extends_held_leases_and_asks_to_stop_cancelled_ones(
         },
     )
     assert response.status_code == 200
-    assert response.json() == {"stop": [stop["id"]], "drain": False}
+    assert response.json() == {
+        "stop": [stop["id"]],
+        "drain": False,
+        "lease_s": served.engine.settings.lease_s,
+    }
     assert (await served.get(f"/workers/{worker}")).json()["metrics"] == {"load": 0.5}
 
 
@@ -243,6 +247,25 @@ async def test_long_poll_wakes_for_a_task_the_timers_release(served: Served) -> 
     elapsed = time.monotonic() - started
     assert [a["task_id"] for a in leased] == [task["id"]]
     assert 0.2 < elapsed < PROMPT_S
+
+
+async def test_the_lease_answer_says_how_long_the_poll_waited_and_the_lease_runs(
+    served: Served,
+) -> None:
+    # A worker counts its lease from when it asked, plus the wait: the lease began later.
+    worker = await served.register()
+    await served.submit()
+    at_once = await served.post(f"/workers/{worker}/lease", json={"wait_s": 30})
+    await served.submit(delay_s=0.3)
+    started = time.monotonic()
+    later = await served.post(f"/workers/{worker}/lease", json={"wait_s": 30})
+    elapsed = time.monotonic() - started
+
+    lease_s = served.engine.settings.lease_s
+    assert (len(at_once.json()["tasks"]), at_once.json()["lease_s"]) == (1, lease_s)
+    assert at_once.json()["waited_s"] < 0.2
+    assert (len(later.json()["tasks"]), later.json()["lease_s"]) == (1, lease_s)
+    assert 0.2 < later.json()["waited_s"] <= elapsed
 
 
 async def test_long_poll_returns_an_empty_list_at_the_deadline(served: Served) -> None:

@@ -7,6 +7,7 @@ worker while two threads talk to it.
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -91,7 +92,7 @@ def reporting(books: Bookkeeping, server: ScriptedServer) -> Iterator[None]:
 
 
 def finish(books: Bookkeeping, *reports: ReportIn) -> None:
-    books.leased([assignment(r.task_id) for r in reports])
+    books.leased([assignment(r.task_id) for r in reports], start_by=math.inf)
     for r in reports:
         books.finished(r.task_id, r.token, r)
 
@@ -150,7 +151,10 @@ def test_refused_reports_are_settled_not_retried(books: Bookkeeping) -> None:
 
 
 def test_room_and_resources_follow_leases(books: Bookkeeping) -> None:
-    books.leased([assignment("a", gpu=1.0), assignment("b"), assignment("c"), assignment("d")])
+    books.leased(
+        [assignment("a", gpu=1.0), assignment("b"), assignment("c"), assignment("d")],
+        start_by=math.inf,
+    )
     assert books.free_resources() == {"gpu": 0.0}
     got_room = threading.Event()
     room: list[int] = []
@@ -169,7 +173,7 @@ def test_room_and_resources_follow_leases(books: Bookkeeping) -> None:
 
 
 def test_only_unfinished_tasks_are_stopped(books: Bookkeeping) -> None:
-    books.leased([assignment("a"), assignment("b")])
+    books.leased([assignment("a"), assignment("b")], start_by=math.inf)
     books.finished("a", 1, report("a"))
     assert books.void(["a", "b", "unknown"]) == ["b"]
     assert (books.is_void("a"), books.is_void("b")) == (False, True)

@@ -612,8 +612,8 @@ def test_sync_and_async_clients_have_the_same_methods() -> None:
 def test_worker_connection_requests() -> None:
     server = Server()
     server.answer(201, {"id": "w1", "heartbeat_interval_s": 5, "lease_s": 30})
-    server.answer(200, {"stop": ["t9"], "drain": False})
-    server.answer(200, {"tasks": [{
+    server.answer(200, {"stop": ["t9"], "drain": False, "lease_s": 30})
+    server.answer(200, {"waited_s": 0.5, "lease_s": 30, "tasks": [{
         "task_id": "t1", "token": 1, "handler": "echo", "args": [1], "kwargs": {},
         "timeout_s": None, "lease_expires_at": NOW, "name": None, "queue": "default",
         "resources": {},
@@ -631,7 +631,7 @@ def test_worker_connection_requests() -> None:
             "w1", [ReportIn(task_id="t1", token=1, outcome=Outcome.SUCCEEDED, result=2)]
         )
         conn.deregister("w1")
-    assert (registered.id, beat.stop, leased[0].task_id, acks[0].accepted) == (
+    assert (registered.id, beat.stop, leased.tasks[0].task_id, acks[0].accepted) == (
         "w1",
         ["t9"],
         "t1",

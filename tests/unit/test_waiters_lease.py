@@ -74,7 +74,7 @@ def test_one_ready_task_wakes_one_of_two_waiting_polls() -> None:
 
         assert sorted(polls.looks.values()) == [1, 2]  # one looked again, the other sleeps
         done = a if a.done() else b
-        assert done.result() == ["t1"]
+        assert done.result().tasks == ["t1"]
         assert not (a.done() and b.done())
 
     run(scenario)
@@ -88,7 +88,7 @@ def test_as_many_polls_wake_as_tasks_got_ready() -> None:
         await polls.make_ready("t1", "t2")
 
         assert sorted(polls.looks.values()) == [1, 2, 2]
-        assert sorted(t.result()[0] for t in (a, b, c) if t.done()) == ["t1", "t2"]
+        assert sorted(t.result().tasks[0] for t in (a, b, c) if t.done()) == ["t1", "t2"]
 
     run(scenario)
 
@@ -102,7 +102,7 @@ def test_the_poll_waiting_longest_is_woken_first() -> None:
 
         await polls.make_ready("t1")
 
-        assert first.result() == ["t1"]
+        assert first.result().tasks == ["t1"]
         assert not second.done() and polls.looks["second"] == 1
 
     run(scenario)
@@ -120,7 +120,7 @@ def test_a_poll_that_cannot_take_the_task_passes_the_wake_on() -> None:
         await polls.make_ready("gpu-task")
 
         assert polls.looks["cpu"] == 2
-        assert gpu.done() and gpu.result() == ["gpu-task"]
+        assert gpu.done() and gpu.result().tasks == ["gpu-task"]
         assert not cpu.done()
 
     run(scenario)
@@ -140,7 +140,7 @@ def test_a_chosen_poll_that_goes_away_before_looking_passes_the_wake_on() -> Non
         await settle()
 
         assert polls.looks["chosen"] == 1
-        assert other.done() and other.result() == ["t1"]
+        assert other.done() and other.result().tasks == ["t1"]
 
     run(scenario)
 
@@ -185,7 +185,7 @@ def test_a_sleeping_poll_is_woken_before_one_that_is_looking(idle_first: bool) -
         await settle()
 
         if idle_first:
-            assert sleeper is not None and sleeper.result() == ["t1"]
+            assert sleeper is not None and sleeper.result().tasks == ["t1"]
             assert busy_looks == 1  # not woken: it went back to sleep after its look
         else:
             assert busy_looks == 2  # looked again after its look, as it may have missed t1

@@ -7,6 +7,7 @@ newer server can add response fields without breaking older clients.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated
 
@@ -172,6 +173,10 @@ class HeartbeatIn(Request):
 class HeartbeatOut(Response):
     stop: list[str] = Field(description="Task ids whose execution the worker must kill now.")
     drain: bool
+    lease_s: float = Field(
+        description="Every other lease sent now runs at least this long from when the heartbeat "
+        "was sent."
+    )
 
 
 class LeaseIn(Request):
@@ -206,6 +211,18 @@ class AssignmentOut(Response):
 
 class LeaseOut(Response):
     tasks: list[AssignmentOut]
+    waited_s: float = Field(
+        description="How long the server held the poll before the look that leased `tasks`."
+    )
+    lease_s: float = Field(
+        description="Each lease runs at least `waited_s + lease_s` from when the request was "
+        "sent: a worker that cannot start a task by then hands it back unstarted."
+    )
+
+    @classmethod
+    def of(cls, leased: Sequence[Assignment], *, waited_s: float, lease_s: float) -> LeaseOut:
+        tasks = [AssignmentOut.of(a) for a in leased]
+        return cls(tasks=tasks, waited_s=round(waited_s, 6), lease_s=lease_s)
 
 
 class ReportIn(Request):

@@ -12,7 +12,6 @@ import httpx
 
 from conveyor.api.schemas import (
     AckOut,
-    AssignmentOut,
     HeartbeatIn,
     HeartbeatOut,
     HeldLease,
@@ -134,11 +133,13 @@ class WorkerConnection:
         wait_s: float = 0.0,
         queues: Sequence[str] | None = None,
         free: Mapping[str, float] | None = None,
-    ) -> list[AssignmentOut]:
-        """Up to `max_tasks` tasks; waits up to `wait_s` (at most 60) for the first to be ready."""
+    ) -> LeaseOut:
+        """Up to `max_tasks` tasks; waits up to `wait_s` (at most 60) for the first to be ready.
+
+        The answer also says until when, at least, the leases run (see LeaseOut)."""
         return self._session.send(
             lease(worker_id, max_tasks, wait_s=wait_s, queues=queues, free=free)
-        ).tasks
+        )
 
     def report(self, worker_id: str, reports: Sequence[ReportIn]) -> list[AckOut]:
         """Record finished attempts; one ack per report, in order."""

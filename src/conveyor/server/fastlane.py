@@ -34,7 +34,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conveyor.api.schemas import (
     API_PREFIX,
-    AssignmentOut,
     BatchIn,
     BatchOut,
     LeaseIn,
@@ -195,8 +194,9 @@ async def _lease(
                 waiting.cancel()
     if not polling.done() or polling.cancelled():
         raise ClientGone()
-    leased = polling.result()
-    return 200, _dump(LeaseOut(tasks=[AssignmentOut.of(a) for a in leased]))
+    granted = polling.result()
+    leased = LeaseOut.of(granted.tasks, waited_s=granted.waited_s, lease_s=engine.settings.lease_s)
+    return 200, _dump(leased)
 
 
 async def _report(

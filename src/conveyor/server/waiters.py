@@ -25,13 +25,22 @@ from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from enum import Enum
 from itertools import chain
-from typing import TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from conveyor.core.models import Task
 from conveyor.core.types import TaskId
 from conveyor.engine.events import Changes, Events
 
 T = TypeVar("T")
+
+
+class Granted(NamedTuple, Generic[T]):
+    """What a long-poll leased, and how long it waited before the look that leased it."""
+
+    tasks: list[T]
+    waited_s: float
+    """From the call to the start of the last look: each lease it granted began later, so
+    it runs at least this plus the lease time from when the worker sent its request."""
 
 
 class Wake(Enum):
@@ -114,25 +123,27 @@ class Waiters:
         wait_s: float,
         queues: Collection[str] | None,
         find_queues: Callable[[], Awaitable[Collection[str]]] | None = None,
-    ) -> list[T]:
+    ) -> Granted[T]:
         """Call `attempt` until it returns something, or `wait_s` has passed; between calls,
         sleep until one of `queues` (None: any) gets a ready task.
 
         With `queues=None`, `find_queues` is asked once, after the first empty attempt, which
         queues to watch: a worker's lookup costs a read only when it has to wait.
         """
-        deadline = time.monotonic() + wait_s
+        called = time.monotonic()
+        deadline = called + wait_s
         with self._watch(frozenset(queues) if queues else None, None) as watch:
             try:
                 while True:
                     answering, watch.wake = watch.wake, None
                     watch.event.clear()
+                    looked = time.monotonic()
                     got = await attempt()
                     if not got and answering is Wake.CHOSEN:
                         self._pass_on(watch)  # a task this worker could not take
                     remaining = deadline - time.monotonic()
                     if got or self._closed or remaining <= 0:
-                        return got
+                        return Granted(got, looked - called)
                     if watch.queues is None and find_queues is not None:
                         # The event is kept: anything that got ready meanwhile still wakes us.
                         self._retarget(watch, frozenset(await find_queues()))
@@ -140,7 +151,7 @@ class Waiters:
                     watch.idle = True
                     try:
                         if not await self._wait(watch.event, deadline - time.monotonic()):
-                            return got
+                            return Granted(got, looked - called)
                     finally:
                         watch.idle = False
             finally:

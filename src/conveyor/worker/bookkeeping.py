@@ -22,6 +22,18 @@ from conveyor.executor.resources import ResourceLedger
 
 Lease = tuple[TaskId, Token]
 
+START_MARGIN_S = 0.5
+"""A prefetched task is handed back instead of started once its lease has less than this (or a
+quarter of the lease time, if less) left: it must be running well before the lease ends, or
+the server may give the task to another worker while the child process is still starting."""
+
+
+def start_by(granted_after: float, lease_s: float) -> float:
+    """The last moment (time.monotonic()) to start a task whose lease the server granted, or
+    extended, for `lease_s` at some moment after `granted_after`. The server's clock is not
+    needed: its lease runs at least `lease_s` from any moment before the grant."""
+    return granted_after + lease_s - min(START_MARGIN_S, lease_s / 4)
+
 
 AUTO_PREFETCH_MAX = 32
 """The most tasks an automatic prefetch leases beyond the slots (very short tasks)."""
@@ -53,6 +65,8 @@ class Bookkeeping:
         self._outbox_ready = threading.Condition(lock)
         """The reporter's: reports to send, or closed."""
         self._held: set[Lease] = set()
+        self._start_by: dict[Lease, float] = {}
+        """Leases not yet ended: the last moment to start each (see start_by())."""
         self._busy = 0
         """Leases handed over whose execution has not ended (waiting to start, or running)."""
         self._resources = ResourceLedger(advertised)
@@ -103,10 +117,11 @@ class Bookkeeping:
         starving = self._busy <= self.slots
         return room > 0 and (starving or room >= self.refill)
 
-    def leased(self, assignments: Sequence[AssignmentOut]) -> None:
+    def leased(self, assignments: Sequence[AssignmentOut], *, start_by: float) -> None:
         with self._cond:
             for a in assignments:
                 self._held.add((a.task_id, a.token))
+                self._start_by[a.task_id, a.token] = start_by
                 self._unfinished.add(a.task_id)
                 self._busy += 1
                 self._resources.hold(a.task_id, a.resources)
@@ -152,6 +167,7 @@ class Bookkeeping:
                 self._task_s = ran_s if last is None else 0.8 * last + 0.2 * ran_s
             self._busy -= 1
             self._unfinished.discard(task_id)
+            self._start_by.pop((task_id, token), None)
             self._resources.release(task_id)
             if report is None:
                 self._held.discard((task_id, token))
@@ -168,11 +184,24 @@ class Bookkeeping:
         with self._cond:
             return task_id in self._void
 
+    def lapsed(self, task_id: TaskId, token: Token) -> bool:
+        """Too late to start: the lease may be over, with no heartbeat known to have extended it
+        (the server was unreachable), and the task may be another worker's by now."""
+        with self._cond:
+            return time.monotonic() > self._start_by.get((task_id, token), math.inf)
+
     # ---- heartbeats ------------------------------------------------------------------------------
 
     def held_leases(self) -> list[Lease]:
         with self._cond:
             return sorted(self._held)
+
+    def extended(self, leases: Iterable[Lease], *, start_by: float) -> None:
+        """A heartbeat extended these leases: they may start until `start_by` now."""
+        with self._cond:
+            for lease in leases:
+                if lease in self._start_by:
+                    self._start_by[lease] = max(self._start_by[lease], start_by)
 
     def void(self, task_ids: Iterable[TaskId]) -> list[TaskId]:
         """The server no longer counts these leases as ours; return those still to be stopped.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import psutil
@@ -19,7 +20,7 @@ from conveyor.errors import ConflictError, ConveyorError, NotFoundError
 from conveyor.executor import ProcessPool
 from conveyor.hostmetrics import SystemMetrics
 from conveyor.worker.backoff import TRANSIENT_ERRORS
-from conveyor.worker.bookkeeping import Bookkeeping
+from conveyor.worker.bookkeeping import Bookkeeping, start_by
 from conveyor.worker.registration import Registration
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,10 @@ class Heartbeater:
 
     def beat(self) -> None:
         worker_id = self._registration.id
+        sent_at = time.monotonic()  # before the server reads its clock to extend the leases
+        held = self._books.held_leases()
         try:
-            answer = self._conn.heartbeat(worker_id, self._books.held_leases(), self._sample())
+            answer = self._conn.heartbeat(worker_id, held, self._sample())
         except (NotFoundError, ConflictError):
             # Declared dead or removed: the server re-queued every lease this worker held, and
             # another worker may run those tasks now. Stop them all, then register anew.
@@ -72,6 +75,11 @@ class Heartbeater:
         if self._unreachable:
             log.warning("the server answers heartbeats again", extra={"worker_id": worker_id})
             self._unreachable = False
+        stopped = set(answer.stop)
+        self._books.extended(
+            (lease for lease in held if lease[0] not in stopped),
+            start_by=start_by(sent_at, answer.lease_s),
+        )
         self._stop(worker_id, self._books.void(answer.stop))
         if answer.drain:
             self._on_drain("the server asked this worker to drain")

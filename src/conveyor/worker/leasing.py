@@ -19,12 +19,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from conveyor.api.schemas import AssignmentOut
+from conveyor.api.schemas import AssignmentOut, LeaseOut
 from conveyor.client.worker_api import WorkerConnection
 from conveyor.errors import ConflictError, ConveyorError, NotFoundError
 from conveyor.executor import ProcessPool
 from conveyor.worker.backoff import TRANSIENT_ERRORS, Backoff
-from conveyor.worker.bookkeeping import Bookkeeping
+from conveyor.worker.bookkeeping import Bookkeeping, start_by
 from conveyor.worker.registration import Registration
 
 log = logging.getLogger(__name__)
@@ -66,11 +66,14 @@ class Leaser:
             # Both read before the call: an empty answer while idle is what ends a burst.
             idle, settled = self._books.idle(), self._books.settled_count()
             asked_at = time.monotonic()
-            tasks = self._lease(room)
-            if tasks is None:
+            answer = self._lease(room)
+            if answer is None:
                 continue
+            tasks = answer.tasks
             if tasks:
-                self._books.leased(tasks)
+                self._books.leased(
+                    tasks, start_by=start_by(asked_at + answer.waited_s, answer.lease_s)
+                )
                 for task in tasks:
                     self._inbox.put(task)
                 self._pool.wake()
@@ -86,7 +89,7 @@ class Leaser:
                 # wait a little rather than ask again in a tight loop.
                 self._halt.wait(self._backoff.next_delay_s())
 
-    def _lease(self, room: int) -> list[AssignmentOut] | None:
+    def _lease(self, room: int) -> LeaseOut | None:
         """Up to `room` tasks; None after an error (retry after the delay it set)."""
         worker_id = self._registration.id
         try:

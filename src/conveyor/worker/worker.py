@@ -11,6 +11,10 @@ Four threads, one job each:
   is waiting for.
 - heartbeater (`heartbeat.py`): extends the leases held and kills the tasks the server stops.
 
+A prefetched task is started only while its lease surely runs: the lease answer and each
+heartbeat's say for how long (bookkeeping.start_by). One whose lease ran out while the server
+was unreachable may be another worker's by now, so it is handed back unstarted.
+
 SIGTERM or SIGINT (or stop()) drains: leasing stops, running tasks get `grace_s` to finish and
 are then killed and handed back (the engine re-queues them without spending a retry), the last
 reports are flushed, and the worker deregisters. A second signal ends the grace period at once.
@@ -51,6 +55,11 @@ from conveyor.worker.signals import relay_stop_signals
 log = logging.getLogger(__name__)
 
 HANDED_BACK_ERROR = "the worker shut down before the task finished; handed back to run again"
+SHUTDOWN_ERROR = "the worker is shutting down; handed back unstarted"
+LAPSED_ERROR = (
+    "the lease ran out while the task waited for a slot on a worker that could not reach the "
+    "server; handed back unstarted"
+)
 # ReportIn's limits: a report over them would be refused as a whole.
 _ERROR_CHARS, _TEXT_CHARS = 10_000, 100_000
 
@@ -207,16 +216,14 @@ class Worker:
             if books.is_void(a.task_id):
                 books.finished(a.task_id, a.token, None)
             elif hand_back:
-                books.finished(
-                    a.task_id,
-                    a.token,
-                    ReportIn(
-                        task_id=a.task_id,
-                        token=a.token,
-                        outcome=Outcome.HANDED_BACK,
-                        error="the worker is shutting down; handed back unstarted",
-                    ),
+                books.finished(a.task_id, a.token, _unstarted(a, SHUTDOWN_ERROR))
+            elif books.lapsed(a.task_id, a.token):
+                log.warning(
+                    "a prefetched task's lease ran out before a slot was free, with no heartbeat "
+                    "answered to extend it: handing it back unstarted",
+                    extra={"task_id": a.task_id, "token": a.token},
                 )
+                books.finished(a.task_id, a.token, _unstarted(a, LAPSED_ERROR))
             else:
                 if self._ledger is not None:
                     worker_id = self.worker_id or ""
@@ -330,6 +337,10 @@ class Worker:
         self._burst_done = True
         if self._pool is not None:
             self._pool.wake()
+
+
+def _unstarted(a: AssignmentOut, error: str) -> ReportIn:
+    return ReportIn(task_id=a.task_id, token=a.token, outcome=Outcome.HANDED_BACK, error=error)
 
 
 def _report(result: ExecutionResult, outcome: Outcome, error: str | None) -> ReportIn:

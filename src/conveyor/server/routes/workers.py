@@ -13,7 +13,6 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from conveyor.api.schemas import (
-    AssignmentOut,
     HeartbeatIn,
     HeartbeatOut,
     LeaseIn,
@@ -88,7 +87,7 @@ async def heartbeat(worker_id: str, body: HeartbeatIn, ctx: Ctx) -> HeartbeatOut
         [(held.task_id, held.token) for held in body.running],
         body.metrics,
     )
-    return HeartbeatOut(stop=reply.stop, drain=reply.drain)
+    return HeartbeatOut(stop=reply.stop, drain=reply.drain, lease_s=ctx.engine.settings.lease_s)
 
 
 @worker_router.post("/{worker_id}/lease", responses=NOT_FOUND | GONE)
@@ -104,13 +103,13 @@ async def lease(worker_id: str, body: LeaseIn, ctx: Ctx) -> LeaseOut:
     async def worker_queues() -> Sequence[str]:
         return (await ctx.call(engine.worker, worker_id)).queues
 
-    leased = await ctx.waiters.lease(
+    granted = await ctx.waiters.lease(
         attempt,
         wait_s=min(float(body.wait_s), ctx.settings.max_wait_s),
         queues=body.queues,
         find_queues=worker_queues,
     )
-    return LeaseOut(tasks=[AssignmentOut.of(a) for a in leased])
+    return LeaseOut.of(granted.tasks, waited_s=granted.waited_s, lease_s=engine.settings.lease_s)
 
 
 @worker_router.post(
