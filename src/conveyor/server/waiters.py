@@ -73,6 +73,7 @@ class Waiters:
     def __init__(self, events: Events) -> None:
         self._events = events
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         self._unsubscribe: Callable[[], None] | None = None
         # Dicts as ordered sets: of the long-polls asleep on a queue, the one waiting longest is
         # woken first.
@@ -90,6 +91,7 @@ class Waiters:
         """Listen to the engine from now on, delivering to the running loop. Idempotent."""
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
+            self._loop_thread = threading.get_ident()
             self._closed = False
             self._unsubscribe = self._events.subscribe(self._on_changes)
 
@@ -278,6 +280,11 @@ class Waiters:
         if loop is None or not (ready or done):
             return
         records = {t: ended[t] for t in done if t in ended} if ended else {}
+        if threading.get_ident() == self._loop_thread:
+            # Committed on the loop (SQLite writes in place): no need to wake it up through its
+            # self-pipe, which costs two system calls and a loop pass per commit.
+            loop.call_soon(self._deliver, ready, done, records)
+            return
         with suppress(RuntimeError):  # the loop has closed: nobody waits any more
             loop.call_soon_threadsafe(self._deliver, ready, done, records)
 
