@@ -222,7 +222,7 @@ class ConveyorSystem:
                 times: list[float] = []
                 for _ in range(self.sizes.scale_lease_samples):
                     t = time.perf_counter()
-                    (a,) = conn.lease(worker_id, 1)
+                    (a,) = conn.lease(worker_id, 1).tasks
                     times.append(time.perf_counter() - t)
                     conn.report(worker_id, [ReportIn(task_id=a.task_id, token=a.token, outcome=Outcome.SUCCEEDED, result=1)])  # fmt: skip
                 queued -= len(times)

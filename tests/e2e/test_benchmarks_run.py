@@ -1,0 +1,35 @@
+"""`python -m benchmarks --quick` still runs every workload on Conveyor (SQLite) to the end.
+
+Not a timed test: the figures are whatever the machine gives. What is checked is that each
+workload recorded its figures, so that a change to an API the benchmarks use cannot leave
+`make bench` measuring less than it says.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WORKLOADS = {"W1", "W1b", "W2", "W4", "DAG", "W3", "Scale"}
+
+
+def test_the_quick_benchmark_records_every_workload_on_sqlite() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--systems", "sqlite"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    figures = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert {f["workload"] for f in figures} == WORKLOADS
+    assert all(f["system"] == "conveyor-sqlite" and f["value"] > 0 for f in figures)
+    assert "| W1 | end to end (tasks/s) |" in run.stdout  # the summary table
