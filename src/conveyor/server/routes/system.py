@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 
@@ -113,7 +114,9 @@ def _worker_metrics(worker: Worker) -> dict[str, JSON]:
     }
 
 
+@functools.cache
 def package_version() -> str:
+    # Cached: reading the installed metadata takes most of a millisecond, on every /health.
     try:
         return version("conveyor")
     except PackageNotFoundError:
