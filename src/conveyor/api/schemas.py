@@ -174,8 +174,8 @@ class HeartbeatOut(Response):
     stop: list[str] = Field(description="Task ids whose execution the worker must kill now.")
     drain: bool
     lease_s: float = Field(
-        description="Every other lease sent now runs at least this long from when the heartbeat "
-        "was sent."
+        description="Each lease the heartbeat listed, and `stop` does not name, now runs at "
+        "least this long from when the heartbeat was sent."
     )
 
 
