@@ -63,6 +63,7 @@ def postgres_unavailable(url: str | None) -> str | None:
 
 def run_system(system: System, sizes: Sizes, only: set[str], results: Results) -> list[str]:
     """Run the workloads in `only`; return those that failed twice and were skipped."""
+
     def recorder(workload: str, metric: str, value: float, **kw: object) -> None:
         results.record(system.name, workload, metric, round(value, 4), **kw)  # type: ignore[arg-type]
 
