@@ -42,7 +42,6 @@ async def test_register_answers_with_the_engine_timings(served: Served) -> None:
     assert response.status_code == 201
     body = response.json()
     assert body["lease_s"] == served.engine.settings.lease_s
-    assert body["dead_after_s"] == served.engine.settings.worker_dead_after_s
     assert body["heartbeat_interval_s"] == served.engine.settings.heartbeat_interval_s
     worker = (await served.get(f"/workers/{body['id']}")).json()
     assert worker["queues"] == ["a", "b"]

@@ -1,10 +1,10 @@
-"""A prefetched task starts only while its lease surely runs and its worker is surely alive.
+"""A prefetched task starts only while its lease surely runs.
 
 The worker runs for real (threads, child processes) against a scripted server
 (httpx.MockTransport) that leases two tasks at once to a one-slot worker: the first runs for
 a while, the second waits for the slot. Whether the second may start then depends on what
-the worker knows of its lease: the lease answer's `lease_s` and `waited_s`, the
-registration's `dead_after_s`, and the heartbeats the server answered meanwhile.
+the worker knows of its lease: the lease answer's `lease_s` and `waited_s`, and the
+heartbeats the server answered meanwhile.
 """
 
 from __future__ import annotations
@@ -51,14 +51,10 @@ class ScriptedServer:
         *,
         heartbeats_answered: bool,
         hold_s: float = 0.0,
-        lease_s: float = LEASE_S,
-        dead_after_s: float = 20.0,
     ) -> None:
         self.first_lease = first_lease
         self.heartbeats_answered = heartbeats_answered
         self.hold_s = hold_s
-        self.lease_s = lease_s
-        self.dead_after_s = dead_after_s
         self.reports: dict[str, dict[str, Any]] = {}
         self.all_reported = threading.Event()
         self.heartbeats = 0
@@ -69,18 +65,14 @@ class ScriptedServer:
         body = json.loads(request.read() or b"{}")
         if path.endswith("/workers"):
             return httpx.Response(
-                201,
-                json={
-                    "id": "w1", "heartbeat_interval_s": 0.1, "lease_s": self.lease_s,
-                    "dead_after_s": self.dead_after_s,
-                },
-            )  # fmt: skip
+                201, json={"id": "w1", "heartbeat_interval_s": 0.1, "lease_s": LEASE_S}
+            )
         if path.endswith("/heartbeat"):
             with self._lock:
                 self.heartbeats += 1
             if not self.heartbeats_answered:
                 return httpx.Response(503, json={"detail": "the database is unreachable"})
-            return httpx.Response(200, json={"stop": [], "drain": False, "lease_s": self.lease_s})
+            return httpx.Response(200, json={"stop": [], "drain": False, "lease_s": LEASE_S})
         if path.endswith("/lease"):
             with self._lock:
                 tasks, self.first_lease = self.first_lease, []
@@ -89,7 +81,7 @@ class ScriptedServer:
             else:
                 time.sleep(0.05)
             return httpx.Response(
-                200, json={"tasks": tasks, "waited_s": self.hold_s, "lease_s": self.lease_s}
+                200, json={"tasks": tasks, "waited_s": self.hold_s, "lease_s": LEASE_S}
             )
         if path.endswith("/report"):
             with self._lock:
@@ -141,30 +133,12 @@ def test_a_prefetched_task_whose_lease_ran_out_unheard_is_handed_back_unstarted(
     assert (second["outcome"], second["error"]) == (Outcome.HANDED_BACK.value, LAPSED_ERROR)
 
 
-def test_a_prefetched_task_is_not_started_once_the_server_may_have_declared_the_worker_dead(
-    run_worker: Any,
-) -> None:
-    # The lease would still run, but a server that has not heard from a worker for
-    # dead_after_s gives its tasks to others without waiting for their leases to expire.
-    server = ScriptedServer(
-        [task("first", "sleep", FIRST_RUNS_S), task("second", "echo", 2)],
-        heartbeats_answered=False,
-        lease_s=30.0,
-        dead_after_s=LEASE_S,
-    )
-    run_worker(server)
-    assert server.all_reported.wait(DONE_S)
-    second = server.reports["second"]
-    assert (second["outcome"], second["error"]) == (Outcome.HANDED_BACK.value, LAPSED_ERROR)
-
-
 def test_heartbeats_the_server_answered_keep_a_prefetched_task_startable(
     run_worker: Any,
 ) -> None:
     server = ScriptedServer(
         [task("first", "sleep", FIRST_RUNS_S), task("second", "echo", 2)],
         heartbeats_answered=True,
-        dead_after_s=LEASE_S,  # heartbeats must keep the worker's liveness going too
     )
     run_worker(server)
     assert server.all_reported.wait(DONE_S)

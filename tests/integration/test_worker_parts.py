@@ -187,10 +187,7 @@ def test_threads_that_find_the_worker_forgotten_register_it_once() -> None:
     def script(path: str, body: dict[str, Any]) -> httpx.Response:
         registered.append(body)
         worker_id = f"w{len(registered)}"
-        return httpx.Response(
-            201,
-            json={"id": worker_id, "heartbeat_interval_s": 1, "lease_s": 10, "dead_after_s": 20},
-        )
+        return httpx.Response(201, json={"id": worker_id, "heartbeat_interval_s": 1, "lease_s": 10})
 
     conn = WorkerConnection(URL, transport=httpx.MockTransport(ScriptedServer(script)))
     registration = Registration(

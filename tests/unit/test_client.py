@@ -611,7 +611,7 @@ def test_sync_and_async_clients_have_the_same_methods() -> None:
 
 def test_worker_connection_requests() -> None:
     server = Server()
-    server.answer(201, {"id": "w1", "heartbeat_interval_s": 5, "lease_s": 30, "dead_after_s": 20})
+    server.answer(201, {"id": "w1", "heartbeat_interval_s": 5, "lease_s": 30})
     server.answer(200, {"stop": ["t9"], "drain": False, "lease_s": 30})
     server.answer(200, {"waited_s": 0.5, "lease_s": 30, "tasks": [{
         "task_id": "t1", "token": 1, "handler": "echo", "args": [1], "kwargs": {},

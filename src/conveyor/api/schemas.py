@@ -158,10 +158,6 @@ class RegisterOut(Response):
     id: str
     heartbeat_interval_s: float
     lease_s: float
-    dead_after_s: float = Field(
-        description="A worker not heard from (registered, heartbeat) for this long is declared "
-        "dead and its tasks run elsewhere, their leases expired or not."
-    )
 
 
 class HeldLease(Request):

@@ -31,8 +31,7 @@ the server may give the task to another worker while the child process is still 
 def start_by(granted_after: float, lease_s: float) -> float:
     """The last moment (time.monotonic()) to start a task whose lease the server granted, or
     extended, for `lease_s` at some moment after `granted_after`. The server's clock is not
-    needed: its lease runs at least `lease_s` from any moment before the grant. The same holds
-    for the time a server waits before it declares a silent worker dead."""
+    needed: its lease runs at least `lease_s` from any moment before the grant."""
     return granted_after + lease_s - min(START_MARGIN_S, lease_s / 4)
 
 
@@ -68,8 +67,6 @@ class Bookkeeping:
         self._held: set[Lease] = set()
         self._start_by: dict[Lease, float] = {}
         """Leases not yet ended: the last moment to start each (see start_by())."""
-        self._alive_until = math.inf
-        """The server will not declare this worker dead before this (see heard_from())."""
         self._busy = 0
         """Leases handed over whose execution has not ended (waiting to start, or running)."""
         self._resources = ResourceLedger(advertised)
@@ -189,20 +186,9 @@ class Bookkeeping:
 
     def lapsed(self, task_id: TaskId, token: Token) -> bool:
         """Too late to start: the lease may be over, with no heartbeat known to have extended it
-        (the server was unreachable), or the server may have declared this worker dead by now;
-        either way the task may be another worker's."""
+        (the server was unreachable), and the task may be another worker's by now."""
         with self._cond:
-            until = min(self._start_by.get((task_id, token), math.inf), self._alive_until)
-            return time.monotonic() > until
-
-    def heard_from(self, alive_until: float, *, registered: bool = False) -> None:
-        """The server heard from this worker (a heartbeat, or a registration: a new identity, so
-        the old bound goes): it will not declare it dead before `alive_until` (see start_by())."""
-        with self._cond:
-            if registered or self._alive_until == math.inf:
-                self._alive_until = alive_until
-            else:
-                self._alive_until = max(self._alive_until, alive_until)
+            return time.monotonic() > self._start_by.get((task_id, token), math.inf)
 
     # ---- heartbeats ------------------------------------------------------------------------------
 

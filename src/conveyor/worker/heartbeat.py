@@ -75,7 +75,6 @@ class Heartbeater:
         if self._unreachable:
             log.warning("the server answers heartbeats again", extra={"worker_id": worker_id})
             self._unreachable = False
-        self._books.heard_from(start_by(sent_at, self._registration.dead_after_s))
         stopped = set(answer.stop)
         self._books.extended(
             (lease for lease in held if lease[0] not in stopped),

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable
 
 from conveyor.api.schemas import RegisterIn
 from conveyor.client.worker_api import WorkerConnection
@@ -27,24 +25,14 @@ class Registration:
     find the identity stale at once register only once.
     """
 
-    def __init__(
-        self,
-        conn: WorkerConnection,
-        request: RegisterIn,
-        stop: threading.Event,
-        *,
-        on_heard: Callable[[float, float], None] | None = None,
-    ) -> None:
+    def __init__(self, conn: WorkerConnection, request: RegisterIn, stop: threading.Event) -> None:
         self._conn = conn
         self._request = request
         self._stop = stop
-        self._on_heard = on_heard
-        """Called with (when the registration was sent, dead_after_s) once it succeeds."""
         self._lock = threading.Lock()
         self.id = ""
         self.heartbeat_interval_s = 5.0
         self.lease_s = 30.0
-        self.dead_after_s = 20.0
 
     def register(self) -> bool:
         """Register, retrying for as long as the server is unreachable. False if stopped first.
@@ -68,7 +56,6 @@ class Registration:
     def _register(self) -> bool:
         backoff = Backoff(first_s=0.5, max_s=15.0)
         while not self._stop.is_set():
-            sent_at = time.monotonic()
             try:
                 answer = self._conn.register(self._request)
             except TRANSIENT_ERRORS as exc:
@@ -82,9 +69,6 @@ class Registration:
             self.id = answer.id
             self.heartbeat_interval_s = answer.heartbeat_interval_s
             self.lease_s = answer.lease_s
-            self.dead_after_s = answer.dead_after_s
-            if self._on_heard is not None:
-                self._on_heard(sent_at, answer.dead_after_s)
             log.info(
                 f"registered with {self._conn.url} as {answer.id}",
                 extra={

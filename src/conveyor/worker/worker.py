@@ -11,10 +11,9 @@ Four threads, one job each:
   is waiting for.
 - heartbeater (`heartbeat.py`): extends the leases held and kills the tasks the server stops.
 
-A prefetched task is started only while its lease surely runs and the server cannot have
-declared this worker dead: the lease answer, the registration's and each heartbeat's say for
-how long (bookkeeping.start_by). One that waited past that while the server was unreachable may
-be another worker's by now, so it is handed back unstarted.
+A prefetched task is started only while its lease surely runs: the lease answer and each
+heartbeat's say for how long (bookkeeping.start_by). One whose lease ran out while the server
+was unreachable may be another worker's by now, so it is handed back unstarted.
 
 SIGTERM or SIGINT (or stop()) drains: leasing stops, running tasks get `grace_s` to finish and
 are then killed and handed back (the engine re-queues them without spending a retry), the last
@@ -45,7 +44,7 @@ from conveyor.errors import ConveyorError
 from conveyor.executor import Execution, ExecutionResult, ProcessPool
 from conveyor.hostmetrics import SystemMetrics, advertised_resources
 from conveyor.ledger.records import ExecutionLedger
-from conveyor.worker.bookkeeping import Bookkeeping, start_by
+from conveyor.worker.bookkeeping import Bookkeeping
 from conveyor.worker.config import WorkerConfig
 from conveyor.worker.heartbeat import Heartbeater
 from conveyor.worker.leasing import Leaser
@@ -58,8 +57,8 @@ log = logging.getLogger(__name__)
 HANDED_BACK_ERROR = "the worker shut down before the task finished; handed back to run again"
 SHUTDOWN_ERROR = "the worker is shutting down; handed back unstarted"
 LAPSED_ERROR = (
-    "while the task waited for a slot, the worker could not reach the server for so long that "
-    "its lease may have run out or the worker been declared dead; handed back unstarted"
+    "the lease ran out while the task waited for a slot on a worker that could not reach the "
+    "server; handed back unstarted"
 )
 # ReportIn's limits: a report over them would be refused as a whole.
 _ERROR_CHARS, _TEXT_CHARS = 10_000, 100_000
@@ -143,12 +142,7 @@ class Worker:
                 auto_prefetch=config.prefetch is None,
             )
             registration = self.registration = Registration(
-                self._conn,
-                self._registration_request(books),
-                self._stop_requested,
-                on_heard=lambda sent_at, dead_after_s: books.heard_from(
-                    start_by(sent_at, dead_after_s), registered=True
-                ),
+                self._conn, self._registration_request(books), self._stop_requested
             )
             if not registration.register():
                 return 0  # stopped before the server could be reached
@@ -225,8 +219,8 @@ class Worker:
                 books.finished(a.task_id, a.token, _unstarted(a, SHUTDOWN_ERROR))
             elif books.lapsed(a.task_id, a.token):
                 log.warning(
-                    "no heartbeat answered for too long (the lease may have run out, or the "
-                    "server declared this worker dead): handing a prefetched task back unstarted",
+                    "a prefetched task's lease ran out before a slot was free, with no heartbeat "
+                    "answered to extend it: handing it back unstarted",
                     extra={"task_id": a.task_id, "token": a.token},
                 )
                 books.finished(a.task_id, a.token, _unstarted(a, LAPSED_ERROR))

@@ -53,10 +53,7 @@ async def register_worker(body: RegisterIn, ctx: Ctx) -> RegisterOut:
     )
     settings = ctx.engine.settings
     return RegisterOut(
-        id=worker.id,
-        heartbeat_interval_s=settings.heartbeat_interval_s,
-        lease_s=settings.lease_s,
-        dead_after_s=settings.worker_dead_after_s,
+        id=worker.id, heartbeat_interval_s=settings.heartbeat_interval_s, lease_s=settings.lease_s
     )
 
 
