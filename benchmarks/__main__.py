@@ -156,18 +156,18 @@ def main(argv: list[str] | None = None) -> int:
                 systems.append(
                     ConveyorSystem("conveyor-postgres", directory, sizes, postgres=args.postgres)
                 )
-        if "celery" in wanted:
-            why_not = celery_system.available(args.redis)
+        redis_systems = (
+            ("celery", celery_system.available, celery_system.CelerySystem),
+            ("huey", huey_system.available, huey_system.HueySystem),
+        )
+        for name, available, make in redis_systems:
+            if name not in wanted:
+                continue
+            why_not = available(args.redis)
             if why_not is None:
-                systems.append(celery_system.CelerySystem(directory, sizes, redis_url=args.redis))
+                systems.append(make(directory, sizes, redis_url=args.redis))
             else:
-                print(f"# celery skipped: {why_not}", file=sys.stderr)
-        if "huey" in wanted:
-            why_not = huey_system.available(args.redis)
-            if why_not is None:
-                systems.append(huey_system.HueySystem(directory, sizes, redis_url=args.redis))
-            else:
-                print(f"# huey skipped: {why_not}", file=sys.stderr)
+                print(f"# {name} skipped: {why_not}", file=sys.stderr)
         for system in systems:
             names.append(system.name)
             skipped += run_system(system, sizes, only, results)
