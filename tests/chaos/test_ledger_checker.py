@@ -125,13 +125,22 @@ CASES = [
         {},
     ),
     (
-        "a dead worker's task run again before its lease expiry (allowed: declared dead)",
+        "a dead worker's task run again once its lease expired",
+        run(1, W1, 0) + run(2, W2, 4.2, 5),
+        task(
+            attempt(1, W1, 0, 4.1, "lost", expires=4, error="worker stopped heartbeating"),
+            attempt(2, W2, 4.15, 5.1, "succeeded"),
+        ),
+        {},
+    ),
+    (
+        "a dead worker's task run again before its lease expiry",
         run(1, W1, 0) + run(2, W2, 1.2, 2),
         task(
             attempt(1, W1, 0, 1.0, "lost", expires=4, error="worker stopped heartbeating"),
             attempt(2, W2, 1.1, 2.1, "succeeded"),
         ),
-        {},
+        {"early_starts": 2},  # the dead sweep itself, and the execution inside the lease
     ),
     (
         "a second execution inside the first one's extended lease",

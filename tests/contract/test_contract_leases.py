@@ -291,7 +291,7 @@ def test_a_dead_worker_delivery_counts_towards_the_limit(h):
     for n in range(h.engine.settings.delivery_limit):
         w = h.worker(f"w{n}")
         h.lease_one(w)
-        h.clock.advance(h.engine.settings.worker_dead_after_s + 1)
+        h.clock.advance(max(h.engine.settings.lease_s, h.engine.settings.worker_dead_after_s) + 1)
         assert h.engine.expire_workers() == 1
 
     got = h.get(task.id)
@@ -311,11 +311,9 @@ def test_a_silent_worker_is_declared_dead_and_its_tasks_requeued_for_free(h):
     h.lease(w, 2)
     h.lease_one(survivor)
 
-    h.clock.advance(h.engine.settings.worker_dead_after_s - 1)
+    h.clock.advance(h.engine.settings.lease_s - 1)
     h.engine.heartbeat(survivor.id, [(idle.id, 1)])
-    h.clock.advance(
-        1.5
-    )  # w silent for longer than h.engine.settings.worker_dead_after_s, survivor for 1.5 s
+    h.clock.advance(1.5)  # w silent for longer than its leases and dead_after_s, survivor 1.5 s
     recorder = h.record_events()
 
     assert h.engine.expire_workers() == 1
@@ -329,10 +327,50 @@ def test_a_silent_worker_is_declared_dead_and_its_tasks_requeued_for_free(h):
         assert got.worker_id is None
         [attempt] = h.engine.attempts(task.id)
         assert attempt.outcome is Outcome.LOST
+        assert attempt.error == "worker stopped heartbeating"
         assert attempt.worker_id == w.id
     assert h.state(idle.id) is TaskState.RUNNING
     assert "default" in recorder.ready_queues
     assert h.engine.expire_workers() == 0  # safe to run twice
+
+
+def test_a_dead_workers_unexpired_lease_stays_its_own_until_it_runs_out(h):
+    """The worker counts on a lease it was granted and may still start the task: a restarted
+    server, for one, may grant a lease through a long-poll and then find the worker silent."""
+    settings = h.engine.settings
+    assert settings.worker_dead_after_s + 1 < settings.lease_s
+    task = h.submit()
+    w = h.worker()
+    h.clock.advance(settings.worker_dead_after_s + 1)
+    a = h.lease_one(w)  # granted to a worker the server has not heard from for a while
+
+    assert h.engine.expire_workers() == 1
+
+    assert h.engine.worker(w.id).state is WorkerState.DEAD
+    assert h.state(task.id) is TaskState.RUNNING
+    assert h.lease(h.worker("other")) == []
+    with pytest.raises(ConflictError, match="register"):
+        h.engine.heartbeat(w.id, [(a.task_id, a.token)])  # and so nothing extends the lease
+
+    h.clock.advance(settings.lease_s - 0.5)
+    assert h.engine.expire_leases() == 0
+    h.clock.advance(1)
+    assert h.engine.expire_leases() == 1
+    assert h.state(task.id) is TaskState.QUEUED
+    [attempt] = h.engine.attempts(task.id)
+    assert attempt.outcome is Outcome.LOST
+    assert attempt.finished_at >= attempt.lease_expires_at
+
+
+def test_a_dead_workers_report_within_its_lease_is_recorded(h):
+    task = h.submit()
+    w = h.worker()
+    h.clock.advance(h.engine.settings.worker_dead_after_s + 1)
+    a = h.lease_one(w)
+    h.engine.expire_workers()
+
+    assert h.succeed(w, a, result="ran once") is TaskState.SUCCEEDED
+    assert h.get(task.id).result == "ran once"
 
 
 def test_a_heartbeating_worker_is_not_declared_dead(h):
@@ -365,7 +403,7 @@ def test_a_dead_workers_late_report_is_refused_and_the_new_lease_wins(h):
     task = h.submit()
     w1 = h.worker("w1")
     old = h.lease_one(w1)
-    h.clock.advance(h.engine.settings.worker_dead_after_s + 1)
+    h.clock.advance(max(h.engine.settings.lease_s, h.engine.settings.worker_dead_after_s) + 1)
     h.engine.expire_workers()
     w2 = h.worker("w2")
     new = h.lease_one(w2)

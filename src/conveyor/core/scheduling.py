@@ -66,6 +66,11 @@ def select_for_lease(
     return chosen
 
 
+def lease_over(task: Task, now: datetime) -> bool:
+    """Whether a running task's lease has run out (the store's expired_leases() agrees)."""
+    return task.lease_expires_at is None or task.lease_expires_at < now
+
+
 def holds_lease(task: Task, worker_id: WorkerId, token: Token) -> bool:
     """The fencing rule: only the current lease of a running task may change or extend it."""
     return (

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from conveyor.core.models import Task, Worker, WorkerState
-from conveyor.core.scheduling import holds_lease
+from conveyor.core.scheduling import holds_lease, lease_over
 from conveyor.core.states import (
     Outcome,
 )
@@ -99,43 +99,51 @@ class WorkerOperations(EngineCore):
         )
 
     def deregister_worker(self, worker_id: WorkerId) -> Worker:
-        """Remove a worker; the tasks it was running go back to the queue without spending a retry."""
+        """Remove a worker; the tasks it was running go back to the queue without spending a retry.
+
+        The worker itself says it is gone, having stopped what it ran: its leases need not run out.
+        """
         changes = Changes()
         with self.store.transaction() as tx:
             now = self.clock.now()
             worker = tx.get_worker(worker_id, for_update=True)
             if worker is None:
                 raise NotFoundError(f"no worker {worker_id}")
-            self._release_worker(tx, worker, WorkerState.GONE, "worker deregistered", now, changes)
+            running = self._retire_worker(tx, worker, WorkerState.GONE)
+            self._lose(tx, running, "worker deregistered", now, changes)
         self.events.publish(changes)
         return worker
 
     def expire_workers(self) -> int:
-        """Declare workers dead after missed heartbeats and re-queue their tasks. Safe to run twice."""
+        """Declare workers dead after missed heartbeats. Safe to run twice.
+
+        A dead worker may lease, heartbeat and extend nothing more, but a lease it was granted
+        stays its own until it runs out: the worker counts on it and may still start the task
+        (a restarted server hears from a worker first through its long-poll, for instance).
+        Tasks whose lease is over go back to the queue now, the others when expire_leases()
+        finds their lease over.
+        """
         changes = Changes()
         with self.store.transaction() as tx:
             now = self.clock.now()
             cutoff = now - timedelta(seconds=self.settings.worker_dead_after_s)
             dead = tx.stale_workers(cutoff, self.settings.timer_batch)
             for worker in dead:
-                self._release_worker(
-                    tx, worker, WorkerState.DEAD, "worker stopped heartbeating", now, changes
-                )
+                running = self._retire_worker(tx, worker, WorkerState.DEAD)
+                lapsed = [t for t in running if lease_over(t, now)]
+                self._lose(tx, lapsed, "worker stopped heartbeating", now, changes)
         self.events.publish(changes)
         if dead:
             log.warning("workers declared dead", extra={"worker_ids": [w.id for w in dead]})
         return len(dead)
 
-    def _release_worker(
-        self,
-        tx: StoreTx,
-        worker: Worker,
-        state: WorkerState,
-        why: str,
-        now: datetime,
-        changes: Changes,
-    ) -> None:
+    def _retire_worker(self, tx: StoreTx, worker: Worker, state: WorkerState) -> list[Task]:
+        """Mark the worker dead or gone; returns the tasks it holds leases on."""
         worker.state = state
         tx.update_worker(worker)
-        running = tx.running_on_worker(worker.id)
+        return tx.running_on_worker(worker.id)
+
+    def _lose(
+        self, tx: StoreTx, running: list[Task], why: str, now: datetime, changes: Changes
+    ) -> None:
         self._end(tx, [Ending(t, Outcome.LOST, error=why) for t in running], now, changes)

@@ -13,9 +13,9 @@ records with their attempt logs (what was recorded). The checker trusts none of 
 - **early starts**: an execution (in a worker's ledger) that started while another attempt's
   lease was still valid; or, in the attempt log itself, an attempt granted while the previous one
   had not ended, or an attempt expired before its lease ran out. Attempt n's lease is valid from
-  its start until it ended, except that an attempt the server expired (`lost`, "lease expired")
-  stays valid until its lease expiry as heartbeats last extended it, and an attempt with no end
-  stays valid until that expiry.
+  its start until it ended, except that an attempt the server ended on its own (`lost`, "lease
+  expired" or "worker stopped heartbeating") stays valid until its lease expiry as heartbeats
+  last extended it, and an attempt with no end stays valid until that expiry.
 - **unaccounted executions**: the ledger shows an execution the attempt log does not explain
   (a token the server never granted, granted to another worker, or run twice).
 - **misrecorded**: an attempt recorded with an outcome its execution did not have.
@@ -37,6 +37,10 @@ from conveyor.ledger.report import AttemptRecord, Finding, LedgerReport, TaskRec
 
 LEASE_EXPIRED_ERROR = "lease expired"
 """The error the engine records on an attempt it ended because its lease expired."""
+WORKER_DEAD_ERROR = "worker stopped heartbeating"
+"""The error the engine records on an attempt whose worker it declared dead (lease over)."""
+_ENDED_BY_LEASE = frozenset({LEASE_EXPIRED_ERROR, WORKER_DEAD_ERROR})
+"""Attempts the server ended on its own: their lease holds to its expiry all the same."""
 TERMINAL_STATES = frozenset({"succeeded", "failed", "timed_out", "cancelled"})
 _EXECUTED_OUTCOMES = frozenset({"succeeded", "failed", "timed_out", "crashed"})
 """Outcomes only an execution can produce: each needs a matching end in the ledger."""
@@ -224,7 +228,7 @@ def _valid_until(attempt: AttemptRecord, lease: timedelta) -> datetime:
     expiry = attempt.lease_expires_at or attempt.started_at + lease
     if attempt.finished_at is None:
         return expiry
-    if attempt.outcome == "lost" and attempt.error == LEASE_EXPIRED_ERROR:
+    if attempt.outcome == "lost" and attempt.error in _ENDED_BY_LEASE:
         return max(attempt.finished_at, expiry)
     return attempt.finished_at
 
@@ -251,7 +255,7 @@ def _check_starts(
     for a in ordered:
         if (
             a.outcome == "lost"
-            and a.error == LEASE_EXPIRED_ERROR
+            and a.error in _ENDED_BY_LEASE
             and a.finished_at is not None
             and a.lease_expires_at is not None
             and a.finished_at < a.lease_expires_at - tolerance

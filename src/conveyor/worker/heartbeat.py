@@ -58,8 +58,9 @@ class Heartbeater:
         try:
             answer = self._conn.heartbeat(worker_id, held, self._sample())
         except (NotFoundError, ConflictError):
-            # Declared dead or removed: the server re-queued every lease this worker held, and
-            # another worker may run those tasks now. Stop them all, then register anew.
+            # Declared dead or removed: no heartbeat extends this identity's leases any more,
+            # and the server re-queues each task as its lease runs out. Stop them all rather
+            # than run on as zombies, then register anew.
             self._stop(
                 worker_id, self._books.void(task_id for task_id, _ in self._books.held_leases())
             )

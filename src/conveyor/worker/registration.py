@@ -1,9 +1,8 @@
 """The worker's identity on the server, and getting a new one when the server forgets the old.
 
-A server that has not heard from a worker for a while declares it dead and runs its tasks
-elsewhere; when the worker is heard from again (heartbeat 404 or 409) it registers anew. The
-leases of the old identity are void: their reports will be refused, which is right, because
-the tasks have been handed to other workers.
+A server that has not heard from a worker for a while declares it dead: it extends none of its
+leases any more, and runs each of its tasks elsewhere once the lease is over. When the worker
+is heard from again (heartbeat 404 or 409) it stops those tasks and registers anew.
 """
 
 from __future__ import annotations
