@@ -67,8 +67,9 @@ def test_engine_settings_follow_the_flags() -> None:
 
 
 def test_worker_args_pass_the_handler_policy_through() -> None:
-    assert worker_args(("shell",), ("myjobs", "tests")) == [
+    assert worker_args(("shell",), ("myjobs", "tests"), "/srv/files") == [
         "--allow", "shell", "--allow-module", "myjobs", "--allow-module", "tests",
+        "--files-root", "/srv/files",
     ]  # fmt: skip
     workers = LocalWorkers(1, ["--allow", "shell"], cli_args=["-v"])
     assert workers.command("http://127.0.0.1:1") == [
@@ -168,9 +169,12 @@ def test_local_workers_that_ignore_sigterm_are_killed_after_the_grace_period(
     reason="`conveyor worker` is not available",
 )
 def test_all_in_one_runs_a_task_on_a_local_worker_and_stops_it(tmp_path: Path) -> None:
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "data.txt").write_text("abc")
     command = [sys.executable, "-m", "conveyor", "server", "--db", str(tmp_path / "s.db")]
     proc = subprocess.Popen(
-        [*command, "--port", "0", "--workers", "1"],
+        [*command, "--port", "0", "--workers", "1", "--files-root", str(files)],
         cwd=tmp_path,
         stderr=subprocess.PIPE,
         text=True,
@@ -182,6 +186,11 @@ def test_all_in_one_runs_a_task_on_a_local_worker_and_stops_it(tmp_path: Path) -
             result = http.get(f"/api/v1/tasks/{task['id']}/result", params={"wait": 30}).json()
             assert result["done"] is True, result
             assert result["result"].startswith("ba7816bf")  # sha256("abc")
+            # --files-root reaches the local workers: a file handler runs, inside that root.
+            spec = {"handler": "sha256", "kwargs": {"path": "data.txt"}}
+            task = http.post("/api/v1/tasks", params={"wait": 30}, json=spec).json()
+            assert task["state"] == "succeeded", task
+            assert task["result"] == result["result"]
             [worker] = http.get("/api/v1/workers").json()["workers"]
             worker_pid = worker["pid"]
         proc.send_signal(signal.SIGTERM)

@@ -15,7 +15,13 @@ import click
 import uvicorn
 from fastapi import FastAPI
 
-from conveyor.cli.options import DURATION, allow_module_option, allow_option, db_option
+from conveyor.cli.options import (
+    DURATION,
+    allow_module_option,
+    allow_option,
+    db_option,
+    files_root_option,
+)
 from conveyor.engine import Engine, EngineSettings
 from conveyor.errors import ConveyorError
 from conveyor.server import ServerSettings, create_app, request_shutdown
@@ -103,6 +109,10 @@ GRACEFUL_SHUTDOWN_S = 5
 )
 @allow_option
 @allow_module_option
+@files_root_option(
+    "With --workers: let the local workers run the file handlers (files.*, sha256 path=), "
+    "confined to DIR  [default: refuse them]"
+)
 @click.option(
     "--retention",
     type=DURATION,
@@ -124,6 +134,7 @@ def server_command(
     worker_grace_s: float,
     allow: tuple[str, ...],
     allow_modules: tuple[str, ...],
+    files_root: str | None,
     retention: float | None,
 ) -> None:
     """Serve the REST API (and /docs) over the database --db.
@@ -163,7 +174,7 @@ def server_command(
     worker_token = token_for(entries, Role.WORKER, Role.ADMIN)
     workers = LocalWorkers(
         worker_count,
-        worker_args(allow, allow_modules),
+        worker_args(allow, allow_modules, files_root),
         cli_args=["-v"] * verbosity(),
         grace_s=worker_grace_s,
         env={"CONVEYOR_TOKEN": worker_token} if worker_token else None,
@@ -317,12 +328,17 @@ def engine_settings(
         raise click.BadParameter(str(exc), param_hint="--lease-s/--heartbeat-s") from None
 
 
-def worker_args(allow: tuple[str, ...], allow_modules: tuple[str, ...]) -> list[str]:
+def worker_args(
+    allow: tuple[str, ...], allow_modules: tuple[str, ...], files_root: str | None = None
+) -> list[str]:
+    """The handler policy of `conveyor server --workers N`, as each local worker's options."""
     args: list[str] = []
     for family in allow:
         args += ["--allow", family]
     for prefix in allow_modules:
         args += ["--allow-module", prefix]
+    if files_root is not None:
+        args += ["--files-root", files_root]
     return args
 
 
