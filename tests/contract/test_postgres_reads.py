@@ -1,0 +1,43 @@
+"""PostgreSQL only: a read is its statements alone, with no BEGIN and COMMIT around them, and the
+connection it used goes back to the pool ready for transactions."""
+
+from __future__ import annotations
+
+import pytest
+
+from conveyor.core.spec import TaskSpec
+from conveyor.engine import Engine
+from tests.helpers.postgres import postgres_url
+
+__all__ = ["postgres_url"]
+
+
+@pytest.mark.postgres
+def test_a_read_opens_no_transaction_and_a_write_after_it_still_rolls_back(
+    postgres_url: str,
+) -> None:
+    import psycopg
+
+    from conveyor.store import split_schema
+    from conveyor.store.postgres import PostgresStore
+
+    # One connection: the write below gets the very connection the read used.
+    url, schema = split_schema(postgres_url)
+    store = PostgresStore(url, schema=schema, min_connections=1, max_connections=1)
+    try:
+        engine = Engine(store)
+        [task] = engine.submit_batch([TaskSpec(handler="noop")])
+
+        with store.transaction(write=False) as tx:
+            assert tx.get_tasks([task.id])[task.id].id == task.id
+            # Autocommit: the SELECT did not open a transaction for a COMMIT to close.
+            assert tx.conn.info.transaction_status is psycopg.pq.TransactionStatus.IDLE
+
+        with pytest.raises(RuntimeError, match="abandon"), store.transaction() as tx:
+            tx.delete_tasks([task.id])
+            assert tx.conn.info.transaction_status is psycopg.pq.TransactionStatus.INTRANS
+            raise RuntimeError("abandon the write")
+
+        assert engine.get(task.id).id == task.id  # the delete was rolled back
+    finally:
+        store.close()
