@@ -373,24 +373,6 @@ def test_a_dead_workers_report_within_its_lease_is_recorded(h):
     assert h.get(task.id).result == "ran once"
 
 
-def test_a_starting_server_excuses_the_silence_of_its_outage(h):
-    settings = h.engine.settings
-    h.submit()
-    w = h.worker()
-    a = h.lease_one(w)
-    gone = h.worker("gone")
-    h.engine.deregister_worker(gone.id)
-    h.clock.advance(settings.worker_dead_after_s + 1)  # the server was down meanwhile
-
-    assert h.engine.excuse_outage() == 1  # the live worker; the gone one stays gone
-
-    assert h.engine.expire_workers() == 0
-    assert h.engine.heartbeat(w.id, [(a.task_id, a.token)]).extended == [a.task_id]
-    assert h.engine.worker(gone.id).state is WorkerState.GONE
-    h.clock.advance(settings.worker_dead_after_s + 1)  # silent once the server is back: dead
-    assert h.engine.expire_workers() == 1
-
-
 def test_a_heartbeating_worker_is_not_declared_dead(h):
     w = h.worker()
     task = h.submit()

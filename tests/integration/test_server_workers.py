@@ -11,7 +11,6 @@ import asyncio
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -412,31 +411,3 @@ async def test_timers_requeue_a_task_whose_lease_expired(
         assert detail["attempt_log"][0]["outcome"] == "lost"
         assert detail["retries_used"] == 0
         assert (await served.get(f"/workers/{quiet}")).json()["state"] == "alive"
-
-
-async def test_a_restarted_server_does_not_declare_workers_dead_for_its_own_outage(
-    make_engine: Callable[..., Engine],
-) -> None:
-    settings = EngineSettings(lease_s=30, heartbeat_interval_s=0.5, worker_dead_after_s=2)
-    engine = make_engine(settings)
-    async with serve(engine) as served:
-        worker_id = await served.register()
-        await served.submit()
-        [task] = await served.lease(worker_id)
-    # The server is down for longer than worker_dead_after_s: no heartbeat reaches it.
-    worker = engine.worker(worker_id)
-    worker.last_seen_at -= timedelta(seconds=10)
-    with engine.store.transaction() as tx:
-        tx.update_worker(worker)
-
-    first_pass = Signal(engine.expire_workers, when=lambda declared: True)
-    engine.expire_workers = first_pass  # type: ignore[method-assign]
-    async with serve(engine) as served:
-        await first_pass.wait()
-        assert engine.worker(worker_id).state.value == "alive"
-        beat = await served.post(
-            f"/workers/{worker_id}/heartbeat",
-            json={"running": [{"task_id": task["task_id"], "token": task["token"]}]},
-        )
-        assert beat.status_code == 200, beat.text
-        assert beat.json()["stop"] == []

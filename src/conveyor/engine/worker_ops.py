@@ -114,18 +114,6 @@ class WorkerOperations(EngineCore):
         self.events.publish(changes)
         return worker
 
-    def excuse_outage(self) -> int:
-        """Count every live worker as heard from now; a server calls it as it starts.
-
-        While the server was down, no heartbeat could reach it: without this, an outage longer
-        than worker_dead_after_s would get every worker declared dead at once, and they would
-        stop the tasks they run. A worker that really died meanwhile is declared dead
-        worker_dead_after_s from now, and its tasks go back as their leases run out, as before.
-        Returns how many workers were excused.
-        """
-        with self.store.transaction() as tx:
-            return tx.hear_from_live_workers(self.clock.now())
-
     def expire_workers(self) -> int:
         """Declare workers dead after missed heartbeats. Safe to run twice.
 

@@ -5,15 +5,12 @@ database). The engine's timer methods are safe when several servers run them on 
 once, and this module keeps no state of its own between passes, so that stays true. When a
 pending task's start time falls before the next pass, the pass comes early, so that a delayed
 task becomes leasable on time; the release publishes an engine event, which wakes long-polls.
-As the timers start, they count every live worker as heard from (Engine.excuse_outage): the
-heartbeats a server missed while it was down must not get its workers declared dead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from contextlib import suppress
 from datetime import datetime
 
@@ -48,8 +45,6 @@ class Timers:
             await task
 
     async def _run(self) -> None:
-        # This server heard no heartbeat while it was down: that is not the workers' fault.
-        await to_thread.run_sync(self._step, self.engine.excuse_outage)
         while not self._stopping.is_set():
             next_due = await to_thread.run_sync(self.run_once)
             with suppress(TimeoutError):
@@ -65,24 +60,20 @@ class Timers:
             self.engine.expire_workers,
             self.engine.maintain,
         ):
-            self._step(step)
+            try:
+                step()
+            except StoreError as exc:
+                log.warning(
+                    "timer failed; retrying next pass",
+                    extra={"timer": step.__name__, "error": str(exc)},
+                )
+            except Exception:  # a bug must not stop the other timers or the next passes
+                log.exception("timer crashed; retrying next pass", extra={"timer": step.__name__})
         try:
             return self.engine.next_due_at()
         except Exception:  # only an optimisation: wait the full interval instead
             log.debug("cannot read the next due time", exc_info=True)
             return None
-
-    @staticmethod
-    def _step(step: Callable[[], object]) -> None:
-        try:
-            step()
-        except StoreError as exc:
-            log.warning(
-                "timer failed; retrying next pass",
-                extra={"timer": step.__name__, "error": str(exc)},
-            )
-        except Exception:  # a bug must not stop the other timers or the next passes
-            log.exception("timer crashed; retrying next pass", extra={"timer": step.__name__})
 
     def _sleep_s(self, next_due: datetime | None) -> float:
         if next_due is None:

@@ -136,11 +136,6 @@ class StoreTx(Protocol):
         """Locked workers alive or draining whose last heartbeat is older than `seen_before`."""
         ...
 
-    def hear_from_live_workers(self, seen_at: datetime) -> int:
-        """Set `last_seen_at` of the workers alive or draining to `seen_at` where it is older;
-        returns how many."""
-        ...
-
     def delete_workers_gone_before(self, cutoff: datetime) -> int:
         """Forget dead and deregistered workers last seen before `cutoff`; returns how many."""
         ...

@@ -429,13 +429,6 @@ class PostgresTx:
         )
         return [codec.worker_from_row(row) for row in rows]
 
-    def hear_from_live_workers(self, seen_at: datetime) -> int:
-        return self.conn.execute(
-            "UPDATE workers SET last_seen_at = %s "
-            "WHERE state IN ('alive', 'draining') AND last_seen_at < %s",
-            (_epoch(seen_at), _epoch(seen_at)),
-        ).rowcount
-
     def delete_workers_gone_before(self, cutoff: datetime) -> int:
         cur = self.conn.execute(
             "DELETE FROM workers WHERE state IN ('dead', 'gone') AND last_seen_at < %s",

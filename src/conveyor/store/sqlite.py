@@ -448,13 +448,6 @@ class SQLiteTx:
         )
         return [codec.worker_from_row(row) for row in rows]
 
-    def hear_from_live_workers(self, seen_at: datetime) -> int:
-        return self._conn.execute(
-            "UPDATE workers SET last_seen_at = ? "
-            "WHERE state IN ('alive', 'draining') AND last_seen_at < ?",
-            (seen_at.timestamp(), seen_at.timestamp()),
-        ).rowcount
-
     def delete_workers_gone_before(self, cutoff: datetime) -> int:
         return self._conn.execute(
             "DELETE FROM workers WHERE state IN ('dead', 'gone') AND last_seen_at < ?",
