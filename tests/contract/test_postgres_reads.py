@@ -7,6 +7,7 @@ import pytest
 
 from conveyor.core.spec import TaskSpec
 from conveyor.engine import Engine
+from conveyor.errors import StoreBusyError
 from tests.helpers.postgres import postgres_url
 
 __all__ = ["postgres_url"]
@@ -34,10 +35,37 @@ def test_a_read_opens_no_transaction_and_a_write_after_it_still_rolls_back(
             assert tx.conn.info.transaction_status is psycopg.pq.TransactionStatus.IDLE
 
         with pytest.raises(RuntimeError, match="abandon"), store.transaction() as tx:
+            assert tx.conn.autocommit is False  # the read gave its connection back as it was
             tx.delete_tasks([task.id])
             assert tx.conn.info.transaction_status is psycopg.pq.TransactionStatus.INTRANS
             raise RuntimeError("abandon the write")
 
         assert engine.get(task.id).id == task.id  # the delete was rolled back
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_a_read_whose_connection_breaks_names_the_cause_and_the_next_read_works(
+    postgres_url: str,
+) -> None:
+    import psycopg
+
+    from conveyor.store import split_schema
+    from conveyor.store.postgres import PostgresStore
+
+    url, schema = split_schema(postgres_url)
+    store = PostgresStore(url, schema=schema, min_connections=1, max_connections=1)
+    try:
+        engine = Engine(store)
+        [task] = engine.submit_batch([TaskSpec(handler="noop")])
+
+        broken = pytest.raises(StoreBusyError, match="terminating connection")
+        with broken, store.transaction(write=False) as tx:
+            with psycopg.connect(url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (tx.conn.info.backend_pid,))
+            tx.get_tasks([task.id])
+
+        assert engine.get(task.id).id == task.id  # on a new connection
     finally:
         store.close()

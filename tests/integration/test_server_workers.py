@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -411,3 +412,24 @@ async def test_timers_requeue_a_task_whose_lease_expired(
         assert detail["attempt_log"][0]["outcome"] == "lost"
         assert detail["retries_used"] == 0
         assert (await served.get(f"/workers/{quiet}")).json()["state"] == "alive"
+
+
+async def test_a_dead_worker_is_shown_with_the_tasks_whose_lease_has_not_run_out(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine(
+        EngineSettings(lease_s=30, heartbeat_interval_s=0.5, worker_dead_after_s=2)
+    )
+    async with serve(engine) as served:
+        worker_id = await served.register()
+        task = await served.submit()
+        await served.lease(worker_id)
+        worker = engine.worker(worker_id)
+        worker.last_seen_at -= timedelta(seconds=10)  # silent for longer than dead-after
+        with engine.store.transaction() as tx:
+            tx.update_worker(worker)
+        assert engine.expire_workers() == 1
+
+        shown = (await served.get(f"/workers/{worker_id}")).json()
+        assert (shown["state"], shown["running"]) == ("dead", [task["id"]])
+        assert (await served.get(f"/tasks/{task['id']}")).json()["state"] == "running"

@@ -14,7 +14,8 @@ class EngineSettings:
     heartbeat_interval_s: float = 5.0
     """How often workers are asked to heartbeat; must be well under lease_s."""
     worker_dead_after_s: float = 20.0
-    """A worker silent this long is declared dead and its tasks run again elsewhere."""
+    """A worker silent this long is declared dead: nothing extends its leases any more, and each
+    of its tasks runs again elsewhere once its lease is over."""
     delivery_limit: int = DEFAULT_DELIVERY_LIMIT
     max_lease_batch: int = 1000
     timer_batch: int = 1000

@@ -50,7 +50,5 @@ def deregister(engine: Engine, worker_id: WorkerId) -> None:
 
 def worker_with_running(engine: Engine, worker_id: WorkerId) -> tuple[Worker, list[TaskId]]:
     worker = registered_worker(engine, worker_id)
-    running = (
-        running_by_worker(engine).get(worker_id, []) if worker.state in LIVE_WORKER_STATES else []
-    )
-    return worker, running
+    # A dead worker too: it keeps the tasks whose lease has not run out yet.
+    return worker, running_by_worker(engine).get(worker_id, [])

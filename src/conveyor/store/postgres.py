@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from conveyor.core.models import Attempt, Task, Worker
@@ -160,7 +161,10 @@ class PostgresStore:
             yield PostgresTx(conn)
         finally:
             self._current.conn = None
-            conn.autocommit = False
+            # Only an idle connection can change mode; a broken or busy one is not reused (the
+            # pool closes it), and trying would hide the error that broke it.
+            if not conn.closed and conn.info.transaction_status is TransactionStatus.IDLE:
+                conn.autocommit = False
 
     def change_feed(self) -> PostgresChangeFeed:
         """A feed that tells the other servers on this database what this one committed."""

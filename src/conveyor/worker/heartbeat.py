@@ -58,9 +58,9 @@ class Heartbeater:
         try:
             answer = self._conn.heartbeat(worker_id, held, self._sample())
         except (NotFoundError, ConflictError):
-            # Declared dead or removed: no heartbeat extends this identity's leases any more,
-            # and the server re-queues each task as its lease runs out. Stop them all rather
-            # than run on as zombies, then register anew.
+            # Declared dead (each task goes back to the queue as its lease runs out) or removed
+            # (they went back at once): nothing extends this identity's leases any more. Stop
+            # them all rather than run on as zombies, then register anew.
             self._stop(
                 worker_id, self._books.void(task_id for task_id, _ in self._books.held_leases())
             )

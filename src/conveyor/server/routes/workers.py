@@ -73,7 +73,11 @@ async def get_worker(worker_id: str, ctx: Ctx) -> WorkerOut:
 
 @admin_router.delete("/{worker_id}", status_code=204, responses=NOT_FOUND)
 async def deregister_worker(worker_id: str, ctx: Ctx) -> Response:
-    """Deregister a worker; its running tasks are queued again without spending a retry."""
+    """Deregister a worker; its running tasks are queued again at once, without spending a retry.
+
+    Meant for a worker that has stopped: one that is only paused or cut off may still start a
+    task it prefetched while another worker runs it. A silent worker is declared dead on its own,
+    and its tasks go back as their leases run out."""
     await ctx.call(reads.deregister, ctx.engine, worker_id)
     return Response(status_code=204)
 
