@@ -373,6 +373,40 @@ def test_a_dead_workers_report_within_its_lease_is_recorded(h):
     assert h.get(task.id).result == "ran once"
 
 
+def test_time_in_which_no_timers_ran_counts_against_no_lease_and_no_worker(h):
+    settings = h.engine.settings
+    assert h.engine.bridge_outage(longer_than_s=1) == 0  # the first pass ever: nothing to bridge
+    task = h.submit()
+    w = h.worker()
+    a = h.lease_one(w)
+    gone = h.worker("gone")
+    h.engine.deregister_worker(gone.id)
+    lease_before = h.get(task.id).lease_expires_at
+    seen_before = h.engine.worker(w.id).last_seen_at
+    gone_seen = h.engine.worker(gone.id).last_seen_at
+    h.clock.advance(0.5)
+    assert h.engine.bridge_outage(longer_than_s=1) == 0  # an ordinary pass
+
+    outage_s = settings.lease_s + settings.worker_dead_after_s  # every server was down
+    h.clock.advance(outage_s)
+    assert h.engine.bridge_outage(longer_than_s=1) == pytest.approx(outage_s)
+    assert h.engine.bridge_outage(longer_than_s=1) == 0  # bridged once only
+
+    assert h.engine.expire_leases() == 0
+    assert h.engine.expire_workers() == 0
+    moved = timedelta(seconds=outage_s)
+    got = h.get(task.id)
+    assert got.state is TaskState.RUNNING
+    assert abs(got.lease_expires_at - (lease_before + moved)) < timedelta(milliseconds=1)
+    [attempt] = h.engine.attempts(task.id)
+    assert abs(attempt.lease_expires_at - (lease_before + moved)) < timedelta(milliseconds=1)
+    assert abs(h.engine.worker(w.id).last_seen_at - (seen_before + moved)) < timedelta(
+        milliseconds=1
+    )
+    assert h.engine.worker(gone.id).last_seen_at == gone_seen  # only live workers
+    assert h.engine.heartbeat(w.id, [(a.task_id, a.token)]).extended == [a.task_id]
+
+
 def test_a_heartbeating_worker_is_not_declared_dead(h):
     w = h.worker()
     task = h.submit()

@@ -8,6 +8,7 @@ asserts that the answer comes promptly.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -433,3 +434,35 @@ async def test_a_dead_worker_is_shown_with_the_tasks_whose_lease_has_not_run_out
         shown = (await served.get(f"/workers/{worker_id}")).json()
         assert (shown["state"], shown["running"]) == ("dead", [task["id"]])
         assert (await served.get(f"/tasks/{task['id']}")).json()["state"] == "running"
+
+
+async def test_a_server_back_from_an_outage_keeps_the_leases_and_the_workers(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine(EngineSettings(lease_s=5, heartbeat_interval_s=0.5, worker_dead_after_s=2))
+    first_pass = Signal(engine.expire_workers, when=lambda declared: True)
+    engine.expire_workers = first_pass  # type: ignore[method-assign]
+    async with serve(engine) as served:
+        await first_pass.wait()  # the timers have run
+        worker_id = await served.register()
+        await served.submit()
+        [task] = await served.lease(worker_id)
+    # Every server down for 10 s, longer than the lease and the dead-after time: as if each
+    # record had been written 10 s earlier.
+    with sqlite3.connect(engine.store.path) as db:  # type: ignore[attr-defined]
+        db.execute("UPDATE timer_runs SET ran_at = ran_at - 10")
+        db.execute("UPDATE workers SET last_seen_at = last_seen_at - 10")
+        db.execute("UPDATE tasks SET lease_expires_at = lease_expires_at - 10")
+        db.execute("UPDATE attempts SET lease_expires_at = lease_expires_at - 10")
+
+    first_pass.event.clear()
+    async with serve(engine) as served:
+        await first_pass.wait()
+        assert engine.worker(worker_id).state.value == "alive"
+        assert engine.get(task["task_id"]).state.value == "running"
+        beat = await served.post(
+            f"/workers/{worker_id}/heartbeat",
+            json={"running": [{"task_id": task["task_id"], "token": task["token"]}]},
+        )
+        assert beat.status_code == 200, beat.text
+        assert beat.json()["stop"] == []

@@ -114,6 +114,29 @@ class WorkerOperations(EngineCore):
         self.events.publish(changes)
         return worker
 
+    def bridge_outage(self, longer_than_s: float) -> float:
+        """Leave out of every lease and every worker's silence the time nobody ran the timers.
+
+        The servers' timers run this first in every pass. If no server ran them for longer
+        than `longer_than_s` (every server was down, or the database was), no heartbeat could
+        be heard meanwhile either: the leases of running tasks and the last sighting of live
+        workers move on by that gap, so that an outage does not get every worker declared
+        dead and every running task run again. A worker that died during the outage has its
+        tasks run again that much later. Returns the gap bridged in seconds (0 if none).
+        """
+        with self.store.transaction() as tx:
+            now = self.clock.now()
+            last = tx.timers_ran(now)
+            gap_s = 0.0 if last is None else (now - last).total_seconds()
+            if gap_s <= longer_than_s:
+                return 0.0
+            tx.shift_leases_and_silence(timedelta(seconds=gap_s))
+        log.warning(
+            f"no timers ran for {gap_s:.1f}s: leases and workers' silence moved on by as much",
+            extra={"gap_s": round(gap_s, 3)},
+        )
+        return gap_s
+
     def expire_workers(self) -> int:
         """Declare workers dead after missed heartbeats. Safe to run twice.
 

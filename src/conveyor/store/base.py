@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from conveyor.core.models import Attempt, Task, Worker
@@ -138,6 +138,18 @@ class StoreTx(Protocol):
 
     def delete_workers_gone_before(self, cutoff: datetime) -> int:
         """Forget dead and deregistered workers last seen before `cutoff`; returns how many."""
+        ...
+
+    # outages
+    def timers_ran(self, now: datetime) -> datetime | None:
+        """Record that the timers ran at `now`; returns when they last ran before (None: never).
+
+        Locks the record until the transaction ends, so that servers take turns."""
+        ...
+
+    def shift_leases_and_silence(self, by: timedelta) -> None:
+        """Move the lease expiry of every running task (and of its open attempt) and the last
+        sighting of every live worker `by` later."""
         ...
 
     # schedules

@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -439,6 +439,39 @@ class PostgresTx:
             (_epoch(cutoff),),
         )
         return cur.rowcount
+
+    # outages
+    def timers_ran(self, now: datetime) -> datetime | None:
+        first = self.conn.execute(
+            "INSERT INTO timer_runs (name, ran_at) VALUES ('timers', %s) "
+            "ON CONFLICT DO NOTHING RETURNING ran_at",
+            (_epoch(now),),
+        ).fetchone()
+        if first is not None:
+            return None
+        # Locked: a server whose timers run at the same moment waits, then finds no gap.
+        row = self.conn.execute(
+            "SELECT ran_at FROM timer_runs WHERE name = 'timers' FOR UPDATE"
+        ).fetchone()
+        self.conn.execute("UPDATE timer_runs SET ran_at = %s WHERE name = 'timers'", (_epoch(now),))
+        return None if row is None else codec.from_epoch(row[0])
+
+    def shift_leases_and_silence(self, by: timedelta) -> None:
+        seconds = by.total_seconds()
+        self.conn.execute(
+            "UPDATE attempts SET lease_expires_at = lease_expires_at + %s "
+            "WHERE (task_id, number) IN (SELECT id, attempts FROM tasks WHERE state = 'running')",
+            (seconds,),
+        )
+        self.conn.execute(
+            "UPDATE tasks SET lease_expires_at = lease_expires_at + %s WHERE state = 'running'",
+            (seconds,),
+        )
+        self.conn.execute(
+            "UPDATE workers SET last_seen_at = last_seen_at + %s "
+            "WHERE state IN ('alive', 'draining')",
+            (seconds,),
+        )
 
     # schedules
     def put_schedule(self, schedule: Schedule) -> None:

@@ -147,6 +147,16 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX schedules_due ON schedules (next_run_at);
         """,
     ),
+    (
+        3,
+        """
+        -- When any server last ran the timers: a longer gap is an outage (Engine.bridge_outage).
+        CREATE TABLE timer_runs (
+            name text PRIMARY KEY,
+            ran_at double precision NOT NULL
+        );
+        """,
+    ),
 ]
 
 COMPACT_COUNTS = """

@@ -16,7 +16,7 @@ import sqlite3
 import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -453,6 +453,33 @@ class SQLiteTx:
             "DELETE FROM workers WHERE state IN ('dead', 'gone') AND last_seen_at < ?",
             (cutoff.timestamp(),),
         ).rowcount
+
+    # outages
+    def timers_ran(self, now: datetime) -> datetime | None:
+        row = self._conn.execute("SELECT ran_at FROM timer_runs WHERE name = 'timers'").fetchone()
+        self._conn.execute(
+            "INSERT INTO timer_runs (name, ran_at) VALUES ('timers', ?) "
+            "ON CONFLICT (name) DO UPDATE SET ran_at = excluded.ran_at",
+            (now.timestamp(),),
+        )
+        return None if row is None else codec.from_epoch(row[0])
+
+    def shift_leases_and_silence(self, by: timedelta) -> None:
+        seconds = by.total_seconds()
+        self._conn.execute(
+            "UPDATE attempts SET lease_expires_at = lease_expires_at + ? "
+            "WHERE (task_id, number) IN (SELECT id, attempts FROM tasks WHERE state = 'running')",
+            (seconds,),
+        )
+        self._conn.execute(
+            "UPDATE tasks SET lease_expires_at = lease_expires_at + ? WHERE state = 'running'",
+            (seconds,),
+        )
+        self._conn.execute(
+            "UPDATE workers SET last_seen_at = last_seen_at + ? "
+            "WHERE state IN ('alive', 'draining')",
+            (seconds,),
+        )
 
     # schedules
     def put_schedule(self, schedule: Schedule) -> None:

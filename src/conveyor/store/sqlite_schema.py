@@ -126,4 +126,14 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX schedules_due ON schedules (next_run_at);
         """,
     ),
+    (
+        4,
+        """
+        -- When any server last ran the timers: a longer gap is an outage (Engine.bridge_outage).
+        CREATE TABLE timer_runs (
+            name TEXT PRIMARY KEY,
+            ran_at REAL NOT NULL
+        ) STRICT, WITHOUT ROWID;
+        """,
+    ),
 ]
