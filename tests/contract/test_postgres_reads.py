@@ -3,8 +3,13 @@ connection it used goes back to the pool ready for transactions."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
 import pytest
 
+from conveyor.core.models import Task
 from conveyor.core.spec import TaskSpec
 from conveyor.engine import Engine
 from conveyor.errors import StoreBusyError
@@ -13,59 +18,64 @@ from tests.helpers.postgres import postgres_url
 __all__ = ["postgres_url"]
 
 
-@pytest.mark.postgres
-def test_a_read_opens_no_transaction_and_a_write_after_it_still_rolls_back(
-    postgres_url: str,
-) -> None:
-    import psycopg
+@dataclass
+class OneConnection:
+    """A store whose pool holds one connection (each transaction gets the very connection the
+    one before it used), an engine on it, and one task stored."""
 
+    url: str
+    store: Any  # PostgresStore, imported only when PostgreSQL tests run
+    engine: Engine
+    task: Task
+
+
+@pytest.fixture
+def one_connection(postgres_url: str) -> Iterator[OneConnection]:
     from conveyor.store import split_schema
     from conveyor.store.postgres import PostgresStore
 
-    # One connection: the write below gets the very connection the read used.
     url, schema = split_schema(postgres_url)
     store = PostgresStore(url, schema=schema, min_connections=1, max_connections=1)
     try:
         engine = Engine(store)
         [task] = engine.submit_batch([TaskSpec(handler="noop")])
-
-        with store.transaction(write=False) as tx:
-            assert tx.get_tasks([task.id])[task.id].id == task.id
-            # Autocommit: the SELECT did not open a transaction for a COMMIT to close.
-            assert tx.conn.info.transaction_status is psycopg.pq.TransactionStatus.IDLE
-
-        with pytest.raises(RuntimeError, match="abandon"), store.transaction() as tx:
-            assert tx.conn.autocommit is False  # the read gave its connection back as it was
-            tx.delete_tasks([task.id])
-            assert tx.conn.info.transaction_status is psycopg.pq.TransactionStatus.INTRANS
-            raise RuntimeError("abandon the write")
-
-        assert engine.get(task.id).id == task.id  # the delete was rolled back
+        yield OneConnection(url, store, engine, task)
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_a_read_opens_no_transaction_and_a_write_after_it_still_rolls_back(
+    one_connection: OneConnection,
+) -> None:
+    import psycopg
+
+    store, task = one_connection.store, one_connection.task
+    with store.transaction(write=False) as tx:
+        assert tx.get_tasks([task.id])[task.id].id == task.id
+        # Autocommit: the SELECT did not open a transaction for a COMMIT to close.
+        assert tx.conn.info.transaction_status is psycopg.pq.TransactionStatus.IDLE
+
+    with pytest.raises(RuntimeError, match="abandon"), store.transaction() as tx:
+        assert tx.conn.autocommit is False  # the read gave its connection back as it was
+        tx.delete_tasks([task.id])
+        assert tx.conn.info.transaction_status is psycopg.pq.TransactionStatus.INTRANS
+        raise RuntimeError("abandon the write")
+
+    assert one_connection.engine.get(task.id).id == task.id  # the delete was rolled back
 
 
 @pytest.mark.postgres
 def test_a_read_whose_connection_breaks_names_the_cause_and_the_next_read_works(
-    postgres_url: str,
+    one_connection: OneConnection,
 ) -> None:
     import psycopg
 
-    from conveyor.store import split_schema
-    from conveyor.store.postgres import PostgresStore
+    store, task = one_connection.store, one_connection.task
+    broken = pytest.raises(StoreBusyError, match="terminating connection")
+    with broken, store.transaction(write=False) as tx:
+        with psycopg.connect(one_connection.url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (tx.conn.info.backend_pid,))
+        tx.get_tasks([task.id])
 
-    url, schema = split_schema(postgres_url)
-    store = PostgresStore(url, schema=schema, min_connections=1, max_connections=1)
-    try:
-        engine = Engine(store)
-        [task] = engine.submit_batch([TaskSpec(handler="noop")])
-
-        broken = pytest.raises(StoreBusyError, match="terminating connection")
-        with broken, store.transaction(write=False) as tx:
-            with psycopg.connect(url, autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", (tx.conn.info.backend_pid,))
-            tx.get_tasks([task.id])
-
-        assert engine.get(task.id).id == task.id  # on a new connection
-    finally:
-        store.close()
+    assert one_connection.engine.get(task.id).id == task.id  # on a new connection
