@@ -71,7 +71,10 @@ def test_a_resumed_zombie_has_every_write_refused_and_stops_its_stale_task(
             "both tasks to start on the zombie",
         )
         zombie_id = read_executions(ledger)[0].worker_id
-        stale_child = int((markers / "running.pid").read_text())
+        # The ledger has the start before the handler runs; its pid comes a moment later.
+        pid_file = markers / "running.pid"
+        wait_until(lambda: pid_file.exists() and pid_file.read_text(), 30, "the task's pid")
+        stale_child = int(pid_file.read_text())
 
         cluster.signal_worker("zombie", signal.SIGSTOP)  # the worker and its fork server
         cluster.start_worker("healthy", concurrency=2, allow_modules=("tests",),
