@@ -101,7 +101,9 @@ class WorkerOperations(EngineCore):
     def deregister_worker(self, worker_id: WorkerId) -> Worker:
         """Remove a worker; the tasks it was running go back to the queue without spending a retry.
 
-        The worker itself says it is gone, having stopped what it ran: its leases need not run out.
+        Meant for a worker that has stopped (the worker as it leaves, or an admin for it): its
+        leases do not wait to run out, so one that is only paused could still start a task it
+        prefetched while another worker runs it.
         """
         changes = Changes()
         with self.store.transaction() as tx:
