@@ -211,3 +211,39 @@ def test_several_committers_run_groups_at_once_and_all_stop(h) -> None:
 def test_committers_must_be_positive(h) -> None:
     with pytest.raises(ValueError, match="committers"):
         GroupCommit(h.engine.store, h.engine.events, committers=0)
+
+
+def test_a_transaction_the_database_rolled_back_fails_every_call_of_the_group(tmp_path) -> None:
+    """On a full disk or an I/O error SQLite may roll back the whole transaction, savepoints and
+    all, as it fails a statement. The calls after that in the group must not run outside any
+    transaction (each statement would commit alone: stored, yet answered as failed), and none of
+    the group may be answered as stored."""
+    import sqlite3
+
+    from conveyor.engine import Engine
+    from conveyor.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "rolled-back.db")
+    engine = Engine(store)
+    engine.submit(TaskSpec(handler="noop", name="earlier"))
+
+    def fill_the_disk() -> None:
+        with store.transaction() as tx:
+            tx.insert_tasks([])
+            store._writer.execute("ROLLBACK")  # what SQLite does by itself on SQLITE_FULL
+            raise sqlite3.OperationalError("database or disk is full")
+
+    commits = GroupCommit(store, engine.events, autostart=False)
+    try:
+        results = _run_together(
+            commits,
+            (engine.submit, TaskSpec(handler="noop", name="before")),
+            (fill_the_disk,),
+            (engine.submit, TaskSpec(handler="noop", name="after")),
+        )
+    finally:
+        commits.stop()
+    answered = [r.name if hasattr(r, "name") else repr(r) for r in results]
+    assert all(isinstance(r, StoreError) for r in results), answered
+    assert [t.name for t in engine.list_tasks()] == ["earlier"]
+    store.close()

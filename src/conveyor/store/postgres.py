@@ -126,12 +126,14 @@ class PostgresStore:
                 with self._pool.connection() as conn:
                     yield from self._autocommitted(conn)
                 return
-            with self._pool.connection() as conn, conn.transaction():
-                self._current.conn = conn
-                try:
-                    yield PostgresTx(conn)
-                finally:
-                    self._current.conn = None
+            with self._pool.connection() as conn:
+                with conn.transaction() as transaction:
+                    self._current.conn = conn
+                    try:
+                        yield PostgresTx(conn)
+                    finally:
+                        self._current.conn = None
+                _check_committed(transaction)
         except PoolTimeout as exc:
             raise StoreBusyError(
                 f"no PostgreSQL connection available: {exc}", retry_after_s=2.0
@@ -186,6 +188,21 @@ class PostgresStore:
             self._closed = True
             self.vacuum.stop()
             self._pool.close()
+
+
+def _check_committed(transaction: psycopg.Transaction) -> None:
+    """Raise unless `transaction` is known to have committed.
+
+    psycopg leaves a transaction block on a broken connection neither committing nor raising,
+    and code inside the block may have caught the statement errors the loss caused (the group
+    commit keeps each call's error to itself). Nothing may be answered as stored then: the
+    outcome is unknown, and the callers retry (idempotency keys and fencing make that safe).
+    """
+    if transaction.status is not psycopg.Transaction.Status.COMMITTED:
+        raise StoreBusyError(
+            "the connection to PostgreSQL was lost before the commit; nothing was stored, retry",
+            retry_after_s=1.0,
+        )
 
 
 def _identifier(name: str) -> str:

@@ -144,6 +144,7 @@ class SQLiteStore:
             if nest:
                 self._current.tx = tx
             yield tx
+            _check_still_open(conn)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             _rollback(conn)
@@ -157,6 +158,7 @@ class SQLiteStore:
         outer._depth += 1
         name = f"nested{outer._depth}"
         try:
+            _check_still_open(conn)
             try:
                 conn.execute(f"SAVEPOINT {name}")
             except sqlite3.Error as exc:
@@ -205,6 +207,21 @@ class SQLiteStore:
         with self._write_lock:
             for conn in [*self._reader_conns, self._writer]:
                 conn.close()
+
+
+def _check_still_open(conn: sqlite3.Connection) -> None:
+    """Raise if SQLite ended the transaction on its own.
+
+    On some errors (a full disk, an I/O error) SQLite rolls back the whole transaction, savepoints
+    included. Whoever caught that error must not go on: every later statement would run, and
+    commit, on its own, and the work before it is gone. The group commit keeps each call's error
+    to itself, so this is where the group learns that none of it can be stored.
+    """
+    if not conn.in_transaction:
+        raise StoreError(
+            "the database rolled back the transaction after an earlier error (a full disk?); "
+            "nothing of it was stored"
+        )
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
