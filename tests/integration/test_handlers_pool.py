@@ -15,6 +15,8 @@ from conveyor.executor import Execution, ExecutionResult, ProcessPool
 from conveyor.handlers import HandlerPolicy
 from conveyor.testing import pid_gone, wait_until
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
 THROUGH_SH: dict[str, JSON] = {"shell": True}  # as a task spec's kwargs carry it
 
 
@@ -114,3 +116,30 @@ def test_timeout_kills_the_command_and_its_children(open_pool: ProcessPool, root
         pool_result += open_pool.wait(give_up_at - time.monotonic())
     assert [r.outcome for r in pool_result] == [Outcome.TIMED_OUT]
     wait_until(lambda: pid_gone(sleeper), 5, f"the command's child {sleeper} to be killed")
+
+
+@pytest.fixture
+def app_pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[ProcessPool]:
+    """A pool that allows the stand-in user package tests.helpers.myapp, and nothing else."""
+    monkeypatch.syspath_prepend(str(REPO_ROOT))  # children import it from the repository root
+    with ProcessPool(1, HandlerPolicy(allow_modules=("tests.helpers.myapp",))) as pool:
+        yield pool
+
+
+@pytest.mark.parametrize(
+    ("handler", "command"),
+    [
+        ("tests.helpers.myapp:os.system", "touch {marker}"),
+        ("tests.helpers.myapp:subprocess.getoutput", "touch {marker}"),
+        ("tests.helpers.myapp:system", "touch {marker}"),
+    ],
+)
+def test_an_allowed_package_is_no_way_to_run_commands(
+    app_pool: ProcessPool, tmp_path: Path, handler: str, command: str
+) -> None:
+    marker = tmp_path / "ran"
+    result = run(app_pool, handler, command.format(marker=marker))
+    assert result.outcome is Outcome.FAILED, result
+    assert result.error is not None and f"handler {handler!r} is refused" in result.error
+    assert not marker.exists(), "the command ran"
+    assert run(app_pool, "tests.helpers.myapp:add", 2, 3).result == 5

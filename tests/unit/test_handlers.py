@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -209,9 +210,12 @@ def test_resolve_imports_an_allowed_module() -> None:
     assert handler([1]) == "[1]"
 
 
-def test_resolve_follows_a_dotted_attribute_path() -> None:
-    handler = resolve_handler("os.path:sep.join", HandlerPolicy(allow_modules=("os",)))
-    assert handler(["a", "b"]) == "a/b"
+def test_resolve_follows_no_attribute_path_but_a_class() -> None:
+    # `sep` is a str and `join` a builtin method: reached through an object, not defined in os.
+    with pytest.raises(HandlerError, match=r"'os\.path:sep' is a str object, not a class"):
+        resolve_handler("os.path:sep.join", HandlerPolicy(allow_modules=("os",)))
+    handler = resolve_handler("json:JSONDecoder.decode", HandlerPolicy(allow_modules=("json",)))
+    assert handler(json.JSONDecoder(), "[1]") == [1]
 
 
 @pytest.mark.parametrize(
@@ -219,7 +223,8 @@ def test_resolve_follows_a_dotted_attribute_path() -> None:
     [
         ("json:no_such_function", "'json' has no attribute 'no_such_function'"),
         ("json.no_such_module:f", "could not be loaded: importing 'json.no_such_module' raised"),
-        ("json:decoder.no_such", "'json.decoder' has no attribute 'no_such'"),
+        ("json:JSONDecoder.no_such", "'json.JSONDecoder' has no attribute 'no_such'"),
+        ("json:decoder.no_such", "'json.decoder' is a module reached through another one"),
         ("string:ascii_letters", "is not callable: it is a str"),
     ],
 )

@@ -4,6 +4,12 @@ A handler name is either a built-in (`"echo"`, `"sha256"`, `"files.read"`) or an
 `"package.module:function"` (optionally `"package.module:Class.method"`). Import references run
 arbitrary code, so a worker refuses them unless its policy allows the module's package; `shell`
 needs `allow_shell`, and the file handlers need a `files_root`.
+
+An allowed package is not a door to everything it imports: the reference must name a Python
+function that a module under the allowed prefix defines (checked on the function's `__module__`),
+reached through nothing but classes defined there too. A hop through a module (`myapp:os.system`),
+a name starting with `_`, a builtin, a partial object or another package's function re-exported by
+the allowed one are refused. With `"*"` any module may define it, but the other rules hold.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import keyword
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
+from types import FunctionType, MappingProxyType, MethodType, ModuleType
 from typing import cast
 
 from conveyor.core.types import JSON
@@ -95,7 +101,13 @@ def check_handler(name: str, policy: HandlerPolicy) -> None:
     if not isinstance(name, str):
         raise HandlerError(f"handler name must be a string, got {type(name).__name__}")
     if ":" in name:
-        module, _ = _split_reference(name)
+        module, attributes = _split_reference(name)
+        private = [part for part in attributes if part.startswith("_")]
+        if private:
+            raise HandlerError(
+                f"handler {name!r} is refused: {private[0]!r} starts with '_'; "
+                "name a public function of your module"
+            )
         if not policy.allows_module(module):
             package = module.split(".")[0]
             raise HandlerError(
@@ -148,12 +160,75 @@ def resolve_handler(name: str, policy: HandlerPolicy) -> Callable[..., JSON]:
             raise HandlerError(
                 f"handler {name!r} could not be loaded: {owner!r} has no attribute {attribute!r}"
             ) from exc
-    if not callable(target):
+        if depth < len(attributes) - 1:
+            _check_hop(name, _shown(module_name, attributes[: depth + 1]), target, policy)
+    return _checked_function(name, target, policy)
+
+
+def _shown(module_name: str, attributes: list[str]) -> str:
+    """`package.module` then the attributes, as error messages name a step of the reference."""
+    if not attributes:
+        return module_name
+    return f"{module_name}:{'.'.join(attributes)}"
+
+
+def _check_hop(name: str, shown: str, hop: object, policy: HandlerPolicy) -> None:
+    """Between the module and the function there may be classes defined under the prefix only."""
+    if isinstance(hop, ModuleType):
+        module = shown.replace(":", ".")
         raise HandlerError(
-            f"handler {name!r} is not callable: it is a {type(target).__name__}; "
-            "point it at a function"
+            f"handler {name!r} is refused: {module!r} is a module reached through another one; "
+            f"name a function of the module that defines it ('{hop.__name__}:...'), "
+            "if the worker allows that module"
         )
+    if not isinstance(hop, type):
+        raise HandlerError(
+            f"handler {name!r} is refused: {shown!r} is a {type(hop).__name__} object, "
+            "not a class; name a module-level function, or Class.function"
+        )
+    _check_defined_under_prefix(name, shown, hop.__module__, policy)
+
+
+def _checked_function(name: str, target: object, policy: HandlerPolicy) -> Callable[..., JSON]:
+    """The function to call, if `target` is a Python function defined under the allowed prefix."""
+    if isinstance(target, ModuleType):
+        raise HandlerError(
+            f"handler {name!r} is refused: it names a module; name a function defined in it"
+        )
+    # @task wraps a function in a TaskFunction; the worker runs the function it wraps.
+    from conveyor.client.decorator import TaskFunction  # here: the client needs the handlers
+
+    if isinstance(target, TaskFunction):
+        target = target.fn
+    function = target
+    if isinstance(target, MethodType) and isinstance(target.__self__, type):
+        function = target.__func__  # a classmethod, bound to its class
+    if not isinstance(function, FunctionType):
+        if isinstance(target, type):
+            raise HandlerError(
+                f"handler {name!r} is refused: it is a class; name a function (or Class.function)"
+            )
+        if not callable(target):
+            raise HandlerError(
+                f"handler {name!r} is not callable: it is a {type(target).__name__}; "
+                "point it at a function"
+            )
+        raise HandlerError(
+            f"handler {name!r} is refused: it is a {type(target).__name__}, not a Python "
+            "function defined in an allowed module; define a function there that calls it"
+        )
+    _check_defined_under_prefix(name, name, function.__module__, policy)
     return cast(Callable[..., JSON], target)
+
+
+def _check_defined_under_prefix(
+    name: str, shown: str, module: object, policy: HandlerPolicy
+) -> None:
+    if not isinstance(module, str) or not policy.allows_module(module):
+        raise HandlerError(
+            f"handler {name!r} is refused: {shown!r} is defined in {module!r}, which the worker "
+            "does not allow; name it by the module that defines it, if the worker allows that"
+        )
 
 
 def _files_root(policy: HandlerPolicy) -> FilesRoot | None:
