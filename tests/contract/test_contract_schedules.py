@@ -103,3 +103,42 @@ def test_two_engines_firing_at_the_same_moment_submit_each_firing_once(h: Harnes
         t.join()
     assert sum(counts) == 20
     assert sum(c.count for c in h.engine.counts()) == 20
+
+
+def test_a_schedule_is_validated_as_its_task_would_be(h: Harness) -> None:
+    """A dependency on a task that does not exist is refused when the schedule is stored, as
+    `submit` refuses it, instead of failing at every firing."""
+    from conveyor.errors import InvalidSpecError
+
+    spec = every_minute().model_copy(
+        update={"task": TaskSpec(handler="echo", depends_on=["no-such-task"])}
+    )
+    with pytest.raises(InvalidSpecError) as refused:
+        h.engine.add_schedule(spec)
+    assert refused.value.field == "task.depends_on"
+    with pytest.raises(NotFoundError):
+        h.engine.schedule("tick")
+
+
+def test_a_schedule_that_cannot_fire_is_marked_and_the_others_fire(h: Harness) -> None:
+    """A valid schedule whose dependency was later removed cannot submit its task: it is marked
+    with the error, moves on in its timetable, and every other schedule goes on firing."""
+    h.clock.set(START)
+    upstream = h.submit(name="upstream")
+    broken = every_minute("broken").model_copy(
+        update={"task": TaskSpec(handler="echo", depends_on=[upstream.id])}
+    )
+    h.engine.add_schedule(broken)
+    h.engine.add_schedule(every_minute("fine"))
+    h.engine.delete(upstream.id)
+    h.clock.advance(30)  # 00:01:00: both are due
+    assert h.engine.fire_schedules() == 1
+    assert len(scheduled_tasks(h, "fine")) == 1
+    assert scheduled_tasks(h, "broken") == []
+    marked = h.engine.schedule("broken")
+    assert marked.last_error is not None and upstream.id in marked.last_error
+    assert marked.last_error_at == h.clock.now()
+    assert marked.next_run_at == datetime(2026, 1, 1, 0, 2, tzinfo=UTC)
+    assert h.engine.schedule("fine").last_error is None
+    h.clock.advance(60)
+    assert h.engine.fire_schedules() == 1, "the broken one does not stop the next pass either"

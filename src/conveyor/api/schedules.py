@@ -23,6 +23,12 @@ class ScheduleOut(BaseModel):
     last_run_at: datetime | None
     created_at: datetime
     fired: int = Field(description="Firings that submitted a task so far.")
+    last_error: str | None = Field(
+        default=None,
+        description="Why the last firing could not submit its task (its dependency was "
+        "deleted, say); null once a firing succeeds again. The schedule tries at each firing.",
+    )
+    last_error_at: datetime | None = None
 
     @classmethod
     def of(cls, s: Schedule) -> ScheduleOut:
@@ -32,6 +38,8 @@ class ScheduleOut(BaseModel):
             last_run_at=s.last_run_at,
             created_at=s.created_at,
             fired=s.fired,
+            last_error=s.last_error,
+            last_error_at=s.last_error_at,
         )
 
 

@@ -72,10 +72,12 @@ def list_command(server: str, token: str | None, as_json: bool) -> None:
     table = Table()
     for column in ("name", "cron", "timezone", "handler", "next firing", "fired", "misfire"):
         table.add_column(column, no_wrap=True)
+    table.add_column("last error")
     for s in schedules:
         table.add_row(
             s.spec.name, s.spec.cron, s.spec.timezone, s.spec.task.handler,
             s.next_run_at.isoformat(timespec="seconds"), str(s.fired), s.spec.misfire.value,
+            s.last_error or "",
         )  # fmt: skip
     Console().print(table)
 

@@ -209,6 +209,9 @@ class Schedule:
     created_at: datetime
     last_run_at: datetime | None = None
     fired: int = 0
+    last_error: str | None = None
+    """Why the last firing could not submit its task (None once a firing succeeds again)."""
+    last_error_at: datetime | None = None
 
     @property
     def name(self) -> str:

@@ -19,14 +19,17 @@ log = logging.getLogger(__name__)
 
 class Housekeeping(EngineCore):
     def add_schedule(self, spec: ScheduleSpec, *, replace: bool = False) -> Schedule:
-        """Store a cron schedule; its first firing is the next time its cron expression names."""
+        """Store a cron schedule; its first firing is the next time its cron expression names.
+
+        Its task is checked as a submit checks one: InvalidSpecError (field `task.depends_on`) if
+        it depends on a task that does not exist."""
         now = self.clock.now()
         with self.store.transaction() as tx:
             if not replace and tx.get_schedule(spec.name, for_update=True) is not None:
                 raise ConflictError(
                     f"a schedule named {spec.name!r} exists; remove it or replace it"
                 )
-            schedule = new_schedule(spec, now)
+            schedule = new_schedule(tx, spec, now, self._new_id)
             tx.put_schedule(schedule)
         return schedule
 
@@ -50,7 +53,9 @@ class Housekeeping(EngineCore):
         """Submit the tasks of due schedules (a timer). Safe to run on several servers at once."""
         changes = Changes()
         with self.store.transaction() as tx:
-            count = fire_due(tx, self.clock.now(), self.settings.timer_batch, self._new_id, changes)
+            count = fire_due(
+                self.store, tx, self.clock.now(), self.settings.timer_batch, self._new_id, changes
+            )
         self.events.publish(changes)
         return count
 

@@ -36,20 +36,7 @@ def store_batch(
     }
     id_map = {new_id: task.id for new_id, task in reused.items()}
     fresh = [p for p in planned if p.id not in reused]
-    fresh_ids = {p.id for p in fresh}
-
-    external_ids = {
-        id_map.get(dep, dep) for p in fresh for dep in p.depends_on if dep not in fresh_ids
-    }
-    known = tx.get_tasks(list(external_ids), for_update=True) if external_ids else {}
-    for p in fresh:
-        for dep in p.depends_on:
-            if dep not in fresh_ids and id_map.get(dep, dep) not in known:
-                raise InvalidSpecError(
-                    f"no task with id or batch name {dep!r}",
-                    field="depends_on",
-                    task=p.spec.display_name(),
-                )
+    known = stored_dependencies(tx, fresh, id_map)
 
     created: dict[TaskId, Task] = {}
     by_id = {p.id: p for p in fresh}
@@ -65,6 +52,32 @@ def store_batch(
         elif task.state.is_terminal:
             changes.end([task])
     return [reused.get(p.id) or created[p.id] for p in planned]
+
+
+def stored_dependencies(
+    tx: StoreTx,
+    fresh: Sequence[PlannedTask],
+    id_map: dict[TaskId, TaskId] | None = None,
+    *,
+    field: str = "depends_on",
+) -> dict[TaskId, Task]:
+    """The stored tasks that `fresh` depends on outside itself, locked; InvalidSpecError naming
+    the task and `field` if one of them does not exist."""
+    id_map = id_map or {}
+    fresh_ids = {p.id for p in fresh}
+    external_ids = {
+        id_map.get(dep, dep) for p in fresh for dep in p.depends_on if dep not in fresh_ids
+    }
+    known = tx.get_tasks(list(external_ids), for_update=True) if external_ids else {}
+    for p in fresh:
+        for dep in p.depends_on:
+            if dep not in fresh_ids and id_map.get(dep, dep) not in known:
+                raise InvalidSpecError(
+                    f"no task with id or batch name {dep!r}",
+                    field=field,
+                    task=p.spec.display_name(),
+                )
+    return known
 
 
 def _new_task(

@@ -129,13 +129,16 @@ def attempt_from_row(r: Sequence[Any]) -> Attempt:
     )  # fmt: skip
 
 
-SCHEDULE_COLUMNS = ("name", "spec", "next_run_at", "created_at", "last_run_at", "fired")
+SCHEDULE_COLUMNS = (
+    "name", "spec", "next_run_at", "created_at", "last_run_at", "fired", "last_error",
+    "last_error_at",
+)  # fmt: skip
 
 
 def schedule_row(s: Schedule) -> tuple[Any, ...]:
     return (
         s.name, s.spec.model_dump_json(), to_epoch(s.next_run_at), to_epoch(s.created_at),
-        to_epoch(s.last_run_at), s.fired,
+        to_epoch(s.last_run_at), s.fired, s.last_error, to_epoch(s.last_error_at),
     )  # fmt: skip
 
 
@@ -143,6 +146,7 @@ def schedule_from_row(r: Sequence[Any]) -> Schedule:
     return Schedule(
         spec=ScheduleSpec.model_validate_json(r[1]), next_run_at=_required_time(r[2]),
         created_at=_required_time(r[3]), last_run_at=from_epoch(r[4]), fired=r[5],
+        last_error=r[6], last_error_at=from_epoch(r[7]),
     )  # fmt: skip
 
 

@@ -157,6 +157,14 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        4,
+        """
+        -- Why a schedule's last firing could not submit its task, and when (Schedule.last_error).
+        ALTER TABLE schedules ADD COLUMN last_error text;
+        ALTER TABLE schedules ADD COLUMN last_error_at double precision;
+        """,
+    ),
 ]
 
 COMPACT_COUNTS = """

@@ -136,4 +136,12 @@ MIGRATIONS: list[tuple[int, str]] = [
         ) STRICT, WITHOUT ROWID;
         """,
     ),
+    (
+        5,
+        """
+        -- Why a schedule's last firing could not submit its task, and when (Schedule.last_error).
+        ALTER TABLE schedules ADD COLUMN last_error TEXT;
+        ALTER TABLE schedules ADD COLUMN last_error_at REAL;
+        """,
+    ),
 ]
