@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bz2
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -28,6 +29,7 @@ PAGES = {
     "/old": Page("", 302, "text/plain", headers={"Location": "/"}),
     "/many": Page(MANY_LINKS),
     "/image.png": Page(b"\x89PNG\r\n\x1a\n", content_type="image/png"),
+    "/bomb": Page(bz2.compress(b"x" * 1_000_000), content_type="text/plain; charset=bz2_codec"),
 }  # fmt: skip
 
 
@@ -150,6 +152,13 @@ def test_redirects_are_followed_unless_asked_not_to(site: LocalSite) -> None:
         http(site.url + "/old", follow_redirects=False)
     kept = http(site.url + "/old", follow_redirects=False, expect_status=302)
     assert kept["headers"]["location"] == "/"
+
+
+def test_a_charset_that_is_not_a_text_encoding_is_read_as_utf8(site: LocalSite) -> None:
+    result = http(site.url + "/bomb")
+    size = len(bz2.compress(b"x" * 1_000_000))
+    assert result["analysis"]["length"] == size
+    assert isinstance(result["body"], str) and len(result["body"]) <= size, "not decompressed"
 
 
 def test_binary_content_gets_length_and_type_but_no_body(site: LocalSite) -> None:

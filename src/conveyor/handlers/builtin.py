@@ -11,6 +11,7 @@ import time
 from typing import NoReturn
 
 from conveyor.core.types import JSON
+from conveyor.handlers.fsutil import text_encoding
 from conveyor.handlers.root import FilesRoot
 
 # Large enough to keep syscalls rare, small enough that hashing a huge file stays flat in memory.
@@ -62,7 +63,7 @@ def sha256(
     """Return the SHA-256 hex digest of a string or of a file's bytes.
 
     Give exactly one of:
-    - `text`: the string to hash, encoded with `encoding` (default "utf-8");
+    - `text`: the string to hash, encoded with `encoding` (default "utf-8"; a text encoding);
     - `path`: a file to hash, read in chunks so its size does not matter. Reading a file is a
       file operation: it works only on a worker started with `--files-root DIR`, and only inside
       DIR (a relative path starts there), with the same checks as the `files.*` handlers.
@@ -73,6 +74,7 @@ def sha256(
     """
     if (text is None) == (path is None):
         raise ValueError("give exactly one of text (a string to hash) or path (a file to hash)")
+    text_encoding(encoding)
     digest = hashlib.sha256()
     if text is not None:
         if not isinstance(text, str):

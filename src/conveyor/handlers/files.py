@@ -7,7 +7,8 @@ one that leads outside (with `..`, an absolute path or a symbolic link) is refus
 OutsideRootError. `conveyor.handlers.root` says exactly how paths and links are checked.
 
 Results name paths relative to the root, so one task's result can be the next one's argument.
-Text is read and written with `encoding` (default UTF-8). Errors are the usual ones of a file
+Text is read and written with `encoding` (default UTF-8): a text encoding only, since codecs such
+as bz2_codec turn a few bytes into gigabytes. Errors are the usual ones of a file
 system (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, ...), with the
 path as given in the task.
 """
@@ -20,7 +21,7 @@ import os
 from collections.abc import Callable
 
 from conveyor.core.types import JSON
-from conveyor.handlers.fsutil import as_given, describe, encode, whole_number
+from conveyor.handlers.fsutil import as_given, describe, encode, text_encoding, whole_number
 from conveyor.handlers.root import FilesRoot
 
 DEFAULT_MAX_READ_BYTES = 1024 * 1024
@@ -94,7 +95,7 @@ def read(
     """
     target = root.resolve(path)
     limit = whole_number(max_bytes, "max_bytes")
-    decoder = codecs.getincrementaldecoder(encoding)()
+    decoder = codecs.getincrementaldecoder(text_encoding(encoding))()
     with as_given(path), open(target, "rb") as file:
         size = os.fstat(file.fileno()).st_size
         data = file.read(limit + 1)
@@ -123,6 +124,7 @@ def create(
     Result: `{"path": ..., "created": whether the file is new, "size": its size}`.
     """
     target = root.resolve(path)
+    text_encoding(encoding)  # checked even when there is no content to encode
     data = b"" if content is None else encode(content, encoding)
     with as_given(path):
         if parents:

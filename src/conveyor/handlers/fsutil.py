@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import errno
 import os
@@ -26,10 +27,32 @@ def as_given(path: str) -> Iterator[None]:
         raise type(exc)(exc.errno, exc.strerror, path) from None
 
 
+TEXT_ENCODINGS_HINT = "utf-8 (the default), latin-1, ascii, utf-16, cp1252 or another text encoding"
+
+
+def text_encoding(encoding: object, argument: str = "encoding") -> str:
+    """`encoding` if it names a text encoding, else ValueError.
+
+    Python's codec registry also holds bytes-to-bytes codecs (bz2_codec, zlib_codec, base64_codec,
+    hex, uu, quopri) and rot13: a few bytes of bz2 decode to gigabytes, so they are refused.
+    """
+    if not isinstance(encoding, str):
+        raise TypeError(f"{argument} must be a string, got {type(encoding).__name__}")
+    try:
+        info = codecs.lookup(encoding)
+    except LookupError:
+        raise ValueError(f"unknown {argument} {encoding!r}; use {TEXT_ENCODINGS_HINT}") from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise ValueError(
+            f"{argument} {encoding!r} is not a text encoding; use {TEXT_ENCODINGS_HINT}"
+        )
+    return encoding
+
+
 def encode(content: object, encoding: str) -> bytes:
     if not isinstance(content, str):
         raise TypeError(f"content must be a string, got {type(content).__name__}")
-    return content.encode(encoding)
+    return content.encode(text_encoding(encoding))
 
 
 def whole_number(value: object, argument: str) -> int:

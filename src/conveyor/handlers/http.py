@@ -176,9 +176,13 @@ def _read(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
 
 def _decode(data: bytes, charset: str | None, *, final: bool) -> str:
     try:
-        decoder = codecs.getincrementaldecoder(charset or "utf-8")(errors="replace")
+        info = codecs.lookup(charset or "utf-8")
     except LookupError:  # a charset Python does not know: read it as UTF-8
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        info = codecs.lookup("utf-8")
+    if not getattr(info, "_is_text_encoding", True):
+        # "charset=bz2_codec" would have the server's few bytes decompressed into gigabytes.
+        info = codecs.lookup("utf-8")
+    decoder = info.incrementaldecoder(errors="replace")
     # Not final when cut: a character split by the cut is left out rather than mangled.
     return str(decoder.decode(data, final=final))
 
