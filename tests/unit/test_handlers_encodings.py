@@ -12,7 +12,16 @@ import pytest
 
 from conveyor.handlers import HandlerPolicy, resolve_handler
 
-BYTES_CODECS = ["bz2_codec", "bz2", "zlib_codec", "base64_codec", "hex", "uu_codec", "quopri", "rot13"]
+BYTES_CODECS = [
+    "bz2_codec",
+    "bz2",
+    "zlib_codec",
+    "base64_codec",
+    "hex",
+    "uu_codec",
+    "quopri",
+    "rot13",
+]
 
 # Each handler that takes `encoding`, called with the given one on a file "data" in the root.
 CALLS: dict[str, tuple[str, tuple[Any, ...], dict[str, Any]]] = {
