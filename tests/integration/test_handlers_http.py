@@ -1,16 +1,28 @@
-"""The `http` handler against a real local HTTP server: requests, responses, analysis, limits."""
+"""The `http` handler against a real local HTTP server: requests, responses, analysis, limits, and
+the addresses it refuses.
+
+The site listens on 127.0.0.1, which the handler refuses unless allowed: `fetch` is the handler as
+a worker started with `--allow-network 127.0.0.1` runs it; `locked` as a worker without it.
+"""
 
 from __future__ import annotations
 
 import bz2
 import json
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conveyor.handlers import HandlerPolicy, resolve_handler
-from conveyor.handlers.http import MAX_LINKS, UnexpectedStatusError, http
+from conveyor.handlers.http import MAX_LINKS, MAX_REDIRECTS, UnexpectedStatusError
 from conveyor.testing import free_port
 from tests.helpers.web import PAGE_HTML, PAGE_LINKS, PAGE_TITLE, LocalSite, Page, serve_site
 
@@ -31,6 +43,10 @@ PAGES = {
     "/image.png": Page(b"\x89PNG\r\n\x1a\n", content_type="image/png"),
     "/bomb": Page(bz2.compress(b"x" * 1_000_000), content_type="text/plain; charset=bz2_codec"),
 }  # fmt: skip
+
+
+http = resolve_handler("http", HandlerPolicy(allow_networks=("127.0.0.1",)))
+locked = resolve_handler("http", HandlerPolicy())
 
 
 @pytest.fixture(scope="module")
@@ -203,5 +219,159 @@ def test_a_slow_server_is_a_timeout(site: LocalSite) -> None:
 
 
 def test_registered_under_http_and_allowed_everywhere(site: LocalSite) -> None:
-    handler = resolve_handler("http", HandlerPolicy())
+    handler = resolve_handler("http", HandlerPolicy(allow_networks=("127.0.0.0/8",)))
     assert handler(site.url + "/created")["status"] == 201
+
+
+# ---- what it refuses to reach ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:{port}/echo",
+        "http://localhost:{port}/echo",
+        "http://2130706433:{port}/echo",
+        "http://0x7f000001:{port}/echo",
+        "http://127.1:{port}/echo",
+        "http://[::ffff:127.0.0.1]:{port}/echo",
+        "http://0.0.0.0:{port}/echo",
+    ],
+)
+def test_loopback_is_refused_by_default(site: LocalSite, url: str) -> None:
+    before = len(site.requests)
+    with pytest.raises(PermissionError, match=r"loopback.*--allow-network"):
+        locked(url.format(port=site.port))
+    assert len(site.requests) == before, "the site was reached"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "http://[fd00::1]/"]
+)
+def test_private_and_link_local_addresses_are_refused_without_connecting(url: str) -> None:
+    with pytest.raises(PermissionError, match=r"(private|link-local) address"):
+        locked(url, timeout_s=0.5)
+
+
+def test_a_redirect_to_a_refused_address_is_not_followed(site: LocalSite) -> None:
+    # The first hop is allowed by host name; its redirect leads to 127.0.0.1, which is not.
+    site.pages["/away"] = Page("", 302, "text/plain", headers={"Location": f"{site.url}/echo"})
+    by_name = resolve_handler("http", HandlerPolicy(allow_networks=("localhost",)))
+    before = len(site.requests)
+    with pytest.raises(PermissionError, match=r"127\.0\.0\.1.*loopback"):
+        by_name(f"http://localhost:{site.port}/away")
+    assert [r["path"] for r in site.requests[before:]] == ["/away"], "the redirect was followed"
+
+
+def test_an_allowed_host_name_keeps_its_host_header(site: LocalSite) -> None:
+    by_name = resolve_handler("http", HandlerPolicy(allow_networks=("localhost",)))
+    seen = by_name(f"http://localhost:{site.port}/echo")["body"]
+    assert seen["headers"]["host"] == f"localhost:{site.port}"
+    with pytest.raises(PermissionError):
+        by_name(f"{site.url}/echo")  # the same server by its address: not allowed
+
+
+def test_redirects_are_followed_a_bounded_number_of_times(site: LocalSite) -> None:
+    site.pages["/loop"] = Page("", 302, "text/plain", headers={"Location": "/loop"})
+    before = len(site.requests)
+    with pytest.raises(ConnectionError, match="too many redirects"):
+        http(site.url + "/loop")
+    assert len(site.requests) - before == MAX_REDIRECTS + 1
+
+
+def test_a_redirect_to_another_scheme_is_refused(site: LocalSite) -> None:
+    site.pages["/file"] = Page("", 302, "text/plain", headers={"Location": "file:///etc/passwd"})
+    with pytest.raises(ValueError, match="http:// or https://"):
+        http(site.url + "/file")
+
+
+class Rebinding:
+    """socket.getaddrinfo answering `name` with one address the first time, another after."""
+
+    def __init__(self, name: str, first: str, then: str) -> None:
+        self.name, self.first, self.then = name, first, then
+        self.calls = 0
+        self.real = socket.getaddrinfo
+
+    def __call__(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != self.name:
+            return self.real(host, port, *args, **kwargs)
+        self.calls += 1
+        address = self.first if self.calls == 1 else self.then
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+
+def test_the_connection_goes_to_the_address_that_was_checked(
+    site: LocalSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Resolving again would give 127.0.0.2, where nothing listens: the request would fail.
+    rebinding = Rebinding("site.test", "127.0.0.1", "127.0.0.2")
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    allowed = resolve_handler("http", HandlerPolicy(allow_networks=("127.0.0.1",)))
+    seen = allowed(f"http://site.test:{site.port}/echo")["body"]
+    assert seen["headers"]["host"] == f"site.test:{site.port}", "the Host header names the site"
+    assert rebinding.calls == 1
+
+
+def test_a_name_resolving_to_a_refused_address_is_refused(
+    site: LocalSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(socket, "getaddrinfo", Rebinding("site.test", "127.0.0.1", "8.8.8.8"))
+    before = len(site.requests)
+    with pytest.raises(PermissionError, match=r"127\.0\.0\.1 \('site\.test'\): a loopback"):
+        locked(f"http://site.test:{site.port}/echo")
+    assert len(site.requests) == before
+
+
+@pytest.fixture
+def tls_site(tmp_path: Path) -> Iterator[tuple[int, list[str | None], Path]]:
+    """An HTTPS server on 127.0.0.1 with a certificate for site.test only; it records the TLS
+    server names clients ask for."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=site.test",
+         "-addext", "subjectAltName=DNS:site.test"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    names: list[str | None] = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda _socket, name, _context: names.append(name)
+
+    class Hello(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = self.headers.get("Host", "").encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1]), names, cert
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_tls_names_the_original_host_while_connecting_to_the_checked_address(
+    tls_site: tuple[int, list[str | None], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, names, cert = tls_site
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    monkeypatch.setattr(socket, "getaddrinfo", Rebinding("site.test", "127.0.0.1", "127.0.0.2"))
+    allowed = resolve_handler("http", HandlerPolicy(allow_networks=("127.0.0.1",)))
+    result = allowed(f"https://site.test:{port}/")
+    assert result["body"] == f"site.test:{port}"
+    assert names == ["site.test"], "the TLS server name is the URL's host, and it was verified"

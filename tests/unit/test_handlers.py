@@ -200,7 +200,7 @@ def test_check_handler_imports_nothing() -> None:
     assert "tests.helpers.never_imported_module" not in sys.modules
 
 
-@pytest.mark.parametrize("name", sorted(set(BUILTIN_HANDLERS) - registry.ROOTED_HANDLERS))
+@pytest.mark.parametrize("name", sorted(set(BUILTIN_HANDLERS) - registry.BOUND_HANDLERS))
 def test_resolve_builtin(name: str) -> None:
     assert resolve_handler(name, HandlerPolicy(allow_shell=True)) is BUILTIN_HANDLERS[name]
 

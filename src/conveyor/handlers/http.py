@@ -1,4 +1,8 @@
-"""The `http` handler: one HTTP request, its response, and a first look at what came back."""
+"""The `http` handler: one HTTP request, its response, and a first look at what came back.
+
+It connects only to public addresses unless the worker's operator allows more
+(`--allow-network`): conveyor.handlers.network checks every connection, redirects included.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,12 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from conveyor.core.types import JSON
+from conveyor.handlers.network import GuardedTransport, NetworkAccess
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 MAX_LINKS = 100
 MAX_KEYS = 100
+MAX_REDIRECTS = 10
 _EXCERPT_CHARS = 200
 
 
@@ -27,6 +33,8 @@ class UnexpectedStatusError(RuntimeError):
 
 
 def http(
+    network: NetworkAccess,
+    /,
     url: str,
     *,
     method: str = "GET",
@@ -51,7 +59,15 @@ def http(
       `timeout_s` bounds the whole request.
     - `expect_status`: the status, or list of statuses, that count as success (default: any 2xx).
     - `max_body_bytes`: read at most this much of the body (default 1 MiB).
-    - `follow_redirects`: follow 3xx redirects (default true).
+    - `follow_redirects`: follow 3xx redirects (default true; at most 10, each one checked as
+      the first request is).
+
+    Addresses: the handler connects only to public addresses. Loopback, private, link-local,
+    multicast, reserved and unspecified addresses (and their IPv6 forms) are refused with
+    BlockedAddressError, checked on the address it actually connects to, at every redirect,
+    unless the worker was started with `--allow-network CIDR|HOST` for them. It ignores the
+    HTTP(S)_PROXY variables: it connects directly. (`network` is what the worker allows, which
+    the worker passes in: it is not a task argument.)
 
     Result: `{"status", "reason", "url" (after redirects), "headers" (lower-case names),
     "content_type", "body", "truncated", "analysis"}`. `body` is the parsed JSON when the
@@ -62,8 +78,9 @@ def http(
     top-level `keys` (first 100, with `key_count`) of an object or the `items` count of an array.
 
     Errors: UnexpectedStatusError naming the status and quoting the start of the body;
-    ConnectionError or TimeoutError when the request fails; ValueError for a URL that is not
-    http(s) or malformed arguments.
+    BlockedAddressError (a PermissionError) for an address the worker does not allow;
+    ConnectionError or TimeoutError when the request fails (or redirects more than 10 times);
+    ValueError for a URL (or a redirect) that is not http(s), or malformed arguments.
     """
     _check_url(url)
     verb = _method(method)
@@ -76,18 +93,23 @@ def http(
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or timeout_s <= 0:
         raise ValueError(f"timeout_s must be a number > 0, got {timeout_s!r}")
     try:
-        with (
-            httpx.Client(timeout=timeout_s, follow_redirects=follow_redirects) as client,
-            client.stream(
+        with httpx.Client(
+            timeout=timeout_s, follow_redirects=False, trust_env=False,
+            transport=GuardedTransport(network),
+        ) as client:  # fmt: skip
+            request = client.build_request(
                 verb,
                 url,
                 headers=headers,
                 params=params,  # type: ignore[arg-type]  # JSON scalars and lists, as httpx takes
                 json=json,
                 content=body,
-            ) as response,
-        ):
-            data, truncated = _read(response, limit)
+            )
+            response = _send(client, request, follow_redirects)
+            try:
+                data, truncated = _read(response, limit)
+            finally:
+                response.close()
     except httpx.TimeoutException as exc:
         raise TimeoutError(f"{verb} {url} timed out: {type(exc).__name__}") from exc
     except httpx.TransportError as exc:
@@ -123,6 +145,25 @@ def http(
         "truncated": truncated,
         "analysis": analysis,
     }
+
+
+def _send(client: httpx.Client, request: httpx.Request, follow: bool) -> httpx.Response:
+    """Send `request`, following redirects one by one: each hop is a new request, whose
+    connection the transport checks as it checked the first one's."""
+    for _ in range(MAX_REDIRECTS):
+        response = client.send(request, stream=True)
+        if not follow or response.next_request is None:
+            return response
+        response.close()
+        request = response.next_request
+        _check_url(str(request.url))
+    response = client.send(request, stream=True)
+    if follow and response.next_request is not None:
+        response.close()
+        raise ConnectionError(
+            f"{request.method} {request.url}: too many redirects (more than {MAX_REDIRECTS})"
+        )
+    return response
 
 
 def _check_url(url: object) -> None:

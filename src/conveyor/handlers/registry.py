@@ -26,6 +26,7 @@ from typing import cast
 from conveyor.core.types import JSON
 from conveyor.errors import HandlerError
 from conveyor.handlers import builtin, files, folders, http, shell
+from conveyor.handlers.network import NetworkAccess
 from conveyor.handlers.root import FilesRoot
 
 BUILTIN_HANDLERS: Mapping[str, Callable[..., JSON]] = MappingProxyType(
@@ -52,6 +53,12 @@ ROOTED_HANDLERS: frozenset[str] = FILES_HANDLERS | {"sha256"}
 """Built-ins whose first, positional-only argument is the FilesRoot (or None, for sha256, which
 needs it only to hash a file). resolve_handler binds it; a task's arguments cannot replace it."""
 
+NETWORK_HANDLERS: frozenset[str] = frozenset({"http"})
+"""Built-ins whose first, positional-only argument is the NetworkAccess the policy allows, bound
+by resolve_handler in the same way."""
+
+BOUND_HANDLERS: frozenset[str] = ROOTED_HANDLERS | NETWORK_HANDLERS
+
 ANY_MODULE = "*"
 
 
@@ -61,12 +68,15 @@ class HandlerPolicy:
 
     `allow_modules` holds package prefixes: "myapp" allows "myapp:f" and "myapp.jobs:f" but not
     "myappx.jobs:f"; "*" allows any module. `files_root` is the absolute path of the only
-    directory the file handlers may touch; None refuses them.
+    directory the file handlers may touch; None refuses them. `allow_networks` holds networks
+    (CIDRs such as "10.0.0.0/8" or "127.0.0.1") and host names that the `http` handler may reach
+    although they are not public addresses (conveyor.handlers.network).
     """
 
     allow_shell: bool = False
     allow_modules: tuple[str, ...] = ()
     files_root: str | None = None
+    allow_networks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # A bare string would be read as a tuple of one-letter prefixes: refuse it loudly.
@@ -80,6 +90,11 @@ class HandlerPolicy:
                     f"or 'myapp.jobs', or {ANY_MODULE!r} to allow any module"
                 )
         object.__setattr__(self, "allow_modules", prefixes)
+        if isinstance(self.allow_networks, str):
+            raise TypeError("allow_networks must be a tuple of CIDRs or host names, not a string")
+        networks = tuple(cast(Iterable[str], self.allow_networks))
+        NetworkAccess.parse(networks)  # ValueError for an entry that is neither
+        object.__setattr__(self, "allow_networks", networks)
         if self.files_root is not None and (
             not isinstance(self.files_root, str) or not os.path.isabs(self.files_root)
         ):
@@ -140,9 +155,12 @@ def resolve_handler(name: str, policy: HandlerPolicy) -> Callable[..., JSON]:
     """Return the callable `name` means, importing its module if the policy allows it."""
     check_handler(name, policy)
     if ":" not in name:
+        # Bound here, in the process that runs it: no global state, one root per policy.
         if name in ROOTED_HANDLERS:
-            # Bound here, in the process that runs it: no global state, one root per policy.
             return functools.partial(BUILTIN_HANDLERS[name], _files_root(policy))
+        if name in NETWORK_HANDLERS:
+            access = NetworkAccess.parse(policy.allow_networks)
+            return functools.partial(BUILTIN_HANDLERS[name], access)
         return BUILTIN_HANDLERS[name]
     module_name, attributes = _split_reference(name)
     try:
