@@ -10,7 +10,8 @@ ConveyorError
 │   └── DuplicateKeyError   a concurrent transaction stored the same unique value first
 ├── HandlerError            a handler is unknown, refused by policy, or failed to load
 ├── StoreError              the store failed (driver error kept as __cause__)
-│   └── StoreBusyError      locked or overloaded: try again later
+│   ├── StoreBusyError      locked or overloaded: try again later
+│   └── StoreRefusedError   the data cannot be stored, ever: retrying will not help
 └── ServerUnavailableError  (clients) the server cannot be reached, or answered 5xx
 ```
 """
@@ -75,6 +76,11 @@ class StoreBusyError(StoreError):
     def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class StoreRefusedError(StoreError):
+    """The store refuses the data itself (text with no UTF-8 form, a value out of its range):
+    the same data would be refused again. The operation changed nothing."""
 
 
 class ServerUnavailableError(ConveyorError):

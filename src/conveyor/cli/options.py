@@ -9,6 +9,7 @@ import click
 
 from conveyor.client.session import DEFAULT_URL
 from conveyor.handlers import HandlerPolicy
+from conveyor.store.base import Durability
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,6 +57,28 @@ db_option = click.option(
     show_default=True,
     help="SQLite file, or postgresql://user@host/db (env CONVEYOR_DB).",
 )
+durability_option = click.option(
+    "--durability",
+    type=click.Choice([d.value for d in Durability]),
+    default=Durability.NORMAL.value,
+    show_default=True,
+    help="What an acknowledged write survives, with SQLite: normal, any process crash (kill -9 "
+    "included); full, also an operating-system crash or power loss, at a higher cost per "
+    "commit. PostgreSQL commits durably either way.",
+)
+accept_wal_loss_option = click.option(
+    "--accept-wal-loss",
+    is_flag=True,
+    help="Open a SQLite database whose write-ahead log was lost or damaged after a crash, "
+    "accepting that the commits in it are gone (refused otherwise, saying what is lost).",
+)
+
+
+def store_options(command: F) -> F:
+    """--db, --durability and --accept-wal-loss: where the tasks live and how safely."""
+    return db_option(durability_option(accept_wal_loss_option(command)))
+
+
 allow_option = click.option(
     "--allow",
     "allow",

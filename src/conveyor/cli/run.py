@@ -14,9 +14,9 @@ from rich.table import Table
 from conveyor.cli.options import (
     allow_module_option,
     allow_option,
-    db_option,
     files_root_option,
     handler_policy,
+    store_options,
     var_option,
 )
 from conveyor.clock import SystemClock
@@ -26,6 +26,7 @@ from conveyor.embedded import Progress as RunProgress
 from conveyor.embedded import RunSummary, Scheduler
 from conveyor.errors import ConveyorError
 from conveyor.jobfile import load_job_file
+from conveyor.store.base import Durability
 
 STATE_STYLE = {
     TaskState.SUCCEEDED: "green",
@@ -38,7 +39,7 @@ STATE_STYLE = {
 
 @click.command("run")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@db_option
+@store_options
 @click.option("-c", "--concurrency", default=10, show_default=True, help="Jobs run at once.")
 @click.option("--fresh", is_flag=True, help="Start from an empty database (deletes --db first).")
 @allow_option
@@ -49,6 +50,8 @@ STATE_STYLE = {
 def run_command(
     file: Path,
     db: str,
+    durability: str,
+    accept_wal_loss: bool,
     concurrency: int,
     fresh: bool,
     allow: tuple[str, ...],
@@ -73,7 +76,17 @@ def run_command(
             Path(db + suffix).unlink(missing_ok=True)
     root = files_root or os.path.realpath(os.getcwd())
     policy = handler_policy(allow, allow_modules or ("*",), root)
-    with Scheduler(db, concurrency=concurrency, policy=policy) as scheduler:
+    try:
+        scheduler = Scheduler(
+            db,
+            concurrency=concurrency,
+            policy=policy,
+            durability=Durability(durability),
+            accept_wal_loss=accept_wal_loss,
+        )
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from None
+    with scheduler:
         scheduler.add_all(job_file.specs)
         summary = _run_with_display(scheduler, console, job_file.name, quiet=as_json)
         tasks = {t.name: t for t in scheduler.tasks()}

@@ -19,8 +19,8 @@ from conveyor.cli.options import (
     DURATION,
     allow_module_option,
     allow_option,
-    db_option,
     files_root_option,
+    store_options,
 )
 from conveyor.engine import Engine, EngineSettings
 from conveyor.errors import ConveyorError
@@ -35,7 +35,7 @@ from conveyor.server.auth import (
     token_for,
 )
 from conveyor.server.local_workers import LocalWorkers
-from conveyor.store import is_postgres_url, open_store
+from conveyor.store import Durability, is_postgres_url, open_store
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ GRACEFUL_SHUTDOWN_S = 5
 
 
 @click.command("server")
-@db_option
+@store_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65_535))
 @click.option(
@@ -121,6 +121,8 @@ GRACEFUL_SHUTDOWN_S = 5
 )
 def server_command(
     db: str,
+    durability: str,
+    accept_wal_loss: bool,
     host: str,
     port: int,
     worker_count: int,
@@ -161,7 +163,7 @@ def server_command(
             )
     settings = engine_settings(lease_s, heartbeat_s, retention)
     try:
-        store = open_store(db)
+        store = open_store(db, durability=Durability(durability), accept_wal_loss=accept_wal_loss)
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from None
     engine = Engine(store, settings=settings)

@@ -26,7 +26,7 @@ from conveyor.engine import Engine, EngineSettings, Report
 from conveyor.executor import Execution, ExecutionResult, ProcessPool
 from conveyor.executor.resources import ResourceLedger
 from conveyor.handlers import HandlerPolicy
-from conveyor.store.base import StateCount, TaskFilter
+from conveyor.store.base import Durability, StateCount, TaskFilter
 from conveyor.store.sqlite import SQLiteStore
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,8 @@ class Scheduler:
         clock: Clock | None = None,
         settings: EngineSettings | None = None,
         poll_interval_s: float = 0.5,
+        durability: Durability = Durability.NORMAL,
+        accept_wal_loss: bool = False,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -93,7 +95,7 @@ class Scheduler:
         # wider a door than the script itself. Shell stays off unless asked for.
         self.policy = policy or HandlerPolicy(allow_modules=("*",))
         self.resources = dict(resources or {})
-        self._store = SQLiteStore(db)
+        self._store = SQLiteStore(db, durability=durability, accept_wal_loss=accept_wal_loss)
         self.engine = Engine(self._store, clock=clock or SystemClock(), settings=settings)
         self._poll_interval_s = poll_interval_s
         self._stopping = False

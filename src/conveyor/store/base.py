@@ -13,12 +13,29 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Protocol
 
 from conveyor.core.models import Attempt, Task, Worker
 from conveyor.core.schedules import Schedule
 from conveyor.core.states import Outcome, TaskState
 from conveyor.core.types import TaskId, WorkerId
+
+
+class Durability(StrEnum):
+    """What an acknowledged write survives. Every setting survives the crash of any process
+    (server, worker, kill -9 included) and a lost database connection.
+
+    - `normal`: SQLite writes its log without waiting for the disk (synchronous=NORMAL); a crash
+      of the operating system or a power loss may lose the last commits before a checkpoint.
+    - `full`: SQLite waits for the disk at every commit (synchronous=FULL): those survive too.
+
+    PostgreSQL commits durably under both (synchronous_commit=on): its `off` would lose recent
+    commits in a crash of the database server, which `normal` promises to survive.
+    """
+
+    NORMAL = "normal"
+    FULL = "full"
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from conveyor.core.models import Attempt, Task, Worker
 from conveyor.core.schedules import Schedule
 from conveyor.core.states import TaskState
 from conveyor.core.types import TaskId, WorkerId
-from conveyor.errors import DuplicateKeyError, StoreBusyError, StoreError
+from conveyor.errors import DuplicateKeyError, StoreBusyError, StoreError, StoreRefusedError
 from conveyor.store import codec
 from conveyor.store.base import AttemptEnd, StateCount, TaskFilter
 from conveyor.store.postgres_feed import PostgresChangeFeed
@@ -150,6 +150,9 @@ class PostgresStore:
             raise StoreBusyError(f"transaction conflicted with another; retry: {exc}") from exc
         except psycopg.OperationalError as exc:
             raise StoreBusyError(f"PostgreSQL is unreachable: {exc}", retry_after_s=2.0) from exc
+        except (psycopg.DataError, UnicodeEncodeError) as exc:
+            # NUL in text, text with no UTF-8 form, a number out of a column's range.
+            raise StoreRefusedError(f"PostgreSQL cannot store this data: {exc}") from exc
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL error: {exc}") from exc
 

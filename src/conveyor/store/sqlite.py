@@ -18,20 +18,20 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from conveyor.core.models import Attempt, Task, Worker
 from conveyor.core.schedules import Schedule
 from conveyor.core.states import TaskState
 from conveyor.core.types import TaskId, WorkerId
-from conveyor.errors import StoreBusyError, StoreError
-from conveyor.store import codec
-from conveyor.store.base import AttemptEnd, StateCount, TaskFilter, chunked
+from conveyor.errors import StoreBusyError, StoreError, StoreRefusedError
+from conveyor.store import codec, sqlite_wal
+from conveyor.store.base import AttemptEnd, Durability, StateCount, TaskFilter, chunked
 from conveyor.store.sqlite_schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
-Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+_SYNCHRONOUS = {Durability.NORMAL: "NORMAL", Durability.FULL: "FULL"}
 _TASK_SELECT = f"SELECT {', '.join(codec.TASK_COLUMNS)} FROM tasks"
 _MAX_PARAMS = 900  # below SQLite's historical 999-variable limit
 
@@ -39,16 +39,26 @@ _MAX_PARAMS = 900  # below SQLite's historical 999-variable limit
 class SQLiteStore:
     """A Store on one SQLite file (or ":memory:" for throwaway tests).
 
-    `synchronous="NORMAL"` (the default) survives any process crash, kill -9 included; only an
-    operating-system crash or power loss can lose the last commits. `"FULL"` survives those too,
-    at several times the cost per commit.
+    `durability` (see Durability): `normal`, the default, survives any process crash, kill -9
+    included; only an operating-system crash or power loss can lose the last commits. `full`
+    survives those too, at several times the cost per commit.
+
+    A file that was not closed cleanly and whose write-ahead log is missing or damaged would open
+    without the commits in it: that is refused with StoreError saying what is lost (sqlite_wal.py),
+    unless `accept_wal_loss` says to open it anyway.
     """
 
     def __init__(
-        self, path: str | Path, *, synchronous: Synchronous = "NORMAL", busy_timeout_s: float = 5.0
+        self,
+        path: str | Path,
+        *,
+        durability: Durability = Durability.NORMAL,
+        busy_timeout_s: float = 5.0,
+        accept_wal_loss: bool = False,
     ) -> None:
         self.path = str(path)
-        self._synchronous = synchronous
+        self.durability = Durability(durability)
+        self._synchronous = _SYNCHRONOUS[self.durability]
         self._busy_timeout_ms = int(busy_timeout_s * 1000)
         self._write_lock = threading.RLock()
         self._readers = threading.local()
@@ -59,8 +69,38 @@ class SQLiteStore:
         # thread is using can crash the sqlite3 module.
         self._active = 0
         self._idle = threading.Condition()
+        if self.path != ":memory:":
+            self._check_whole(accept_wal_loss)
         self._writer = self._connect()
         self._migrate()
+        self._mark_closed_cleanly(False)
+
+    def _check_whole(self, accept_wal_loss: bool) -> None:
+        damage = sqlite_wal.inspect(self.path)
+        if damage is None:
+            return
+        if not accept_wal_loss:
+            raise StoreError(
+                f"{damage.problem}. Restore a backup, or open it anyway, accepting the loss, "
+                "with --accept-wal-loss"
+            )
+        log.error(
+            "opening a database that lost commits",
+            extra={"db": self.path, "problem": damage.problem},
+        )
+
+    def _mark_closed_cleanly(self, closed: bool) -> None:
+        """Write the marker sqlite_wal reads, and fold the log into the file so that the file
+        itself holds it (a checkpoint that other readers hold back folds in at the next one)."""
+        if self.path == ":memory:":
+            return
+        with self._write_lock:
+            self._writer.execute(
+                f"INSERT OR REPLACE INTO {sqlite_wal.MARKER_TABLE} (name, value) "
+                "VALUES ('closed_cleanly', ?)",
+                (int(closed),),
+            )
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @property
     def reads_on_loop(self) -> bool:
@@ -70,9 +110,9 @@ class SQLiteStore:
 
     @property
     def writes_on_loop(self) -> bool:
-        """Without an fsync per commit (synchronous=NORMAL), a small write transaction takes
+        """Without an fsync per commit (durability normal), a small write transaction takes
         tens of microseconds: less than handing it to another thread and back."""
-        return self._synchronous in ("OFF", "NORMAL")
+        return self.durability is Durability.NORMAL
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -146,7 +186,7 @@ class SQLiteStore:
             yield tx
             _check_still_open(conn)
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeEncodeError) as exc:
             _rollback(conn)
             raise _wrap(exc, "transaction failed") from exc
         except BaseException:
@@ -171,7 +211,7 @@ class SQLiteStore:
                     conn.execute(f"RELEASE {name}")
                 except sqlite3.Error:
                     log.exception("rollback to a savepoint failed")
-                if isinstance(exc, sqlite3.Error):
+                if isinstance(exc, sqlite3.Error | UnicodeEncodeError):
                     raise _wrap(exc, "transaction failed") from exc
                 raise
             try:
@@ -205,8 +245,15 @@ class SQLiteStore:
                 )
                 return  # leave the connections to the process exit rather than crash a reader
         with self._write_lock:
-            for conn in [*self._reader_conns, self._writer]:
+            for conn in self._reader_conns:
                 conn.close()
+            try:
+                self._mark_closed_cleanly(True)
+            except sqlite3.Error as exc:  # a full disk: the next open checks the log instead
+                log.warning(
+                    "could not mark the database closed", extra={"db": self.path, "error": str(exc)}
+                )
+            self._writer.close()
 
 
 def _check_still_open(conn: sqlite3.Connection) -> None:
@@ -232,10 +279,13 @@ def _rollback(conn: sqlite3.Connection) -> None:
             log.exception("rollback failed")
 
 
-def _wrap(exc: sqlite3.Error, what: str) -> StoreError:
+def _wrap(exc: sqlite3.Error | UnicodeEncodeError, what: str) -> StoreError:
     message = str(exc)
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in message or "busy" in message):
         return StoreBusyError(f"{what}: the database is locked by another writer ({message})")
+    if isinstance(exc, UnicodeEncodeError | sqlite3.DataError):
+        # Text with no UTF-8 form (a lone surrogate), a string or blob over SQLite's limit.
+        return StoreRefusedError(f"{what}: the database cannot store this data ({message})")
     return StoreError(f"{what}: {message}")
 
 

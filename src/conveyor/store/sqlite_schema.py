@@ -144,4 +144,14 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE schedules ADD COLUMN last_error_at REAL;
         """,
     ),
+    (
+        6,
+        """
+        -- Facts the store keeps about itself: closed_cleanly (sqlite_wal.py).
+        CREATE TABLE store_state (
+            name TEXT PRIMARY KEY,
+            value INTEGER NOT NULL
+        ) STRICT, WITHOUT ROWID;
+        """,
+    ),
 ]
