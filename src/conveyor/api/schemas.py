@@ -13,16 +13,20 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
-from conveyor.core.limits import MAX_RESULT_BYTES, check_json
+from conveyor.core.limits import MAX_ARGS_BYTES, MAX_RESULT_BYTES, check_json
 from conveyor.core.models import Assignment, Attempt, Task, Worker
 from conveyor.core.spec import QUEUE_PATTERN, WHOLE, Number, ResourceMap, TaskSpec
 from conveyor.core.states import Outcome, Reason, TaskState
+from conveyor.core.text import CLEANED, TEXT, clean_json, clean_text
 from conveyor.core.types import JSON
 
 API_PREFIX = "/api/v1"
+WORKER_SECRET_HEADER = "X-Conveyor-Worker-Secret"
+"""Carries a worker's own secret, from its registration, on the calls it makes for itself."""
 MAX_BATCH = 10_000
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+Name = Annotated[str, Field(min_length=1, max_length=200), TEXT]
 Queue = Annotated[str, Field(pattern=QUEUE_PATTERN)]
+Id = Annotated[str, Field(min_length=1, max_length=64), TEXT]
 FencingToken = Annotated[StrictInt, Field(ge=1), WHOLE]
 MAX_PID = 2**32 - 1  # larger ones do not fit the store's integer columns, nor any OS
 
@@ -158,16 +162,35 @@ class RegisterOut(Response):
     id: str
     heartbeat_interval_s: float
     lease_s: float
+    secret: str = Field(
+        default="",
+        description="This worker's own secret: send it in `X-Conveyor-Worker-Secret` with every "
+        "heartbeat, lease and report (and to deregister itself). The bearer token says a caller "
+        "is a worker; the secret says which one.",
+    )
 
 
 class HeldLease(Request):
-    task_id: Annotated[str, Field(min_length=1, max_length=64)]
+    task_id: Id
     token: FencingToken
 
 
 class HeartbeatIn(Request):
     running: Annotated[list[HeldLease], Field(max_length=10_000)] = Field(default_factory=list)
-    metrics: dict[str, JSON] | None = None
+    metrics: dict[str, JSON] | None = Field(
+        default=None,
+        description="Shown as sent, except text no database can store (NUL, lone surrogates), "
+        "which becomes U+FFFD, and numbers that are not finite, which become null.",
+    )
+
+    @field_validator("metrics")
+    @classmethod
+    def _storable_metrics(cls, value: dict[str, JSON] | None) -> dict[str, JSON] | None:
+        # Cleaned rather than refused: a refused heartbeat would cost the worker its leases.
+        if value is None:
+            return None
+        _bounded(value, max_bytes=MAX_ARGS_BYTES, what="metrics")
+        return {clean_text(key): clean_json(item) for key, item in value.items()}
 
 
 class HeartbeatOut(Response):
@@ -226,19 +249,34 @@ class LeaseOut(Response):
 
 
 class ReportIn(Request):
-    task_id: Annotated[str, Field(min_length=1, max_length=64)]
+    """One finished attempt. Its text fields are kept as sent, except text no database can store
+    (NUL, lone surrogates), which becomes U+FFFD: a report is never refused for what the task
+    printed or raised. The result is kept as sent; the engine decides what a store cannot hold."""
+
+    task_id: Id
     token: FencingToken
     outcome: Outcome
     result: JSON = None
-    error: Annotated[str, Field(max_length=10_000)] | None = None
-    traceback: Annotated[str, Field(max_length=100_000)] | None = None
-    stdout_tail: Annotated[str, Field(max_length=100_000)] = ""
-    stderr_tail: Annotated[str, Field(max_length=100_000)] = ""
+    error: Annotated[str, Field(max_length=10_000), CLEANED] | None = None
+    traceback: Annotated[str, Field(max_length=100_000), CLEANED] | None = None
+    stdout_tail: Annotated[str, Field(max_length=100_000), CLEANED] = ""
+    stderr_tail: Annotated[str, Field(max_length=100_000), CLEANED] = ""
 
     @field_validator("result")
     @classmethod
     def _bounded_result(cls, value: JSON) -> JSON:
-        return check_json(value, max_bytes=MAX_RESULT_BYTES, what="result")
+        _bounded(value, max_bytes=MAX_RESULT_BYTES, what="result")
+        return value
+
+
+def _bounded(value: JSON, *, max_bytes: int, what: str) -> None:
+    """check_json, for JSON that may hold lone surrogates (a worker's, before cleaning)."""
+    try:
+        check_json(value, max_bytes=max_bytes, what=what)
+    except UnicodeEncodeError:
+        # Raised once the depth is known to be in bounds: a lone surrogate has no UTF-8 form to
+        # measure, so measure the value with U+FFFD (as long in UTF-8) in its place.
+        check_json(clean_json(value), max_bytes=max_bytes, what=what)
 
 
 class ReportBatchIn(Request):

@@ -21,6 +21,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from conveyor.core.limits import MAX_ARGS_BYTES, check_json
+from conveyor.core.text import TEXT, check_json_values
 from conveyor.core.types import JSON
 
 NAME_PATTERN = r"^[A-Za-z0-9_.:\-]{1,200}$"
@@ -36,6 +37,13 @@ MAX_RETRIES = 100
 MAX_DEPENDENCIES = 10_000
 MAX_RESOURCE_AMOUNT = 1_000_000_000_000
 """Bounds resource amounts so that every one converts to a finite float."""
+MAX_HANDLER_LENGTH = 200
+MAX_ID_LENGTH = 200
+"""A dependency (a task id, or the name of a task of the same batch) or an idempotency key."""
+MAX_LABELS = 100
+MAX_LABEL_LENGTH = 200
+"""Label keys and values alike."""
+MAX_RESOURCES = 64
 
 
 # ---- wire types: what the JSON schema says is exactly what validation accepts -----------------
@@ -92,6 +100,7 @@ ResourceMap = Annotated[
         Annotated[str, Field(pattern=RESOURCE_PATTERN)],
         Annotated[Number, Field(ge=0, le=MAX_RESOURCE_AMOUNT)],
     ],
+    Field(max_length=MAX_RESOURCES),
     _OnlyPatternKeys(),
 ]
 """Resources by name (`cpu`, `gpu`, `memory_mb`), each an amount."""
@@ -126,6 +135,7 @@ class TaskSpec(BaseModel):
 
     handler: str = Field(
         description="A registered handler name (`sha256`) or `package.module:function`.",
+        max_length=MAX_HANDLER_LENGTH,
         json_schema_extra={"pattern": HANDLER_PATTERN},
     )
     args: list[JSON] = Field(default_factory=list)
@@ -134,7 +144,8 @@ class TaskSpec(BaseModel):
     queue: Annotated[str, Field(pattern=QUEUE_PATTERN)] = "default"
     priority: Annotated[StrictInt, Field(ge=-MAX_PRIORITY, le=MAX_PRIORITY), WHOLE] = 0
     depends_on: Annotated[
-        list[Annotated[str, Field(min_length=1)]], Field(max_length=MAX_DEPENDENCIES)
+        list[Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH), TEXT]],
+        Field(max_length=MAX_DEPENDENCIES),
     ] = Field(default_factory=list, description="Task ids, or names of tasks of the same batch.")
     run_at: Timestamp | None = Field(
         default=None, description="Start no earlier than this (UTC if no zone)."
@@ -144,13 +155,23 @@ class TaskSpec(BaseModel):
     max_retries: Annotated[StrictInt, Field(ge=0, le=MAX_RETRIES), WHOLE] = 0
     retry: RetryPolicy = DEFAULT_RETRY_POLICY
     resources: ResourceMap = Field(default_factory=dict)
-    key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    labels: dict[str, Annotated[str, Field(max_length=200)]] = Field(default_factory=dict)
+    key: Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH), TEXT] | None = None
+    labels: Annotated[
+        dict[
+            Annotated[str, Field(min_length=1, max_length=MAX_LABEL_LENGTH), TEXT],
+            Annotated[str, Field(max_length=MAX_LABEL_LENGTH), TEXT],
+        ],
+        Field(max_length=MAX_LABELS),
+    ] = Field(default_factory=dict)
 
     @field_validator("args", "kwargs")
     @classmethod
     def _bounded_arguments(cls, value: JSON, info: ValidationInfo) -> JSON:
-        return check_json(value, max_bytes=MAX_ARGS_BYTES, what=str(info.field_name))
+        if not value:  # `[]` or `{}`: nothing to look at (most tasks have no kwargs)
+            return value
+        what = str(info.field_name)
+        check_json_values(value, what)  # NUL, lone surrogates, NaN: see conveyor.core.text
+        return check_json(value, max_bytes=MAX_ARGS_BYTES, what=what)
 
     @field_validator("handler")
     @classmethod

@@ -23,6 +23,7 @@ from conveyor.server.context import ServerContext
 from conveyor.server.dashboard import api as dashboard_api
 from conveyor.server.dashboard import page as dashboard_page
 from conveyor.server.fastlane import FastLane
+from conveyor.server.requesttext import RequestText
 from conveyor.server.routes import schedules, system, tasks, workers
 from conveyor.server.settings import ServerSettings
 from conveyor.server.shared_changes import shared_changes
@@ -92,6 +93,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
     app.add_middleware(FastLane, context=ctx)
     # Added last, so outermost: a request without a valid token is refused before its body is read.
     app.add_middleware(BodyLimit, max_body_bytes=ctx.settings.max_body_bytes)
+    app.add_middleware(RequestText)  # a NUL in the path or the query: 422, as in a body
     app.add_middleware(auth.Authorizer, tokens=ctx.settings.tokens, index=index)
     if ctx.settings.tokens:
         _document_tokens(app, index)

@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 from starlette.types import ExceptionHandler
 
+from conveyor.core.text import clean_text
 from conveyor.errors import (
     ConflictError,
     InvalidSpecError,
@@ -64,14 +65,18 @@ async def invalid_request(request: Request, exc: Exception) -> Response:
 
 
 def _json_safe(value: object) -> object:
+    """`value` as JSON can carry it: a client's own bad text (a key holding a lone surrogate,
+    which no JSON encoder can write) may come back in an error's `loc`."""
+    if isinstance(value, str):
+        return clean_text(value)
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {clean_text(str(k)): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
     if isinstance(value, BaseException):  # ctx["error"] of a failed validator
-        return str(value)
+        return clean_text(str(value))
     return value
 
 

@@ -256,7 +256,21 @@ def _parse(model: type[M], body: bytes) -> M:
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        raise Answer(422, {"detail": _errors(exc, "body")}) from None
+        error = exc
+    if any(e["type"] == "json_invalid" for e in error.errors(include_url=False)):
+        # JSON that pydantic's parser refuses and Python's reads (a lone surrogate such as
+        # "\ud800") is validated as the routes validate it, from Python's parse: the same
+        # answer on both paths, naming the field, and a report's text gets cleaned, not refused.
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            pass  # not JSON to either parser: the first error stands
+        else:
+            try:
+                return model.model_validate(data)
+            except ValidationError as exc:
+                error = exc
+    raise Answer(422, {"detail": _errors(error, "body")})
 
 
 def _errors(exc: ValidationError, where: str) -> list[dict[str, object]]:
@@ -265,8 +279,8 @@ def _errors(exc: ValidationError, where: str) -> list[dict[str, object]]:
     for error in exc.errors(include_url=False, include_input=False):
         item: dict[str, object] = {
             "type": error["type"],
-            "loc": [where, *error["loc"]],
-            "msg": error["msg"],
+            "loc": errors._json_safe([where, *error["loc"]]),
+            "msg": errors._json_safe(error["msg"]),
         }
         if "ctx" in error:
             item["ctx"] = errors._json_safe(error["ctx"])
