@@ -20,6 +20,11 @@ Variables are text: `${name}` is replaced by the value inside any string of `nam
 and `tasks` (numbers in `vars` become text). `$${` writes a literal `${`; a `$` not followed by
 `{` stays as it is. A reference to a variable that has no value is an error naming the task and
 the field.
+
+YAML anchors and aliases (`&common`, `*common`, `<<: *common`) work; a file whose aliases would
+add more than a million values once expanded, or an alias inside its own anchor, is refused
+before anything is built from it (a 500-byte "billion laughs" file would otherwise expand to
+hundreds of millions of values).
 """
 
 from __future__ import annotations
@@ -64,13 +69,84 @@ def load_job_file(
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InvalidSpecError(f"cannot read job file {path}: {exc.strerror}") from exc
+    kind = "JSON" if path.suffix == ".json" else "YAML"
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if kind == "JSON" else _load_yaml(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise InvalidSpecError(
-            f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
-        ) from exc
-    return parse_job_file(data, default_name=path.stem, now=now, variables=variables)
+        message = " ".join(str(exc).split())  # one line: PyYAML's spread over several
+        raise InvalidSpecError(f"{path} is not valid {kind}: {message}") from exc
+    except RecursionError:
+        raise InvalidSpecError(f"{path} nests too deeply to be a job file") from None
+    try:
+        return parse_job_file(data, default_name=path.stem, now=now, variables=variables)
+    except RecursionError:
+        raise InvalidSpecError(f"{path} nests too deeply to be a job file") from None
+
+
+MAX_ALIAS_NODES = 1_000_000
+"""How many values YAML aliases may add to a job file once expanded. Aliases are shared in the
+parsed document, but every step after it (variables, validation, JSON) walks each use again:
+nine levels of nine aliases ("billion laughs") make 400 million values out of 500 bytes."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """yaml.safe_load's loader, refusing documents whose aliases expand past MAX_ALIAS_NODES, or
+    whose aliases refer to the node that holds them, before anything is built from them."""
+
+    def compose_document(self) -> yaml.Node | None:
+        node: yaml.Node | None = super().compose_document()
+        if node is not None:
+            _check_expansion(node)
+        return node
+
+
+def _load_yaml(text: str) -> Any:
+    """yaml.safe_load(text), with the bound on aliases."""
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Count the nodes of `root` with every alias expanded, each shared node counted once per
+    use but visited once (sizes are memoised), and refuse a count over the bound or a loop."""
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+    distinct = 0
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            visiting.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+            if sizes[key] - distinct > MAX_ALIAS_NODES:
+                raise InvalidSpecError(
+                    f"its YAML aliases expand to more than {MAX_ALIAS_NODES:,} values; write the "
+                    "repeated values out, or repeat them less"
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in visiting:
+            raise InvalidSpecError(
+                f"the YAML value anchored at line {node.start_mark.line + 1} holds an alias to "
+                "itself, which would repeat without end"
+            )
+        visiting.add(key)
+        distinct += 1
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 def parse_job_file(
