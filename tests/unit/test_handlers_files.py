@@ -7,6 +7,7 @@ binding of the root is tested too. Each test gets a fresh root, with a sibling d
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -345,8 +346,19 @@ def test_every_file_handler_is_covered() -> None:
     assert {key.partition(":")[0] for key in PATH_CALLS} == FILES_HANDLERS | {"sha256"}
 
 
-@pytest.mark.parametrize("escape", ESCAPES.values(), ids=ESCAPES.keys())
-@pytest.mark.parametrize("call", PATH_CALLS, ids=PATH_CALLS.keys())
+# These act on a link itself when it is the last component: removing, renaming or replacing a
+# link that leads outside stays inside the root, so they are no escape (see the test after).
+ACTS_ON_THE_LINK = {"files.delete", "files.move:source", "files.move:destination", "files.rmdir"}
+LAST_IS_A_LINK = {"link-to-outside-file", "link-to-outside-dir", "relative-link-leading-out"}
+ESCAPE_CASES = [
+    pytest.param(call, escape, id=f"{call}-{name}")
+    for call in PATH_CALLS
+    for name, escape in ESCAPES.items()
+    if not (call in ACTS_ON_THE_LINK and name in LAST_IS_A_LINK)
+]
+
+
+@pytest.mark.parametrize(("call", "escape"), ESCAPE_CASES)
 def test_escapes_are_refused(tree: Tree, call: str, escape: str) -> None:
     path = escape.replace("{outside}", str(tree.outside))
     args, kwargs = PATH_CALLS[call](path)
@@ -358,25 +370,40 @@ def test_escapes_are_refused(tree: Tree, call: str, escape: str) -> None:
     assert sorted(str(p) for p in tree.root.rglob("*")) == root_before, "nothing happened"
 
 
-def test_copying_a_tree_that_holds_a_link_leading_out_is_refused(tree: Tree) -> None:
-    with pytest.raises(OutsideRootError, match="docs/link_up"):
-        tree.call("files.copy", "docs", "docs-copy")
-    assert not (tree.root / "docs-copy").exists(), "refused before anything is copied"
+@pytest.mark.parametrize("link", ["link_out_file", "link_out_dir", "docs/link_up"])
+def test_a_link_that_leads_out_can_be_removed_or_moved(tree: Tree, link: str) -> None:
+    before = tree.snapshot_outside()
+    text = os.readlink(tree.root / link)
+    with pytest.raises(NotADirectoryError):
+        tree.call("files.rmdir", link, recursive=True)
+    tree.call("files.move", link, "moved")
+    assert os.readlink(tree.root / "moved") == text, "moved as a link"
+    tree.call("files.copy", "notes.txt", "copied.txt")
+    tree.call("files.move", "copied.txt", "moved", overwrite=True)  # replaces the link itself
+    assert not (tree.root / "moved").is_symlink()
+    (tree.root / "again").symlink_to(text)
+    assert tree.call("files.delete", "again") == {"path": "again", "deleted": True}
+    assert not os.path.lexists(tree.root / "again")
+    assert tree.snapshot_outside() == before
 
 
-def test_copying_a_tree_that_holds_a_directory_link_is_refused(tree: Tree) -> None:
-    (tree.root / "docs" / "link_up").unlink()
-    (tree.root / "docs" / "loop").symlink_to("..", target_is_directory=True)
-    with pytest.raises(ValueError, match="link to a directory"):
-        tree.call("files.copy", "docs", "docs-copy")
-
-
-def test_copying_a_tree_copies_inner_file_links_as_files(tree: Tree) -> None:
-    (tree.root / "docs" / "link_up").unlink()
+def test_copying_a_tree_copies_its_links_as_links(tree: Tree) -> None:
     (tree.root / "docs" / "to_notes").symlink_to("../notes.txt")
+    (tree.root / "docs" / "loop").symlink_to("..", target_is_directory=True)
+    before = tree.snapshot_outside()
     tree.call("files.copy", "docs", "docs-copy")
-    copied = tree.root / "docs-copy" / "to_notes"
-    assert copied.read_text() == "hello\n" and not copied.is_symlink()
+    copy = tree.root / "docs-copy"
+    assert {p.name: os.readlink(p) for p in copy.iterdir() if p.is_symlink()} == {
+        "to_notes": "../notes.txt",
+        "loop": "..",
+        "link_up": "../../outside/secret.txt",
+    }
+    assert (copy / "a.txt").read_text() == "A" and (copy / "sub" / "b.txt").read_text() == "B"
+    assert tree.snapshot_outside() == before
+    # A copied link is found again by every use: this one leads outside from its new place too.
+    with pytest.raises(OutsideRootError):
+        tree.call("files.read", "docs-copy/link_up")
+    assert tree.call("files.read", "docs-copy/to_notes")["content"] == "hello\n"
 
 
 def test_a_root_that_is_itself_a_link_works(tmp_path: Path, tree: Tree) -> None:
@@ -433,3 +460,64 @@ def test_a_moved_relative_link_that_now_leads_out_is_refused_at_use(tree: Tree) 
     tree.call("files.move", "docs/sub/up", "up")  # the same text, one level higher: outside
     with pytest.raises(OutsideRootError):
         tree.call("files.read", "up")
+
+
+# ---- how links are found: by the root's own walk, never by the operating system ------------------
+
+
+def test_dotdot_after_a_link_goes_back_from_where_the_link_led(tree: Tree) -> None:
+    # link_in_dir leads to docs: link_in_dir/.. is the root, as the kernel would have it.
+    assert tree.call("files.read", "link_in_dir/../notes.txt")["content"] == "hello\n"
+    assert tree.call("files.read", "link_in_dir/sub/../a.txt")["path"] == "docs/a.txt"
+
+
+def test_an_absolute_link_inside_the_root_is_followed_within_it(tree: Tree) -> None:
+    (tree.root / "abs_in").symlink_to(tree.root / "docs" / "a.txt")
+    assert tree.call("files.read", "abs_in")["content"] == "A"
+    (tree.root / "abs_dir").symlink_to(tree.root / "docs")
+    assert tree.call("files.read", "abs_dir/sub/b.txt")["content"] == "B"
+
+
+def test_a_loop_of_links_is_an_error_not_a_hang(tree: Tree) -> None:
+    (tree.root / "loop_a").symlink_to("loop_b")
+    (tree.root / "loop_b").symlink_to("loop_a")
+    (tree.root / "self").symlink_to("self/x", target_is_directory=True)
+    for path in ("loop_a", "self/y"):
+        with pytest.raises(OSError, match="Too many levels of symbolic links") as caught:
+            tree.call("files.read", path)
+        assert caught.value.errno == errno.ELOOP
+
+
+def test_a_dangling_link_inside_the_root_is_written_through_to_its_target(tree: Tree) -> None:
+    (tree.root / "later").symlink_to("docs/later.txt")
+    assert tree.call("files.stat", "later") == {"path": "later", "exists": False}
+    tree.call("files.write", "later", "now")
+    assert (tree.root / "docs" / "later.txt").read_text() == "now"
+    assert tree.call("files.stat", "later")["link"] is True
+
+
+def test_missing_parents_are_made_through_links_inside_the_root(tree: Tree) -> None:
+    tree.call("files.write", "link_in_dir/new/deeper/n.txt", "n", parents=True)
+    assert (tree.root / "docs" / "new" / "deeper" / "n.txt").read_text() == "n"
+    with pytest.raises(OutsideRootError):
+        tree.call("files.write", "link_out_dir/new/n.txt", "n", parents=True)
+    assert not (tree.outside / "dir" / "new").exists()
+
+
+def test_special_files_are_neither_read_nor_written_nor_waited_on(tree: Tree) -> None:
+    os.mkfifo(tree.root / "pipe")  # opening it to read or write would wait for the other end
+    with pytest.raises(OSError, match="not a regular file"):
+        tree.call("files.read", "pipe")
+    with pytest.raises(OSError, match="No such device or address: 'pipe'"):
+        tree.call("files.write", "pipe", "x")  # no reader: refused at once
+    with pytest.raises(OSError, match="cannot be copied"):
+        tree.call("files.copy", "pipe", "pipe2")
+
+
+def test_the_root_itself_is_neither_read_nor_removed(tree: Tree) -> None:
+    with pytest.raises(IsADirectoryError):
+        tree.call("files.read", ".")
+    with pytest.raises(IsADirectoryError):
+        tree.call("files.delete", str(tree.root))
+    assert tree.call("files.mkdir", ".", exist_ok=True) == {"path": ".", "created": False}
+    assert tree.call("files.stat", "docs/..")["type"] == "directory"

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
 from typing import NoReturn
 
 from conveyor.core.types import JSON
-from conveyor.handlers.fsutil import text_encoding
+from conveyor.handlers.fsutil import as_given, open_file, text_encoding
 from conveyor.handlers.root import FilesRoot
 
 # Large enough to keep syscalls rare, small enough that hashing a huge file stays flat in memory.
@@ -85,8 +86,13 @@ def sha256(
         raise ValueError(
             "hashing a file by path needs a files root: start the worker with --files-root DIR"
         )
-    target = root.resolve(path)
-    with open(target, "rb") as file:
-        while chunk := file.read(_CHUNK_BYTES):
-            digest.update(chunk)
+    if not isinstance(path, str):
+        raise TypeError(f"path must be a string, got {type(path).__name__}")
+    with as_given(path), root.locate(path) as place:
+        fd = open_file(place, os.O_RDONLY, path)
+        try:
+            while chunk := os.read(fd, _CHUNK_BYTES):
+                digest.update(chunk)
+        finally:
+            os.close(fd)
     return digest.hexdigest()

@@ -1,18 +1,22 @@
 """Folder handlers: `files.mkdir`, `files.rmdir`, `files.list`, `files.copy` and `files.move`,
 inside the files root, under the same rules as the file handlers (see `files.py` and `root.py`).
+Trees are listed, copied and removed by file descriptor (`fstree.py`): links inside them are never
+followed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import os
-import shutil
-from collections.abc import Callable, Iterator
+import stat as stat_module
+from collections.abc import Callable
 
 from conveyor.core.types import JSON
+from conveyor.handlers import fstree
 from conveyor.handlers.fsutil import as_given, describe, refuse_existing, whole_number
-from conveyor.handlers.root import FilesRoot, OutsideRootError
+from conveyor.handlers.root import FilesRoot, Place
 
 DEFAULT_MAX_ENTRIES = 1000
 
@@ -23,18 +27,17 @@ def mkdir(root: FilesRoot, /, path: str, *, parents: bool = False, exist_ok: boo
     `parents: true` creates missing parent directories too; `exist_ok: true` makes an existing
     directory no error. Result: `{"path": ..., "created": false if it already existed}`.
     """
-    target = root.resolve(path)
-    with as_given(path):
+    with as_given(path), root.locate(path, parents=parents) as place:
         try:
-            if parents:
-                os.makedirs(target)
-            else:
-                os.mkdir(target)
+            if place.is_root:
+                raise FileExistsError(errno.EEXIST, "is the files root", path)
+            os.mkdir(place.name, dir_fd=place.dir_fd)
         except FileExistsError:
-            if not exist_ok or not os.path.isdir(target):
+            info = place.lstat()
+            if not exist_ok or info is None or not stat_module.S_ISDIR(info.st_mode):
                 raise
-            return {"path": root.relative(target), "created": False}
-    return {"path": root.relative(target), "created": True}
+            return {"path": place.shown, "created": False}
+    return {"path": place.shown, "created": True}
 
 
 def rmdir(
@@ -47,29 +50,35 @@ def rmdir(
     `missing_ok: true` makes a missing directory no error.
     Result: `{"path": ..., "deleted": false if it was already missing}`.
     """
-    target = root.resolve(path)
-    if root.is_root(target):
-        raise PermissionError(errno.EPERM, "refusing to remove the files root itself", path)
-    try:
-        with as_given(path):
-            if recursive and os.path.isdir(target) and not os.path.islink(target):
-                shutil.rmtree(target)
+    with as_given(path), root.locate(path, follow=False) as place:
+        if place.is_root:
+            raise PermissionError(errno.EPERM, "refusing to remove the files root itself", path)
+        info = place.lstat()
+        try:
+            if info is None:
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+            if not stat_module.S_ISDIR(info.st_mode):
+                raise NotADirectoryError(errno.ENOTDIR, "not a directory", path)
+            if recursive:
+                fstree.remove_tree(place.dir_fd, place.name)
             else:
-                try:
-                    os.rmdir(target)
-                except OSError as exc:
-                    if exc.errno != errno.ENOTEMPTY:
-                        raise
-                    raise OSError(
-                        exc.errno,
-                        "directory not empty; pass recursive: true to remove it all",
-                        path,
-                    ) from None
-    except FileNotFoundError:
-        if not missing_ok:
+                _remove_empty(place, path)
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
+            return {"path": place.shown, "deleted": False}
+    return {"path": place.shown, "deleted": True}
+
+
+def _remove_empty(place: Place, path: str) -> None:
+    try:
+        os.rmdir(place.name, dir_fd=place.dir_fd)
+    except OSError as exc:
+        if exc.errno != errno.ENOTEMPTY:
             raise
-        return {"path": root.relative(target), "deleted": False}
-    return {"path": root.relative(target), "deleted": True}
+        raise OSError(
+            exc.errno, "directory not empty; pass recursive: true to remove it all", path
+        ) from None
 
 
 def list_entries(
@@ -89,85 +98,121 @@ def list_entries(
     "directory", "link" or "other", "size", "modified"}], "truncated": bool}`; a link's entry
     describes the link itself.
     """
-    target = root.resolve(path)
     limit = whole_number(max_entries, "max_entries")
     if pattern is not None and not isinstance(pattern, str):
         raise TypeError(f"pattern must be a string, got {type(pattern).__name__}")
     entries: list[JSON] = []
     truncated = False
-    with as_given(path):
-        for entry in _walk(target, recursive):
-            if pattern is not None and not fnmatch.fnmatchcase(entry.name, pattern):
-                continue
-            if len(entries) == limit:
-                truncated = True
-                break
-            entries.append({"name": entry.name, **describe(root, entry.path, follow=False)})
-    return {"path": root.relative(target), "entries": entries, "truncated": truncated}
+    with as_given(path), root.locate(path) as place:
+        directory = place.open_directory()
+        try:
+            for name, shown, info in fstree.walk(directory, place.shown, recursive):
+                if pattern is not None and not fnmatch.fnmatchcase(name, pattern):
+                    continue
+                if len(entries) == limit:
+                    truncated = True
+                    break
+                entries.append({"name": name, **describe(shown, info)})
+        finally:
+            os.close(directory)
+    return {"path": place.shown, "entries": entries, "truncated": truncated}
 
 
 def copy(root: FilesRoot, /, source: str, destination: str, *, overwrite: bool = False) -> JSON:
     """Copy the file or directory `source` to `destination` (the new path, not a folder to copy
     into).
 
-    A directory is copied with everything in it. Links inside a copied directory are copied as
-    what they point to; a directory holding a link to another directory, or a link leading
-    outside the root, is refused before anything is copied. An existing `destination` is an
-    error unless `overwrite` is true: then a file replaces it, or a directory's files are merged
-    into it. Result: `{"source": ..., "destination": ..., "type": "file" or "directory"}`.
+    A directory is copied with everything in it; links inside it are copied as links (the same
+    text), never followed. A `source` or `destination` that is itself a link is found through,
+    inside the root, as any path. An existing `destination` is an error unless `overwrite` is
+    true: then a file replaces it, or a directory's files are merged into it (a link in the way
+    is replaced, never written through). Result: `{"source": ..., "destination": ..., "type":
+    "file" or "directory"}`.
     """
-    src = root.resolve(source, argument="source")
-    dst = root.resolve(destination, argument="destination")
-    with as_given(source):
-        is_dir = os.path.isdir(src)
-        if not is_dir:
-            os.stat(src)  # a missing source says so, naming the source
-    _refuse_nesting(os.path.realpath(src), dst, source, destination, "copy")
-    refuse_existing(dst, destination, overwrite)
-    if not is_dir and os.path.isdir(dst):
-        raise IsADirectoryError(errno.EISDIR, "destination is a directory", destination)
-    with as_given(destination):
-        if is_dir:
-            _check_tree_links(root, src, source)
-            shutil.copytree(src, dst, symlinks=False, dirs_exist_ok=overwrite)
-        else:
-            shutil.copy2(src, dst)
+    with contextlib.ExitStack() as places:
+        src, dst = _locate_both(places, root, source, destination, follow=True)
+        info = src.lstat()
+        if info is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), source)
+        is_dir = stat_module.S_ISDIR(info.st_mode)
+        _refuse_nesting(src, dst, source, destination, "copy", is_dir=is_dir)
+        refuse_existing(dst, destination, overwrite)
+        target = dst.lstat()
+        if not is_dir and target is not None and stat_module.S_ISDIR(target.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "destination is a directory", destination)
+        with as_given(destination):
+            if is_dir:
+                _copy_directory(src, dst, overwrite)
+            else:
+                fstree.copy_file(src.dir_fd, src.name, dst.dir_fd, dst.name, overwrite=overwrite)
     kind = "directory" if is_dir else "file"
-    return {"source": root.relative(src), "destination": root.relative(dst), "type": kind}
+    return {"source": src.shown, "destination": dst.shown, "type": kind}
+
+
+def _locate_both(
+    places: contextlib.ExitStack, root: FilesRoot, source: str, destination: str, *, follow: bool
+) -> tuple[Place, Place]:
+    """The places of `source` and `destination`, open until `places` closes; errors name the
+    argument they come from."""
+    with as_given(source):
+        src = places.enter_context(root.locate(source, argument="source", follow=follow))
+    with as_given(destination):
+        dst = places.enter_context(root.locate(destination, argument="destination", follow=follow))
+    return src, dst
+
+
+def _copy_directory(src: Place, dst: Place, overwrite: bool) -> None:
+    source = src.open_directory()
+    try:
+        target = fstree.make_directory(dst.dir_fd, dst.name, overwrite=overwrite)
+        try:
+            fstree.copy_tree(source, target, overwrite=overwrite, made=set())
+        finally:
+            os.close(target)
+    finally:
+        os.close(source)
 
 
 def move(root: FilesRoot, /, source: str, destination: str, *, overwrite: bool = False) -> JSON:
     """Move (rename) the file, directory or link `source` to `destination`, the new path.
 
-    A link is moved as a link. An existing `destination` is an error unless `overwrite` is true:
-    then a file replaces it, or a directory replaces an empty directory. Moving the root itself,
-    or a directory into itself, is refused. Result: `{"source": ..., "destination": ...}`.
+    A link is moved as a link, wherever it points. An existing `destination` is an error unless
+    `overwrite` is true: then a file replaces it, or a directory replaces an empty directory.
+    Moving the root itself, or a directory into itself, is refused. Result: `{"source": ...,
+    "destination": ...}`.
     """
-    src = root.resolve(source, argument="source")
-    dst = root.resolve(destination, argument="destination")
-    if root.is_root(src):
-        raise PermissionError(errno.EPERM, "refusing to move the files root itself", source)
-    with as_given(source):
-        os.lstat(src)
-    # A link moves as a link; a directory must not move into itself.
-    _refuse_nesting(
-        src if os.path.islink(src) else os.path.realpath(src), dst, source, destination, "move"
-    )
-    refuse_existing(dst, destination, overwrite)
-    with as_given(source):
-        try:
-            os.replace(src, dst)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            # Another file system inside the root: copy, then remove the original.
-            if os.path.isdir(src) and not os.path.islink(src):
-                shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=overwrite)
-                shutil.rmtree(src)
-            else:
-                shutil.copy2(src, dst, follow_symlinks=False)
-                os.unlink(src)
-    return {"source": root.relative(src), "destination": root.relative(dst)}
+    with contextlib.ExitStack() as places:
+        src, dst = _locate_both(places, root, source, destination, follow=False)
+        if src.is_root:
+            raise PermissionError(errno.EPERM, "refusing to move the files root itself", source)
+        info = src.lstat()
+        if info is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), source)
+        is_dir = stat_module.S_ISDIR(info.st_mode)
+        _refuse_nesting(src, dst, source, destination, "move", is_dir=is_dir)
+        refuse_existing(dst, destination, overwrite)
+        with as_given(source):
+            try:
+                os.replace(src.name, dst.name, src_dir_fd=src.dir_fd, dst_dir_fd=dst.dir_fd)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                _move_across(src, dst, info, overwrite)
+    return {"source": src.shown, "destination": dst.shown}
+
+
+def _move_across(src: Place, dst: Place, info: os.stat_result, overwrite: bool) -> None:
+    """Another file system inside the root: copy, then remove the original."""
+    if stat_module.S_ISLNK(info.st_mode):
+        text = os.readlink(src.name, dir_fd=src.dir_fd)
+        fstree.copy_link(text, dst.dir_fd, dst.name, overwrite=overwrite)
+        os.unlink(src.name, dir_fd=src.dir_fd)
+    elif stat_module.S_ISDIR(info.st_mode):
+        _copy_directory(src, dst, overwrite)
+        fstree.remove_tree(src.dir_fd, src.name)
+    else:
+        fstree.copy_file(src.dir_fd, src.name, dst.dir_fd, dst.name, overwrite=overwrite)
+        os.unlink(src.name, dir_fd=src.dir_fd)
 
 
 HANDLERS: dict[str, Callable[..., JSON]] = {
@@ -180,39 +225,12 @@ HANDLERS: dict[str, Callable[..., JSON]] = {
 """The folder handlers by registered name; each takes the FilesRoot as its first argument."""
 
 
-def _refuse_nesting(src: str, dst: str, source: str, destination: str, verb: str) -> None:
-    """Refuse a destination that is the source or lies inside it (`src` as the operation sees
-    it: the real path, or the link itself when a link is moved)."""
-    if dst == src:
+def _refuse_nesting(
+    src: Place, dst: Place, source: str, destination: str, verb: str, *, is_dir: bool
+) -> None:
+    """Refuse a destination that is the source, or (for a directory) lies inside it."""
+    identity = src.identity()
+    if identity is not None and identity == dst.identity():
         raise ValueError(f"cannot {verb} {source!r} onto itself")
-    if os.path.commonpath([src, dst]) == src:
+    if is_dir and identity in dst.directories():
         raise ValueError(f"cannot {verb} {source!r} into itself ({destination!r})")
-
-
-def _check_tree_links(root: FilesRoot, directory: str, given: str) -> None:
-    """Refuse to copy a tree holding a link that leads outside, or a link to a directory (which
-    could loop back to its own ancestor)."""
-    for dirpath, dirnames, filenames in os.walk(directory):
-        for name in [*dirnames, *filenames]:
-            full = os.path.join(dirpath, name)
-            if not os.path.islink(full):
-                continue
-            shown = os.path.join(given, os.path.relpath(full, directory))
-            if not root.contains(os.path.realpath(full)):
-                raise OutsideRootError(
-                    f"source {given!r} holds a link that leads outside the files root: {shown!r}"
-                )
-            if os.path.isdir(full):
-                raise ValueError(
-                    f"source {given!r} holds a link to a directory ({shown!r}); "
-                    "copying such a tree is not supported"
-                )
-
-
-def _walk(directory: str, recursive: bool) -> Iterator[os.DirEntry[str]]:
-    with os.scandir(directory) as scan:
-        entries = sorted(scan, key=lambda e: e.name)
-    for entry in entries:
-        yield entry
-        if recursive and entry.is_dir(follow_symlinks=False):
-            yield from _walk(entry.path, recursive)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from conveyor.core.types import JSON
-from conveyor.handlers.root import FilesRoot, OutsideRootError
+from conveyor.handlers.root import OutsideRootError, Place
 
 
 @contextlib.contextmanager
@@ -61,29 +61,45 @@ def whole_number(value: object, argument: str) -> int:
     return value
 
 
-def refuse_existing(dst: str, destination: str, overwrite: bool) -> None:
-    if os.path.lexists(dst) and not overwrite:
+def refuse_existing(place: Place, destination: str, overwrite: bool) -> None:
+    if place.lstat() is not None and not overwrite:
         raise FileExistsError(
             errno.EEXIST, "destination exists; pass overwrite: true to replace it", destination
         )
 
 
-def describe(root: FilesRoot, path: str, *, follow: bool) -> dict[str, JSON]:
-    """Path, type, size, modification time and permissions; of a link itself unless `follow`."""
-    info = os.stat(path) if follow else os.lstat(path)
+def kind(info: os.stat_result) -> str:
     mode = info.st_mode
     if stat_module.S_ISLNK(mode):
-        kind = "link"
-    elif stat_module.S_ISDIR(mode):
-        kind = "directory"
-    elif stat_module.S_ISREG(mode):
-        kind = "file"
-    else:
-        kind = "other"
+        return "link"
+    if stat_module.S_ISDIR(mode):
+        return "directory"
+    if stat_module.S_ISREG(mode):
+        return "file"
+    return "other"
+
+
+def describe(shown: str, info: os.stat_result) -> dict[str, JSON]:
+    """Path (as results show it), type, size, modification time and permissions."""
     return {
-        "path": root.relative(path),
-        "type": kind,
+        "path": shown,
+        "type": kind(info),
         "size": info.st_size,
         "modified": datetime.fromtimestamp(info.st_mtime, UTC).isoformat(),
-        "mode": format(stat_module.S_IMODE(mode), "o"),
+        "mode": format(stat_module.S_IMODE(info.st_mode), "o"),
     }
+
+
+def open_file(place: Place, flags: int, path: str) -> int:
+    """Open the regular file at `place` (never through a link, never waiting on a FIFO);
+    IsADirectoryError naming `path` for a directory, OSError for anything else."""
+    if place.is_root:
+        raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+    fd = place.open(flags | os.O_NONBLOCK)
+    mode = os.fstat(fd).st_mode
+    if not stat_module.S_ISREG(mode):
+        os.close(fd)
+        if stat_module.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+        raise OSError(errno.EINVAL, "not a regular file", path)
+    return fd
