@@ -16,6 +16,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from conveyor.api.schemas import WORKER_SECRET_HEADER
 from conveyor.cli.main import cli
 from conveyor.engine import Engine
 from conveyor.server import ServerSettings
@@ -189,7 +190,7 @@ ROUTES: list[tuple[str, str, Any, str]] = [
     # workers, client side, and deregistering
     ("GET", "/api/v1/workers", None, CLIENTS),
     ("GET", "/api/v1/workers/{worker}", None, CLIENTS),
-    ("DELETE", "/api/v1/workers/{worker}", None, ADMINS),
+    ("DELETE", "/api/v1/workers/{worker}", None, WORKERS),  # admin, or the worker itself
     # schedules
     (
         "POST",
@@ -232,11 +233,13 @@ async def guarded(server_engine: Engine, anyio_backend: str) -> AsyncIterator[Se
 
 
 async def _ids(s: Served) -> dict[str, str]:
-    """A fresh task and worker (some calls below cancel or remove them)."""
+    """A fresh task and worker (some calls below cancel or remove them), and the worker's own
+    secret, which a worker token needs to act for it (test_worker_secrets.py)."""
     task = await s.http.post("/api/v1/tasks", json={"handler": "sha256"}, headers=bearer(ADMIN))
     body = {"name": "w", "host": "h", "pid": 1, "concurrency": 1}
-    worker = await s.http.post("/api/v1/workers", json=body, headers=bearer(ADMIN))
-    return {"task": task.json()["id"], "worker": worker.json()["id"], "name": "nightly"}
+    worker = (await s.http.post("/api/v1/workers", json=body, headers=bearer(ADMIN))).json()
+    return {"task": task.json()["id"], "worker": worker["id"], "name": "nightly",
+            "secret": worker["secret"]}  # fmt: skip
 
 
 @pytest.mark.anyio
@@ -245,8 +248,10 @@ async def test_each_route_answers_each_role_as_its_access_says(
     guarded: Served, method: str, path: str, body: Any, access: str
 ) -> None:
     for who in (None, "bad", "client", "worker", "admin"):
-        url = path.format(**await _ids(guarded))
+        ids = await _ids(guarded)
+        url = path.format(**ids)
         headers = {} if who is None else bearer(TOKENS.get(who, "not-a-token-of-this-server"))
+        headers[WORKER_SECRET_HEADER] = ids["secret"]
         response = await guarded.http.request(method, url, json=body, headers=headers)
         if who in MAY[access]:
             assert response.status_code not in (401, 403), (who, method, url, response.text)
@@ -289,22 +294,22 @@ async def test_workers_cannot_submit_or_cancel_clients_cannot_lease_or_report_ad
     ).status_code == 403
 
     body = {"name": "w", "host": "h", "pid": 1, "concurrency": 1}
-    worker = (await http.post("/api/v1/workers", json=body, headers=bearer(WORKER))).json()["id"]
+    registered = (await http.post("/api/v1/workers", json=body, headers=bearer(WORKER))).json()
+    worker, own = registered["id"], {WORKER_SECRET_HEADER: registered["secret"]}
     lease = f"/api/v1/workers/{worker}/lease"
     assert (await http.post(lease, json={}, headers=bearer(CLIENT))).status_code == 403
-    leased = (await http.post(lease, json={}, headers=bearer(WORKER))).json()["tasks"]
+    leased = (await http.post(lease, json={}, headers=bearer(WORKER) | own)).json()["tasks"]
     assert [a["task_id"] for a in leased] == [task["id"]]
     report = {
         "reports": [{"task_id": task["id"], "token": leased[0]["token"], "outcome": "succeeded"}]
     }
     path = f"/api/v1/workers/{worker}/report"
     assert (await http.post(path, json=report, headers=bearer(CLIENT))).status_code == 403
-    assert (await http.post(path, json=report, headers=bearer(WORKER))).status_code == 200
+    assert (await http.post(path, json=report, headers=bearer(WORKER) | own)).status_code == 200
 
-    for who in (CLIENT, WORKER):
-        assert (
-            await http.delete(f"/api/v1/workers/{worker}", headers=bearer(who))
-        ).status_code == 403
+    # A client never deregisters a worker; a worker token only the worker whose secret it has.
+    for headers in (bearer(CLIENT) | own, bearer(WORKER)):
+        assert (await http.delete(f"/api/v1/workers/{worker}", headers=headers)).status_code == 403
     assert (
         await http.delete(f"/api/v1/workers/{worker}", headers=bearer(ADMIN))
     ).status_code == 204
@@ -349,7 +354,7 @@ async def test_the_openapi_schema_declares_the_bearer_scheme_and_each_operations
     }
     deregister = schema["paths"]["/api/v1/workers/{worker_id}"]["delete"]
     assert deregister["security"] == [{"bearer": []}]
-    assert deregister["x-roles"] == ["admin"]
+    assert deregister["x-roles"] == ["admin", "worker"]
     assert {"401", "403"} <= deregister["responses"].keys()
     assert schema["paths"]["/api/v1/workers/{worker_id}/lease"]["post"]["x-roles"] == [
         "admin",

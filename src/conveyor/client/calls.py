@@ -59,6 +59,8 @@ class Call(Generic[T]):
     client's read timeout so that a long-poll is not mistaken for a dead server."""
     conflict: type[ConflictError] = ConflictError
     """The error a 409 answer becomes."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Headers of this call alone (a worker's secret), on top of the session's."""
 
 
 Steps = Generator[Call[Any], Any, T]

@@ -36,6 +36,11 @@ def _headers(token: str | None) -> dict[str, str]:
     return headers
 
 
+def _call_headers(headers: dict[str, str], call: Call[Any]) -> dict[str, str]:
+    """The session's headers, with the call's own (a worker's secret) added."""
+    return {**headers, **dict(call.headers)} if call.headers else headers
+
+
 def _wire_headers(headers: dict[str, str], body: bytes | None) -> dict[str, str]:
     return {**headers, "Content-Type": "application/json"} if body is not None else headers
 
@@ -67,7 +72,7 @@ class SyncSession:
                     call.method,
                     call.path,
                     call.params,
-                    _wire_headers(self._headers, body),
+                    _wire_headers(_call_headers(self._headers, call), body),
                     body,
                     connect_timeout_s=self._timeout_s,
                     read_timeout_s=self._timeout_s + call.hold_s,
@@ -76,7 +81,7 @@ class SyncSession:
                 raise unreachable(self.url, exc) from exc
             return read_answer(call, answer)
         assert self._http is not None
-        request = build_request(self.url, call, self._headers, self._timeout_s)
+        request = build_request(self.url, call, _call_headers(self._headers, call), self._timeout_s)
         try:
             response = self._http.send(request)
         except httpx.TransportError as exc:
@@ -137,7 +142,7 @@ class AsyncSession:
                     call.method,
                     call.path,
                     call.params,
-                    _wire_headers(self._headers, body),
+                    _wire_headers(_call_headers(self._headers, call), body),
                     body,
                     connect_timeout_s=self._timeout_s,
                     read_timeout_s=self._timeout_s + call.hold_s,
@@ -146,7 +151,7 @@ class AsyncSession:
                 raise unreachable(self.url, exc) from exc
             return read_answer(call, answer)
         assert self._http is not None
-        request = build_request(self.url, call, self._headers, self._timeout_s)
+        request = build_request(self.url, call, _call_headers(self._headers, call), self._timeout_s)
         try:
             response = await self._http.send(request)
         except httpx.TransportError as exc:

@@ -7,10 +7,12 @@ means the same thing here as in the SDK. The worker program (`conveyor.worker`) 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import httpx
 
 from conveyor.api.schemas import (
+    WORKER_SECRET_HEADER,
     AckOut,
     HeartbeatIn,
     HeartbeatOut,
@@ -43,6 +45,7 @@ def heartbeat(
     worker_id: str,
     running: Sequence[tuple[TaskId, Token]],
     metrics: Mapping[str, JSON] | None,
+    secret: str = "",
 ) -> Call[HeartbeatOut]:
     body = HeartbeatIn(
         running=[HeldLease(task_id=task_id, token=token) for task_id, token in running],
@@ -53,6 +56,7 @@ def heartbeat(
         api_path("workers", worker_id, "heartbeat"),
         HeartbeatOut.model_validate_json,
         body=body,
+        headers=_as(secret),
     )
 
 
@@ -63,6 +67,7 @@ def lease(
     wait_s: float,
     queues: Sequence[str] | None,
     free: Mapping[str, float] | None,
+    secret: str = "",
 ) -> Call[LeaseOut]:
     wait_s = min(max(wait_s, 0.0), MAX_LEASE_WAIT_S)
     body = LeaseIn(
@@ -77,10 +82,11 @@ def lease(
         LeaseOut.model_validate_json,
         body=body,
         hold_s=wait_s,
+        headers=_as(secret),
     )
 
 
-def report(worker_id: str, reports: Sequence[ReportIn]) -> Call[ReportBatchOut]:
+def report(worker_id: str, reports: Sequence[ReportIn], secret: str = "") -> Call[ReportBatchOut]:
     return Call(
         "POST",
         api_path("workers", worker_id, "report"),
@@ -88,7 +94,17 @@ def report(worker_id: str, reports: Sequence[ReportIn]) -> Call[ReportBatchOut]:
         body=ReportBatchIn(reports=list(reports)),
         # The server answers 409 only when it refused every report of the batch.
         conflict=StaleTokenError,
+        headers=_as(secret),
     )
+
+
+def deregister(worker_id: str, secret: str = "") -> Call[None]:
+    return replace(calls.deregister(worker_id), headers=_as(secret))
+
+
+def _as(secret: str) -> tuple[tuple[str, str], ...]:
+    """The header that says a call is this worker's own (server/worker_identity.py)."""
+    return ((WORKER_SECRET_HEADER, secret),) if secret else ()
 
 
 class WorkerConnection:
@@ -96,7 +112,8 @@ class WorkerConnection:
 
     404 on heartbeat, lease or deregister means the server does not know this worker id; 409
     means it declared the worker dead: register again. A report batch refused as a whole
-    raises StaleTokenError.
+    raises StaleTokenError. Each registration's secret is kept and sent with that worker id's
+    calls: a call for an id this connection did not register carries none.
     """
 
     def __init__(
@@ -108,13 +125,16 @@ class WorkerConnection:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._session = SyncSession(url, token=token, timeout_s=timeout_s, transport=transport)
+        self._secrets: dict[str, str] = {}
 
     @property
     def url(self) -> str:
         return self._session.url
 
     def register(self, registration: RegisterIn) -> RegisterOut:
-        return self._session.send(register(registration))
+        answer = self._session.send(register(registration))
+        self._secrets[answer.id] = answer.secret
+        return answer
 
     def heartbeat(
         self,
@@ -123,7 +143,9 @@ class WorkerConnection:
         metrics: Mapping[str, JSON] | None = None,
     ) -> HeartbeatOut:
         """Say the worker lives and holds `running`; the answer lists tasks to kill now."""
-        return self._session.send(heartbeat(worker_id, running, metrics))
+        return self._session.send(
+            heartbeat(worker_id, running, metrics, self._secrets.get(worker_id, ""))
+        )
 
     def lease(
         self,
@@ -137,17 +159,19 @@ class WorkerConnection:
         """Up to `max_tasks` tasks; waits up to `wait_s` (at most 60) for the first to be ready.
 
         The answer also says until when, at least, the leases run (see LeaseOut)."""
+        secret = self._secrets.get(worker_id, "")
         return self._session.send(
-            lease(worker_id, max_tasks, wait_s=wait_s, queues=queues, free=free)
+            lease(worker_id, max_tasks, wait_s=wait_s, queues=queues, free=free, secret=secret)
         )
 
     def report(self, worker_id: str, reports: Sequence[ReportIn]) -> list[AckOut]:
         """Record finished attempts; one ack per report, in order."""
-        return self._session.send(report(worker_id, reports)).acks
+        secret = self._secrets.get(worker_id, "")
+        return self._session.send(report(worker_id, reports, secret)).acks
 
     def deregister(self, worker_id: str) -> None:
         """Leave; tasks still leased to this worker go back to the queue without spending a retry."""
-        return self._session.send(calls.deregister(worker_id))
+        return self._session.send(deregister(worker_id, self._secrets.get(worker_id, "")))
 
     def close(self) -> None:
         self._session.close()

@@ -22,6 +22,17 @@ class Report:
     stderr_tail: str = ""
 
 
+def unstorable(report: Report, why: Exception) -> Report:
+    """`report` as a failed attempt that says why the store refused it, keeping nothing of what
+    the store could not hold: no result, no output."""
+    return Report(
+        report.task_id,
+        report.token,
+        Outcome.FAILED,
+        error=f"the server could not store this attempt's report ({why}); its result is lost",
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ReportAck:
     task_id: TaskId

@@ -13,17 +13,20 @@ from conveyor.core.states import (
     Outcome,
     TaskState,
 )
+from conveyor.core.text import clean_text
 from conveyor.core.types import TaskId, WorkerId
 from conveyor.engine.base import EngineCore
 from conveyor.engine.events import Changes
 from conveyor.engine.finishing import Ending
 from conveyor.engine.leasing import grant_leases, promote_due
-from conveyor.engine.reports import Report, ReportAck
+from conveyor.engine.reports import Report, ReportAck, unstorable
 from conveyor.engine.submitting import store_batch
 from conveyor.errors import (
     DuplicateKeyError,
+    InvalidSpecError,
     NotFoundError,
     StaleTokenError,
+    StoreRefusedError,
 )
 
 log = logging.getLogger(__name__)
@@ -76,6 +79,14 @@ class TaskOperations(EngineCore):
             # start (or expire) at the moment the wait began.
             now = self.clock.now()
             worker = self._live_worker(tx, worker_id)
+            if queues and not set(queues) <= set(worker.queues):
+                others = sorted(set(queues) - set(worker.queues))
+                raise InvalidSpecError(
+                    f"{', '.join(map(repr, others))}: not among the queues this worker "
+                    f"registered for ({', '.join(worker.queues)}); register with them to lease "
+                    "from them",
+                    field="queues",
+                )
             if worker.state is WorkerState.DRAINING:
                 return []
             if seen_within_s is not None and (now - worker.last_seen_at).total_seconds() > (
@@ -99,7 +110,25 @@ class TaskOperations(EngineCore):
 
     def report(self, worker_id: WorkerId, reports: Sequence[Report]) -> list[ReportAck]:
         """Record finished attempts. A report whose token is not the task's current lease is
-        refused and changes nothing: the task was re-leased, cancelled, or already recorded."""
+        refused and changes nothing: the task was re-leased, cancelled, or already recorded.
+
+        A report the store refuses for good (a result with text that has no UTF-8 form, say)
+        would be refused again at every retry, and with it every report sent in the same batch:
+        the others are recorded alone, and that attempt is recorded as failed, saying why.
+        """
+        try:
+            return self._record_reports(worker_id, reports)
+        except StoreRefusedError as exc:
+            if len(reports) > 1:
+                return [ack for r in reports for ack in self.report(worker_id, [r])]
+            (refused,) = reports
+            log.warning(
+                "the store refused a report; its attempt is recorded as failed",
+                extra={"task_id": refused.task_id, "token": refused.token, "error": str(exc)},
+            )
+            return self._record_reports(worker_id, [unstorable(refused, exc)])
+
+    def _record_reports(self, worker_id: WorkerId, reports: Sequence[Report]) -> list[ReportAck]:
         changes = Changes()
         acks: list[ReportAck] = []
         with self.store.transaction() as tx:
@@ -130,10 +159,10 @@ class TaskOperations(EngineCore):
                             task,
                             r.outcome,
                             r.result,
-                            r.error,
-                            r.traceback,
-                            r.stdout_tail,
-                            r.stderr_tail,
+                            _cleaned(r.error),
+                            _cleaned(r.traceback),
+                            clean_text(r.stdout_tail),
+                            clean_text(r.stderr_tail),
                         )
                     )
                     ended.add(task.id)
@@ -174,6 +203,13 @@ class TaskOperations(EngineCore):
             count = promote_due(tx, self.clock.now(), changes)
         self.events.publish(changes)
         return count
+
+
+def _cleaned(text: str | None) -> str | None:
+    """Text stored the same way on every store: NUL and lone surrogates (which PostgreSQL, or
+    every store, would refuse) become U+FFFD. An attempt's error and output are the task's, and
+    refusing them would lose the attempt."""
+    return None if text is None else clean_text(text)
 
 
 def _stale_detail(task: Task, token: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
@@ -57,6 +58,12 @@ class WorkerOperations(EngineCore):
             tx.insert_worker(worker)
         log.info("worker registered", extra={"worker_id": worker.id, "worker_name": name})
         return worker
+
+    def worker_identity_key(self) -> bytes:
+        """The key that binds a worker's calls to its registration (server/worker_identity.py),
+        the same for every server of this database."""
+        with self.store.transaction() as tx:
+            return tx.shared_secret("worker-identity", secrets.token_bytes(32))
 
     def heartbeat(
         self,

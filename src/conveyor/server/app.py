@@ -70,7 +70,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
         (API_PREFIX, tasks.router, auth.CLIENT),
         (API_PREFIX, workers.worker_router, auth.WORKER),  # register, heartbeat, lease, report
         (API_PREFIX, workers.router, auth.CLIENT),  # list and read workers
-        (API_PREFIX, workers.admin_router, auth.ADMIN),  # deregister
+        (API_PREFIX, workers.self_router, auth.WORKER),  # deregister: admin, or itself
         (API_PREFIX, schedules.router, auth.CLIENT),
         (API_PREFIX, system.router, auth.CLIENT),  # status, monitor
         (API_PREFIX, dashboard_api.router, auth.CLIENT),
@@ -94,7 +94,9 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
     # Added last, so outermost: a request without a valid token is refused before its body is read.
     app.add_middleware(BodyLimit, max_body_bytes=ctx.settings.max_body_bytes)
     app.add_middleware(RequestText)  # a NUL in the path or the query: 422, as in a body
-    app.add_middleware(auth.Authorizer, tokens=ctx.settings.tokens, index=index)
+    app.add_middleware(
+        auth.Authorizer, tokens=ctx.settings.tokens, index=index, identities=ctx.identities
+    )
     if ctx.settings.tokens:
         _document_tokens(app, index)
     return app

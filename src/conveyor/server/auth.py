@@ -4,8 +4,11 @@
 | ------ | --------------------------------------------------------------------------------- |
 | client | tasks (submit, read, wait, cancel, retry, delete), schedules, reading workers,   |
 |        | status, monitor, the dashboard's views, /metrics                                  |
-| worker | the worker side: register, heartbeat, lease, report                               |
-| admin  | everything, and it alone deregisters workers (`DELETE /workers/{id}`)             |
+| worker | the worker side: register, heartbeat, lease, report, deregister itself            |
+| admin  | everything, and it alone deregisters other workers (`DELETE /workers/{id}`)       |
+
+A worker token says that a caller is a worker, not which one: a call acting for worker W must
+also carry W's own secret, handed out when it registered (`worker_identity.py`).
 
 `/health`, `/docs`, `/openapi.json` and the dashboard's page and assets are open: a load balancer
 checks health without a token, and the page asks for one when its first API call answers 401.
@@ -38,6 +41,8 @@ from fastapi import APIRouter
 from fastapi.routing import APIRoute
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from conveyor.server.worker_identity import HEADER, WorkerSecrets, acting_for, presented_secret
 
 log = logging.getLogger(__name__)
 
@@ -237,10 +242,17 @@ _UNSET = _Unset()
 class Authorizer:
     """ASGI middleware: 401 without a known token, 403 when its role may not call the route."""
 
-    def __init__(self, app: ASGIApp, tokens: Tokens, index: AccessIndex) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        tokens: Tokens,
+        index: AccessIndex,
+        identities: WorkerSecrets | None = None,
+    ) -> None:
         self.app = app
         self.tokens = tokens
         self.index = index
+        self.identities = identities
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.tokens:
@@ -274,6 +286,22 @@ class Authorizer:
                 403,
                 f"a {role} token may not call {scope['method']} {scope['path']}; "
                 f"it needs a {access.describe()} token",
+                'Bearer realm="conveyor", error="insufficient_scope"',
+            )
+            return
+        worker_id = acting_for(scope["method"], _route_path(scope))
+        if (
+            role is not Role.ADMIN
+            and worker_id is not None
+            and self.identities is not None
+            and not self.identities.holds(worker_id, presented_secret(scope["headers"]))
+        ):
+            self._log(scope, f"no valid secret of worker {worker_id}", role=role)
+            await _refuse(
+                send,
+                403,
+                f"this call acts for worker {worker_id}: send the secret its registration "
+                f"answered, in the {HEADER} header (or use an admin token)",
                 'Bearer realm="conveyor", error="insufficient_scope"',
             )
             return

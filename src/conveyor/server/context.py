@@ -19,6 +19,7 @@ from conveyor.server.settings import ServerSettings
 from conveyor.server.throughput import RollingCount
 from conveyor.server.timers import Timers
 from conveyor.server.waiters import Waiters
+from conveyor.server.worker_identity import WorkerSecrets
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -35,6 +36,7 @@ class ServerContext:
     metrics: ServerMetrics
     monitoring: Monitoring
     commits: GroupCommit
+    identities: WorkerSecrets
 
     @classmethod
     def build(
@@ -57,6 +59,7 @@ class ServerContext:
                 inline_when_idle=bool(getattr(engine.store, "writes_on_loop", False)),
                 committers=int(getattr(engine.store, "parallel_writes", 1)),
             ),
+            identities=WorkerSecrets(engine.worker_identity_key()),
         )
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -169,6 +169,12 @@ class StoreTx(Protocol):
         sighting of every live worker `by` later."""
         ...
 
+    # secrets the servers of one database share
+    def shared_secret(self, name: str, new: bytes) -> bytes:
+        """The secret stored under `name`; `new` is stored, and returned, if there is none yet
+        (the first of several servers to ask decides, the others read it)."""
+        ...
+
     # schedules
     def put_schedule(self, schedule: Schedule) -> None:
         """Insert or replace a schedule by name."""

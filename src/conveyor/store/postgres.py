@@ -493,6 +493,15 @@ class PostgresTx:
             (seconds,),
         )
 
+    # secrets
+    def shared_secret(self, name: str, new: bytes) -> bytes:
+        self.conn.execute(
+            "INSERT INTO shared_secrets (name, value) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (name, new.hex()),
+        )
+        row = self.conn.execute("SELECT value FROM shared_secrets WHERE name = %s", (name,))
+        return bytes.fromhex(row.fetchone()[0])  # type: ignore[index]
+
     # schedules
     def put_schedule(self, schedule: Schedule) -> None:
         cols = codec.SCHEDULE_COLUMNS

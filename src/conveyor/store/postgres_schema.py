@@ -165,6 +165,16 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE schedules ADD COLUMN last_error_at double precision;
         """,
     ),
+    (
+        5,
+        """
+        -- Secrets every server of this database uses alike (the worker identity key).
+        CREATE TABLE shared_secrets (
+            name text PRIMARY KEY,
+            value text NOT NULL
+        );
+        """,
+    ),
 ]
 
 COMPACT_COUNTS = """

@@ -548,6 +548,15 @@ class SQLiteTx:
             (seconds,),
         )
 
+    # secrets
+    def shared_secret(self, name: str, new: bytes) -> bytes:
+        self._conn.execute(
+            "INSERT INTO shared_secrets (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            (name, new.hex()),
+        )
+        row = self._conn.execute("SELECT value FROM shared_secrets WHERE name = ?", (name,))
+        return bytes.fromhex(row.fetchone()[0])
+
     # schedules
     def put_schedule(self, schedule: Schedule) -> None:
         cols = codec.SCHEDULE_COLUMNS

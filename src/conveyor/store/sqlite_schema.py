@@ -154,4 +154,14 @@ MIGRATIONS: list[tuple[int, str]] = [
         ) STRICT, WITHOUT ROWID;
         """,
     ),
+    (
+        7,
+        """
+        -- Secrets every server of this database uses alike (the worker identity key).
+        CREATE TABLE shared_secrets (
+            name TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        ) STRICT, WITHOUT ROWID;
+        """,
+    ),
 ]

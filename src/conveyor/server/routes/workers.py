@@ -32,7 +32,7 @@ from conveyor.server.reports import acks_out, engine_reports
 
 worker_router = APIRouter(prefix="/workers", tags=["workers"], responses=COMMON_RESPONSES)
 router = APIRouter(prefix="/workers", tags=["workers"], responses=COMMON_RESPONSES)
-admin_router = APIRouter(prefix="/workers", tags=["workers"], responses=COMMON_RESPONSES)
+self_router = APIRouter(prefix="/workers", tags=["workers"], responses=COMMON_RESPONSES)
 
 GONE: dict[int | str, dict[str, object]] = {
     409: {"description": "The worker was declared dead or deregistered: register again."}
@@ -53,7 +53,10 @@ async def register_worker(body: RegisterIn, ctx: Ctx) -> RegisterOut:
     )
     settings = ctx.engine.settings
     return RegisterOut(
-        id=worker.id, heartbeat_interval_s=settings.heartbeat_interval_s, lease_s=settings.lease_s
+        id=worker.id,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+        lease_s=settings.lease_s,
+        secret=ctx.identities.issue(worker.id),
     )
 
 
@@ -71,9 +74,10 @@ async def get_worker(worker_id: str, ctx: Ctx) -> WorkerOut:
     return WorkerOut.of(worker, running)
 
 
-@admin_router.delete("/{worker_id}", status_code=204, responses=NOT_FOUND)
+@self_router.delete("/{worker_id}", status_code=204, responses=NOT_FOUND)
 async def deregister_worker(worker_id: str, ctx: Ctx) -> Response:
     """Deregister a worker; its running tasks are queued again at once, without spending a retry.
+    An admin may deregister any worker; a worker token only itself, with its secret.
 
     Meant for a worker that has stopped: one that is only paused or cut off may still start a
     task it prefetched while another worker runs it. A silent worker is declared dead on its own,
