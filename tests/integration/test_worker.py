@@ -47,8 +47,9 @@ DONE_S = 15.0
 class LiveServer:
     """The real app under uvicorn in a thread. stop() and start() again keep the port and db."""
 
-    def __init__(self, db: Path, port: int) -> None:
+    def __init__(self, db: Path, port: int, settings: EngineSettings = ENGINE_SETTINGS) -> None:
         self.db = db
+        self.settings = settings
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self._server: uvicorn.Server | None = None
@@ -57,7 +58,7 @@ class LiveServer:
 
     def start(self) -> None:
         self._store = SQLiteStore(self.db)
-        self.engine = Engine(self._store, settings=ENGINE_SETTINGS)
+        self.engine = Engine(self._store, settings=self.settings)
         self.app = create_app(self.engine, ServerSettings(port=self.port, timer_interval_s=0.1))
         config = uvicorn.Config(
             self.app,
@@ -162,7 +163,8 @@ class Announcements:
     """A Unix socket that `announce_then_sleep` handlers send their child's pid to."""
 
     def __init__(self) -> None:
-        self.address = f"\0conveyor-worker-test-{uuid.uuid4().hex}"
+        # A path, not an abstract name: a task's arguments may not hold a NUL character.
+        self.address = f"/tmp/conveyor-test-{uuid.uuid4().hex[:12]}.sock"
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.bind(self.address)
         self._sock.listen()
@@ -175,6 +177,7 @@ class Announcements:
 
     def close(self) -> None:
         self._sock.close()
+        Path(self.address).unlink(missing_ok=True)
 
 
 @pytest.fixture

@@ -92,7 +92,7 @@ def reporting(books: Bookkeeping, server: ScriptedServer) -> Iterator[None]:
 
 
 def finish(books: Bookkeeping, *reports: ReportIn) -> None:
-    books.leased([assignment(r.task_id) for r in reports], start_by=math.inf)
+    books.leased([assignment(r.task_id) for r in reports], start_by=math.inf, worker_id="w1")
     for r in reports:
         books.finished(r.task_id, r.token, r)
 
@@ -154,6 +154,7 @@ def test_room_and_resources_follow_leases(books: Bookkeeping) -> None:
     books.leased(
         [assignment("a", gpu=1.0), assignment("b"), assignment("c"), assignment("d")],
         start_by=math.inf,
+        worker_id="w1",
     )
     assert books.free_resources() == {"gpu": 0.0}
     got_room = threading.Event()
@@ -173,12 +174,65 @@ def test_room_and_resources_follow_leases(books: Bookkeeping) -> None:
 
 
 def test_only_unfinished_tasks_are_stopped(books: Bookkeeping) -> None:
-    books.leased([assignment("a"), assignment("b")], start_by=math.inf)
+    books.leased([assignment("a"), assignment("b")], start_by=math.inf, worker_id="w1")
     books.finished("a", 1, report("a"))
-    assert books.void(["a", "b", "unknown"]) == ["b"]
-    assert (books.is_void("a"), books.is_void("b")) == (False, True)
+    assert books.void([("a", 1), ("b", 1), ("unknown", 1)]) == [("b", 1)]
+    assert (books.is_void("a", 1), books.is_void("b", 1)) == (False, True)
+    assert books.void([("b", 1)]) == [], "already being stopped"
+    assert books.held_leases() == [("a", 1)], "a void lease is not extended"
     books.finished("b", 1, None)  # dropped: its lease is gone, no report
     assert books.held_leases() == [("a", 1)]
+
+
+def test_a_newer_lease_of_a_task_voids_the_older_one_and_only_it() -> None:
+    books = Bookkeeping(2, {"gpu": 1.0})
+    assert books.leased([assignment("a", gpu=1.0)], start_by=math.inf, worker_id="w1") == []
+    # Leased again (token 2) while token 1's execution is still being killed: two leases of
+    # one task are held, each with its own resources, and only the old one is void.
+    stop = books.leased([assignment("a", 2, gpu=1.0)], start_by=math.inf, worker_id="w2")
+    assert stop == [("a", 1)]
+    assert (books.is_void("a", 1), books.is_void("a", 2)) == (True, False)
+    assert books.held_leases() == [("a", 2)]
+    assert books.free_resources() == {"gpu": -1.0}
+    books.finished("a", 1, None)  # the old execution is gone: its slot and gpu are free
+    assert books.free_resources() == {"gpu": 0.0}
+    assert books.wait_for_room() == 1
+    assert not books.is_void("a", 2)
+    assert books.held_leases() == [("a", 2)]
+
+
+def test_a_forgotten_registration_voids_its_leases_even_those_still_arriving() -> None:
+    books = Bookkeeping(4, {})
+    books.leased([assignment("a"), assignment("b")], start_by=math.inf, worker_id="w1")
+    books.finished("a", 1, report("a"))  # ended: its report goes out and is answered
+    assert books.forget("w1") == [("b", 1)]
+    # A long-poll made under w1 answers after the server forgot w1: void on arrival.
+    assert books.leased([assignment("c")], start_by=math.inf, worker_id="w1") == [("c", 1)]
+    assert books.leased([assignment("d")], start_by=math.inf, worker_id="w2") == []
+    assert books.held_leases() == [("a", 1), ("d", 1)]
+    assert books.wait_for_room() == 1  # b, c and d occupy three of four until they end
+
+
+def test_renewing_a_forgotten_registration_voids_it_first_and_once() -> None:
+    events: list[str] = []
+
+    def script(path: str, body: dict[str, Any]) -> httpx.Response:
+        events.append("register")
+        worker_id = f"w{events.count('register')}"
+        return httpx.Response(201, json={"id": worker_id, "heartbeat_interval_s": 1, "lease_s": 10})
+
+    conn = WorkerConnection(URL, transport=httpx.MockTransport(ScriptedServer(script)))
+    registration = Registration(
+        conn,
+        RegisterIn(name="w", host="h", pid=1, concurrency=1),
+        threading.Event(),
+        on_forgotten=lambda worker_id: events.append(f"forget {worker_id}"),
+    )
+    assert registration.register()
+    assert registration.renew("w1") and registration.renew("w1")  # the second finds w2
+    assert events == ["register", "forget w1", "register"]
+    assert registration.id == "w2"
+    conn.close()
 
 
 def test_threads_that_find_the_worker_forgotten_register_it_once() -> None:

@@ -159,25 +159,32 @@ class ProcessPool:
             if self._wake_up.fd in ready:
                 self._wake_up.clear()
 
-    def cancel(self, task_id: TaskId) -> bool:
-        """Kill the child running `task_id`; a later wait() reports it CANCELLED. Thread-safe.
+    def cancel(self, task_id: TaskId, token: Token | None = None) -> bool:
+        """Kill the child running `task_id` under the lease `token` (any lease, if None); a
+        later wait() reports it CANCELLED. Thread-safe.
 
-        Returns False if the task is not running here. Once this returns True the outcome is
-        CANCELLED, even if the handler was finishing at that very moment.
+        Returns False if no such execution runs here. Once this returns True the outcome is
+        CANCELLED, even if the handler was finishing at that very moment. The slot stays taken
+        until wait() has seen the child gone and replaced it.
         """
+        found = False
         with self._lock:
             if self._closed:
                 return False
             for child in self._children:
-                if child.execution is not None and child.execution.task_id == task_id:
+                execution = child.execution
+                if (
+                    execution is not None
+                    and execution.task_id == task_id
+                    and (token is None or execution.token == token)
+                ):
+                    found = True
                     if not child.cancelled:
                         child.cancelled = True
                         processes.kill(child.process)
-                    break
-            else:
-                return False
-        self.wake()
-        return True
+        if found:
+            self.wake()
+        return found
 
     def wake(self) -> None:
         """Make a blocked wait() return now, or the next wait() return at once. Thread-safe."""

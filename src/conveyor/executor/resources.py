@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from conveyor.core.types import TaskId
+from collections.abc import Hashable, Mapping
 
 
 class ResourceLedger:
-    """Resources held by leased tasks, by task id. Not thread-safe: the caller guards it."""
+    """Resources held by leased tasks, by lease (a task id, or a task id and a fencing token:
+    two leases of one task may be held at once while the older one's execution is killed).
+    Not thread-safe: the caller guards it."""
 
     def __init__(self, advertised: Mapping[str, float]) -> None:
         self.advertised = dict(advertised)
-        self._held: dict[TaskId, Mapping[str, float]] = {}
+        self._held: dict[Hashable, Mapping[str, float]] = {}
 
-    def hold(self, task_id: TaskId, resources: Mapping[str, float]) -> None:
-        self._held[task_id] = resources
+    def hold(self, lease: Hashable, resources: Mapping[str, float]) -> None:
+        self._held[lease] = resources
 
-    def release(self, task_id: TaskId) -> None:
-        self._held.pop(task_id, None)
+    def release(self, lease: Hashable) -> None:
+        self._held.pop(lease, None)
 
     def free(self) -> dict[str, float]:
         free = dict(self.advertised)

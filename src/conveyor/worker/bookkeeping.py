@@ -67,13 +67,16 @@ class Bookkeeping:
         self._held: set[Lease] = set()
         self._start_by: dict[Lease, float] = {}
         """Leases not yet ended: the last moment to start each (see start_by())."""
-        self._busy = 0
-        """Leases handed over whose execution has not ended (waiting to start, or running)."""
         self._resources = ResourceLedger(advertised)
-        self._unfinished: set[TaskId] = set()
-        """Leased tasks whose execution has not ended (waiting to start, or running)."""
-        self._void: set[TaskId] = set()
-        """Tasks the server told us to stop: their results would be refused, so none is sent."""
+        self._unfinished: dict[Lease, str] = {}
+        """Leases whose execution has not ended (waiting to start, or running), each with the
+        worker id it was leased under. Their number is what occupies the capacity."""
+        self._void: set[Lease] = set()
+        """Leases the server no longer counts as ours (stopped, superseded by a newer lease of
+        the same task, or held under an identity it forgot): their executions are killed or
+        never started, and no result is sent."""
+        self._forgotten: set[str] = set()
+        """Worker ids the server forgot: a lease still arriving under one is void at once."""
         self._outbox: list[ReportIn] = []
         self._in_flight = 0
         """Reports the reporter has taken and the server has not answered yet."""
@@ -109,22 +112,39 @@ class Bookkeeping:
         with self._cond:
             while self._leasing and not self._wants_more():
                 self._room.wait()
-            return self.capacity - self._busy if self._leasing else 0
+            return self.capacity - len(self._unfinished) if self._leasing else 0
 
     def _wants_more(self) -> bool:
-        room = self.capacity - self._busy
+        busy = len(self._unfinished)
+        room = self.capacity - busy
         # No prefetched task waits: a slot is free, or will be the moment a task ends.
-        starving = self._busy <= self.slots
+        starving = busy <= self.slots
         return room > 0 and (starving or room >= self.refill)
 
-    def leased(self, assignments: Sequence[AssignmentOut], *, start_by: float) -> None:
+    def leased(
+        self, assignments: Sequence[AssignmentOut], *, start_by: float, worker_id: str
+    ) -> list[Lease]:
+        """Take over the leases a lease call under `worker_id` returned. Returns the leases
+        whose executions must be stopped now: older leases of the same tasks (a task is leased
+        again only once its previous lease is over) and, if the server has forgotten
+        `worker_id` meanwhile, the new ones themselves."""
         with self._cond:
+            stop: list[Lease] = []
             for a in assignments:
-                self._held.add((a.task_id, a.token))
-                self._start_by[a.task_id, a.token] = start_by
-                self._unfinished.add(a.task_id)
-                self._busy += 1
-                self._resources.hold(a.task_id, a.resources)
+                lease = (a.task_id, a.token)
+                stop += [
+                    old
+                    for old in self._unfinished
+                    if old[0] == a.task_id and old[1] < a.token and old not in self._void
+                ]
+                self._held.add(lease)
+                self._start_by[lease] = start_by
+                self._unfinished[lease] = worker_id
+                self._resources.hold(lease, a.resources)
+                if worker_id in self._forgotten:
+                    stop.append(lease)
+            self._void.update(stop)
+            return stop
 
     def free_resources(self) -> dict[str, float]:
         with self._cond:
@@ -161,17 +181,17 @@ class Bookkeeping:
         `report=None` drops the lease without a word to the server: it is void already.
         `ran_s`, how long it ran, tunes an automatic prefetch.
         """
+        lease = (task_id, token)
         with self._cond:
             if ran_s is not None:
                 last = self._task_s
                 self._task_s = ran_s if last is None else 0.8 * last + 0.2 * ran_s
-            self._busy -= 1
-            self._unfinished.discard(task_id)
-            self._start_by.pop((task_id, token), None)
-            self._resources.release(task_id)
+            self._unfinished.pop(lease, None)
+            self._start_by.pop(lease, None)
+            self._resources.release(lease)
             if report is None:
-                self._held.discard((task_id, token))
-                self._void.discard(task_id)
+                self._held.discard(lease)
+                self._void.discard(lease)
                 self._settled += 1
                 self._cond.notify_all()
             else:
@@ -180,9 +200,9 @@ class Bookkeeping:
             if self._wants_more():
                 self._room.notify()
 
-    def is_void(self, task_id: TaskId) -> bool:
+    def is_void(self, task_id: TaskId, token: Token) -> bool:
         with self._cond:
-            return task_id in self._void
+            return (task_id, token) in self._void
 
     def lapsed(self, task_id: TaskId, token: Token) -> bool:
         """Too late to start: the lease may be over, with no heartbeat known to have extended it
@@ -193,8 +213,10 @@ class Bookkeeping:
     # ---- heartbeats ------------------------------------------------------------------------------
 
     def held_leases(self) -> list[Lease]:
+        """The leases to extend: held and not void (the server has disowned those already).
+        At most one per task, since a newer lease of a task voids the older ones."""
         with self._cond:
-            return sorted(self._held)
+            return sorted(self._held - self._void)
 
     def extended(self, leases: Iterable[Lease], *, start_by: float) -> None:
         """A heartbeat extended these leases: they may start until `start_by` now."""
@@ -203,14 +225,31 @@ class Bookkeeping:
                 if lease in self._start_by:
                     self._start_by[lease] = max(self._start_by[lease], start_by)
 
-    def void(self, task_ids: Iterable[TaskId]) -> list[TaskId]:
+    def void(self, leases: Iterable[Lease]) -> list[Lease]:
         """The server no longer counts these leases as ours; return those still to be stopped.
 
-        A task that has finished already is left alone: its report is on its way, and the
-        server will answer it (refused, or accepted if the heartbeat merely crossed it).
+        A lease whose execution has finished already is left alone: its report is on its way,
+        and the server will answer it (refused, or accepted if the heartbeat merely crossed it).
+        One already void is not returned again: its execution is being stopped.
         """
         with self._cond:
-            stopped = [task_id for task_id in task_ids if task_id in self._unfinished]
+            stopped = [
+                lease for lease in leases if lease in self._unfinished and lease not in self._void
+            ]
+            self._void.update(stopped)
+            return stopped
+
+    def forget(self, worker_id: str) -> list[Lease]:
+        """The server forgot the registration `worker_id` (deregistered, or declared dead): it
+        has put each of its tasks back in the queue, or will once the lease is over. Void every
+        lease held under it, now and as it arrives; return those whose executions must stop."""
+        with self._cond:
+            self._forgotten.add(worker_id)
+            stopped = [
+                lease
+                for lease, leased_by in self._unfinished.items()
+                if leased_by == worker_id and lease not in self._void
+            ]
             self._void.update(stopped)
             return stopped
 
@@ -233,7 +272,6 @@ class Bookkeeping:
             self._in_flight -= len(reports)
             for r in reports:
                 self._held.discard((r.task_id, r.token))
-                self._void.discard(r.task_id)
             self._settled += 1
             self._cond.notify_all()
 

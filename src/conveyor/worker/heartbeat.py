@@ -15,12 +15,11 @@ from collections.abc import Callable
 import psutil
 
 from conveyor.client.worker_api import WorkerConnection
-from conveyor.core.types import JSON, TaskId
+from conveyor.core.types import JSON
 from conveyor.errors import ConflictError, ConveyorError, NotFoundError
-from conveyor.executor import ProcessPool
 from conveyor.hostmetrics import SystemMetrics
 from conveyor.worker.backoff import TRANSIENT_ERRORS
-from conveyor.worker.bookkeeping import Bookkeeping, start_by
+from conveyor.worker.bookkeeping import Bookkeeping, Lease, start_by
 from conveyor.worker.registration import Registration
 
 log = logging.getLogger(__name__)
@@ -32,16 +31,16 @@ class Heartbeater:
         conn: WorkerConnection,
         registration: Registration,
         books: Bookkeeping,
-        pool: ProcessPool,
         metrics: SystemMetrics,
         *,
+        stop_leases: Callable[[list[Lease]], None],
         halt: threading.Event,
         on_drain: Callable[[str], None],
     ) -> None:
         self._conn = conn
         self._registration = registration
         self._books = books
-        self._pool = pool
+        self._stop_leases = stop_leases
         self._metrics = metrics
         self._halt = halt
         self._on_drain = on_drain
@@ -59,11 +58,8 @@ class Heartbeater:
             answer = self._conn.heartbeat(worker_id, held, self._sample())
         except (NotFoundError, ConflictError):
             # Declared dead (each task goes back to the queue as its lease runs out) or removed
-            # (they went back at once): nothing extends this identity's leases any more. Stop
-            # them all rather than run on as zombies, then register anew.
-            self._stop(
-                worker_id, self._books.void(task_id for task_id, _ in self._books.held_leases())
-            )
+            # (they went back at once): nothing extends this identity's leases any more. renew()
+            # stops them all rather than run on as zombies, then registers anew.
             self._registration.renew(worker_id)
             return
         except ConveyorError as exc:
@@ -76,26 +72,22 @@ class Heartbeater:
         if self._unreachable:
             log.warning("the server answers heartbeats again", extra={"worker_id": worker_id})
             self._unreachable = False
+        # `stop` names tasks; `held` has at most one lease per task (bookkeeping voids a
+        # task's older leases), so each name means exactly the lease this heartbeat listed.
         stopped = set(answer.stop)
         self._books.extended(
             (lease for lease in held if lease[0] not in stopped),
             start_by=start_by(sent_at, answer.lease_s),
         )
-        self._stop(worker_id, self._books.void(answer.stop))
+        void = self._books.void(lease for lease in held if lease[0] in stopped)
+        if void:
+            log.info(
+                f"the server stopped {len(void)} task(s); killing them",
+                extra={"worker_id": worker_id, "task_ids": [task_id for task_id, _ in void]},
+            )
+            self._stop_leases(void)
         if answer.drain:
             self._on_drain("the server asked this worker to drain")
-
-    def _stop(self, worker_id: str, stopped: list[TaskId]) -> None:
-        """Kill the executions of leases the server no longer counts as this worker's."""
-        if not stopped:
-            return
-        log.info(
-            f"the server stopped {len(stopped)} task(s); killing them",
-            extra={"worker_id": worker_id, "task_ids": stopped},
-        )
-        for task_id in stopped:
-            self._pool.cancel(task_id)
-        self._pool.wake()  # the main loop drops the ones it has not started yet
 
     def _sample(self) -> dict[str, JSON] | None:
         try:

@@ -24,7 +24,7 @@ from conveyor.client.worker_api import WorkerConnection
 from conveyor.errors import ConflictError, ConveyorError, NotFoundError
 from conveyor.executor import ProcessPool
 from conveyor.worker.backoff import TRANSIENT_ERRORS, Backoff
-from conveyor.worker.bookkeeping import Bookkeeping, start_by
+from conveyor.worker.bookkeeping import Bookkeeping, Lease, start_by
 from conveyor.worker.registration import Registration
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ class Leaser:
         pool: ProcessPool,
         inbox: queue.SimpleQueue[AssignmentOut],
         *,
+        stop_leases: Callable[[list[Lease]], None],
         queues: Sequence[str],
         wait_s: float,
         burst: bool,
@@ -50,6 +51,7 @@ class Leaser:
         self._books = books
         self._pool = pool
         self._inbox = inbox
+        self._stop_leases = stop_leases
         self._queues = list(queues)
         # Burst mode must learn at once that the queue is empty; it waits on its own tasks instead.
         self._wait_s = 0.0 if burst else wait_s
@@ -66,14 +68,24 @@ class Leaser:
             # Both read before the call: an empty answer while idle is what ends a burst.
             idle, settled = self._books.idle(), self._books.settled_count()
             asked_at = time.monotonic()
-            answer = self._lease(room)
+            worker_id = self._registration.id
+            answer = self._lease(worker_id, room)
             if answer is None:
                 continue
             tasks = answer.tasks
             if tasks:
-                self._books.leased(
-                    tasks, start_by=start_by(asked_at + answer.waited_s, answer.lease_s)
+                superseded = self._books.leased(
+                    tasks,
+                    start_by=start_by(asked_at + answer.waited_s, answer.lease_s),
+                    worker_id=worker_id,
                 )
+                if superseded:
+                    log.info(
+                        f"{len(superseded)} lease(s) superseded or held under a forgotten "
+                        "registration; killing their executions",
+                        extra={"worker_id": worker_id, "leases": superseded},
+                    )
+                    self._stop_leases(superseded)
                 for task in tasks:
                     self._inbox.put(task)
                 self._pool.wake()
@@ -89,9 +101,8 @@ class Leaser:
                 # wait a little rather than ask again in a tight loop.
                 self._halt.wait(self._backoff.next_delay_s())
 
-    def _lease(self, room: int) -> LeaseOut | None:
+    def _lease(self, worker_id: str, room: int) -> LeaseOut | None:
         """Up to `room` tasks; None after an error (retry after the delay it set)."""
-        worker_id = self._registration.id
         try:
             return self._conn.lease(
                 worker_id,

@@ -1,14 +1,18 @@
 """The worker's identity on the server, and getting a new one when the server forgets the old.
 
 A server that has not heard from a worker for a while declares it dead: it extends none of its
-leases any more, and runs each of its tasks elsewhere once the lease is over. When the worker
-is heard from again (heartbeat 404 or 409) it stops those tasks and registers anew.
+leases any more, and runs each of its tasks elsewhere once the lease is over; an admin who
+deregisters a worker puts its tasks back in the queue at once. When the worker is heard from
+again (a 404 or 409 to any call) every lease it held under the old id is void: renew() hands
+them to `on_forgotten`, which kills their executions, before it registers anew, so that the
+new identity, which may well lease the same tasks again, never runs a second copy.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from conveyor.api.schemas import RegisterIn
 from conveyor.client.worker_api import WorkerConnection
@@ -24,10 +28,18 @@ class Registration:
     find the identity stale at once register only once.
     """
 
-    def __init__(self, conn: WorkerConnection, request: RegisterIn, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        conn: WorkerConnection,
+        request: RegisterIn,
+        stop: threading.Event,
+        *,
+        on_forgotten: Callable[[str], None] = lambda worker_id: None,
+    ) -> None:
         self._conn = conn
         self._request = request
         self._stop = stop
+        self._on_forgotten = on_forgotten
         self._lock = threading.Lock()
         self.id = ""
         self.heartbeat_interval_s = 5.0
@@ -50,6 +62,7 @@ class Registration:
                 "the server no longer knows this worker; registering again",
                 extra={"worker_id": stale_id},
             )
+            self._on_forgotten(stale_id)
             return self._register()
 
     def _register(self) -> bool:

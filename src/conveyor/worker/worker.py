@@ -39,12 +39,11 @@ from conveyor.api.schemas import AssignmentOut, RegisterIn, ReportIn
 from conveyor.client.worker_api import WorkerConnection
 from conveyor.clock import SystemClock
 from conveyor.core.states import Outcome
-from conveyor.core.types import TaskId
 from conveyor.errors import ConveyorError
 from conveyor.executor import Execution, ExecutionResult, ProcessPool
 from conveyor.hostmetrics import SystemMetrics, advertised_resources
 from conveyor.ledger.records import ExecutionLedger
-from conveyor.worker.bookkeeping import Bookkeeping
+from conveyor.worker.bookkeeping import Bookkeeping, Lease
 from conveyor.worker.config import WorkerConfig
 from conveyor.worker.heartbeat import Heartbeater
 from conveyor.worker.leasing import Leaser
@@ -89,7 +88,7 @@ class Worker:
         self._inbox: queue.SimpleQueue[AssignmentOut] = queue.SimpleQueue()
         self._waiting: collections.deque[AssignmentOut] = collections.deque()
         """Leased, not started: prefetched tasks waiting for a slot (main thread only)."""
-        self._handing_back: set[TaskId] = set()
+        self._handing_back: set[Lease] = set()
         self._ledger: ExecutionLedger | None = None
         self._clock = SystemClock()
         self.registration: Registration | None = None
@@ -142,7 +141,10 @@ class Worker:
                 auto_prefetch=config.prefetch is None,
             )
             registration = self.registration = Registration(
-                self._conn, self._registration_request(books), self._stop_requested
+                self._conn,
+                self._registration_request(books),
+                self._stop_requested,
+                on_forgotten=lambda worker_id: self._stop_leases(books.forget(worker_id)),
             )
             if not registration.register():
                 return 0  # stopped before the server could be reached
@@ -151,14 +153,15 @@ class Worker:
             threads = [
                 self._thread("leaser", Leaser(
                     self._conn, registration, books, pool, self._inbox,
-                    queues=config.queues, wait_s=config.lease_wait_s, burst=config.burst,
+                    stop_leases=self._stop_leases, queues=config.queues,
+                    wait_s=config.lease_wait_s, burst=config.burst,
                     halt=self._halt, on_burst_done=self._on_burst_done,
                 ).run),
                 self._thread("reporter", Reporter(
                     self._conn, registration, books, halt=self._halt
                 ).run),
                 self._thread("heartbeat", Heartbeater(
-                    self._conn, registration, books, pool, metrics,
+                    self._conn, registration, books, metrics, stop_leases=self._stop_leases,
                     halt=self._halt, on_drain=self._on_drain,
                 ).run),
             ]  # fmt: skip
@@ -194,14 +197,14 @@ class Worker:
                 and not killed
                 and (self._force or time.monotonic() >= grace_ends_at)
             ):
-                running = [task_id for task_id, _ in pool.running]
+                running = pool.running
                 log.warning(
                     f"grace period over: killing and handing back {len(running)} task(s)",
-                    extra={"task_ids": running},
+                    extra={"task_ids": [task_id for task_id, _ in running]},
                 )
                 self._handing_back.update(running)
-                for task_id in running:
-                    pool.cancel(task_id)
+                for task_id, token in running:
+                    pool.cancel(task_id, token)
                 killed = True
 
     def _start_assigned(self, pool: ProcessPool, books: Bookkeeping, *, hand_back: bool) -> None:
@@ -211,10 +214,15 @@ class Worker:
                 self._waiting.append(self._inbox.get_nowait())
             except queue.Empty:
                 break
+        # Tasks whose older execution is still being killed (a lease superseded by this one):
+        # they start once it is gone, so one task never runs twice at once here.
+        deferred: list[AssignmentOut] = []
         while self._waiting and (hand_back or pool.free_slots > 0):
             a = self._waiting.popleft()
-            if books.is_void(a.task_id):
+            if books.is_void(a.task_id, a.token):
                 books.finished(a.task_id, a.token, None)
+            elif not hand_back and any(task_id == a.task_id for task_id, _ in pool.running):
+                deferred.append(a)
             elif hand_back:
                 books.finished(a.task_id, a.token, _unstarted(a, SHUTDOWN_ERROR))
             elif books.lapsed(a.task_id, a.token):
@@ -229,18 +237,29 @@ class Worker:
                     worker_id = self.worker_id or ""
                     self._ledger.started(a.task_id, a.token, worker_id, self._clock.now())
                 pool.start(Execution(a.task_id, a.token, a.handler, a.args, a.kwargs, a.timeout_s))
+        self._waiting.extendleft(reversed(deferred))
+
+    def _stop_leases(self, leases: list[Lease]) -> None:
+        """Kill the executions of void leases (any thread); the main loop drops the unstarted."""
+        pool = self._pool
+        if pool is None or not leases:
+            return
+        for task_id, token in leases:
+            pool.cancel(task_id, token)
+        pool.wake()
 
     def _finished(self, result: ExecutionResult, books: Bookkeeping) -> None:
         task_id, token = result.task_id, result.token
-        if books.is_void(task_id):
+        lease = (task_id, token)
+        if books.is_void(task_id, token):
             # The server stopped it: the lease is gone and a report would be refused.
-            self._handing_back.discard(task_id)
+            self._handing_back.discard(lease)
             self._record_end(result, result.outcome, reported=False)
             books.finished(task_id, token, None)
             return
         outcome, error = result.outcome, result.error
-        if task_id in self._handing_back:
-            self._handing_back.discard(task_id)
+        if lease in self._handing_back:
+            self._handing_back.discard(lease)
             if outcome is Outcome.CANCELLED:  # killed by us at the end of the grace period
                 outcome, error = Outcome.HANDED_BACK, HANDED_BACK_ERROR
         log.debug(
