@@ -7,6 +7,7 @@
 | malformed or undecodable JSON body       | 422    | same (FastAPI answers 400 for some)    |
 | NotFoundError                            | 404    | `{"detail": "..."}`                    |
 | ConflictError, StaleTokenError           | 409    | `{"detail": "..."}`                    |
+| StoreRefusedError                        | 422    | `{"detail": "..."}`: never storable    |
 | StoreBusyError, StoreError               | 503    | `{"detail": "..."}` + `Retry-After`    |
 | anything else                            | 500    | a generic message; the error is logged |
 """
@@ -37,6 +38,7 @@ from conveyor.errors import (
     NotFoundError,
     StoreBusyError,
     StoreError,
+    StoreRefusedError,
 )
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,14 @@ async def store_unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
+async def store_refused(request: Request, exc: Exception) -> Response:
+    """The database refuses the data itself: retrying the same request cannot help."""
+    log.warning(
+        "the store refused a request's data", extra={"path": request.url.path, "error": str(exc)}
+    )
+    return JSONResponse({"detail": f"the database cannot store this: {exc}"}, status_code=422)
+
+
 async def unexpected(request: Request, exc: Exception) -> Response:
     log.error(
         "unhandled error",
@@ -162,6 +172,7 @@ def install(app: FastAPI, routers: Sequence[tuple[str, APIRouter]]) -> None:
     app.add_exception_handler(InvalidSpecError, invalid_spec)  # CycleError included
     app.add_exception_handler(NotFoundError, not_found)
     app.add_exception_handler(ConflictError, conflict)  # StaleTokenError included
+    app.add_exception_handler(StoreRefusedError, store_refused)
     app.add_exception_handler(StoreError, store_unavailable)  # StoreBusyError included
     app.add_exception_handler(HTTPException, http_error(MethodIndex(routers)))
     app.add_exception_handler(Exception, unexpected)

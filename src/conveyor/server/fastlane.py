@@ -49,6 +49,7 @@ from conveyor.errors import (
     InvalidSpecError,
     NotFoundError,
     StoreError,
+    StoreRefusedError,
 )
 from conveyor.server import errors
 from conveyor.server.context import ServerContext
@@ -350,6 +351,8 @@ async def _error_response(scope: Scope, exc: Exception) -> Response:
         handler = errors.not_found
     elif isinstance(exc, ConflictError):
         handler = errors.conflict
+    elif isinstance(exc, StoreRefusedError):
+        handler = errors.store_refused
     elif isinstance(exc, StoreError):
         handler = errors.store_unavailable
     else:
