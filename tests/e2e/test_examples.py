@@ -7,8 +7,9 @@
 - seed 000: the three scripts in examples/seed_scheduler/;
 - seed 004: examples/task_generator.py against three workers.
 
-One cluster (a server and three workers that allow shell and work in one files root) serves the
-whole module: starting one takes seconds, and no test here stops or kills any of its processes.
+One cluster (a server and three workers that allow shell, work in one files root and let the
+http handler reach the local test site on 127.0.0.1) serves the whole module: starting one takes
+seconds, and no test here stops or kills any of its processes.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, files_root: Path) -> Itera
     try:
         for name in WORKERS:
             # No prefetch: the spread check needs a busy worker to lease nothing more.
-            args = ("--allow", "shell", "--files-root", str(files_root), "--prefetch", "0")
+            args = ("--allow", "shell", "--files-root", str(files_root), "--prefetch", "0",
+                    "--allow-network", "127.0.0.1")  # fmt: skip
             c.start_worker(name, extra_args=args)
         yield c
     finally:
@@ -154,7 +156,8 @@ def test_pipeline_example(cluster: Cluster, tmp_path: Path) -> None:
 def test_examples_run_embedded(example: str, site: LocalSite, tmp_path: Path) -> None:
     done = conveyor(
         "run", str(EXAMPLES / example), "--db", str(tmp_path / "run.db"), "--json",
-        "--files-root", str(tmp_path), *(["--var", f"url={site.url}/"] if "network" in example else []),
+        "--files-root", str(tmp_path),
+        *(["--var", f"url={site.url}/", "--allow-network", "127.0.0.1"] if "network" in example else []),
         cwd=tmp_path,
     )  # fmt: skip
     outcome = json.loads(done.stdout)

@@ -67,9 +67,9 @@ def test_engine_settings_follow_the_flags() -> None:
 
 
 def test_worker_args_pass_the_handler_policy_through() -> None:
-    assert worker_args(("shell",), ("myjobs", "tests"), "/srv/files") == [
+    assert worker_args(("shell",), ("myjobs", "tests"), "/srv/files", ("10.0.0.0/8",)) == [
         "--allow", "shell", "--allow-module", "myjobs", "--allow-module", "tests",
-        "--files-root", "/srv/files",
+        "--allow-network", "10.0.0.0/8", "--files-root", "/srv/files",
     ]  # fmt: skip
     workers = LocalWorkers(1, ["--allow", "shell"], cli_args=["-v"])
     assert workers.command("http://127.0.0.1:1") == [

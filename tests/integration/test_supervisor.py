@@ -194,7 +194,8 @@ def test_each_copy_is_the_worker_the_options_describe(
         memory_limit_mb=512,
         ledger_dir=str(tmp_path),
         policy=HandlerPolicy(allow_shell=True, allow_modules=("myapp", "other"),
-                             files_root=str(tmp_path)),
+                             files_root=str(tmp_path),
+                             allow_networks=("10.0.0.0/8", "db.internal")),
     )  # fmt: skip
     argv = worker_argv(config, index=2, base_name="box")
     assert "secret" not in argv  # the token goes through the environment
@@ -218,6 +219,7 @@ def test_each_copy_is_the_worker_the_options_describe(
         "ledger_dir": str(tmp_path),
         "allow": ("shell",),
         "allow_modules": ("myapp", "other"),
+        "allow_networks": ("10.0.0.0/8", "db.internal"),
         "files_root": str(tmp_path),
     }
 

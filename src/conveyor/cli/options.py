@@ -9,6 +9,7 @@ import click
 
 from conveyor.client.session import DEFAULT_URL
 from conveyor.handlers import HandlerPolicy
+from conveyor.handlers.network import parse_entry
 from conveyor.store.base import Durability
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -95,6 +96,28 @@ allow_module_option = click.option(
 )
 
 
+def _networks(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    for entry in value:
+        try:
+            parse_entry(entry)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
+    return tuple(value)
+
+
+allow_network_option = click.option(
+    "--allow-network",
+    "allow_networks",
+    multiple=True,
+    metavar="CIDR|HOST",
+    callback=_networks,
+    help="Let the http handler reach this network (10.0.0.0/8, 127.0.0.1) or host name although "
+    "it is not public (repeatable)  [default: public addresses only]",
+)
+
+
 def files_root_option(help_text: str) -> Callable[[F], F]:
     """--files-root DIR: the directory the file handlers work in (resolved to a real path)."""
     return click.option(
@@ -131,8 +154,14 @@ var_option = click.option(
 
 
 def handler_policy(
-    allow: tuple[str, ...], allow_modules: tuple[str, ...], files_root: str | None = None
+    allow: tuple[str, ...],
+    allow_modules: tuple[str, ...],
+    files_root: str | None = None,
+    allow_networks: tuple[str, ...] = (),
 ) -> HandlerPolicy:
     return HandlerPolicy(
-        allow_shell="shell" in allow, allow_modules=tuple(allow_modules), files_root=files_root
+        allow_shell="shell" in allow,
+        allow_modules=tuple(allow_modules),
+        files_root=files_root,
+        allow_networks=tuple(allow_networks),
     )

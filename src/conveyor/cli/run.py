@@ -13,6 +13,7 @@ from rich.table import Table
 
 from conveyor.cli.options import (
     allow_module_option,
+    allow_network_option,
     allow_option,
     files_root_option,
     handler_policy,
@@ -44,6 +45,7 @@ STATE_STYLE = {
 @click.option("--fresh", is_flag=True, help="Start from an empty database (deletes --db first).")
 @allow_option
 @allow_module_option
+@allow_network_option
 @files_root_option("Directory the file handlers work in  [default: the current directory]")
 @var_option
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON, no display.")
@@ -56,6 +58,7 @@ def run_command(
     fresh: bool,
     allow: tuple[str, ...],
     allow_modules: tuple[str, ...],
+    allow_networks: tuple[str, ...],
     files_root: str | None,
     variables: dict[str, str],
     as_json: bool,
@@ -75,7 +78,7 @@ def run_command(
         for suffix in ("", "-wal", "-shm"):
             Path(db + suffix).unlink(missing_ok=True)
     root = files_root or os.path.realpath(os.getcwd())
-    policy = handler_policy(allow, allow_modules or ("*",), root)
+    policy = handler_policy(allow, allow_modules or ("*",), root, allow_networks)
     try:
         scheduler = Scheduler(
             db,

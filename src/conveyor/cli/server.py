@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from conveyor.cli.options import (
     DURATION,
     allow_module_option,
+    allow_network_option,
     allow_option,
     files_root_option,
     store_options,
@@ -109,6 +110,7 @@ GRACEFUL_SHUTDOWN_S = 5
 )
 @allow_option
 @allow_module_option
+@allow_network_option
 @files_root_option(
     "With --workers: let the local workers run the file handlers (files.*, sha256 path=), "
     "confined to DIR  [default: refuse them]"
@@ -136,6 +138,7 @@ def server_command(
     worker_grace_s: float,
     allow: tuple[str, ...],
     allow_modules: tuple[str, ...],
+    allow_networks: tuple[str, ...],
     files_root: str | None,
     retention: float | None,
 ) -> None:
@@ -176,7 +179,7 @@ def server_command(
     worker_token = token_for(entries, Role.WORKER, Role.ADMIN)
     workers = LocalWorkers(
         worker_count,
-        worker_args(allow, allow_modules, files_root),
+        worker_args(allow, allow_modules, files_root, allow_networks),
         cli_args=["-v"] * verbosity(),
         grace_s=worker_grace_s,
         env={"CONVEYOR_TOKEN": worker_token} if worker_token else None,
@@ -331,7 +334,10 @@ def engine_settings(
 
 
 def worker_args(
-    allow: tuple[str, ...], allow_modules: tuple[str, ...], files_root: str | None = None
+    allow: tuple[str, ...],
+    allow_modules: tuple[str, ...],
+    files_root: str | None = None,
+    allow_networks: tuple[str, ...] = (),
 ) -> list[str]:
     """The handler policy of `conveyor server --workers N`, as each local worker's options."""
     args: list[str] = []
@@ -339,6 +345,8 @@ def worker_args(
         args += ["--allow", family]
     for prefix in allow_modules:
         args += ["--allow-module", prefix]
+    for network in allow_networks:
+        args += ["--allow-network", network]
     if files_root is not None:
         args += ["--files-root", files_root]
     return args

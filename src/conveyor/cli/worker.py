@@ -12,6 +12,7 @@ import click
 
 from conveyor.cli.options import (
     allow_module_option,
+    allow_network_option,
     allow_option,
     files_root_option,
     handler_policy,
@@ -118,6 +119,7 @@ def _queues(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
 )
 @allow_option
 @allow_module_option
+@allow_network_option
 @files_root_option(
     "Run the file handlers (files.*, sha256 path=), confined to DIR  [default: refuse them]"
 )
@@ -136,12 +138,14 @@ def worker_command(
     ledger_dir: str | None,
     allow: tuple[str, ...],
     allow_modules: tuple[str, ...],
+    allow_networks: tuple[str, ...],
     files_root: str | None,
 ) -> None:
     """Lease tasks from a Conveyor server and run them in child processes.
 
-    Only built-in handlers run unless you allow more: --allow-module myapp runs
-    `myapp.*:function` handlers, importable from the working directory.
+    Only built-in handlers run unless you allow more: --allow-module myapp runs functions
+    defined in `myapp.*` modules, importable from the working directory; the http handler
+    reaches only public addresses unless --allow-network opens a network or host.
     """
     # A worker is a long-running service: say what it does, even without -v.
     worker_log = logging.getLogger("conveyor.worker")
@@ -163,7 +167,7 @@ def worker_command(
             grace_s=grace_s,
             memory_limit_mb=memory_limit_mb,
             ledger_dir=ledger_dir,
-            policy=handler_policy(allow, allow_modules, files_root),
+            policy=handler_policy(allow, allow_modules, files_root, allow_networks),
         )
         if processes:
             status = supervise(processes, config)

@@ -236,6 +236,8 @@ def worker_argv(config: WorkerConfig, *, index: int, base_name: str) -> list[str
         argv += ["--allow", "shell"]
     for prefix in policy.allow_modules:
         argv += ["--allow-module", prefix]
+    for network in policy.allow_networks:
+        argv += ["--allow-network", network]
     if policy.files_root is not None:
         argv += ["--files-root", str(policy.files_root)]
     return argv
