@@ -297,14 +297,25 @@ from its working directory and `sys.path`, and runs it only when started with
 and the return value must be JSON. Raising fails the attempt (with the traceback recorded);
 what the function prints is captured (the end of stdout and stderr).
 
+An allowed module is not a door to what it imports: the handler must be a Python function defined
+in a module under the prefix (its `__module__`), named directly (`myapp.reports:build`) or as a
+class's function (`myapp.reports:Report.build`, the class defined under the prefix too). Refused,
+with one line saying why: a path through a module (`myapp:os.system`, `myapp:logging.os.getcwd`),
+through an object that is not a class, any name starting with `_`, builtins (`myapp:system` after
+`from os import system`), `functools.partial` objects, classes, and functions of other packages
+that a module under the prefix imports (`myapp:dumps` after `from json import dumps`). With `*`,
+any module may define the function, and the other rules hold.
+
 ## Policy summary
 
 | handlers | worker | `conveyor run` (embedded) |
 | --- | --- | --- |
 | `echo`, `sleep`, `fail`, `sha256` (text) | always | always |
+| `http` to public addresses | always | always |
+| `http` to loopback, private, link-local and other non-public addresses | `--allow-network CIDR` or `--allow-network HOST` | the same |
 | `shell` | `--allow shell` | `--allow shell` |
 | `files.*`, `sha256(path=)` | `--files-root DIR` | the current directory, or `--files-root DIR` |
-| `package.module:function` | `--allow-module PREFIX` | always (it is your own job file) |
+| `package.module:function` (defined under the prefix) | `--allow-module PREFIX` | always (it is your own job file) |
 """
 
 
