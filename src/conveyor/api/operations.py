@@ -1,0 +1,305 @@
+"""Every operation of the API, declared once: name, method and path, access, parameters, body,
+answer. Nothing else says what an operation is.
+
+From these declarations the server builds its REST routes, /openapi.json and its auth table
+(conveyor.server.rest, conveyor.server.auth) and serves the same operations over the persistent
+connection (conveyor.server.stream); the clients build their calls from them
+(conveyor.client.calls). The server implements each one exactly once, by name
+(conveyor.server.operations: `implements`), and refuses to start if one is missing or doubled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from conveyor.api import access
+from conveyor.api.access import Access
+from conveyor.api.params import (
+    GraphParams,
+    NoParams,
+    Params,
+    ResultParams,
+    ScheduleRef,
+    SearchQuery,
+    SinceQuery,
+    SubmitParams,
+    TaskQuery,
+    TaskRef,
+    WorkerRef,
+    WorkflowParams,
+    WorkflowQuery,
+)
+from conveyor.api.schedules import ScheduleIn, ScheduleList, ScheduleOut
+from conveyor.api.schemas import (
+    API_PREFIX,
+    BatchIn,
+    BatchOut,
+    GraphOut,
+    HealthOut,
+    HeartbeatIn,
+    HeartbeatOut,
+    LeaseIn,
+    LeaseOut,
+    MonitorOut,
+    RegisterIn,
+    RegisterOut,
+    ReportBatchIn,
+    ReportBatchOut,
+    ResultOut,
+    StatusHistoryOut,
+    StatusOut,
+    TaskDetail,
+    TaskOut,
+    TaskPage,
+    TaskSearchPage,
+    WorkerList,
+    WorkerOut,
+    WorkflowList,
+)
+from conveyor.core.spec import TaskSpec
+
+NOT_FOUND = 404
+CONFLICT = 409
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One operation. `params` holds what REST puts in the path (the names in `path`) and the
+    query string; `body` the JSON body (None: no body); `answer` the JSON answer (None: 204)."""
+
+    name: str
+    method: str
+    path: str
+    access: Access | None
+    summary: str
+    params: type[Params] = NoParams
+    body: type[BaseModel] | None = None
+    answer: type[BaseModel] | None = None
+    status: int = 200
+    errors: tuple[int, ...] = ()
+    """Statuses this operation answers beyond the ones every operation may (401, 403, 413, 422,
+    503): 404 for an unknown id, 409 for a state conflict."""
+    also: Mapping[int, str] = field(default_factory=dict)
+    """Other successful or partial answers with the same body, and what they mean."""
+    hold: str | None = None
+    """The parameter or body field (seconds) for which the server may hold the answer (a long
+    poll): a client waits that much longer before it gives up."""
+    produces: tuple[str, str] | None = None
+    """(parameter, JSON pointer): the answer holds, at the pointer, the value of that parameter
+    of other operations (a new task's id): documented as OpenAPI links."""
+    acts_for_worker: bool = False
+    """Acts for the worker in the path: needs that worker's secret unless the caller is admin."""
+    root: bool = False
+    """At the server's root (/health), not under the API prefix."""
+    tag: str = ""
+
+    @property
+    def url_path(self) -> str:
+        return self.path if self.root else API_PREFIX + self.path
+
+    @property
+    def path_names(self) -> frozenset[str]:
+        return frozenset(
+            part[1:-1]
+            for part in self.path.split("/")
+            if part.startswith("{") and part.endswith("}")
+        )
+
+    def hold_s(self, params: BaseModel, body: BaseModel | None) -> float:
+        """How long the server may hold this call's answer, from its own parameters."""
+        if self.hold is None:
+            return 0.0
+        where: Any = body if self.hold in (self.body.model_fields if self.body else {}) else params
+        return float(getattr(where, self.hold, 0.0) or 0.0)
+
+
+def _task(name: str, method: str, path: str, summary: str, **kw: Any) -> Operation:
+    return Operation(name, method, path, access.CLIENT, summary, tag="tasks", **kw)
+
+
+# ---- tasks ------------------------------------------------------------------------------------
+
+SUBMIT = _task(
+    "submit", "POST", "/tasks",
+    "Submit one task. A spec whose `key` was submitted before returns the first task (200).",
+    params=SubmitParams, body=TaskSpec, answer=TaskOut, status=201,
+    also={200: "The key was used before: the first task."}, hold="wait",
+    produces=("task_id", "/id"),
+)  # fmt: skip
+SUBMIT_BATCH = _task(
+    "submit_batch", "POST", "/tasks/batch",
+    "Submit many tasks, all or none; `depends_on` may name other tasks of the batch.",
+    body=BatchIn, answer=BatchOut, status=201, produces=("task_id", "/tasks/0/id"),
+)  # fmt: skip
+LIST_TASKS = _task(
+    "list_tasks", "GET", "/tasks", "Tasks, newest first, a page at a time.",
+    params=TaskQuery, answer=TaskPage,
+)  # fmt: skip
+GET_TASK = _task(
+    "get_task", "GET", "/tasks/{task_id}",
+    "One task with its attempts and the tasks that depend on it.",
+    params=TaskRef, answer=TaskDetail, errors=(NOT_FOUND,),
+)  # fmt: skip
+GET_RESULT = _task(
+    "get_result", "GET", "/tasks/{task_id}/result",
+    "The task's result; with `wait`, answers as soon as the task ends, or after `wait` seconds "
+    "with `done: false`.",
+    params=ResultParams, answer=ResultOut, errors=(NOT_FOUND,), hold="wait",
+)  # fmt: skip
+CANCEL_TASK = _task(
+    "cancel_task", "POST", "/tasks/{task_id}/cancel",
+    "Cancel a pending, queued or running task (a running one is killed on its worker).",
+    params=TaskRef, answer=TaskOut, errors=(NOT_FOUND, CONFLICT),
+)  # fmt: skip
+RETRY_TASK = _task(
+    "retry_task", "POST", "/tasks/{task_id}/retry",
+    "Run a failed, timed-out or cancelled task again.",
+    params=TaskRef, answer=TaskOut, errors=(NOT_FOUND, CONFLICT),
+)  # fmt: skip
+DELETE_TASK = _task(
+    "delete_task", "DELETE", "/tasks/{task_id}",
+    "Remove a task that is not running, with its attempts.",
+    params=TaskRef, status=204, errors=(NOT_FOUND, CONFLICT),
+)  # fmt: skip
+
+# ---- workers ----------------------------------------------------------------------------------
+
+REGISTER_WORKER = Operation(
+    "register_worker", "POST", "/workers", access.WORKER,
+    "Register a worker; the answer says how often to heartbeat, how long leases last, and the "
+    "worker's own secret.",
+    body=RegisterIn, answer=RegisterOut, status=201, tag="workers",
+)  # fmt: skip
+HEARTBEAT = Operation(
+    "heartbeat", "POST", "/workers/{worker_id}/heartbeat", access.WORKER,
+    "Extend the leases the worker holds; `stop` lists the executions it must kill.",
+    params=WorkerRef, body=HeartbeatIn, answer=HeartbeatOut, errors=(NOT_FOUND, CONFLICT),
+    acts_for_worker=True, tag="workers",
+)  # fmt: skip
+LEASE = Operation(
+    "lease", "POST", "/workers/{worker_id}/lease", access.WORKER,
+    "Lease up to `max` ready tasks. With `wait_s`, a long-poll: when nothing is ready, the "
+    "answer comes as soon as a task is, or after `wait_s` seconds with no tasks (the server may "
+    "cap the wait lower: `conveyor server --max-wait-s`).",
+    params=WorkerRef, body=LeaseIn, answer=LeaseOut, errors=(NOT_FOUND, CONFLICT),
+    hold="wait_s", acts_for_worker=True, tag="workers",
+)  # fmt: skip
+REPORT = Operation(
+    "report", "POST", "/workers/{worker_id}/report", access.WORKER,
+    "Record finished attempts. Each report is acknowledged on its own; a stale one (its lease "
+    "was lost, re-granted or cancelled) is refused and changes nothing.",
+    params=WorkerRef, body=ReportBatchIn, answer=ReportBatchOut,
+    also={409: "No report was accepted: all were stale."}, acts_for_worker=True, tag="workers",
+)  # fmt: skip
+LIST_WORKERS = Operation(
+    "list_workers", "GET", "/workers", access.CLIENT,
+    "Every registered worker (dead ones too, not deregistered ones), with its running tasks.",
+    answer=WorkerList, tag="workers",
+)  # fmt: skip
+GET_WORKER = Operation(
+    "get_worker", "GET", "/workers/{worker_id}", access.CLIENT,
+    "One worker with its running tasks; 404 once deregistered.",
+    params=WorkerRef, answer=WorkerOut, errors=(NOT_FOUND,), tag="workers",
+)  # fmt: skip
+DEREGISTER_WORKER = Operation(
+    "deregister_worker", "DELETE", "/workers/{worker_id}", access.WORKER,
+    "Deregister a worker; its running tasks are queued again at once, without spending a retry. "
+    "An admin may deregister any worker; a worker token only itself, with its secret. Meant for "
+    "a worker that has stopped: one that is only paused or cut off may still start a task it "
+    "prefetched while another worker runs it.",
+    params=WorkerRef, status=204, errors=(NOT_FOUND,), acts_for_worker=True, tag="workers",
+)  # fmt: skip
+
+# ---- schedules --------------------------------------------------------------------------------
+
+ADD_SCHEDULE = Operation(
+    "add_schedule", "POST", "/schedules", access.CLIENT,
+    "Store a schedule; 409 if the name is taken, unless `replace` is true.",
+    body=ScheduleIn, answer=ScheduleOut, status=201, errors=(CONFLICT,), tag="schedules",
+    produces=("name", "/spec/name"),
+)  # fmt: skip
+LIST_SCHEDULES = Operation(
+    "list_schedules", "GET", "/schedules", access.CLIENT, "Every schedule.",
+    answer=ScheduleList, tag="schedules",
+)  # fmt: skip
+GET_SCHEDULE = Operation(
+    "get_schedule", "GET", "/schedules/{name}", access.CLIENT, "One schedule.",
+    params=ScheduleRef, answer=ScheduleOut, errors=(NOT_FOUND,), tag="schedules",
+)  # fmt: skip
+REMOVE_SCHEDULE = Operation(
+    "remove_schedule", "DELETE", "/schedules/{name}", access.CLIENT,
+    "Remove a schedule (tasks it already submitted stay).",
+    params=ScheduleRef, status=204, errors=(NOT_FOUND,), tag="schedules",
+)  # fmt: skip
+
+# ---- the system -------------------------------------------------------------------------------
+
+STATUS = Operation(
+    "status", "GET", "/status", access.CLIENT,
+    "Tasks by state and by queue, workers alive, and tasks finished in the last minute as seen "
+    "by this server (each server counts what it committed).",
+    answer=StatusOut, tag="system",
+)  # fmt: skip
+STATUS_HISTORY = Operation(
+    "status_history", "GET", "/status/history", access.CLIENT,
+    "Tasks by state and tasks finished, every few seconds over the last minutes, as sampled by "
+    "this server (each server keeps its own, in memory, since it started).",
+    params=SinceQuery, answer=StatusHistoryOut, tag="system",
+)  # fmt: skip
+MONITOR = Operation(
+    "monitor", "GET", "/monitor", access.CLIENT,
+    "CPU, memory, disk, network and GPUs of the server's host, and each live worker's last "
+    "heartbeat metrics, with the short history this server keeps of both.",
+    params=SinceQuery, answer=MonitorOut, tag="system",
+)  # fmt: skip
+HEALTH = Operation(
+    "health", "GET", "/health", access.OPEN,
+    "Whether the server can use its database.",
+    answer=HealthOut, also={503: "The server cannot use its database."}, root=True, tag="system",
+)  # fmt: skip
+
+# ---- the dashboard's views --------------------------------------------------------------------
+
+SEARCH_TASKS = Operation(
+    "search_tasks", "GET", "/search/tasks", access.CLIENT,
+    "Tasks whose name contains `text` (any case) or whose id starts with it, newest first, with "
+    "the same filters as `GET /tasks`. One call looks at no more than `scan` tasks, so it "
+    "answers quickly on any database; a page may then hold fewer than `limit` tasks while "
+    "`next_cursor` still continues the search further back.",
+    params=SearchQuery, answer=TaskSearchPage, tag="views",
+)  # fmt: skip
+TASK_GRAPH = Operation(
+    "task_graph", "GET", "/tasks/{task_id}/graph", access.CLIENT,
+    "The task with its dependencies (up) and dependents (down), `depth` levels each way.",
+    params=GraphParams, answer=GraphOut, errors=(NOT_FOUND,), tag="views",
+)  # fmt: skip
+LIST_WORKFLOWS = Operation(
+    "list_workflows", "GET", "/workflows", access.CLIENT,
+    "Recent workflows (tasks linked by dependencies), the most recently updated first.",
+    params=WorkflowQuery, answer=WorkflowList, tag="views",
+)  # fmt: skip
+GET_WORKFLOW = Operation(
+    "get_workflow", "GET", "/workflows/{task_id}", access.CLIENT,
+    "The whole workflow of a task: every task linked to it by dependencies, either way.",
+    params=WorkflowParams, answer=GraphOut, errors=(NOT_FOUND,), tag="views",
+)  # fmt: skip
+
+
+OPERATIONS: Mapping[str, Operation] = {
+    op.name: op
+    for op in (
+        SUBMIT, SUBMIT_BATCH, LIST_TASKS, GET_TASK, GET_RESULT, CANCEL_TASK, RETRY_TASK,
+        DELETE_TASK, REGISTER_WORKER, HEARTBEAT, LEASE, REPORT, LIST_WORKERS, GET_WORKER,
+        DEREGISTER_WORKER, ADD_SCHEDULE, LIST_SCHEDULES, GET_SCHEDULE, REMOVE_SCHEDULE, STATUS,
+        STATUS_HISTORY, MONITOR, HEALTH, SEARCH_TASKS, TASK_GRAPH, LIST_WORKFLOWS, GET_WORKFLOW,
+    )
+}  # fmt: skip
+"""Every operation by name: the one list the server, the clients and the docs read."""
+
+
+def operations() -> Iterator[Operation]:
+    return iter(OPERATIONS.values())

@@ -1,0 +1,47 @@
+"""What an operation's implementation receives and returns, whatever the transport."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from conveyor.api.operations import Operation
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An answer with a status other than the operation's usual one (`Operation.status`)."""
+
+    status: int
+    body: BaseModel | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The call being served, as far as an implementation needs to know it."""
+
+    gone: Callable[[], Awaitable[None]]
+    """Returns once the caller has gone away (its connection closed): a long poll then ends,
+    so that it does not lease tasks nobody will run."""
+
+
+Handler = Callable[..., Awaitable[Any]]
+"""`async (ctx, caller, params, body) -> BaseModel | Answer | None` for operations with a body,
+`async (ctx, caller, params) -> ...` for those without."""
+
+HANDLERS: dict[str, Handler] = {}
+
+
+def implements(operation: Operation) -> Callable[[Handler], Handler]:
+    """Register the decorated function as `operation`'s one implementation."""
+
+    def register(handler: Handler) -> Handler:
+        if operation.name in HANDLERS:
+            raise RuntimeError(f"operation {operation.name!r} is implemented twice")
+        HANDLERS[operation.name] = handler
+        return handler
+
+    return register

@@ -1,0 +1,142 @@
+"""Workers: register, heartbeat, lease and report (the worker side); list, read, deregister.
+
+A deregistered worker is gone from the API: reading or deregistering it again is 404, and it is
+no longer listed; its heartbeats and leases are 409 (register again). Dead workers (silent too
+long) stay listed until they are deregistered, so that the dashboard can show them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from conveyor.api import operations as ops
+from conveyor.api.params import NoParams, WorkerRef
+from conveyor.api.schemas import (
+    HeartbeatIn,
+    HeartbeatOut,
+    LeaseIn,
+    LeaseOut,
+    RegisterIn,
+    RegisterOut,
+    ReportBatchIn,
+    ReportBatchOut,
+    WorkerList,
+    WorkerOut,
+)
+from conveyor.core.models import Assignment
+from conveyor.server import reads
+from conveyor.server.context import ServerContext
+from conveyor.server.operations.base import Answer, Caller, implements
+from conveyor.server.reports import acks_out, engine_reports
+
+
+class CallerGone(Exception):
+    """The caller went away before its answer: there is nobody to send one to."""
+
+
+@implements(ops.REGISTER_WORKER)
+async def register_worker(
+    ctx: ServerContext, caller: Caller, params: NoParams, body: RegisterIn
+) -> RegisterOut:
+    worker = await ctx.call(
+        ctx.engine.register_worker,
+        name=body.name,
+        host=body.host,
+        pid=body.pid,
+        concurrency=body.concurrency,
+        queues=body.queues,
+        resources=body.resources,
+    )
+    settings = ctx.engine.settings
+    return RegisterOut(
+        id=worker.id,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+        lease_s=settings.lease_s,
+        secret=ctx.identities.issue(worker.id),
+    )
+
+
+@implements(ops.HEARTBEAT)
+async def heartbeat(
+    ctx: ServerContext, caller: Caller, ref: WorkerRef, body: HeartbeatIn
+) -> HeartbeatOut:
+    reply = await ctx.call(
+        ctx.engine.heartbeat,
+        ref.worker_id,
+        [(held.task_id, held.token) for held in body.running],
+        body.metrics,
+    )
+    return HeartbeatOut(stop=reply.stop, drain=reply.drain, lease_s=ctx.engine.settings.lease_s)
+
+
+@implements(ops.LEASE)
+async def lease(ctx: ServerContext, caller: Caller, ref: WorkerRef, body: LeaseIn) -> LeaseOut:
+    engine = ctx.engine
+    asked = True
+
+    async def attempt() -> list[Assignment]:
+        # The first attempt answers the worker asking now; a later one, woken by a task that
+        # got ready, leases only to a worker heard from within a lease's time: one paused
+        # (SIGSTOP, a stalled VM) that long has lost its leases and would sit on new ones too.
+        nonlocal asked
+        seen_within_s = None if asked else engine.settings.lease_s
+        asked = False
+        return await ctx.write(
+            engine.lease,
+            ref.worker_id,
+            body.max,
+            queues=body.queues,
+            free=body.free,
+            seen_within_s=seen_within_s,
+        )
+
+    async def worker_queues() -> list[str]:
+        return (await ctx.call(engine.worker, ref.worker_id)).queues
+
+    polling = asyncio.ensure_future(
+        ctx.waiters.lease(
+            attempt,
+            wait_s=min(float(body.wait_s), ctx.settings.max_wait_s),
+            queues=body.queues,
+            find_queues=worker_queues,
+        )
+    )
+    # A worker that dies mid-poll (SIGKILL, a crash) leaves its poll behind: it must not go on
+    # to lease tasks that nobody will run, so the poll ends when its connection does.
+    gone = asyncio.ensure_future(caller.gone())
+    try:
+        await asyncio.wait((polling, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in (polling, gone):
+            if not waiting.done():
+                waiting.cancel()
+    if not polling.done() or polling.cancelled():
+        raise CallerGone()
+    granted = polling.result()
+    return LeaseOut.of(granted.tasks, waited_s=granted.waited_s, lease_s=engine.settings.lease_s)
+
+
+@implements(ops.REPORT)
+async def report(
+    ctx: ServerContext, caller: Caller, ref: WorkerRef, body: ReportBatchIn
+) -> ReportBatchOut | Answer:
+    acks = await ctx.write(ctx.engine.report, ref.worker_id, engine_reports(body))
+    out = acks_out(acks)
+    return out if any(a.accepted for a in acks) else Answer(409, out)
+
+
+@implements(ops.LIST_WORKERS)
+async def list_workers(ctx: ServerContext, caller: Caller, params: NoParams) -> WorkerList:
+    workers, running = await ctx.call(reads.workers_with_running, ctx.engine)
+    return WorkerList(workers=[WorkerOut.of(w, running.get(w.id)) for w in workers])
+
+
+@implements(ops.GET_WORKER)
+async def get_worker(ctx: ServerContext, caller: Caller, ref: WorkerRef) -> WorkerOut:
+    worker, running = await ctx.call(reads.worker_with_running, ctx.engine, ref.worker_id)
+    return WorkerOut.of(worker, running)
+
+
+@implements(ops.DEREGISTER_WORKER)
+async def deregister_worker(ctx: ServerContext, caller: Caller, ref: WorkerRef) -> None:
+    await ctx.call(reads.deregister, ctx.engine, ref.worker_id)
