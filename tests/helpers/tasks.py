@@ -91,3 +91,61 @@ class Jobs:
     @staticmethod
     def double(value: int) -> int:
         return value * 2
+
+
+def start_detached_then_sleep(address: str, seconds: float) -> JSON:
+    """Start `sleep 300` in a session of its own (what `setsid sleep 300 &` does), announce its
+    pid, then sleep: a process that neither the task's process group nor its session holds."""
+    grandchild = subprocess.Popen(
+        ["sleep", "300"],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _announce(address, grandchild.pid)
+    time.sleep(seconds)
+    return grandchild.pid
+
+
+def orphan_then_sleep(address: str, seconds: float) -> JSON:
+    """Leave an orphan behind: a short-lived process starts `sleep 300` in a new session and
+    exits, so the sleep is re-parented away from the task's process; announce its pid, sleep."""
+    starter = (
+        "import subprocess; p = subprocess.Popen(['sleep', '300'], start_new_session=True, "
+        "stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+        "print(p.pid)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", starter], capture_output=True, text=True, check=True
+    )
+    pid = int(done.stdout)
+    _announce(address, pid)
+    time.sleep(seconds)
+    return pid
+
+
+def write_everywhere(marker: str) -> str:
+    """Write to stdout and stderr every way a handler can: print, raw file descriptors, and
+    subprocesses that inherit them."""
+    print(f"print-{marker}")
+    print(f"print-err-{marker}", file=sys.stderr)
+    os.write(1, f"fd1-{marker}\n".encode())
+    os.write(2, f"fd2-{marker}\n".encode())
+    subprocess.run(["echo", f"sub-out-{marker}"], check=True)
+    subprocess.run(["sh", "-c", f"echo sub-err-{marker} >&2"], check=True)
+    return marker
+
+
+def flood(chars: int, end: str) -> int:
+    """Write `chars` characters straight to file descriptor 1, then `end`."""
+    os.write(1, b"x" * chars + end.encode())
+    return chars
+
+
+def write_then_sleep(marker: str, seconds: float) -> float:
+    """Write a line to each stream, the raw way and the print way, then sleep (into a timeout)."""
+    os.write(1, f"fd1-{marker}\n".encode())
+    print(f"print-err-{marker}", file=sys.stderr)
+    time.sleep(seconds)
+    return seconds

@@ -5,6 +5,7 @@ Tests wait on events (a result, a Unix socket the handler connects to), never on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -180,6 +181,93 @@ def test_timeout_also_kills_what_the_handler_started(
     assert result.outcome is Outcome.TIMED_OUT
     # Reparented to init once its parent died, so it may linger as a zombie: dead is enough.
     assert is_dead(grandchild)
+
+
+def assert_dies(pid: int, timeout_s: float = 5.0) -> None:
+    give_up_at = time.monotonic() + timeout_s
+    while not is_dead(pid):
+        assert time.monotonic() < give_up_at, f"process {pid} outlived its task"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def reap_strays() -> Iterator[list[int]]:
+    """Pids a test expects dead: killed afterwards in any case, so a failure leaves nothing."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_detached_grandchild_dies_when_its_task_ends(
+    pool: ProcessPool, announcements: Announcements, reap_strays: list[int]
+) -> None:
+    pool.start(execution(f"{TASKS}:start_detached_then_sleep", announcements.address, 0))
+    grandchild = announcements.next_pid()
+    reap_strays.append(grandchild)
+    [result] = collect(pool, 1)
+    assert (result.outcome, result.result) == (Outcome.SUCCEEDED, grandchild)
+    assert_dies(grandchild)
+    assert_pool_still_works(pool)
+
+
+def test_a_detached_grandchild_dies_with_a_timed_out_task(
+    pool: ProcessPool, announcements: Announcements, reap_strays: list[int]
+) -> None:
+    address = announcements.address
+    pool.start(execution(f"{TASKS}:start_detached_then_sleep", address, 30, timeout_s=0.5))
+    grandchild = announcements.next_pid()
+    reap_strays.append(grandchild)
+    [result] = collect(pool, 1)
+    assert result.outcome is Outcome.TIMED_OUT
+    assert_dies(grandchild)
+    assert_pool_still_works(pool)
+
+
+@pytest.mark.parametrize("end", ["ends", "cancelled", "timed_out"])
+def test_an_orphan_in_its_own_session_dies_with_its_task(
+    pool: ProcessPool, announcements: Announcements, reap_strays: list[int], end: str
+) -> None:
+    seconds, timeout_s = (0, 10.0) if end == "ends" else (30, 0.5 if end == "timed_out" else 30)
+    job = execution(f"{TASKS}:orphan_then_sleep", announcements.address, seconds,
+                    timeout_s=timeout_s)  # fmt: skip
+    pool.start(job)
+    orphan = announcements.next_pid()
+    reap_strays.append(orphan)
+    if end == "cancelled":
+        assert pool.cancel(job.task_id, job.token)
+    [result] = collect(pool, 1)
+    expected = {"ends": Outcome.SUCCEEDED, "cancelled": Outcome.CANCELLED}
+    assert result.outcome is expected.get(end, Outcome.TIMED_OUT)
+    assert_dies(orphan)
+    assert_pool_still_works(pool)
+
+
+def test_output_is_captured_at_the_file_descriptors(pool: ProcessPool) -> None:
+    result = run_one(pool, execution(f"{TASKS}:write_everywhere", "m"))
+    assert result.outcome is Outcome.SUCCEEDED
+    for line in ("print-m", "fd1-m", "sub-out-m"):
+        assert line in result.stdout_tail
+    for line in ("print-err-m", "fd2-m", "sub-err-m"):
+        assert line in result.stderr_tail
+    assert "fd2-m" not in result.stdout_tail and "fd1-m" not in result.stderr_tail
+    # The next task in the same child starts with empty tails.
+    nothing = run_one(pool, execution("echo", 1))
+    assert (nothing.stdout_tail, nothing.stderr_tail) == ("", "")
+
+
+def test_raw_output_is_capped_to_its_tail(pool: ProcessPool) -> None:
+    result = run_one(pool, execution(f"{TASKS}:flood", 1_000_000, "<end>"))
+    assert result.outcome is Outcome.SUCCEEDED
+    assert result.stdout_tail == ("x" * 1_000_000 + "<end>")[-64:]
+
+
+def test_a_timed_out_task_keeps_the_output_it_wrote(pool: ProcessPool) -> None:
+    result = run_one(pool, execution(f"{TASKS}:write_then_sleep", "t", 30, timeout_s=0.5))
+    assert result.outcome is Outcome.TIMED_OUT
+    assert "fd1-t" in result.stdout_tail
+    assert "print-err-t" in result.stderr_tail
 
 
 def test_large_arguments_and_results_cross_the_pipe(pool: ProcessPool) -> None:

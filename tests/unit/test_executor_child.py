@@ -1,9 +1,10 @@
-"""The child's request handling and the wire format, run in-process: no child processes here."""
+"""The child's request handling, the output tail and the wire format, run in-process: no child
+processes here (output capture at the file descriptors is tested with real children, in
+tests/integration/test_executor.py)."""
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -13,17 +14,18 @@ import conveyor.executor
 from conveyor.core.types import JSON
 from conveyor.errors import HandlerError
 from conveyor.executor import Execution, wire
-from conveyor.executor.child import TailBuffer, describe_exception, run_request
+from conveyor.executor.capture import OutputTail
+from conveyor.executor.child import describe_exception, run_request
 from conveyor.executor.processes import describe_exit
 from conveyor.handlers import HandlerPolicy
 
 POLICY = HandlerPolicy(allow_modules=("tests",))
 
 
-def run(handler: str, *args: JSON, tail: int = 100, **kwargs: JSON) -> dict[str, Any]:
+def run(handler: str, *args: JSON, **kwargs: JSON) -> dict[str, Any]:
     request = json.dumps({"handler": handler, "args": list(args), "kwargs": kwargs}).encode()
     handlers: dict[str, Callable[..., JSON]] = {}
-    reply: dict[str, Any] = json.loads(run_request(request, POLICY, tail, handlers))
+    reply: dict[str, Any] = json.loads(run_request(request, POLICY, handlers))
     return reply
 
 
@@ -31,23 +33,10 @@ def test_public_api_is_pinned() -> None:
     assert conveyor.executor.__all__ == ["Execution", "ExecutionResult", "ProcessPool"]
 
 
-def test_success_carries_the_result_and_output() -> None:
+def test_success_carries_the_result_and_no_output() -> None:
+    # The output travels through the capture pipes, not in the reply.
     reply = run("tests.helpers.tasks:chatter", "out", "err")
-    assert reply == {
-        "outcome": "succeeded",
-        "result": "done",
-        "error": None,
-        "traceback": None,
-        "stdout": "out",
-        "stderr": "err",
-    }
-
-
-def test_streams_are_restored_after_the_call() -> None:
-    before = sys.stdout, sys.stderr
-    run("tests.helpers.tasks:chatter", "x", "y")
-    run("tests.helpers.tasks:raise_value_error")
-    assert (sys.stdout, sys.stderr) == before
+    assert reply == {"outcome": "succeeded", "result": "done", "error": None, "traceback": None}
 
 
 def test_exception_becomes_a_failure_with_a_traceback() -> None:
@@ -96,41 +85,44 @@ def test_error_line_is_one_line_and_clipped() -> None:
     assert len(reply["error"]) == 1000 and reply["error"].endswith("...")
 
 
-def test_output_is_bounded_to_the_tail() -> None:
-    reply = run("tests.helpers.tasks:chatter", "a" * 500 + "END", "b" * 500 + "ERR", tail=10)
-    assert reply["stdout"] == "a" * 7 + "END"
-    assert reply["stderr"] == "b" * 7 + "ERR"
-
-
 def test_handlers_are_resolved_once_per_child() -> None:
     handlers: dict[str, Callable[..., JSON]] = {}
     request = b'{"handler":"echo","args":[1],"kwargs":{}}'
-    run_request(request, POLICY, 10, handlers)
+    run_request(request, POLICY, handlers)
     assert set(handlers) == {"echo"}
 
 
 @pytest.mark.parametrize(
     ("limit", "writes", "expected"),
     [
-        (5, ["hello world"], "world"),
-        (5, ["ab", "cd", "ef", "gh"], "defgh"),
-        (5, ["a"] * 100, "aaaaa"),
-        (0, ["anything"], ""),
-        (100, ["short"], "short"),
+        (5, [b"hello world"], "world"),
+        (5, [b"ab", b"cd", b"ef", b"gh"], "defgh"),
+        (5, [b"a"] * 100, "aaaaa"),
+        (0, [b"anything"], ""),
+        (100, [b"short"], "short"),
+        (3, ["ab\u00e9\u20ac\U0001f600".encode()], "\u00e9\u20ac\U0001f600"),
+        # A cut through a character drops its remains rather than show U+FFFD.
+        (2, ["\u20ac".encode() * 50, b"x"], "\u20acx"),
+        (2, [b"\xff\xfe", b"ok"], "ok"),
     ],
 )
-def test_tail_buffer_keeps_the_last_characters(
-    limit: int, writes: list[str], expected: str
+def test_output_tail_keeps_the_last_characters(
+    limit: int, writes: list[bytes], expected: str
 ) -> None:
-    buffer = TailBuffer(limit)
-    for text in writes:
-        assert buffer.write(text) == len(text)
-    assert buffer.getvalue() == expected
+    tail = OutputTail(limit)
+    for data in writes:
+        tail.feed(data)
+    assert tail.text() == expected
 
 
-def test_tail_buffer_refuses_bytes() -> None:
-    with pytest.raises(TypeError, match="must be str"):
-        TailBuffer(5).write(b"x")  # type: ignore[arg-type]
+def test_output_tail_memory_is_bounded() -> None:
+    tail = OutputTail(10)
+    for _ in range(10_000):
+        tail.feed(b"0123456789" * 10)
+    assert len(tail._data) <= 2 * 4 * 10
+    assert tail.text() == "0123456789"
+    tail.clear()
+    assert tail.text() == ""
 
 
 @pytest.mark.parametrize(

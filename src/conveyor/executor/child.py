@@ -2,24 +2,27 @@
 
 The pool preloads this module into the forkserver, so a new child starts with it imported.
 A child runs one call at a time and lives until the pool closes its pipe or kills it.
+
+Around each call the child captures the attempt's output at the file descriptors (capture) and,
+afterwards, kills whatever processes the attempt left running (containment); it runs with the
+environment the pool gives it, not the one it inherited.
 """
 
 from __future__ import annotations
 
-import io
 import multiprocessing
 import os
 import resource
 import signal
 import threading
 import traceback
-from collections.abc import Callable
-from contextlib import redirect_stderr, redirect_stdout
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 
 from conveyor.core.types import JSON
 from conveyor.errors import HandlerError
-from conveyor.executor import wire
+from conveyor.executor import containment, wire
+from conveyor.executor.capture import Redirect
 from conveyor.handlers.registry import HandlerPolicy, resolve_handler
 
 # An error line goes into logs, the dashboard and the store: keep one huge message from flooding them.
@@ -27,16 +30,32 @@ _ERROR_CHARS = 1000
 
 
 def serve(
-    conn: Connection, policy: HandlerPolicy, output_tail_chars: int, memory_limit_mb: int | None
+    conn: Connection,
+    policy: HandlerPolicy,
+    memory_limit_mb: int | None,
+    environment: Mapping[str, str] | None,
+    stdout: Connection,
+    stderr: Connection,
 ) -> None:
-    """The child's main function: run requests from `conn` until the parent closes it."""
+    """The child's main function: run requests from `conn` until the parent closes it.
+
+    `environment`, if given, replaces the inherited one: it is all that handlers and the
+    processes they start see. `stdout` and `stderr` are the write ends of the pool's capture
+    pipes.
+    """
     # Ctrl-C goes to the whole foreground process group; the parent decides what happens to
     # running tasks, so the child must not die of it first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The fork server ignores SIGTERM (forkserver_signals); a handler and what it runs must not.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    # Lead a process group of our own, so a timeout or a cancel also kills what a handler started.
+    # Lead a process group of our own, so a timeout or a cancel also kills what a handler started,
+    # and adopt the orphans of our descendants, so that what left the group can be found too.
     os.setpgrp()
+    containment.become_subreaper()
+    if environment is not None:
+        os.environ.clear()
+        os.environ.update(environment)
+    redirect = Redirect(stdout.fileno(), stderr.fileno())
     # Before the memory limit: a thread's stack counts towards RLIMIT_AS.
     _exit_when_parent_dies()
     if memory_limit_mb is not None:
@@ -49,13 +68,19 @@ def serve(
             data = conn.recv_bytes()
         except EOFError:
             return  # the pool closed: nothing left to do
-        conn.send_bytes(run_request(data, policy, output_tail_chars, handlers))
+        redirect.begin()
+        try:
+            reply = run_request(data, policy, handlers)
+            # Before the reply: the attempt is over only once nothing it started runs on.
+            containment.kill_descendants()
+        finally:
+            redirect.end()
+        conn.send_bytes(reply)
 
 
 def run_request(
     data: bytes,
     policy: HandlerPolicy,
-    output_tail_chars: int,
     handlers: dict[str, Callable[..., JSON]],
 ) -> bytes:
     """Run one encoded Request and return the encoded Reply. Never raises for a handler's fault.
@@ -63,26 +88,17 @@ def run_request(
     `handlers` caches resolved handlers by name, so a user module is imported once per child.
     """
     request = wire.decode_request(data)
-    stdout, stderr = TailBuffer(output_tail_chars), TailBuffer(output_tail_chars)
     try:
-        with redirect_stdout(stdout), redirect_stderr(stderr):
-            name = request["handler"]
-            handler = handlers.get(name)
-            if handler is None:
-                handler = handlers[name] = resolve_handler(name, policy)
-            result = handler(*request["args"], **request["kwargs"])
+        name = request["handler"]
+        handler = handlers.get(name)
+        if handler is None:
+            handler = handlers[name] = resolve_handler(name, policy)
+        result = handler(*request["args"], **request["kwargs"])
     # SystemExit and KeyboardInterrupt too: a handler calling sys.exit() failed, and the child
     # must stay alive to say so.
     except BaseException as exc:
-        return wire.encode(_failure(exc, stdout, stderr))
-    reply: wire.Reply = {
-        "outcome": "succeeded",
-        "result": result,
-        "error": None,
-        "traceback": None,
-        "stdout": stdout.getvalue(),
-        "stderr": stderr.getvalue(),
-    }
+        return wire.encode(_failure(exc))
+    reply: wire.Reply = {"outcome": "succeeded", "result": result, "error": None, "traceback": None}
     try:
         return wire.encode(reply)
     except (TypeError, ValueError, RecursionError) as exc:
@@ -90,39 +106,7 @@ def run_request(
         return wire.encode({**reply, "outcome": "failed", "result": None, "error": error})
 
 
-class TailBuffer(io.TextIOBase):
-    """A write-only text stream that keeps only the last `limit` characters written to it."""
-
-    # Code that prints often asks the stream for its encoding; the text never becomes bytes here.
-    encoding = "utf-8"
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self._limit = limit
-        self._chunks: list[str] = []
-        self._size = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        if not isinstance(text, str):
-            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        self._chunks.append(text)
-        self._size += len(text)
-        # Trim only once twice the limit has piled up, so many small writes cost O(1) each.
-        if self._size > 2 * self._limit:
-            self._chunks = [self.getvalue()]
-            self._size = len(self._chunks[0])
-        return len(text)
-
-    def getvalue(self) -> str:
-        if self._limit == 0:
-            return ""
-        return "".join(self._chunks)[-self._limit :]
-
-
-def _failure(exc: BaseException, stdout: TailBuffer, stderr: TailBuffer) -> wire.Reply:
+def _failure(exc: BaseException) -> wire.Reply:
     if isinstance(exc, HandlerError):
         # The message says it all; a traceback helps only when loading the user's module broke.
         cause = exc.__cause__
@@ -133,14 +117,7 @@ def _failure(exc: BaseException, stdout: TailBuffer, stderr: TailBuffer) -> wire
         tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
         trace = "".join(traceback.TracebackException(type(exc), exc, tb).format())
         error = describe_exception(exc)
-    return {
-        "outcome": "failed",
-        "result": None,
-        "error": _clip(error),
-        "traceback": trace,
-        "stdout": stdout.getvalue(),
-        "stderr": stderr.getvalue(),
-    }
+    return {"outcome": "failed", "result": None, "error": _clip(error), "traceback": trace}
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -170,7 +147,8 @@ def _exit_when_parent_dies() -> None:
 
     def watch() -> None:
         parent.join()
-        # Take down our whole process group: whatever the handler started goes too.
+        # Take down whatever the handler started (in our group or not), then our whole group.
+        containment.kill_descendants()
         os.killpg(os.getpgrp(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="conveyor-parent-watch", daemon=True).start()

@@ -51,8 +51,11 @@ class ExecutionResult:
         *,
         started_at: datetime,
         finished_at: datetime,
+        stdout_tail: str = "",
+        stderr_tail: str = "",
     ) -> ExecutionResult:
-        """A result decided without the handler's word: refused, timed out, crashed, cancelled."""
+        """A result decided without the handler's word: refused, timed out, crashed, cancelled.
+        The output tails are what the attempt wrote before it was stopped."""
         return cls(
             task_id=execution.task_id,
             token=execution.token,
@@ -60,8 +63,8 @@ class ExecutionResult:
             result=None,
             error=error,
             traceback=None,
-            stdout_tail="",
-            stderr_tail="",
+            stdout_tail=stdout_tail,
+            stderr_tail=stderr_tail,
             started_at=started_at,
             finished_at=finished_at,
         )

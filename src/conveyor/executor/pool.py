@@ -3,8 +3,10 @@
 One thread (the scheduler's or the worker's event loop) calls start() and wait(); any thread may
 call cancel(), wake() and read `running`. Timeouts are enforced inside wait(): it sleeps until
 the next result, the nearest deadline, the caller's timeout or a wake(), whichever comes first,
-and SIGKILLs a child whose execution is past its deadline. Every child that dies or is killed is
-replaced at once, so `size` slots always exist.
+and SIGKILLs a child whose execution is past its deadline, with every process the attempt
+started (containment). Every child that dies or is killed is replaced at once, so `size` slots
+always exist. wait() also reads what running attempts write to their stdout and stderr
+(capture), keeping the tail of each for the result.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from multiprocessing import connection
 from multiprocessing.connection import Connection
 from multiprocessing.util import Finalize
@@ -21,7 +24,7 @@ from conveyor.clock import Clock, SystemClock
 from conveyor.core.states import Outcome
 from conveyor.core.types import TaskId, Token
 from conveyor.errors import HandlerError
-from conveyor.executor import processes, wire
+from conveyor.executor import capture, processes, wire
 from conveyor.executor.models import Execution, ExecutionResult
 from conveyor.executor.processes import Child
 from conveyor.executor.wakeup import WakeUp
@@ -38,6 +41,11 @@ class ProcessPool:
 
     Use it as a context manager, or call close(): that kills every child. Tasks still running
     then are abandoned without a result; the caller decides what becomes of them.
+
+    `environment`, if given, is the whole environment of every handler and of the processes it
+    starts, instead of this process's. (The children are forked by a fork server, which has the
+    environment this process had when its first pool started: a program that must keep secrets
+    from its tasks scrubs its own environment before that, as `conveyor worker` does.)
     """
 
     def __init__(
@@ -48,6 +56,7 @@ class ProcessPool:
         clock: Clock | None = None,
         output_tail_chars: int = 4096,
         memory_limit_mb: int | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         if size < 1:
             raise ValueError(f"size must be at least 1, got {size}")
@@ -59,6 +68,7 @@ class ProcessPool:
         self._clock: Clock = clock or SystemClock()
         self._output_tail_chars = output_tail_chars
         self._memory_limit_mb = memory_limit_mb
+        self._environment = dict(environment) if environment is not None else None
         # Guards the children's bookkeeping against cancel() and `running` from other threads.
         self._lock = threading.Lock()
         self._children: list[Child] = []
@@ -124,6 +134,8 @@ class ProcessPool:
             child.execution = execution
             child.started_at = started_at
             child.cancelled = False
+            child.stdout_tail.clear()
+            child.stderr_tail.clear()
             timeout_s = execution.timeout_s
             child.deadline = None if timeout_s is None else time.monotonic() + timeout_s
         # Outside the lock: a large payload may block until the child reads it.
@@ -220,7 +232,15 @@ class ProcessPool:
         with self._lock:
             children = list(self._children)
         for child in children:
+            if child.execution is not None:
+                # Output first: a full pipe would keep the attempt from going on.
+                if child.stdout.fileno() in ready:
+                    capture.drain(child.stdout.fileno(), child.stdout_tail)
+                if child.stderr.fileno() in ready:
+                    capture.drain(child.stderr.fileno(), child.stderr_tail)
             died, readable = child.process.sentinel in ready, child.conn in ready
+            # A reply this wait saw follows output that was in the pipes by then: read above.
+            drained = readable
             # READY comes first: read it before anything can take it for a reply.
             if not child.ready and (readable or died or child.conn.poll()):
                 if not processes.greet(child):
@@ -228,6 +248,7 @@ class ProcessPool:
                     continue
                 self._startup_failures = 0
                 readable = child.conn.poll()  # a reply may have followed READY already
+                drained = False
             execution = child.execution
             if execution is None:
                 if died:
@@ -238,13 +259,14 @@ class ProcessPool:
                 self._replace(child, Outcome.CANCELLED)
             # A reply that beat the deadline by a hair still counts.
             elif readable or (overdue and child.conn.poll()):
-                self._read_reply(child, died=died)
+                self._read_reply(child, died=died, drained=drained and readable)
             elif died:
                 self._replace(child, Outcome.CRASHED)
             elif overdue:
                 self._replace(child, Outcome.TIMED_OUT)
 
-    def _read_reply(self, child: Child, *, died: bool) -> None:
+    def _read_reply(self, child: Child, *, died: bool, drained: bool) -> None:
+        """Turn the child's reply into a result. `drained`: its output has been read already."""
         try:
             reply = wire.decode_reply(child.conn.recv_bytes())
         except (EOFError, OSError, ValueError):
@@ -258,8 +280,18 @@ class ProcessPool:
                 cancelled = False
                 child.execution = child.started_at = child.deadline = None
                 finished_at = self._clock.now()
+                if not drained:
+                    # The child wrote its output before its reply, and its processes are gone.
+                    processes.drain_output(child)
                 self._results.append(
-                    wire.to_result(reply, execution, started_at=started_at, finished_at=finished_at)
+                    wire.to_result(
+                        reply,
+                        execution,
+                        stdout_tail=child.stdout_tail.text(),
+                        stderr_tail=child.stderr_tail.text(),
+                        started_at=started_at,
+                        finished_at=finished_at,
+                    )
                 )
         if cancelled:
             self._replace(child, Outcome.CANCELLED)  # cancel() won the race: keep its promise
@@ -275,7 +307,7 @@ class ProcessPool:
             # From here on cancel() cannot find the execution, so it will not signal this pid.
             child.execution = None
         starting = not child.ready and outcome is Outcome.CRASHED
-        exitcode = processes.retire(child)
+        exitcode = processes.retire(child, killed=child.cancelled)
         if outcome is Outcome.CRASHED:
             log = logger.error if starting else logger.warning
             log("executor child died", extra={"exitcode": exitcode, "starting": starting})
@@ -283,7 +315,13 @@ class ProcessPool:
             error = processes.describe_end(outcome, execution, exitcode, starting=starting)
             finished_at = self._clock.now()
             result = ExecutionResult.unsuccessful(
-                execution, outcome, error, started_at=started_at, finished_at=finished_at
+                execution,
+                outcome,
+                error,
+                started_at=started_at,
+                finished_at=finished_at,
+                stdout_tail=child.stdout_tail.text(),
+                stderr_tail=child.stderr_tail.text(),
             )
             with self._lock:
                 self._results.append(result)
@@ -314,6 +352,8 @@ class ProcessPool:
                 waitables.append(child.process.sentinel)
                 if child.execution is not None or not child.ready:
                     waitables.append(child.conn)
+                if child.execution is not None:
+                    waitables += [child.stdout.fileno(), child.stderr.fileno()]
             deadlines = [
                 child.deadline
                 for child in self._children
@@ -322,7 +362,9 @@ class ProcessPool:
         return waitables, min(deadlines, default=None)
 
     def _start_child(self) -> Child:
-        return processes.start_child(self._policy, self._output_tail_chars, self._memory_limit_mb)
+        return processes.start_child(
+            self._policy, self._output_tail_chars, self._memory_limit_mb, self._environment
+        )
 
     def _check_open(self) -> None:
         if self._closed:
@@ -333,9 +375,8 @@ class ProcessPool:
 
 def _shut_down(children: list[Child], wake_up: WakeUp) -> None:
     """Kill all children first, then reap them: the kills proceed in parallel."""
+    processes.kill(*(child.process for child in children))
     for child in children:
-        processes.kill(child.process)
-    for child in children:
-        processes.retire(child)
+        processes.retire(child, killed=True)
     children.clear()
     wake_up.close()

@@ -16,13 +16,15 @@ import multiprocessing
 import os
 import select
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from conveyor.core.states import Outcome
-from conveyor.executor import child, wire
+from conveyor.executor import capture, child, containment, wire
+from conveyor.executor.capture import OutputTail
 from conveyor.executor.models import Execution
 from conveyor.handlers.registry import HandlerPolicy
 
@@ -36,10 +38,15 @@ _SERVER_PRELOAD = [
 
 @dataclass(slots=True, eq=False)
 class Child:
-    """One child process, its end of the pipe, and the execution it is running, if any."""
+    """One child process, its end of the pipes, and the execution it is running, if any."""
 
     process: BaseProcess
     conn: Connection
+    stdout: Connection
+    """Read end of the pipe the child's fd 1 points at during an attempt (non-blocking)."""
+    stderr: Connection
+    stdout_tail: OutputTail
+    stderr_tail: OutputTail
     execution: Execution | None = None
     started_at: datetime | None = None
     deadline: float | None = None
@@ -50,19 +57,25 @@ class Child:
 
 
 def start_child(
-    policy: HandlerPolicy, output_tail_chars: int, memory_limit_mb: int | None
+    policy: HandlerPolicy,
+    output_tail_chars: int,
+    memory_limit_mb: int | None,
+    environment: Mapping[str, str] | None = None,
 ) -> Child:
     """Start one child process, ready to receive requests on the returned Child's `conn`.
 
     The child gets the parent's sys.path and working directory (multiprocessing sends both), so
-    handlers importable in the parent are importable in the child.
+    handlers importable in the parent are importable in the child; and `environment`, if given,
+    instead of the one it inherits from the fork server.
     """
     # Takes effect only before the forkserver starts: there is one server per parent process.
     _CONTEXT.set_forkserver_preload(_SERVER_PRELOAD)
     parent_conn, child_conn = _CONTEXT.Pipe(duplex=True)
+    stdout_r, stdout_w = _CONTEXT.Pipe(duplex=False)
+    stderr_r, stderr_w = _CONTEXT.Pipe(duplex=False)
     process = _CONTEXT.Process(
         target=child.serve,
-        args=(child_conn, policy, output_tail_chars, memory_limit_mb),
+        args=(child_conn, policy, memory_limit_mb, environment, stdout_w, stderr_w),
         name="conveyor-executor",
         # Not a daemon: daemonic processes may not start processes of their own, and handlers
         # may want to (multiprocessing, concurrent.futures). ProcessPool kills its children at
@@ -72,31 +85,48 @@ def start_child(
     try:
         process.start()
     except BaseException:
-        parent_conn.close()
+        for conn in (parent_conn, stdout_r, stderr_r):
+            conn.close()
         raise
     finally:
-        child_conn.close()  # the child holds its own copy now
-    return Child(process, parent_conn)
+        for conn in (child_conn, stdout_w, stderr_w):
+            conn.close()  # the child holds its own copies now
+    for conn in (stdout_r, stderr_r):
+        os.set_blocking(conn.fileno(), False)
+    return Child(
+        process,
+        parent_conn,
+        stdout_r,
+        stderr_r,
+        OutputTail(output_tail_chars),
+        OutputTail(output_tail_chars),
+    )
 
 
-def kill(process: BaseProcess, *, reaped: bool = False) -> None:
-    """SIGKILL a child and everything in its process group. Safe to call on a dead child.
+def kill(*processes: BaseProcess, reaped: bool = False) -> None:
+    """SIGKILL children, every process below them and everything in their process groups.
+    Safe to call on a dead child.
 
-    `reaped` says the child is known to be gone: then its pid may already belong to another
-    process, so only its group (whose id cannot be reused while any member lives) is signalled.
+    `reaped` says the children are known to be gone: then their pids may already belong to
+    other processes, so only their groups (whose ids cannot be reused while any member lives)
+    are signalled.
     """
-    pid = process.pid
-    if pid is None:
-        return
-    try:
-        # The child leads its own group (child.serve calls setpgrp), so this also reaches the
-        # processes a handler started.
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        # No such group: the child is gone, or has not reached setpgrp yet. Kill it alone.
-        if not reaped:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+    pids = [process.pid for process in processes if process.pid is not None]
+    if not reaped:
+        # The child is a subreaper: what its handler started is below it, even in another
+        # session (containment).
+        containment.kill_trees(pids)
+    for pid in pids:
+        # The child leads its own group (child.serve calls setpgrp); without a group (the child
+        # is gone, or has not reached setpgrp yet) there is nothing more to do.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def drain_output(child_: Child) -> None:
+    """Read all the output the child's attempt has written so far into its tails."""
+    capture.drain(child_.stdout.fileno(), child_.stdout_tail)
+    capture.drain(child_.stderr.fileno(), child_.stderr_tail)
 
 
 def greet(child_: Child) -> bool:
@@ -118,15 +148,19 @@ def has_exited(process: BaseProcess) -> bool:
     return bool(select.select([process.sentinel], [], [], 0)[0])
 
 
-def retire(child_: Child) -> int | None:
-    """Kill a child, wait until it is reaped, release its resources; return its exit code.
+def retire(child_: Child, *, killed: bool = False) -> int | None:
+    """Kill a child (unless `killed` says that is done), wait until it is reaped, release its
+    resources; return its exit code.
 
     Only the thread that runs the pool's wait() may call this: it reads the process' status.
     """
-    kill(child_.process, reaped=child_.process.exitcode is not None)
+    if not killed:
+        kill(child_.process, reaped=child_.process.exitcode is not None)
     child_.process.join()
     exitcode = child_.process.exitcode
-    child_.conn.close()
+    drain_output(child_)  # what the attempt wrote before it ended is still in the pipes
+    for conn in (child_.conn, child_.stdout, child_.stderr):
+        conn.close()
     child_.process.close()
     return exitcode
 

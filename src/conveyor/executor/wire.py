@@ -26,12 +26,12 @@ class Request(TypedDict):
 
 
 class Reply(TypedDict):
+    """The handler's word; its output travels apart, through the capture pipes (capture.py)."""
+
     outcome: Literal["succeeded", "failed"]
     result: JSON
     error: str | None
     traceback: str | None
-    stdout: str
-    stderr: str
 
 
 def encode(message: Request | Reply) -> bytes:
@@ -69,7 +69,13 @@ def encode_request(execution: Execution) -> bytes:
 
 
 def to_result(
-    reply: Reply, execution: Execution, *, started_at: datetime, finished_at: datetime
+    reply: Reply,
+    execution: Execution,
+    *,
+    stdout_tail: str,
+    stderr_tail: str,
+    started_at: datetime,
+    finished_at: datetime,
 ) -> ExecutionResult:
     return ExecutionResult(
         task_id=execution.task_id,
@@ -78,8 +84,8 @@ def to_result(
         result=reply["result"],
         error=reply["error"],
         traceback=reply["traceback"],
-        stdout_tail=reply["stdout"],
-        stderr_tail=reply["stderr"],
+        stdout_tail=stdout_tail,
+        stderr_tail=stderr_tail,
         started_at=started_at,
         finished_at=finished_at,
     )
