@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from conveyor.core.schedules import CRON_PATTERN, ScheduleSpec, known_timezones, next_after
-from conveyor.core.spec import HANDLER_PATTERN, TaskSpec
+from conveyor.core.spec import HANDLER_PATTERN, MAX_HANDLER_LENGTH, TaskSpec
 from conveyor.engine import Engine
 from conveyor.server import ServerSettings
 from tests.integration.conftest import Served, serve
@@ -111,9 +111,20 @@ def test_run_at_is_a_date_time_and_not_given_with_delay_s() -> None:
 
 
 @FUZZ
-@given(st.from_regex(HANDLER_PATTERN.replace("$", r"\Z"), fullmatch=True))
+@given(
+    st.from_regex(HANDLER_PATTERN.replace("$", r"\Z"), fullmatch=True).filter(
+        lambda handler: len(handler) <= MAX_HANDLER_LENGTH  # the schema's maxLength
+    )
+)
 def test_every_handler_the_schema_allows_is_accepted(handler: str) -> None:
     assert TaskSpec(handler=handler).handler == handler
+
+
+def test_the_handler_length_bound_is_in_the_schema() -> None:
+    schema = TaskSpec.model_json_schema()["properties"]["handler"]
+    assert schema["maxLength"] == MAX_HANDLER_LENGTH
+    with pytest.raises(ValidationError, match="at most 200 characters"):
+        TaskSpec(handler="pkg.mod:" + "f" * 200)
 
 
 def test_the_handler_pattern_is_in_the_schema_and_refuses_what_the_server_refuses() -> None:

@@ -19,6 +19,7 @@ import click
 from click.core import ParameterSource
 
 from conveyor.cli.config import check_tables, default_map, name_env_vars
+from conveyor.cli.logs import configure_logging
 from conveyor.config import ENV_CONFIG, ConfigFileError, find_config_file, load_config_file
 
 # name -> "module:attribute", in the order `conveyor --help` lists them
@@ -96,8 +97,7 @@ def cli(ctx: click.Context, verbose: int, config_path: str | None) -> None:
     ctx.meta["conveyor.config"] = config
     if ctx.get_parameter_source("verbose") is ParameterSource.DEFAULT:
         verbose = int(config.data.get("verbose", 0))
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.WARNING - 10 * min(verbose, 2))
 
 
 def main() -> None:

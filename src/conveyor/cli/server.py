@@ -36,6 +36,7 @@ from conveyor.server.auth import (
     token_for,
 )
 from conveyor.server.local_workers import LocalWorkers
+from conveyor.server.serving import uvicorn_config
 from conveyor.store import Durability, is_postgres_url, open_store
 
 log = logging.getLogger(__name__)
@@ -184,13 +185,13 @@ def server_command(
         grace_s=worker_grace_s,
         env={"CONVEYOR_TOKEN": worker_token} if worker_token else None,
     )
-    config = uvicorn.Config(
+    config = uvicorn_config(
         app,
         host=host,
         port=port,
         log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower(),
+        heartbeat_interval_s=settings.heartbeat_interval_s,  # keep-alive outlasts it
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        lifespan="on",
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
     )

@@ -61,6 +61,15 @@ class Call(Generic[T]):
     """The error a 409 answer becomes."""
     headers: tuple[tuple[str, str], ...] = ()
     """Headers of this call alone (a worker's secret), on top of the session's."""
+    idempotent: bool = False
+    """Sending it twice does what sending it once does (a submit with a key, a worker's fenced
+    calls); reads always are. Only such a call is sent again when its connection broke."""
+
+    @property
+    def resendable(self) -> bool:
+        """Safe to send again after a connection broke without an answer (the server may or may
+        not have handled it)."""
+        return self.idempotent or self.method in ("GET", "HEAD")
 
 
 Steps = Generator[Call[Any], Any, T]
@@ -89,6 +98,7 @@ def submit(spec: TaskSpec, wait_s: float = 0.0) -> Call[TaskOut]:
         body=spec,
         params=(("wait", _number(wait_s)),) if wait_s else (),
         hold_s=wait_s,
+        idempotent=spec.key is not None,  # a second submit of a key returns the first task
     )
 
 
@@ -100,7 +110,13 @@ def submit_batch(specs: Sequence[TaskSpec]) -> Call[BatchOut]:
             field="tasks",
         )
     body = BatchIn(tasks=list(specs))
-    return Call("POST", api_path("tasks", "batch"), BatchOut.model_validate_json, body=body)
+    return Call(
+        "POST",
+        api_path("tasks", "batch"),
+        BatchOut.model_validate_json,
+        body=body,
+        idempotent=all(spec.key is not None for spec in specs),
+    )
 
 
 def get(task_id: str) -> Call[TaskDetail]:

@@ -3,7 +3,8 @@
 Building the request and reading the answer happen in `answers.py`; what a session adds is only
 the sending, which is the one thing that differs between sync and async code. Calls travel on
 the lean keep-alive client of `wire.py`, or over httpx when a transport is given (tests) or a
-proxy is configured.
+proxy is configured. A call safe to repeat is sent once more, on a fresh connection, when its
+kept-alive connection broke before any answer came (`_send_again`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,20 @@ def _wire_headers(headers: dict[str, str], body: bytes | None) -> dict[str, str]
     return {**headers, "Content-Type": "application/json"} if body is not None else headers
 
 
+def _send_again(call: Call[Any], error: WireError | httpx.TransportError) -> bool:
+    """Whether to send `call` once more, on a fresh connection, after `error`.
+
+    Only when a kept-alive connection broke before any answer came (the server closed it as
+    idle just as the call went out, most likely before reading it) and the call is safe to
+    repeat: a read, or an idempotent write (`Call.idempotent`). httpx does not say whether its
+    connection was a reused one; "disconnected without sending a response" is that case."""
+    if not call.resendable:
+        return False
+    if isinstance(error, WireError):
+        return error.stale
+    return isinstance(error, httpx.RemoteProtocolError)
+
+
 class SyncSession:
     """Sends calls on the lean wire, or with an `httpx.Client` given a transport. Safe to share
     between threads."""
@@ -67,26 +82,36 @@ class SyncSession:
     def send(self, call: Call[T]) -> T:
         if self._wire is not None:
             body = request_body(call)
-            try:
-                answer = self._wire.request(
-                    call.method,
-                    call.path,
-                    call.params,
-                    _wire_headers(_call_headers(self._headers, call), body),
-                    body,
-                    connect_timeout_s=self._timeout_s,
-                    read_timeout_s=self._timeout_s + call.hold_s,
-                )
-            except WireError as exc:
-                raise unreachable(self.url, exc) from exc
-            return read_answer(call, answer)
+            headers = _wire_headers(_call_headers(self._headers, call), body)
+            for last in (False, True):
+                try:
+                    answer = self._wire.request(
+                        call.method,
+                        call.path,
+                        call.params,
+                        headers,
+                        body,
+                        connect_timeout_s=self._timeout_s,
+                        read_timeout_s=self._timeout_s + call.hold_s,
+                    )
+                except WireError as exc:
+                    if last or not _send_again(call, exc):
+                        raise unreachable(self.url, exc) from exc
+                else:
+                    return read_answer(call, answer)
         assert self._http is not None
-        request = build_request(self.url, call, _call_headers(self._headers, call), self._timeout_s)
-        try:
-            response = self._http.send(request)
-        except httpx.TransportError as exc:
-            raise unreachable(self.url, exc) from exc
-        return read_answer(call, response)
+        for last in (False, True):
+            request = build_request(
+                self.url, call, _call_headers(self._headers, call), self._timeout_s
+            )
+            try:
+                response = self._http.send(request)
+            except httpx.TransportError as exc:
+                if last or not _send_again(call, exc):
+                    raise unreachable(self.url, exc) from exc
+            else:
+                return read_answer(call, response)
+        raise AssertionError("not reached: the last attempt returns or raises")
 
     def run(self, steps: Steps[T]) -> T:
         """Send every call `steps` yields; return what it returns."""
@@ -137,26 +162,36 @@ class AsyncSession:
     async def send(self, call: Call[T]) -> T:
         if self._wire is not None:
             body = request_body(call)
-            try:
-                answer = await self._wire.request(
-                    call.method,
-                    call.path,
-                    call.params,
-                    _wire_headers(_call_headers(self._headers, call), body),
-                    body,
-                    connect_timeout_s=self._timeout_s,
-                    read_timeout_s=self._timeout_s + call.hold_s,
-                )
-            except WireError as exc:
-                raise unreachable(self.url, exc) from exc
-            return read_answer(call, answer)
+            headers = _wire_headers(_call_headers(self._headers, call), body)
+            for last in (False, True):
+                try:
+                    answer = await self._wire.request(
+                        call.method,
+                        call.path,
+                        call.params,
+                        headers,
+                        body,
+                        connect_timeout_s=self._timeout_s,
+                        read_timeout_s=self._timeout_s + call.hold_s,
+                    )
+                except WireError as exc:
+                    if last or not _send_again(call, exc):
+                        raise unreachable(self.url, exc) from exc
+                else:
+                    return read_answer(call, answer)
         assert self._http is not None
-        request = build_request(self.url, call, _call_headers(self._headers, call), self._timeout_s)
-        try:
-            response = await self._http.send(request)
-        except httpx.TransportError as exc:
-            raise unreachable(self.url, exc) from exc
-        return read_answer(call, response)
+        for last in (False, True):
+            request = build_request(
+                self.url, call, _call_headers(self._headers, call), self._timeout_s
+            )
+            try:
+                response = await self._http.send(request)
+            except httpx.TransportError as exc:
+                if last or not _send_again(call, exc):
+                    raise unreachable(self.url, exc) from exc
+            else:
+                return read_answer(call, response)
+        raise AssertionError("not reached: the last attempt returns or raises")
 
     async def run(self, steps: Steps[T]) -> T:
         answer: Any = None

@@ -10,6 +10,13 @@ connections) each cost a twentieth of httpx's or less.
 
 Sessions use this unless given an httpx transport (tests swap in MockTransport or ASGITransport),
 or unless the environment names a proxy for the server, which httpx knows how to use.
+
+Keep-alive connections close at either end. A connection idle for MAX_IDLE_S is not used again
+(the server keeps idle connections longer, so it never closes one this client is about to use);
+a reused connection that breaks before any byte of the answer came raises a WireError with
+`stale` set, and the session sends the call again on a fresh connection if it is safe to repeat.
+A server may answer before it has read the whole request (413 for a body over its limit) and
+close: that answer is read, not mistaken for a lost connection.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,14 +36,23 @@ from urllib.request import getproxies, proxy_bypass
 
 MAX_IDLE_CONNECTIONS = 32
 """Async connections kept open between calls; more may be open while calls are in flight."""
+MAX_IDLE_S = 50.0
+"""A connection idle this long is closed instead of reused: well within the keep-alive of a
+Conveyor server (75 s) and of common proxies (60 s), so the other end never closes a connection
+just as a call goes out on it."""
+EARLY_ANSWER_WAIT_S = 1.0
+"""How long to look for an answer the server sent before it stopped reading the request."""
 
 
 class WireError(Exception):
     """The call got no answer: connection refused or lost, or the server too slow."""
 
-    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+    def __init__(self, message: str, *, timed_out: bool = False, stale: bool = False) -> None:
         super().__init__(message)
         self.timed_out = timed_out
+        self.stale = stale
+        """A kept-alive connection, reused, broke before any byte of an answer: most likely the
+        server closed it as idle, before it read the request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +126,11 @@ class _Connection:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._buffer = b""
+        self.answers = 0
+        """Answers read in full on this connection: more than none means it is a reused one."""
+        self.received = 0
+        """Bytes received so far."""
+        self.idle_since = time.monotonic()
 
     def readuntil(self, separator: bytes) -> bytes:
         while (end := self._buffer.find(separator)) < 0:
@@ -127,6 +149,7 @@ class _Connection:
                 chunk = self.sock.recv(max(count - have, 65_536))
                 if not chunk:
                     raise ConnectionError("the server closed the connection mid-answer")
+                self.received += len(chunk)
                 parts.append(chunk)
                 have += len(chunk)
             self._buffer = b"".join(parts)
@@ -136,6 +159,7 @@ class _Connection:
     def read_to_end(self) -> bytes:
         parts = [self._buffer]
         while chunk := self.sock.recv(65_536):
+            self.received += len(chunk)
             parts.append(chunk)
         self._buffer = b""
         return b"".join(parts)
@@ -144,6 +168,7 @@ class _Connection:
         chunk = self.sock.recv(65_536)
         if not chunk:
             raise ConnectionError("the server closed the connection")
+        self.received += len(chunk)
         self._buffer += chunk
 
     def close(self) -> None:
@@ -173,22 +198,31 @@ class SyncWire:
     ) -> Answer:
         head = _head(method, request_target(self.target, path, params), self.target, headers, body)
         conn = None
+        received = 0
         try:
             conn = self._connection(connect_timeout_s)
+            received = conn.received
             conn.sock.settimeout(read_timeout_s)
-            conn.sock.sendall(head + body if body else head)
-            answer_head = _parse_head(conn.readuntil(b"\r\n\r\n"), method)
-            if answer_head.chunked:
-                content = _read_chunked_sync(conn)
-            elif answer_head.length is None:
-                content = conn.read_to_end()
-            else:
-                content = conn.readexactly(answer_head.length)
+            try:
+                conn.sock.sendall(head + body if body else head)
+            except OSError:
+                early = _early_answer(conn, method)
+                if early is None:
+                    raise
+                self._drop(conn)
+                return early
+            answer = _read_answer_sync(conn, method)
         except (OSError, ValueError) as exc:
             if conn is not None:
                 self._drop(conn)
             timed_out = isinstance(exc, TimeoutError | socket.timeout)
-            raise WireError(str(exc) or type(exc).__name__, timed_out=timed_out) from exc
+            stale = conn is not None and conn.answers > 0 and conn.received == received
+            raise WireError(
+                str(exc) or type(exc).__name__, timed_out=timed_out, stale=stale and not timed_out
+            ) from exc
+        answer_head, content = answer
+        conn.answers += 1
+        conn.idle_since = time.monotonic()
         if not answer_head.keep:
             self._drop(conn)
         return answer_head.answer(content)
@@ -197,8 +231,10 @@ class SyncWire:
         if self._closed:
             raise WireError("the client is closed")
         conn: _Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and _peer_closed(conn.sock):
-            self._drop(conn)  # the server let an idle connection go: open a new one
+        if conn is not None and (
+            _peer_closed(conn.sock) or time.monotonic() - conn.idle_since > MAX_IDLE_S
+        ):
+            self._drop(conn)  # the server let it go, or soon could: open a new one
             conn = None
         if conn is None:
             t = self.target
@@ -225,6 +261,28 @@ class SyncWire:
             for conn in self._all:
                 conn.close()
             self._all.clear()
+
+
+def _read_answer_sync(conn: _Connection, method: str) -> tuple[_AnswerHead, bytes]:
+    answer_head = _parse_head(conn.readuntil(b"\r\n\r\n"), method)
+    if answer_head.chunked:
+        content = _read_chunked_sync(conn)
+    elif answer_head.length is None:
+        content = conn.read_to_end()
+    else:
+        content = conn.readexactly(answer_head.length)
+    return answer_head, content
+
+
+def _early_answer(conn: _Connection, method: str) -> Answer | None:
+    """The answer a server sent before it stopped reading the request and closed (413 for a
+    body over its limit: the rest of the body then met a closed socket), if it came."""
+    try:
+        conn.sock.settimeout(EARLY_ANSWER_WAIT_S)
+        answer_head, content = _read_answer_sync(conn, method)
+    except (OSError, ValueError):
+        return None
+    return answer_head.answer(content)
 
 
 def _read_chunked_sync(conn: _Connection) -> bytes:
@@ -255,6 +313,9 @@ def _peer_closed(sock: socket.socket) -> bool:
 class _Stream:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
+    answers: int = 0
+    """Answers read in full on this connection: more than none means it is a reused one."""
+    idle_since: float = field(default_factory=time.monotonic)
 
 
 class AsyncWire:
@@ -280,24 +341,37 @@ class AsyncWire:
             raise WireError("the client is closed")
         head = _head(method, request_target(self.target, path, params), self.target, headers, body)
         stream = None
+        heard = False
         try:
             stream = await self._stream(connect_timeout_s)
             stream.writer.write(head + body if body else head)
             async with asyncio.timeout(read_timeout_s):
-                answer, keep = await _read_answer(stream.reader, method)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
-            if stream is not None:
-                stream.writer.close()
-            raise WireError(str(exc) or type(exc).__name__) from exc
-        except TimeoutError as exc:
+                try:
+                    head_bytes = await stream.reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError as exc:
+                    heard = bool(exc.partial)
+                    raise
+                except asyncio.LimitOverrunError:
+                    heard = True
+                    raise
+                heard = True
+                answer, keep = await _read_answer(stream.reader, head_bytes, method)
+        except TimeoutError as exc:  # before OSError, of which it is a subclass
             if stream is not None:
                 stream.writer.close()
             raise WireError("timed out", timed_out=True) from exc
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+            if stream is not None:
+                stream.writer.close()
+            stale = stream is not None and stream.answers > 0 and not heard
+            raise WireError(str(exc) or type(exc).__name__, stale=stale) from exc
         except BaseException:  # cancelled mid-call: the connection's state is unknown
             if stream is not None:
                 stream.writer.close()
             raise
         if keep and not self._closed and len(self._idle) < MAX_IDLE_CONNECTIONS:
+            stream.answers += 1
+            stream.idle_since = time.monotonic()
             self._idle.append(stream)
         else:
             stream.writer.close()
@@ -306,7 +380,8 @@ class AsyncWire:
     async def _stream(self, connect_timeout_s: float) -> _Stream:
         while self._idle:
             stream = self._idle.pop()
-            if not stream.reader.at_eof() and not stream.writer.is_closing():
+            fresh = time.monotonic() - stream.idle_since <= MAX_IDLE_S
+            if fresh and not stream.reader.at_eof() and not stream.writer.is_closing():
                 return stream
             stream.writer.close()
         t = self.target
@@ -372,9 +447,11 @@ def _parse_head(head: bytes, method: str) -> _AnswerHead:
     return _AnswerHead(status, reason, headers, False, None, False)  # up to the end
 
 
-async def _read_answer(reader: asyncio.StreamReader, method: str) -> tuple[Answer, bool]:
-    """One answer; and whether the connection may carry another request."""
-    head = _parse_head(await reader.readuntil(b"\r\n\r\n"), method)
+async def _read_answer(
+    reader: asyncio.StreamReader, head_bytes: bytes, method: str
+) -> tuple[Answer, bool]:
+    """The answer whose head was read; and whether the connection may carry another request."""
+    head = _parse_head(head_bytes, method)
     if head.chunked:
         content = await _read_chunked(reader)
     elif head.length is None:

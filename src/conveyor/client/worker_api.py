@@ -57,6 +57,7 @@ def heartbeat(
         HeartbeatOut.model_validate_json,
         body=body,
         headers=_as(secret),
+        idempotent=True,
     )
 
 
@@ -83,6 +84,9 @@ def lease(
         body=body,
         hold_s=wait_s,
         headers=_as(secret),
+        # Sent twice, the first answer's tasks go back when their leases run out, as they would
+        # if the worker asked again itself after the error.
+        idempotent=True,
     )
 
 
@@ -95,6 +99,7 @@ def report(worker_id: str, reports: Sequence[ReportIn], secret: str = "") -> Cal
         # The server answers 409 only when it refused every report of the batch.
         conflict=StaleTokenError,
         headers=_as(secret),
+        idempotent=True,  # fenced: a report recorded once is refused as stale the second time
     )
 
 

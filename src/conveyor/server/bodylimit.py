@@ -43,7 +43,10 @@ class BodyLimit:
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(
-            {"detail": f"the request body exceeds the limit of {self.max_body_bytes} bytes"}
+            {
+                "detail": f"the request body is larger than this server's limit of "
+                f"{self.max_body_bytes:,} bytes; send fewer or smaller tasks per request"
+            }
         ).encode()
         await send(
             {
