@@ -203,13 +203,34 @@ CASES = [
         "one lease executed by two processes",
         run(1, W1, 0, 1) + run(1, W1, 0.5, 0.9, pid=200),
         task(attempt(1, W1, 0, 1.1, "succeeded")),
-        {"unaccounted_executions": 1},
+        {"executed_twice": 1},
+    ),
+    (
+        "one lease started twice by one process",
+        run(1, W1, 0, 1) + run(1, W1, 0.5)[:1],
+        task(attempt(1, W1, 0, 1.1, "succeeded")),
+        {"executed_twice": 1},
     ),
     (
         "acknowledged, never finished",
         run(1, W1, 0),
         task(attempt(1, W1, 0, None, None), state="running", result=None),
-        {"lost": 1},
+        {"stuck": 1},
+    ),
+    (
+        "acknowledged, left queued",
+        [],
+        task(state="queued", result=None),
+        {"stuck": 1},
+    ),
+    (
+        "a deregistered worker's task run again at once (its lease ended with it)",
+        run(1, W1, 0, 1.5, result="late") + run(2, W2, 0.6, 1),
+        task(
+            attempt(1, W1, 0, 0.5, "lost", error="worker deregistered"),
+            attempt(2, W2, 0.55, 1.1, "succeeded"),
+        ),
+        {},
     ),
 ]
 

@@ -3,9 +3,9 @@
 Workers started with `--ledger DIR` append one line when an execution starts and one when it
 ends (`ExecutionLedger`); a client appends every submit the server acknowledged
 (`SubmitLedger`). After a run, `check()` holds both against the server's final task records and
-attempt logs and reports lost, unexpected and twice-recorded tasks, and executions that started
-while another attempt's lease was still valid. `python -m conveyor.ledger check` does it from the
-command line.
+attempt logs and reports lost, stuck, unexpected and twice-recorded tasks, leases executed
+twice, and executions that started while another attempt's lease was still valid.
+`python -m conveyor.ledger check` does it from the command line.
 """
 
 from conveyor.ledger.checker import check

@@ -4,12 +4,16 @@ Three sources, each kept by a different party: the clients' submit ledger (what 
 acknowledged), the workers' execution ledgers (what really ran, and when), and the server's task
 records with their attempt logs (what was recorded). The checker trusts none of them alone:
 
-- **lost**: acknowledged, but missing from the database or not in a terminal state.
+- **lost**: acknowledged, but missing from the database.
+- **stuck**: acknowledged, but still pending, queued or running when the run is over (the
+  caller decides when that is: after every fault has stopped and the run had time to settle).
 - **unexpected**: in the database or executed, but never acknowledged to a client; or one
   idempotency key acknowledged as two different tasks.
 - **recorded twice**: more than one attempt recorded `succeeded`, an attempt leased after the
   one whose result was recorded, or a recorded result that is not the one the recorded attempt
   produced (its digest in the execution ledger).
+- **executed twice**: one lease (task and fencing token) started more than once, by one
+  worker process or by several.
 - **early starts**: an execution (in a worker's ledger) that started while another attempt's
   lease was still valid; or, in the attempt log itself, an attempt granted while the previous one
   had not ended, or an attempt expired before its lease ran out. Attempt n's lease is valid from
@@ -17,7 +21,7 @@ records with their attempt logs (what was recorded). The checker trusts none of 
   expired" or "worker stopped heartbeating") stays valid until its lease expiry as heartbeats
   last extended it, and an attempt with no end stays valid until that expiry.
 - **unaccounted executions**: the ledger shows an execution the attempt log does not explain
-  (a token the server never granted, granted to another worker, or run twice).
+  (a token the server never granted, or granted to another worker).
 - **misrecorded**: an attempt recorded with an outcome its execution did not have.
 
 Times from the ledger and from the server are compared directly: the checker assumes one
@@ -39,6 +43,8 @@ LEASE_EXPIRED_ERROR = "lease expired"
 """The error the engine records on an attempt it ended because its lease expired."""
 WORKER_DEAD_ERROR = "worker stopped heartbeating"
 """The error the engine records on an attempt whose worker it declared dead (lease over)."""
+WORKER_DEREGISTERED_ERROR = "worker deregistered"
+"""The error the engine records on an attempt whose worker was deregistered: its lease ends then."""
 _ENDED_BY_LEASE = frozenset({LEASE_EXPIRED_ERROR, WORKER_DEAD_ERROR})
 """Attempts the server ended on its own: their lease holds to its expiry all the same."""
 TERMINAL_STATES = frozenset({"succeeded", "failed", "timed_out", "cancelled"})
@@ -55,6 +61,8 @@ class _Execution:
     worker_id: str
     process: tuple[str, int]  # (worker name, pid)
     started_at: datetime
+    starts: int = 0
+    """Start lines for this lease in this process's ledger: more than one is a second run."""
     finished_at: datetime | None = None
     outcome: str | None = None
     reported: bool | None = None
@@ -87,7 +95,7 @@ def check(
         if task is None:
             report.lost.append(Finding(task_id, "acknowledged, but not in the database"))
         elif task.state not in TERMINAL_STATES:
-            report.lost.append(Finding(task_id, f"acknowledged, but still {task.state}"))
+            report.stuck.append(Finding(task_id, f"acknowledged, but still {task.state}"))
     for task_id in sorted(set(final_tasks) - submitted):
         report.unexpected.append(Finding(task_id, "in the database, never acknowledged"))
     for task_id in sorted(set(by_task) - submitted - set(final_tasks)):
@@ -111,6 +119,10 @@ def check(
         "overlapping_executions": overlaps,
         "attempts": len(attempts),
         "attempts_expired": sum(1 for a in attempts if a.error == LEASE_EXPIRED_ERROR),
+        "attempts_of_dead_workers": sum(1 for a in attempts if a.error == WORKER_DEAD_ERROR),
+        "attempts_of_deregistered_workers": sum(
+            1 for a in attempts if a.error == WORKER_DEREGISTERED_ERROR
+        ),
         "retries_used": sum(t.retries_used for t in final_tasks.values()),
         **{f"attempts_{outcome}": n for outcome, n in _outcomes(attempts).items()},
     }
@@ -142,7 +154,9 @@ def _executions(records: Iterable[ExecutionRecord]) -> list[_Execution]:
                 r.task_id, r.token, r.worker_id, (r.worker_name, r.pid), r.started_at
             )
         run.started_at = min(run.started_at, r.started_at)
-        if r.event == "end":
+        if r.event == "start":
+            run.starts += 1
+        elif r.event == "end":
             run.finished_at = r.finished_at
             run.outcome = r.outcome
             run.reported = r.reported
@@ -187,10 +201,18 @@ def _check_recording(
             continue
         if len(token_runs) > 1:
             names = sorted(f"{name}-{pid}" for name, pid in (r.process for r in token_runs))
-            report.unaccounted_executions.append(
+            report.executed_twice.append(
                 Finding(task.id, f"token {token} executed by {len(token_runs)} processes: {names}")
             )
         for run in token_runs:
+            if run.starts > 1:
+                report.executed_twice.append(
+                    Finding(
+                        task.id,
+                        f"token {token} started {run.starts} times by "
+                        f"{run.process[0]}-{run.process[1]}",
+                    )
+                )
             if attempt.worker_id != run.worker_id:
                 report.unaccounted_executions.append(
                     Finding(

@@ -12,8 +12,10 @@ from conveyor.core.types import JSON
 
 CATEGORIES = (
     "lost",
+    "stuck",
     "unexpected",
     "recorded_twice",
+    "executed_twice",
     "early_starts",
     "unaccounted_executions",
     "misrecorded",
@@ -29,6 +31,8 @@ class AttemptRecord:
     finished_at: datetime | None
     outcome: str | None
     error: str | None = None
+    stdout_tail: str = ""
+    stderr_tail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,7 @@ class TaskRecord:
     retries_used: int = 0
     name: str | None = None
     key: str | None = None
+    error: str | None = None
 
     @classmethod
     def of(cls, detail: TaskDetail) -> TaskRecord:
@@ -60,6 +65,8 @@ class TaskRecord:
                     finished_at=a.finished_at,
                     outcome=a.outcome.value if a.outcome else None,
                     error=a.error,
+                    stdout_tail=a.stdout_tail,
+                    stderr_tail=a.stderr_tail,
                 )
                 for a in detail.attempt_log
             ],
@@ -67,6 +74,7 @@ class TaskRecord:
             retries_used=detail.retries_used,
             name=detail.name,
             key=detail.key,
+            error=detail.error,
         )
 
 
@@ -79,8 +87,10 @@ class Finding:
 @dataclass
 class LedgerReport:
     lost: list[Finding] = field(default_factory=list)
+    stuck: list[Finding] = field(default_factory=list)
     unexpected: list[Finding] = field(default_factory=list)
     recorded_twice: list[Finding] = field(default_factory=list)
+    executed_twice: list[Finding] = field(default_factory=list)
     early_starts: list[Finding] = field(default_factory=list)
     unaccounted_executions: list[Finding] = field(default_factory=list)
     misrecorded: list[Finding] = field(default_factory=list)
