@@ -24,8 +24,10 @@ async def test_docs_load_only_local_assets_and_every_asset_is_served(served: Ser
         assert asset.status_code == 200, url
         assert len(asset.content) > 500
     assert "https://" not in page.text and "http://" not in page.text
-    assert '"validatorUrl": null' in page.text  # no badge from validator.swagger.io
-    assert "url: '/openapi.json'" in page.text
+    assert "<script>" not in page.text, "no inline script: the CSP allows this server's files only"
+    assert 'data-openapi-url="/openapi.json"' in page.text
+    init = (await served.http.get("/docs/assets/swagger-init.js")).text
+    assert "validatorUrl: null" in init  # no badge from validator.swagger.io
 
 
 async def test_assets_have_their_media_types_and_unknown_names_are_404(served: Served) -> None:
@@ -87,3 +89,38 @@ async def test_home_page_links_docs_and_status(served: Served) -> None:
     assert 'href="/docs"' in page.text
     assert f'href="{API_PREFIX}/status"' in page.text
     assert (await served.http.get("/no-such-page")).status_code == 404
+
+
+PAGES = ["/", "/docs"]
+ASSETS = [
+    "/docs/assets/swagger-ui.css",
+    "/docs/assets/swagger-init.js",
+    "/dashboard/assets/app.css",
+]
+
+
+@pytest.mark.parametrize("path", PAGES)
+async def test_pages_carry_a_strict_content_security_policy_and_framing_headers(
+    served: Served, path: str
+) -> None:
+    page = await served.http.get(path)
+    assert page.status_code == 200
+    policy = dict(
+        part.strip().split(" ", 1) for part in page.headers["content-security-policy"].split(";")
+    )
+    assert policy["default-src"] == "'none'"
+    assert policy["script-src"] == "'self'"  # no inline script, nothing from elsewhere
+    assert policy["style-src"] == "'self'"
+    assert policy["connect-src"] == "'self'"
+    assert policy["frame-ancestors"] == "'none'"
+    assert policy["base-uri"] == "'none'" and policy["object-src"] == "'none'"
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["referrer-policy"] == "no-referrer"
+
+
+@pytest.mark.parametrize("path", ASSETS)
+async def test_assets_are_not_sniffed(served: Served, path: str) -> None:
+    asset = await served.http.get(path)
+    assert asset.status_code == 200
+    assert asset.headers["x-content-type-options"] == "nosniff"

@@ -1,7 +1,8 @@
 """The dashboard page at `/` and its assets under `/dashboard/assets/`, all from the package.
 
 Plain HTML, CSS and JavaScript modules: nothing to build at install time and nothing loaded from
-the internet (the Content-Security-Policy forbids it). The page talks only to the REST API.
+the internet (the Content-Security-Policy of conveyor.server.headers forbids it). The page talks
+only to the REST API.
 """
 
 from __future__ import annotations
@@ -15,30 +16,18 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from conveyor.server.headers import ASSET_HEADERS, PAGE_HEADERS
 from conveyor.server.routes.system import package_version
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "static" / "dashboard"
 ASSETS_PATH = "/dashboard/assets"
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-    "frame-ancestors 'none'"
-)
 
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/")
 async def dashboard() -> HTMLResponse:
-    return HTMLResponse(
-        index_html(),
-        headers={
-            "Content-Security-Policy": CSP,
-            "Cache-Control": "no-cache",
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
-        },
-    )
+    return HTMLResponse(index_html(), headers={**PAGE_HEADERS, "Cache-Control": "no-cache"})
 
 
 @cache
@@ -59,5 +48,5 @@ class Assets(StaticFiles):
     async def get_response(self, path: str, scope: Scope) -> Response:
         response = await super().get_response(path, scope)
         response.headers["Cache-Control"] = "no-cache"
-        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers.update(ASSET_HEADERS)
         return response
