@@ -149,3 +149,40 @@ def write_then_sleep(marker: str, seconds: float) -> float:
     print(f"print-err-{marker}", file=sys.stderr)
     time.sleep(seconds)
     return seconds
+
+
+def environment_report() -> JSON:
+    """Everything a task can learn of environments: its own (as Python and as the kernel see
+    it, and as a command it runs sees it), and its ancestors' (environment and command line),
+    up to the first it may not read."""
+    ancestors: list[JSON] = []
+    pid = os.getppid()
+    while pid > 1:
+        ancestors.append(
+            {
+                "pid": pid,
+                "environ": _proc_text(pid, "environ"),
+                "cmdline": _proc_text(pid, "cmdline"),
+            }
+        )
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                pid = int(f.read().rsplit(b")", 1)[1].split()[1])
+        except OSError:
+            break
+    env = subprocess.run(["env"], capture_output=True, text=True, check=True).stdout
+    return {
+        "environ": dict(os.environ),
+        "proc_self": _proc_text(os.getpid(), "environ"),
+        "env_command": env,
+        "ancestors": ancestors,
+    }
+
+
+def _proc_text(pid: int, name: str) -> str | None:
+    """/proc/<pid>/<name> with NULs as newlines; None if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as f:
+            return f.read().replace(b"\0", b"\n").decode(errors="replace")
+    except OSError:
+        return None

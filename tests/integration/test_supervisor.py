@@ -196,9 +196,11 @@ def test_each_copy_is_the_worker_the_options_describe(
         policy=HandlerPolicy(allow_shell=True, allow_modules=("myapp", "other"),
                              files_root=str(tmp_path),
                              allow_networks=("10.0.0.0/8", "db.internal")),
+        pass_env=("AWS_PROFILE", "HTTPS_PROXY"),
+        env={"MODE": "batch", "EQ": "a=b"},
     )  # fmt: skip
     argv = worker_argv(config, index=2, base_name="box")
-    assert "secret" not in argv  # the token goes through the environment
+    assert "secret" not in argv  # the token goes through a pipe
     seen = record_worker(monkeypatch)
     # A config file asking for processes must not make the copy supervise in turn.
     monkeypatch.setenv("CONVEYOR_WORKER_PROCESSES", "4")
@@ -221,6 +223,9 @@ def test_each_copy_is_the_worker_the_options_describe(
         "allow_modules": ("myapp", "other"),
         "allow_networks": ("10.0.0.0/8", "db.internal"),
         "files_root": str(tmp_path),
+        "pass_env": ("AWS_PROFILE", "HTTPS_PROXY"),
+        "set_env": ("MODE=batch", "EQ=a=b"),
+        "token_fd": None,
     }
 
 

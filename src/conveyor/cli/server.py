@@ -27,17 +27,17 @@ from conveyor.engine import Engine, EngineSettings
 from conveyor.errors import ConveyorError
 from conveyor.server import ServerSettings, create_app, request_shutdown
 from conveyor.server.auth import (
-    Role,
     TokenConfigError,
     TokenEntry,
     Tokens,
     parse_tokens_file,
     parse_tokens_variable,
-    token_for,
 )
-from conveyor.server.local_workers import LocalWorkers
+from conveyor.server.local_workers import LocalWorkers, local_worker_token
 from conveyor.server.serving import uvicorn_config
 from conveyor.store import Durability, is_postgres_url, open_store
+from conveyor.worker.environment import worker_process_environment
+from conveyor.worker.protection import forbid_inspection
 
 log = logging.getLogger(__name__)
 
@@ -172,18 +172,29 @@ def server_command(
         raise click.ClickException(str(exc)) from None
     engine = Engine(store, settings=settings)
     data_dir = os.getcwd() if is_postgres_url(db) else os.path.dirname(os.path.abspath(db))
+    # Local workers authenticate as workers, never as an admin: with no worker token configured,
+    # the server makes one for them, and accepts it, in memory only.
+    worker_token, made = local_worker_token(entries) if worker_count else (None, None)
+    if worker_count:
+        # They run as this user: their tasks may not read this process's environment or memory.
+        forbid_inspection()
     server_settings = ServerSettings(
-        host=host, port=port, disk_path=data_dir, tokens=Tokens(entries), max_wait_s=max_wait_s
+        host=host,
+        port=port,
+        disk_path=data_dir,
+        tokens=Tokens([*entries, made] if made else entries),
+        max_wait_s=max_wait_s,
     )
     app = create_app(engine, server_settings)
-    # Local workers get a token through their environment: a command line shows in `ps`.
-    worker_token = token_for(entries, Role.WORKER, Role.ADMIN)
     workers = LocalWorkers(
         worker_count,
         worker_args(allow, allow_modules, files_root, allow_networks),
         cli_args=["-v"] * verbosity(),
         grace_s=worker_grace_s,
-        env={"CONVEYOR_TOKEN": worker_token} if worker_token else None,
+        # Without the server's tokens, database URL and database credentials; the token goes
+        # through a pipe.
+        env=worker_process_environment(os.environ, drop_database=True),
+        token=worker_token,
     )
     config = uvicorn_config(
         app,

@@ -21,7 +21,8 @@ from conveyor.cli.options import (
 )
 from conveyor.core.spec import QUEUE_PATTERN
 from conveyor.errors import ConveyorError
-from conveyor.worker import Worker, WorkerConfig
+from conveyor.worker import Worker, WorkerConfig, protection
+from conveyor.worker.environment import parse_env, worker_process_environment
 
 _RESOURCE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]{0,63})=(\d+(?:\.\d+)?)$")
 
@@ -123,6 +124,31 @@ def _queues(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
 @files_root_option(
     "Run the file handlers (files.*, sha256 path=), confined to DIR  [default: refuse them]"
 )
+@click.option(
+    "--pass-env",
+    "pass_env",
+    multiple=True,
+    metavar="NAME",
+    help="Give tasks this variable of the worker's environment too (repeatable). Tasks get "
+    "only PATH, HOME, USER, LOGNAME, LANG, LC_*, TZ, TMPDIR, PYTHONPATH, LD_LIBRARY_PATH, "
+    "SSL_CERT_FILE, SSL_CERT_DIR otherwise, and never CONVEYOR_*.",
+)
+@click.option(
+    "--env",
+    "set_env",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set this variable for every task (repeatable; shows in `ps`: pass secrets with "
+    "--pass-env).",
+)
+@click.option(
+    "--token-fd",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="FD",
+    help="Read the token from this inherited file descriptor (how Conveyor hands its own "
+    "workers theirs: out of the environment and of `ps`).",
+)
 def worker_command(
     server: str,
     token: str | None,
@@ -140,13 +166,20 @@ def worker_command(
     allow_modules: tuple[str, ...],
     allow_networks: tuple[str, ...],
     files_root: str | None,
+    pass_env: tuple[str, ...],
+    set_env: tuple[str, ...],
+    token_fd: int | None,
 ) -> None:
     """Lease tasks from a Conveyor server and run them in child processes.
 
     Only built-in handlers run unless you allow more: --allow-module myapp runs functions
     defined in `myapp.*` modules, importable from the working directory; the http handler
-    reaches only public addresses unless --allow-network opens a network or host.
+    reaches only public addresses unless --allow-network opens a network or host. Tasks get a
+    minimal environment, not the worker's (see --pass-env).
     """
+    # Before anything holds a secret: other processes of this user (the tasks) may not read
+    # this one's environment or memory.
+    protection.forbid_inspection()
     # A worker is a long-running service: say what it does, even without -v.
     worker_log = logging.getLogger("conveyor.worker")
     if worker_log.getEffectiveLevel() > logging.INFO:
@@ -155,6 +188,8 @@ def worker_command(
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
+        if token_fd is not None:
+            token = protection.read_token(token_fd)
         config = WorkerConfig(
             server_url=server,
             token=token,
@@ -168,11 +203,15 @@ def worker_command(
             memory_limit_mb=memory_limit_mb,
             ledger_dir=ledger_dir,
             policy=handler_policy(allow, allow_modules, files_root, allow_networks),
+            pass_env=pass_env,
+            env=parse_env(set_env),
         )
         if processes:
             status = supervise(processes, config)
         else:
-            status = Worker(config).run(handle_signals=True)
+            worker = Worker(config)  # reads what it needs of the environment (proxies) first
+            protection.use_task_environment(worker.task_environment())
+            status = worker.run(handle_signals=True)
     except (ConveyorError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     sys.exit(status)
@@ -184,14 +223,13 @@ def supervise(processes: int, config: WorkerConfig) -> int:
 
     base_name = config.name or socket.gethostname()
     verbose = ["-v"] * (2 if logging.getLogger().getEffectiveLevel() <= logging.DEBUG else 0)
-    env = dict(os.environ)
-    if config.token:
-        env["CONVEYOR_TOKEN"] = config.token
     python = [sys.executable, "-m", "conveyor", *verbose]
     supervisor = Supervisor(
         processes,
         lambda index: [*python, *worker_argv(config, index=index, base_name=base_name)],
-        env=env,
+        # The copies get their token through a pipe, not in their environment.
+        env=worker_process_environment(os.environ),
+        token=config.token,
         stop_timeout_s=config.grace_s + config.shutdown_flush_s + 5,
     )
     return supervisor.run(handle_signals=True)

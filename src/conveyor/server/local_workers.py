@@ -4,16 +4,24 @@ They run `python -m conveyor worker --server URL` on this machine, are never res
 stopped with the server: SIGTERM first, so that they can finish and report what they run, then
 SIGKILL after a grace period. Each runs in its own session, so a Ctrl-C in the terminal reaches
 only the server, which then stops them in that order.
+
+They hold none of the server's secrets: the server gives them an environment without its tokens
+and database settings (conveyor.worker.environment), and each its worker token through an
+inherited pipe (`--token-fd`), never in its environment or on its command line.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+
+from conveyor.server.auth import Role, TokenEntry
+from conveyor.worker.protection import token_pipe
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +35,14 @@ class LocalWorkers:
         cli_args: Sequence[str] = (),
         grace_s: float = 10.0,
         env: Mapping[str, str] | None = None,
+        token: str | None = None,
     ) -> None:
         self.count = count
         self.worker_args = list(worker_args)
-        self.env = dict(env or {})
-        """Set for the workers on top of this process's environment (their token: not in `ps`)."""
+        self.env = dict(env) if env is not None else None
+        """The workers' whole environment; None: this process's."""
+        self._token = token
+        """Handed to each worker through a pipe: not in its environment, not in `ps`."""
         self.cli_args = list(cli_args)
         self.grace_s = grace_s
         self._procs: list[subprocess.Popen[bytes]] = []
@@ -46,12 +57,21 @@ class LocalWorkers:
 
     def start(self, url: str) -> None:
         for _ in range(self.count):
-            proc = subprocess.Popen(  # the arguments are ours, not a shell string
-                self.command(url),
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                env={**os.environ, **self.env} if self.env else None,
-            )
+            argv = self.command(url)
+            token_fd = None if self._token is None else token_pipe(self._token)
+            if token_fd is not None:
+                argv += ["--token-fd", str(token_fd)]
+            try:
+                proc = subprocess.Popen(  # the arguments are ours, not a shell string
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    env=self.env,
+                    pass_fds=() if token_fd is None else (token_fd,),
+                )
+            finally:
+                if token_fd is not None:
+                    os.close(token_fd)  # the worker has its own
             self._procs.append(proc)
             log.info("started a local worker", extra={"pid": proc.pid, "server_url": url})
 
@@ -92,3 +112,17 @@ class LocalWorkers:
         for proc in self.alive:
             proc.kill()
             proc.wait()
+
+
+def local_worker_token(entries: Sequence[TokenEntry]) -> tuple[str | None, TokenEntry | None]:
+    """The token local workers authenticate with, never an admin's: the first worker token
+    configured; else, when the API takes tokens, one made now for them alone, returned as an
+    entry too, for the server to accept (it lives in this process's memory only, and dies with
+    it); None when the API is open."""
+    for entry in entries:
+        if entry.role is Role.WORKER:
+            return entry.token, None
+    if not entries:
+        return None, None
+    made = TokenEntry(Role.WORKER, f"local-worker-{secrets.token_urlsafe(32)}")
+    return made.token, made

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from conveyor.client.session import DEFAULT_URL
 from conveyor.handlers import HandlerPolicy
+from conveyor.worker import environment
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,11 @@ class WorkerConfig:
     ledger_dir: str | None = None
     """Append a line to `<ledger_dir>/<name>-<pid>.jsonl` as each execution starts and ends
     (conveyor.ledger), so that a checker can prove after a run what ran where and when."""
+    pass_env: tuple[str, ...] = ()
+    """Variables of the worker's environment its tasks get too, beyond the minimal environment
+    (conveyor.worker.environment); never CONVEYOR_*."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Variables set for every task (shown on the command line of `conveyor worker --env`)."""
 
     def __post_init__(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:
@@ -62,6 +68,8 @@ class WorkerConfig:
             raise ValueError(f"memory_limit_mb must be at least 1, got {self.memory_limit_mb}")
         if self.http_timeout_s <= 0 or self.shutdown_flush_s < 0:
             raise ValueError("http_timeout_s must be positive and shutdown_flush_s >= 0")
+        object.__setattr__(self, "pass_env", environment.check_pass_env(self.pass_env))
+        object.__setattr__(self, "env", environment.check_env(self.env))
 
     @property
     def slots(self) -> int:

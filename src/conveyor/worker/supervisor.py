@@ -12,28 +12,31 @@ after `stop_timeout_s` are killed. A second signal kills them at once. Each copy
 session, so a Ctrl-C in the terminal reaches only the supervisor and each worker hears one
 SIGTERM, not two; and on Linux each copy gets SIGTERM when the supervisor itself dies (even by
 SIGKILL), so workers are never left running unsupervised.
+
+Each copy gets the supervisor's environment without Conveyor's secrets, and its token through
+an inherited pipe (`--token-fd`), so that neither its environment nor its command line shows it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from conveyor.executor import linux
 from conveyor.worker.config import WorkerConfig
+from conveyor.worker.protection import token_pipe
 from conveyor.worker.signals import relay_stop_signals
 
 log = logging.getLogger(__name__)
 
-PR_SET_PDEATHSIG = 1
+PR_SET_PDEATHSIG = linux.PR_SET_PDEATHSIG
 MIN_UPTIME_S = 10.0
 """A copy that dies sooner than this after its start counts as failing fast (backoff grows)."""
 MAX_BACKOFF_S = 30.0
@@ -59,6 +62,7 @@ class Supervisor:
         command: Callable[[int], Sequence[str]],
         *,
         env: Mapping[str, str] | None = None,
+        token: str | None = None,
         stop_timeout_s: float = 45.0,
         min_uptime_s: float = MIN_UPTIME_S,
         max_backoff_s: float = MAX_BACKOFF_S,
@@ -68,6 +72,8 @@ class Supervisor:
         self.count = count
         self.command = command
         self.env = dict(env) if env is not None else None
+        self._token = token
+        """Handed to each copy through a pipe (`--token-fd`), out of its environment."""
         self.stop_timeout_s = stop_timeout_s
         self.min_uptime_s = min_uptime_s
         self.max_backoff_s = max_backoff_s
@@ -76,7 +82,7 @@ class Supervisor:
         self._stop = threading.Event()
         self._kill = threading.Event()
         self._lock = threading.Lock()
-        self._prctl = _load_prctl()
+        self._prctl = linux.prctl_function()  # to be told when the supervisor dies
 
     def pids(self) -> dict[int, int]:
         """index -> pid of the copies running now."""
@@ -117,14 +123,22 @@ class Supervisor:
 
     def _start(self, copy: _Copy) -> None:
         argv = list(self.command(copy.index))
+        token_fd = None if self._token is None else token_pipe(self._token)
+        if token_fd is not None:
+            argv += ["--token-fd", str(token_fd)]
         with self._lock:
-            copy.proc = subprocess.Popen(  # our own argv, no shell
-                argv,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-                start_new_session=True,
-                preexec_fn=self._child_setup(os.getpid()),
-            )
+            try:
+                copy.proc = subprocess.Popen(  # our own argv, no shell
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    env=self.env,
+                    start_new_session=True,
+                    pass_fds=() if token_fd is None else (token_fd,),
+                    preexec_fn=self._child_setup(os.getpid()),
+                )
+            finally:
+                if token_fd is not None:
+                    os.close(token_fd)  # the copy has its own
             copy.started_at = time.monotonic()
             copy.restart_at = None
         log.info(
@@ -193,23 +207,12 @@ class Supervisor:
         return setup
 
 
-def _load_prctl() -> Callable[[int, int], int] | None:
-    """libc's prctl on Linux (to be told when the supervisor dies), else None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl: Callable[[int, int], int] = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    return prctl
-
-
 def worker_argv(config: WorkerConfig, *, index: int, base_name: str) -> list[str]:
     """The `conveyor worker` options that make a copy of the worker `config` describes.
 
     Every value is given as a flag, so the copy runs with what the supervisor resolved (flags beat
     the environment and the config file), and `--processes 0` keeps the copy from supervising in
-    turn. The token is not here: it travels in the environment, out of `ps`.
+    turn. The token is not here: it travels through a pipe (`--token-fd`), out of `ps`.
     """
     argv = [
         "worker",
@@ -240,4 +243,8 @@ def worker_argv(config: WorkerConfig, *, index: int, base_name: str) -> list[str
         argv += ["--allow-network", network]
     if policy.files_root is not None:
         argv += ["--files-root", str(policy.files_root)]
+    for name in config.pass_env:
+        argv += ["--pass-env", name]
+    for name, value in config.env.items():
+        argv += ["--env", f"{name}={value}"]
     return argv

@@ -45,6 +45,7 @@ from conveyor.hostmetrics import SystemMetrics, advertised_resources
 from conveyor.ledger.records import ExecutionLedger
 from conveyor.worker.bookkeeping import Bookkeeping, Lease
 from conveyor.worker.config import WorkerConfig
+from conveyor.worker.environment import task_environment
 from conveyor.worker.heartbeat import Heartbeater
 from conveyor.worker.leasing import Leaser
 from conveyor.worker.registration import Registration
@@ -98,6 +99,11 @@ class Worker:
         """The id the server knows this worker by; None until registered."""
         return self.registration.id if self.registration and self.registration.id else None
 
+    def task_environment(self) -> dict[str, str]:
+        """The whole environment of a task's process: the minimal one, built from this
+        process's, plus what the config passes and sets (conveyor.worker.environment)."""
+        return task_environment(os.environ, self.config.pass_env, self.config.env)
+
     def stop(self, reason: str = "asked to stop") -> None:
         """Drain and exit; called a second time, kill the running tasks now. Thread-safe."""
         if self._stop_requested.is_set():
@@ -131,6 +137,7 @@ class Worker:
                     config.policy,
                     output_tail_chars=config.output_tail_chars,
                     memory_limit_mb=config.memory_limit_mb,
+                    environment=self.task_environment(),
                 )
             )
             self._pool = pool
