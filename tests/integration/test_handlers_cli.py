@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from click.testing import CliRunner
@@ -14,41 +15,40 @@ from conveyor.cli import run as run_module
 from conveyor.cli import worker as worker_module
 from conveyor.cli.main import cli
 from conveyor.handlers import HandlerPolicy
+from conveyor.worker import WorkerConfig
 
 
-class Captured:
-    """Stands in for Worker or Scheduler: keeps the policy it was given, runs nothing."""
+@pytest.fixture
+def configs(monkeypatch: pytest.MonkeyPatch) -> list[WorkerConfig]:
+    """The WorkerConfig each `conveyor worker` builds; the worker itself does not run."""
+    made: list[WorkerConfig] = []
 
-    policies: list[HandlerPolicy] = []
+    def config(*args: Any, **kwargs: Any) -> WorkerConfig:
+        made.append(WorkerConfig(*args, **kwargs))
+        return made[-1]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        config = kwargs.get("policy") or (args[0].policy if args else None)
-        Captured.policies.append(config)
-
-    def run(self, **kwargs: Any) -> int:
-        return 0
-
-
-@pytest.fixture(autouse=True)
-def fresh() -> None:
-    Captured.policies = []
-
-
-def test_the_worker_takes_networks_and_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(worker_module, "Worker", Captured)
+    monkeypatch.setattr(worker_module, "WorkerConfig", config)
+    worker = mock.MagicMock()
+    worker.return_value.run.return_value = 0
+    monkeypatch.setattr(worker_module, "Worker", worker)
     monkeypatch.delenv("CONVEYOR_CONFIG", raising=False)
+    return made
+
+
+def test_the_worker_takes_networks_and_hosts(configs: list[WorkerConfig]) -> None:
     argv = ["worker", "--allow-network", "10.0.0.0/8", "--allow-network", "db.internal"]
     result = CliRunner().invoke(cli, argv)
     assert result.exit_code == 0, result.output
-    assert [p.allow_networks for p in Captured.policies] == [("10.0.0.0/8", "db.internal")]
+    assert [c.policy.allow_networks for c in configs] == [("10.0.0.0/8", "db.internal")]
 
 
-def test_the_worker_reads_them_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(worker_module, "Worker", Captured)
+def test_the_worker_reads_them_from_the_environment(
+    configs: list[WorkerConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CONVEYOR_WORKER_ALLOW_NETWORK", "127.0.0.1 fd00::/8")
     result = CliRunner().invoke(cli, ["worker"])
     assert result.exit_code == 0, result.output
-    assert [p.allow_networks for p in Captured.policies] == [("127.0.0.1", "fd00::/8")]
+    assert [c.policy.allow_networks for c in configs] == [("127.0.0.1", "fd00::/8")]
 
 
 @pytest.mark.parametrize("entry", ["10.0.0.0/33", "not a host", "http://x"])
