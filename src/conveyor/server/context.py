@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, ParamSpec, TypeVar, cast
 
 from fastapi import Depends, Request
@@ -12,7 +12,9 @@ from starlette.concurrency import run_in_threadpool
 
 from conveyor.engine import Engine
 from conveyor.engine.group_commit import GroupCommit
+from conveyor.errors import StoreError
 from conveyor.hostmetrics import SystemMetrics
+from conveyor.server.health import StoreHealth
 from conveyor.server.metrics import ServerMetrics
 from conveyor.server.monitoring import Monitoring
 from conveyor.server.settings import ServerSettings
@@ -37,6 +39,8 @@ class ServerContext:
     monitoring: Monitoring
     commits: GroupCommit
     identities: WorkerSecrets
+    store_health: StoreHealth = field(default_factory=StoreHealth)
+    """What the latest writes said about the store (for /health)."""
 
     @classmethod
     def build(
@@ -69,7 +73,13 @@ class ServerContext:
     async def write(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run an engine write in the committer's next group commit: concurrent requests share
         one transaction, and each is answered once it has committed."""
-        return await self.commits.run(self._timed, fn, *args, **kwargs)
+        try:
+            result = await self.commits.run(self._timed, fn, *args, **kwargs)
+        except StoreError as exc:
+            self.store_health.write_failed(exc)
+            raise
+        self.store_health.write_succeeded()
+        return result
 
     def _timed(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         started = time.perf_counter()

@@ -14,6 +14,7 @@ from conveyor.core.states import TaskState
 from conveyor.core.types import JSON
 from conveyor.engine import Engine
 from conveyor.server.context import ServerContext
+from conveyor.server.health import check
 from conveyor.server.operations.base import Answer, Caller, implements
 from conveyor.server.reads import LIVE_WORKER_STATES
 from conveyor.store.base import StateCount
@@ -63,12 +64,13 @@ async def monitor(ctx: ServerContext, caller: Caller, query: SinceQuery) -> Moni
 @implements(ops.HEALTH)
 async def health(ctx: ServerContext, caller: Caller, params: NoParams) -> HealthOut | Answer:
     store = type(ctx.engine.store).__name__.removesuffix("Store").lower() or "unknown"
-    try:
-        await ctx.call(ctx.engine.list_tasks, limit=1)
-    except Exception as exc:  # any failure to read is "unhealthy", never a 500
-        body = HealthOut(status=f"unavailable: {exc}", version=package_version(), store=store)
-        return Answer(503, body)
-    return HealthOut(status="ok", version=package_version(), store=store)
+    healthy, body = await check(
+        lambda: ctx.call(ctx.engine.list_tasks, limit=1),
+        ctx.store_health,
+        version=package_version(),
+        store=store,
+    )
+    return body if healthy else Answer(503, body)
 
 
 def _counts_and_workers(engine: Engine) -> tuple[list[StateCount], list[Worker]]:

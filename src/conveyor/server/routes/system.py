@@ -19,6 +19,7 @@ from conveyor.core.types import JSON
 from conveyor.engine import Engine
 from conveyor.server.context import Ctx
 from conveyor.server.errors import COMMON_RESPONSES
+from conveyor.server.health import check
 from conveyor.server.reads import LIVE_WORKER_STATES
 from conveyor.store.base import StateCount
 
@@ -82,14 +83,18 @@ async def monitor(ctx: Ctx, since: Since = None) -> MonitorOut:
 
 @health_router.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
 async def health(ctx: Ctx) -> HealthOut | JSONResponse:
-    """Whether the server can read its database (one cheap read)."""
+    """Whether the server can read its database (one cheap read) and write to it (its latest
+    writes succeeded); see conveyor.server.health."""
     store = type(ctx.engine.store).__name__.removesuffix("Store").lower() or "unknown"
-    try:
-        await ctx.call(ctx.engine.list_tasks, limit=1)
-    except Exception as exc:  # any failure to read is "unhealthy", never a 500
-        body = HealthOut(status=f"unavailable: {exc}", version=package_version(), store=store)
-        return JSONResponse(body.model_dump(mode="json"), status_code=503)
-    return HealthOut(status="ok", version=package_version(), store=store)
+    healthy, body = await check(
+        lambda: ctx.call(ctx.engine.list_tasks, limit=1),
+        ctx.store_health,
+        version=package_version(),
+        store=store,
+    )
+    if healthy:
+        return body
+    return JSONResponse(body.model_dump(mode="json"), status_code=503)
 
 
 @metrics_router.get("/metrics", include_in_schema=False)
