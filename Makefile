@@ -32,7 +32,9 @@ docs: $(STAMP)
 	$(BIN)/python scripts/gen_docs.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-# Benchmarks are not tests: Celery, Huey and Redis's client come with the `bench` extra, for them only.
+# Benchmarks are not tests: the peers they measure (Huey, Celery, procrastinate, pgqueuer) come with
+# the `bench` extra, for them only. BENCH_POSTGRES is where Conveyor, procrastinate and pgqueuer
+# each get a schema of their own.
 BENCH_STAMP := $(VENV)/.installed-bench
 BENCH_POSTGRES ?= postgresql://127.0.0.1:5432/test
 BENCH_ARGS ?=

@@ -1,2 +1,2 @@
-"""Conveyor's benchmarks: the workloads of issue 8, run against Conveyor (SQLite, PostgreSQL) and,
-where it is installed, Celery on Redis, in one invocation. `python -m benchmarks --help`."""
+"""Conveyor's benchmarks: Conveyor (SQLite, PostgreSQL) measured like for like with Huey,
+Celery, procrastinate and pgqueuer in one invocation. `python -m benchmarks --help`."""

@@ -1,20 +1,20 @@
-"""Run every workload of issue 8 on Conveyor (SQLite, and PostgreSQL with --postgres) and on
-Celery and Huey, each with Redis, when they are here; print one JSON line per run, then a summary
-table with each Conveyor system's ratio to Celery and to Huey.
+"""Measure Conveyor like for like with its peers, in one run on one machine, and print one JSON
+line per run, then three tables: one row per system (with its durability), the labelled extra
+rows, and the ratios the targets are stated in.
 
-    python -m benchmarks                                  # full sizes, medians of 3
+    python -m benchmarks --postgres postgresql://postgres@127.0.0.1:5432/test
     python -m benchmarks --quick                          # small sizes, one run each
-    python -m benchmarks --postgres postgresql://127.0.0.1/test --out bench.jsonl
-    python -m benchmarks --systems sqlite --only W1,W2    # a part of it
-    python -m benchmarks --quick --systems huey,celery    # the systems compared with
+    python -m benchmarks --systems sqlite,huey-redis --only W1,W2
 
-W1: 10,000 no-ops, one submit call each (up to --submit-concurrency in flight), then wait for
-all; W1b: the same through one batch call; W2: 300 sequential submit-and-wait round trips;
-W3: 1,000 tasks sleeping 10 ms on 32 slots in total; W4: 1,000 no-ops and one task summing their
-results; DAG: 10,000 tasks in 100 layers, each depending on 3 of the layer before; Scale: lease
-time and server memory with 1,000 / 100,000 / 1,000,000 tasks queued. Two worker processes with
-one slot each, except W3 (16 each). Celery runs neither DAG nor Scale; Huey runs neither W1b (it
-has no batch submit), DAG nor Scale.
+Every system is used as its own README teaches: W1 10,000 no-ops, one ordinary submit call each
+from one thread, then every result; W2 300 sequential submit-then-wait round trips; W3 1,000
+tasks sleeping 10 ms on 32 slots in all, one submit each; W4 1,000 no-ops and a task summing
+their results, with the system's own fan-in primitive. Two worker processes with one slot each
+(16 each for W3). Medians of 3 runs, after a warm-up at a tenth of the size that is discarded.
+Tuned paths (Conveyor's coalescing AsyncClient, submit_batch, Client.run), the DAG and Scale
+are extra rows, labelled. Systems: Conveyor on SQLite (--durability normal, and full), Conveyor
+on PostgreSQL, Huey on Redis and on SQLite, Celery on Redis, procrastinate and pgqueuer on
+PostgreSQL.
 """
 
 from __future__ import annotations
@@ -27,14 +27,21 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
-from benchmarks import celery_system, huey_system
-from benchmarks.conveyor_system import ConveyorSystem
-from benchmarks.results import Results
-from benchmarks.workloads import Recorder, Sizes, System
+from benchmarks import celery_system, huey_system, postgres
+from benchmarks.results import Results, SystemInfo
+from benchmarks.workloads import Sizes, System, steps
 
-WORKLOADS = ("W1", "W1b", "W2", "W4", "DAG", "W3", "Scale")
+# Ordered so that the comparisons the targets make run minutes apart, not half an hour.
+SYSTEMS = (
+    "sqlite", "huey-redis", "huey-sqlite", "celery",
+    "postgres", "procrastinate", "pgqueuer", "sqlite-full",
+)  # fmt: skip
+WORKLOADS = ("W1", "W2", "W3", "W4", "DAG", "Scale")
+
+Factory = Callable[[], System]
 
 
 def machine() -> str:
@@ -49,55 +56,88 @@ def machine() -> str:
     )
 
 
-def postgres_unavailable(url: str | None) -> str | None:
-    if not url:
-        return "pass --postgres URL"
-    import psycopg
+def factories(
+    wanted: list[str], directory: Path, sizes: Sizes, redis_url: str, postgres_url: str | None
+) -> list[tuple[str, Factory]]:
+    """The systems to run, each built only when its turn comes (its set-up creates schemas and
+    files); a system that cannot run here is skipped, saying why."""
+    from benchmarks.conveyor_system import ConveyorSystem
+    from benchmarks.pgqueuer_system import PgqueuerSystem
+    from benchmarks.procrastinate_system import ProcrastinateSystem
 
-    try:
-        psycopg.connect(url, connect_timeout=2).close()
-    except psycopg.Error as exc:
-        return f"cannot connect to {url} ({exc})"
-    return None
+    no_postgres = postgres.unavailable(postgres_url)
+    pg = postgres_url or ""
+    makers: dict[str, tuple[str | None, Factory]] = {
+        "sqlite": (None, lambda: ConveyorSystem(directory, sizes)),
+        "sqlite-full": (
+            None,
+            lambda: ConveyorSystem(directory, sizes, sqlite_durability="full", tuned=False),
+        ),
+        "postgres": (no_postgres, lambda: ConveyorSystem(directory, sizes, postgres=pg)),
+        "huey-redis": (
+            huey_system.available(redis_url),
+            lambda: huey_system.HueySystem(directory, sizes, redis_url=redis_url),
+        ),
+        "huey-sqlite": (
+            huey_system.available(redis_url),  # the same package; Redis is not used
+            lambda: huey_system.HueySystem(directory, sizes),
+        ),
+        "celery": (
+            celery_system.available(redis_url),
+            lambda: celery_system.CelerySystem(directory, sizes, redis_url=redis_url),
+        ),
+        "procrastinate": (no_postgres, lambda: ProcrastinateSystem(directory, sizes, postgres=pg)),
+        "pgqueuer": (no_postgres, lambda: PgqueuerSystem(directory, sizes, postgres=pg)),
+    }
+    chosen = []
+    for name in SYSTEMS:
+        if name not in wanted:
+            continue
+        why_not, make = makers[name]
+        if why_not is None:
+            chosen.append((name, make))
+        else:
+            print(f"# {name} skipped: {why_not}", file=sys.stderr)
+    return chosen
 
 
 def run_system(system: System, sizes: Sizes, only: set[str], results: Results) -> list[str]:
-    """Run the workloads in `only`; return those that failed twice and were skipped."""
+    """Run the selected workloads; return those that failed twice and were skipped."""
 
-    def recorder(workload: str, metric: str, value: float, **kw: object) -> None:
+    def record(workload: str, metric: str, value: float, **kw: object) -> None:
         results.record(system.name, workload, metric, round(value, 4), **kw)  # type: ignore[arg-type]
 
-    record: Recorder = recorder  # type: ignore[assignment]
-    steps: list[tuple[str, int, Callable[[Recorder], None], int]] = [
-        ("W1", 1, system.w1, sizes.repeats),
-        ("W1b", 1, system.w1b, sizes.repeats),
-        ("W2", 1, system.w2, sizes.repeats),
-        ("W4", 1, system.w4, sizes.repeats),
-        ("DAG", 1, system.dag, 1),
-        ("W3", sizes.w3_slots_per_worker, system.w3, sizes.repeats),
-        ("Scale", 0, system.scale, 1),
-    ]
+    def discard(*args: object, **kw: object) -> None:
+        pass
+
+    results.add_system(SystemInfo(system.name, system.durability, system.wait_method))
+    if system.fan_in_missing is not None:
+        results.not_applicable(system.name, "W4", system.fan_in_missing)
     slots = None
     skipped: list[str] = []
     try:
-        for workload, want_slots, run, repeats in steps:
-            if workload not in only:
+        for step in steps(system, sizes):
+            if step.workload not in only and step.workload.split("/")[0] not in only:
                 continue
-            if want_slots and want_slots != slots:
-                system.start(want_slots)
-                slots = want_slots
-            failures = 0
-            done = 0
+            if step.slots_per_worker and step.slots_per_worker != slots:
+                system.start(step.slots_per_worker)
+                slots = step.slots_per_worker
+            repeats = sizes.repeats if step.repeated else 1
+            failures = done = 0
+            warm = step.repeated and sizes.warmup
             while done < repeats and failures < 2:
                 try:
-                    run(record)
+                    if warm:  # opens connections and fills pools; its figures are dropped
+                        step.run(discard, sizes.warmup_sizes())  # type: ignore[arg-type]
+                        warm = False
+                    step.run(record, sizes)  # type: ignore[arg-type]
                     done += 1
                 except Exception as exc:  # a run that fails is run again, once; then skipped
                     failures += 1
-                    print(f"# {system.name} {workload} failed: {exc!r}", file=sys.stderr)
+                    print(f"# {system.name} {step.workload} failed: {exc!r}", file=sys.stderr)
                     time.sleep(2)
             if done < repeats:
-                skipped.append(f"{system.name} {workload}")
+                skipped.append(f"{system.name} {step.workload}")
     finally:
         system.stop()
     return skipped
@@ -110,16 +150,19 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, one run each")
-    parser.add_argument("--postgres", metavar="URL", help="also run Conveyor on PostgreSQL")
+    parser.add_argument("--postgres", metavar="URL", help="PostgreSQL for Conveyor and peers")
     parser.add_argument("--redis", metavar="URL", default="redis://127.0.0.1:6379/13")
     parser.add_argument(
         "--systems",
-        default="sqlite,postgres,celery,huey",
-        help="comma-separated among sqlite, postgres, celery, huey [default: all available]",
+        default=",".join(SYSTEMS),
+        help=f"comma-separated among {', '.join(SYSTEMS)} [default: all that can run here]",
     )
-    parser.add_argument("--only", default=",".join(WORKLOADS), help="comma-separated workloads")
+    parser.add_argument(
+        "--only",
+        default=",".join(WORKLOADS),
+        help=f"comma-separated among {', '.join(WORKLOADS)} (W1 includes its tuned rows)",
+    )
     parser.add_argument("--repeats", type=int, help="runs per workload (median reported)")
-    parser.add_argument("--submit-concurrency", type=int, help="W1 submit calls in flight")
     parser.add_argument(
         "--worker-args", default="", help="extra `conveyor worker` arguments, space-separated"
     )
@@ -127,56 +170,38 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sizes = Sizes.quick() if args.quick else Sizes()
-    overrides: dict[str, object] = {}
     if args.worker_args:
-        overrides["worker_args"] = tuple(args.worker_args.split())
+        sizes = replace(sizes, worker_args=tuple(args.worker_args.split()))
     if args.repeats:
-        overrides["repeats"] = args.repeats
-    if args.submit_concurrency:
-        overrides["submit_concurrency"] = args.submit_concurrency
-    if overrides:
-        sizes = Sizes(**{**sizes.__dict__, **overrides})
-    wanted = set(args.systems.split(","))
-    only = set(args.only.split(","))
+        sizes = replace(sizes, repeats=args.repeats)
     started = datetime.datetime.now(datetime.UTC)
     jsonl = args.out.open("a", encoding="utf-8") if args.out else None
     results = Results(sys.stdout, jsonl)
-    names: list[str] = []
     skipped: list[str] = []
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
-        directory = Path(tmp)
-        systems: list[System] = []
-        if "sqlite" in wanted:
-            systems.append(ConveyorSystem("conveyor-sqlite", directory, sizes, postgres=None))
-        if "postgres" in wanted:
-            why_not = postgres_unavailable(args.postgres)
-            if why_not is not None:
-                print(f"# conveyor-postgres skipped: {why_not}", file=sys.stderr)
-            else:
-                systems.append(
-                    ConveyorSystem("conveyor-postgres", directory, sizes, postgres=args.postgres)
-                )
-        redis_systems = (
-            ("celery", celery_system.available, celery_system.CelerySystem),
-            ("huey", huey_system.available, huey_system.HueySystem),
-        )
-        for name, available, make in redis_systems:
-            if name not in wanted:
-                continue
-            why_not = available(args.redis)
-            if why_not is None:
-                systems.append(make(directory, sizes, redis_url=args.redis))
-            else:
-                print(f"# {name} skipped: {why_not}", file=sys.stderr)
-        for system in systems:
-            names.append(system.name)
-            skipped += run_system(system, sizes, only, results)
+        chosen = factories(args.systems.split(","), Path(tmp), sizes, args.redis, args.postgres)
+        for name, make in chosen:
+            print(f"# {name}: starting at {datetime.datetime.now(datetime.UTC):%H:%M:%S} UTC", file=sys.stderr)  # fmt: skip
+            skipped += run_system(make(), sizes, set(args.only.split(",")), results)
     if jsonl is not None:
         jsonl.close()
-    baselines = [name for name in ("celery", "huey") if name in names]
+    warmup = ", after a discarded warm-up" if sizes.warmup else ""
     print()
-    print(f"{started:%Y-%m-%d %H:%M} UTC, {machine()}; medians of {sizes.repeats} run(s)")
-    print(results.table(names, baselines))
+    print(f"{started:%Y-%m-%d %H:%M} UTC, {machine()}; medians of {sizes.repeats} run(s){warmup}")
+    print()
+    print(results.headline_table())
+    if notes := results.notes():
+        print()
+        print(notes)
+    if extra := results.extra_table():
+        print()
+        print("Extra rows (tuned paths, labelled; Conveyor's own DAG and Scale):")
+        print()
+        print(extra)
+    print()
+    print("Targets, as ratios within this run (information, not a test):")
+    print()
+    print(results.targets_table(sizes.ideal_w3_s))
     if skipped:
         print(f"# failed, not measured in full: {', '.join(skipped)}", file=sys.stderr)
         return 1

@@ -1,21 +1,20 @@
-"""Celery on Redis under the same workloads: two `celery worker` processes (prefork pool, with
-`--concurrency` set to the slots per worker), Redis as broker and result backend, default
-prefetch. Submits are `apply_async` calls from the benchmark process, one per task."""
+"""Celery on Redis: two `celery worker` processes (prefork pool, `--concurrency` set to the slots
+per worker, its default prefetch), Redis as broker and result backend. A submit is one
+`apply_async`; W1 and W3 wait with `ResultSet.get` (which Celery joins natively on Redis); W4 is
+a chord."""
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.results import record_latencies, redis_system_unavailable
-from benchmarks.workloads import Recorder, Sizes
+from benchmarks.processes import WorkerProcesses
+from benchmarks.results import redis_system_unavailable
+from benchmarks.workloads import Sizes, Step
 
-REPO = Path(__file__).resolve().parent.parent
+TIMEOUT_S = 600
 
 
 def available(redis_url: str) -> str | None:
@@ -24,138 +23,68 @@ def available(redis_url: str) -> str | None:
 
 
 class CelerySystem:
-    name = "celery"
+    name = "celery-redis"
+    durability = "Redis without fsync (appendonly no, no snapshots): lost with the Redis process"
+    wait_method = "ResultSet.get (native join)"
+    returns_results = True
+    fan_in_missing = None
 
     def __init__(self, directory: Path, sizes: Sizes, *, redis_url: str) -> None:
+        # Read by celery_app at import, here and in the workers, which inherit the environment.
         os.environ["BENCH_REDIS_URL"] = redis_url
         from benchmarks import celery_app
 
         self.sizes = sizes
         self._app = celery_app
-        self._directory = directory
-        self._redis_url = redis_url
+        self._env = {"BENCH_REDIS_URL": redis_url}
         self._queue = f"bench-{uuid.uuid4().hex[:8]}"
-        self._workers: list[subprocess.Popen[bytes]] = []
+        self._workers = WorkerProcesses(directory, "celery")
 
     def start(self, slots_per_worker: int) -> None:
-        self._stop_workers()
-        env = {**os.environ, "BENCH_REDIS_URL": self._redis_url}
-        for i in range(self.sizes.workers):
-            log = (self._directory / f"celery-{slots_per_worker}-{i}.log").open("ab")
-            command = [
-                sys.executable, "-m", "celery", "-A", "benchmarks.celery_app", "worker",
+        commands = [
+            [
+                "-m", "celery", "-A", "benchmarks.celery_app", "worker",
                 "--pool", "prefork", "--concurrency", str(slots_per_worker),
                 "--queues", self._queue, "--hostname", f"bench{i}-{self._queue}@%h",
                 "--without-gossip", "--without-mingle", "--without-heartbeat",
                 "--loglevel", "WARNING",
-            ]  # fmt: skip
-            self._workers.append(
-                subprocess.Popen(
-                    command,
-                    cwd=REPO,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-        # Ready once both answer a ping; then one task each way warms the pools.
-        deadline = time.monotonic() + 60
-        while True:
+            ]
+            for i in range(self.sizes.workers)
+        ]  # fmt: skip
+        self._workers.start(commands, self._env)
+
+        def both_answer() -> bool:
             replies = self._app.app.control.ping(timeout=0.5) or []
             mine = [r for r in replies if any(self._queue in host for host in r)]
-            if len(mine) >= self.sizes.workers:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("celery workers did not start; see celery-*.log")
-        self._app.noop.apply_async((0,), queue=self._queue).get(timeout=30)
+            return len(mine) >= self.sizes.workers
 
-    def _stop_workers(self) -> None:
-        for proc in self._workers:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self._workers:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        self._workers.clear()
+        self._workers.wait_ready(both_answer)
 
     def stop(self) -> None:
-        self._stop_workers()
+        self._workers.stop()
 
-    def _submit(self, task: object, args: tuple[object, ...]) -> object:
-        return task.apply_async(args, queue=self._queue)  # type: ignore[attr-defined]
+    def submit_noop(self, x: int) -> object:
+        return self._app.noop.apply_async((x,), queue=self._queue)
 
-    def w1(self, record: Recorder) -> None:
+    def submit_sleep(self, seconds: float) -> object:
+        return self._app.sleep.apply_async((seconds,), queue=self._queue)
+
+    def wait_one(self, handle: object) -> object:
+        return handle.get(timeout=TIMEOUT_S)  # type: ignore[attr-defined]
+
+    def wait_all(self, handles: Sequence[object]) -> list[object]:
         from celery.result import ResultSet
 
-        n = self.sizes.w1_tasks
-        noop = self._app.noop
-        started = time.perf_counter()
-        # One call after the other: apply_async is a Redis write, well under a millisecond, and
-        # Celery's producer is not meant to be shared between threads.
-        results = [self._submit(noop, (i,)) for i in range(n)]
-        submitted = time.perf_counter() - started
-        values = ResultSet(results).join_native(timeout=600)
-        elapsed = time.perf_counter() - started
-        assert sorted(values) == list(range(n))
-        record("W1", "submit rate", n / submitted, unit="tasks/s", higher_is_better=True)
-        record("W1", "end to end", n / elapsed, unit="tasks/s", higher_is_better=True)
+        return list(ResultSet(list(handles)).get(timeout=TIMEOUT_S))
 
-    def w1b(self, record: Recorder) -> None:
-        """Celery's batch: one group, sent with one call."""
-        from celery import group
-
-        n = self.sizes.w1_tasks
-        noop = self._app.noop
-        started = time.perf_counter()
-        result = group(noop.s(i) for i in range(n)).apply_async(queue=self._queue)
-        submitted = time.perf_counter() - started
-        values = result.join_native(timeout=600)
-        elapsed = time.perf_counter() - started
-        assert len(values) == n
-        record("W1b", "batch submit", n / submitted, unit="tasks/s", higher_is_better=True)
-        record("W1b", "end to end", n / elapsed, unit="tasks/s", higher_is_better=True)
-
-    def w2(self, record: Recorder) -> None:
-        times: list[float] = []
-        for i in range(self.sizes.w2_rounds):
-            started = time.perf_counter()
-            value = self._submit(self._app.noop, (i,)).get(timeout=30)  # type: ignore[attr-defined]
-            times.append(time.perf_counter() - started)
-            assert value == i
-        record_latencies(record, "W2", times)
-
-    def w3(self, record: Recorder) -> None:
-        from celery import group
-
-        n = self.sizes.w3_tasks
-        sleep = self._app.sleep
-        started = time.perf_counter()
-        result = group(sleep.s(self.sizes.w3_sleep_s) for _ in range(n)).apply_async(
-            queue=self._queue
-        )
-        result.join_native(timeout=600)
-        record("W3", "wall", time.perf_counter() - started, unit="s", higher_is_better=False)
-
-    def w4(self, record: Recorder) -> None:
+    def fan_in(self, n: int) -> int:
         from celery import chord
 
-        n = self.sizes.w4_tasks
-        started = time.perf_counter()
         result = chord(
             (self._app.noop.s(i).set(queue=self._queue) for i in range(n)),
             self._app.total.s().set(queue=self._queue),
         ).apply_async()
-        value = result.get(timeout=600)
-        elapsed = time.perf_counter() - started
-        assert value == n * (n - 1) // 2
-        record("W4", "wall", elapsed, unit="s", higher_is_better=False)
+        return int(result.get(timeout=TIMEOUT_S))
 
-    def dag(self, record: Recorder) -> None:
-        """Celery has no general DAG (a task with several parents in several layers)."""
-
-    def scale(self, record: Recorder) -> None:
-        """Celery has no lease to time; its queue lives in Redis, not in a server process."""
+    def extra_steps(self) -> list[Step]:
+        return []

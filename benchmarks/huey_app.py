@@ -1,14 +1,18 @@
-"""The Huey application the benchmark compares with: Redis holds the queue and the results.
+"""The Huey application the benchmark compares with, on Redis or on SQLite.
 
-Consumers start as `python -m huey.bin.huey_consumer benchmarks.huey_app.huey`; the Redis URL
-comes from BENCH_REDIS_URL and the queue name from BENCH_HUEY_QUEUE (both set by the benchmark
-for the processes it starts, so that a run sees only its own queue).
+Consumers start as `huey_consumer benchmarks.huey_app.huey`. The benchmark sets, for itself and
+the processes it starts: BENCH_HUEY_STORAGE (`redis` or `sqlite`), BENCH_REDIS_URL or
+BENCH_HUEY_SQLITE (the database file), and BENCH_HUEY_QUEUE (so that a run sees only its own
+queue).
 
 Settings, the fastest a Huey user would pick:
-- `blocking=True` (Huey's default on Redis): consumers wait on BRPOP instead of polling, so an
-  idle worker picks a task up as soon as it is pushed.
-- `notify_result=True`: a blocking `Result.get` waits on a BLPOP that the consumer signals,
-  instead of polling the result hash from 50 ms on, which would set a floor under W2's latency.
+- Redis: `blocking=True` (Huey's default there): consumers wait on BRPOP instead of polling;
+  `notify_result=True`: a blocking `Result.get` waits on a BLPOP that the consumer signals,
+  instead of polling the result hash from 50 ms on, which would set a floor under W2.
+- SQLite (`SqliteHuey`): its defaults, WAL and `fsync=None`, which leaves SQLite's own
+  `synchronous` (FULL in WAL mode in this Python's SQLite): a commit is on disk when it returns.
+  SQLite has no blocking read, so the consumers and `Result.get` poll (see huey_system.py for
+  the intervals chosen).
 - Huey's own serializer (pickle). A JSON one is not a drop-in: Huey's task message is a
   namedtuple holding datetimes and nested messages, which JSON turns into bare lists that the
   consumer can no longer read. The values the tasks take and return are JSON-compatible anyway.
@@ -19,13 +23,20 @@ from __future__ import annotations
 import os
 import time
 
-from huey import RedisHuey
+from huey import Huey, RedisHuey, SqliteHuey
 
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
-QUEUE = os.environ.get("BENCH_HUEY_QUEUE", "bench")
 READY_COUNTER = "bench.ready"
 
-huey = RedisHuey(QUEUE, url=REDIS_URL, blocking=True, notify_result=True)
+
+def _make() -> Huey:
+    queue = os.environ.get("BENCH_HUEY_QUEUE", "bench")
+    if os.environ.get("BENCH_HUEY_STORAGE", "redis") == "sqlite":
+        return SqliteHuey(queue, filename=os.environ.get("BENCH_HUEY_SQLITE", "huey.db"))
+    url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+    return RedisHuey(queue, url=url, blocking=True, notify_result=True)
+
+
+huey = _make()
 
 
 @huey.on_startup()
