@@ -18,6 +18,7 @@ import functools
 import importlib
 import keyword
 import os
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import FunctionType, MappingProxyType, MethodType, ModuleType
@@ -213,10 +214,11 @@ def _checked_function(name: str, target: object, policy: HandlerPolicy) -> Calla
         raise HandlerError(
             f"handler {name!r} is refused: it names a module; name a function defined in it"
         )
-    # @task wraps a function in a TaskFunction; the worker runs the function it wraps.
-    from conveyor.client.decorator import TaskFunction  # here: the client needs the handlers
-
-    if isinstance(target, TaskFunction):
+    # @task wraps a function in a TaskFunction; the worker runs the function it wraps. A module
+    # that used @task has imported the decorator: looked up, not imported (the client's imports
+    # would cost every child a third of a second).
+    decorator = sys.modules.get("conveyor.client.decorator")
+    if decorator is not None and isinstance(target, decorator.TaskFunction):
         target = target.fn
     function = target
     if isinstance(target, MethodType) and isinstance(target.__self__, type):
