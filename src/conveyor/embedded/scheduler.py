@@ -92,7 +92,9 @@ class Scheduler:
             raise ValueError("concurrency must be at least 1")
         self.concurrency = concurrency
         # The caller of an embedded scheduler runs its own code: importing its modules is no
-        # wider a door than the script itself. Shell stays off unless asked for.
+        # wider a door than the script itself. Shell stays off unless asked for, and so do the
+        # http handler's non-public addresses (HandlerPolicy.allow_networks): job files often
+        # take their URLs from variables.
         self.policy = policy or HandlerPolicy(allow_modules=("*",))
         self.resources = dict(resources or {})
         self._store = SQLiteStore(db, durability=durability, accept_wal_loss=accept_wal_loss)
