@@ -270,6 +270,20 @@ def readme_section(title: str) -> str:
     return _LINK.sub(_relink, match.group(1).strip()).replace('src="docs/', 'src="')
 
 
+# Figures of one dated run that are not the README's (yet) sit below this line in
+# docs/performance.md, written by hand; regenerating the page keeps them.
+KEPT_BELOW = (
+    "<!-- Written by hand below this line (figures of dated runs); gen_docs.py keeps it. -->"
+)
+
+
+def kept_below(path: Path) -> str:
+    """The hand-written end of a generated page, from KEPT_BELOW on, or nothing."""
+    text = path.read_text() if path.exists() else ""
+    at = text.find(KEPT_BELOW)
+    return "" if at < 0 else "\n" + text[at:]
+
+
 def performance_page() -> str:
     return "\n".join(
         [
@@ -284,7 +298,7 @@ def performance_page() -> str:
             readme_section("Performance"),
             "",
         ]
-    )
+    ) + kept_below(DOCS / "performance.md")
 
 
 HANDLERS_AFTER = """
@@ -323,14 +337,18 @@ MONITORING_AFTER = """
 ## Logs
 
 Servers and workers log to stderr (`-v` for info, `-vv` for debug, or `CONVEYOR_VERBOSE`); a
-worker logs what it does at info level even without `-v`. Under systemd they go to the journal
-(`journalctl -u conveyor-worker`), in containers to `docker compose logs`.
+worker logs what it does at info level even without `-v`. With `-v` a server also logs each
+request (uvicorn's access log). Control characters in a record (a client's `%0a` in a path, an
+ANSI escape) are written as escapes, so every line is one record. Under systemd they go to the
+journal (`journalctl -u conveyor-worker`), in containers to `docker compose logs`.
 
 ## Health
 
-`GET /health` answers 200 with the version and the store while the server can reach its
-database (an error status otherwise). It needs no token, so load balancers, the Docker
-`HEALTHCHECK` and uptime probes can use it.
+`GET /health` answers 200 with the version and the store while the server can read its
+database and write to it. It answers 503 when a read fails, and after a write fails (a full
+disk, a database that went read-only) until a write succeeds again or 30 s pass without another
+failure. The answer says which, in general words; the database's own message is in the server's
+log. It needs no token, so load balancers, the Docker `HEALTHCHECK` and uptime probes can use it.
 """
 
 
