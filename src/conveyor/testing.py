@@ -54,6 +54,10 @@ def pid_gone(pid: int) -> bool:
         return True
 
 
+class ServerExitedError(AssertionError):
+    """A server process ended while starting (its database unreachable, say)."""
+
+
 class Cluster:
     """Servers and workers, each in its own process group, on one database.
 
@@ -114,9 +118,13 @@ class Cluster:
         self._spawned.append(process)
         return process
 
-    def start_server(self, index: int | None = None) -> str:
-        """Start a new server, or restart server `index` on its old port; returns its URL."""
-        port = free_port() if index is None else self.servers[index][1]
+    def start_server(self, index: int | None = None, *, port: int | None = None) -> str:
+        """Start a new server (on `port`, or a free one), or restart server `index` on its old
+        port; returns its URL. Raises ServerExitedError if it exits before it answers."""
+        if index is not None:
+            port = self.servers[index][1]
+        elif port is None:
+            port = free_port()
         url = f"http://127.0.0.1:{port}"
         process = self._spawn(
             f"server{len(self.servers) if index is None else index}",
@@ -128,10 +136,20 @@ class Cluster:
         else:
             self.servers[index] = (url, port, process)
         try:
-            wait_until(lambda: self._healthy(url), 30, f"the server at {url} to answer /health")
+            wait_until(
+                lambda: self._healthy(url) or process.poll() is not None,
+                30,
+                f"the server at {url} to answer /health",
+            )
         except AssertionError:
             self.kill(process)  # not left running behind a failed test
             raise
+        if process.poll() is not None:
+            log_name = f"server{len(self.servers) - 1 if index is None else index}"
+            raise ServerExitedError(
+                f"the server at {url} exited with status {process.returncode} before it "
+                f"answered /health; the end of its log:\n{self.log(log_name)[-2000:]}"
+            )
         return url
 
     def _healthy(self, url: str) -> bool:

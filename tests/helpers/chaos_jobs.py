@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -87,3 +88,47 @@ def exit_hard(code: int = 7) -> None:
 
 def kill_self() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ---- poison payloads: output, errors and results that no store can keep as they are ----------
+
+GARBLED_START, GARBLED_END = "garbled-start", "garbled-end"
+HUGE_OUTPUT_END = "huge-output-end"
+
+
+def garbled_output(name: str, upstream: JSON = None) -> JSON:
+    """Prints NUL bytes and lone surrogates, writes invalid UTF-8 straight to fd 1 and 2, and
+    succeeds: what it printed is the task's business, and must not fail it or its worker."""
+    print(f"{GARBLED_START} {name}: NUL \x00 here, a lone surrogate \ud800 there, \udfff too")
+    sys.stdout.flush()
+    os.write(1, b"raw bytes that are not UTF-8: \xff\xfe\xc3\x28 \x00 \xed\xa0\x80\n")
+    os.write(2, b"\xff stderr too \x00\n")
+    print("stderr \x00 \udcff", file=sys.stderr)
+    print(f"{GARBLED_END} {name}", flush=True)
+    return {"name": name}
+
+
+def nul_error(name: str, upstream: JSON = None) -> JSON:
+    """Fails with a message holding a NUL and a lone surrogate."""
+    raise RuntimeError(f"{name} fails with a NUL \x00 and a lone surrogate \ud800 in its message")
+
+
+def huge_output(name: str, megabytes: float, upstream: JSON = None) -> JSON:
+    """Prints `megabytes` of text to stdout, then a last line naming the end; succeeds."""
+    line = "x" * 1023 + "\n"
+    for _ in range(int(megabytes * 1024)):
+        sys.stdout.write(line)
+    print(f"{HUGE_OUTPUT_END} {name}", flush=True)
+    return {"name": name, "megabytes": megabytes}
+
+
+def unstorable_result(name: str, kind: str, upstream: JSON = None) -> JSON:
+    """Returns a result no store can keep: text with a lone surrogate (no UTF-8 form), a number
+    JSON cannot carry, or more than the 1 MiB a result may hold."""
+    if kind == "surrogate":
+        return {"name": name, "text": "a lone surrogate \ud800 in a result"}
+    if kind == "nan":
+        return {"name": name, "value": float("nan")}
+    if kind == "too_large":
+        return {"name": name, "blob": "y" * (2 * 1024 * 1024)}
+    raise ValueError(f"no such kind of unstorable result: {kind!r}")

@@ -213,6 +213,10 @@ class TcpProxy:
             # Both sides said goodbye (or one was reset, which aborted both already).
             writer.close()
             up_writer.close()
+        except asyncio.CancelledError:
+            # The proxy is stopping. Ended here, not raised: asyncio's stream server would log
+            # the cancellation of its connection callback as an error.
+            link.abort()
         except BaseException:
             link.abort()
             raise
