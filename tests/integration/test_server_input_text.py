@@ -18,14 +18,13 @@ import pytest
 from conveyor.api.schemas import API_PREFIX
 from conveyor.engine import Engine
 from conveyor.server import create_app
-from conveyor.server.fastlane import FastLane
 from conveyor.store import open_store
 from tests.helpers.postgres import postgres_url  # noqa: F401  (the fixture)
 from tests.integration.conftest import SERVER_SETTINGS
 
 pytestmark = pytest.mark.anyio
 
-LANES = ["fast lane", "routes"]
+LANES = ["rest"]
 
 
 @pytest.fixture(
@@ -45,11 +44,8 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 
 @asynccontextmanager
 async def client(engine: Engine, lane: str) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the whole app; for "routes", an app without its fast lane, so that every
-    request goes through FastAPI's routes and exception handlers."""
+    """A client of the whole app."""
     app = create_app(engine, SERVER_SETTINGS)
-    if lane == "routes":
-        app.user_middleware = [m for m in app.user_middleware if m.cls is not FastLane]
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://conveyor.test") as http:

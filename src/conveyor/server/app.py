@@ -1,10 +1,12 @@
-"""The HTTP server: a thin FastAPI layer over the engine.
+"""The server: every operation (conveyor.api.operations) over REST and over the persistent
+connection, both served by the operations' one implementation each (conveyor.server.operations).
 
-The hot routes (submit, lease, report, result) take the fast lane (`fastlane.py`), whose writes
-share group commits (`conveyor.engine.group_commit`); every other engine call runs in a worker
-thread, so the event loop never waits on the database. Engine
-events reach the loop through `Waiters` (long-poll leases, result waits); timers run with the
-app's lifespan. The table of routers in `create_app` says who may call each (`auth`).
+REST routes are built from the declarations (`rest.py`), and so are /openapi.json and the auth
+table; the persistent connection (`stream.py`) is a WebSocket at STREAM_PATH on the same port.
+Writes on the path every task takes share group commits (`conveyor.engine.group_commit`); other
+engine calls run in a worker thread, so the event loop never waits on the database. Engine events
+reach the loop through `Waiters` (long-poll leases, result waits); timers run with the app's
+lifespan.
 """
 
 from __future__ import annotations
@@ -14,25 +16,27 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
+from starlette.routing import WebSocketRoute
 
-from conveyor.api.schemas import API_PREFIX
+from conveyor.api.frames import STREAM_PATH
+from conveyor.api.operations import operations
 from conveyor.engine import Engine
-from conveyor.server import auth, docs, errors
+from conveyor.server import auth, docs, errors, rest
 from conveyor.server.bodylimit import BodyLimit
 from conveyor.server.context import ServerContext
-from conveyor.server.dashboard import api as dashboard_api
 from conveyor.server.dashboard import page as dashboard_page
-from conveyor.server.fastlane import FastLane
+from conveyor.server.operations import handlers
 from conveyor.server.requesttext import RequestText
-from conveyor.server.routes import schedules, system, tasks, workers
+from conveyor.server.routes import metrics as metrics_route
 from conveyor.server.settings import ServerSettings
 from conveyor.server.shared_changes import shared_changes
+from conveyor.server.stream import StreamEndpoint
+from conveyor.server.version import package_version
 
 
 def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAPI:
-    ctx = ServerContext.build(
-        engine, settings or ServerSettings(), version=system.package_version()
-    )
+    ctx = ServerContext.build(engine, settings or ServerSettings(), version=package_version())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,7 +61,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
     app = FastAPI(
         title="Conveyor",
         summary="A durable, distributed task scheduler.",
-        version=system.package_version(),
+        version=package_version(),
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
@@ -66,31 +70,37 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.conveyor = ctx
-    routers: list[tuple[str, APIRouter, auth.Access | None]] = [
-        (API_PREFIX, tasks.router, auth.CLIENT),
-        (API_PREFIX, workers.worker_router, auth.WORKER),  # register, heartbeat, lease, report
-        (API_PREFIX, workers.router, auth.CLIENT),  # list and read workers
-        (API_PREFIX, workers.self_router, auth.WORKER),  # deregister: admin, or itself
-        (API_PREFIX, schedules.router, auth.CLIENT),
-        (API_PREFIX, system.router, auth.CLIENT),  # status, monitor
-        (API_PREFIX, dashboard_api.router, auth.CLIENT),
-        ("", system.health_router, auth.OPEN),
-        ("", system.metrics_router, auth.CLIENT),
-        ("", docs.router, auth.OPEN),
-        ("", dashboard_page.router, auth.OPEN),  # the page; its API calls carry the token
+    implementations = handlers()
+    rest.include_operations(app, ctx, implementations)
+    # The routes that are not operations, with their access.
+    others: list[tuple[APIRouter, auth.Access | None]] = [
+        (metrics_route.router, auth.CLIENT),
+        (docs.router, auth.OPEN),
+        (dashboard_page.router, auth.OPEN),  # the page; its API calls carry the token
     ]
-    for prefix, router, _ in routers:
-        app.include_router(router, prefix=prefix)
+    for router, _ in others:
+        app.include_router(router)
+    app.router.routes.append(WebSocketRoute(STREAM_PATH, StreamEndpoint(ctx, implementations)))
     # After every route: a mount would shadow the routes registered after it.
     app.mount(dashboard_page.ASSETS_PATH, dashboard_page.Assets(), name="dashboard-assets")
-    errors.install(app, [(prefix, router) for prefix, router, _ in routers])
+    # Each API route with what it needs: an operation's access as declared, the others' above.
+    by_name = {op.name: op for op in operations()}
+    routes = [
+        (route, auth.Guarded.of(by_name[route.name]))
+        for route in app.routes
+        if isinstance(route, APIRoute)
+    ] + [
+        (route, auth.Guarded(access))
+        for router, access in others
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
+    errors.install(app, [route for route, _ in routes])
     index = auth.AccessIndex(
-        routers,
+        routes,
         open_paths=[app.openapi_url or "/openapi.json"],
         open_prefixes=[dashboard_page.ASSETS_PATH],
     )
-    # Innermost of ours: the hot routes, once the token and the body's size have been checked.
-    app.add_middleware(FastLane, context=ctx)
     # Added last, so outermost: a request without a valid token is refused before its body is read.
     app.add_middleware(BodyLimit, max_body_bytes=ctx.settings.max_body_bytes)
     app.add_middleware(RequestText)  # a NUL in the path or the query: 422, as in a body

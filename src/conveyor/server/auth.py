@@ -1,26 +1,20 @@
 """Bearer tokens with roles, and who may call what.
 
-| role   | may call                                                                          |
-| ------ | --------------------------------------------------------------------------------- |
-| client | tasks (submit, read, wait, cancel, retry, delete), schedules, reading workers,   |
-|        | status, monitor, the dashboard's views, /metrics                                  |
-| worker | the worker side: register, heartbeat, lease, report, deregister itself            |
-| admin  | everything, and it alone deregisters other workers (`DELETE /workers/{id}`)       |
+Each operation's access is declared with it (conveyor.api.operations; the roles are described in
+conveyor.api.access); the routes that are not operations (the docs, the dashboard's page, the
+metrics) declare theirs where the app includes them. `AccessIndex` knows it for every route and
+refuses to build if an API route has none. `Authorizer`, an ASGI middleware in front of
+everything else, checks it before a byte of the body is read: no token or an unknown one is 401
+with `WWW-Authenticate: Bearer`, a known token whose role may not call the route 403, and a
+call acting for a worker without that worker's secret 403. The persistent connection applies
+the same two checks (`refusal`, `identity_refusal`) to each call it carries.
 
-A worker token says that a caller is a worker, not which one: a call acting for worker W must
-also carry W's own secret, handed out when it registered (`worker_identity.py`).
-
-`/health`, `/docs`, `/openapi.json` and the dashboard's page and assets are open: a load balancer
-checks health without a token, and the page asks for one when its first API call answers 401.
-With no token configured at all, every route is open (the CLI then listens on loopback only).
-
-Each router's access is declared where the app includes it (`create_app`); `AccessIndex` knows it
-for every route and refuses to build if an API route has none. `Authorizer`, an ASGI middleware
-in front of everything else, checks it before a byte of the body is read: no token or an unknown
-one is 401 with `WWW-Authenticate: Bearer`, a known token whose role may not call the route 403.
 Tokens are compared as SHA-256 digests with `hmac.compare_digest`, against every configured
 token, without stopping at the first match: the time taken does not depend on which token, if
-any, was close. Tokens are never logged.
+any, was close. Tokens are never logged. `/health`, `/docs`, `/openapi.json` and the
+dashboard's page and assets are open: a load balancer checks health without a token, and the
+page asks for one when its first API call answers 401. With no token configured at all, every
+route is open (the CLI then listens on loopback only), and every caller acts as an admin.
 
 Configuration (read by the CLI): one `role:token` per line in a file, `#` comments allowed, or
 `role:token,role:token` in an environment variable. Several tokens may share a role (rotation).
@@ -35,14 +29,20 @@ import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 
-from fastapi import APIRouter
 from fastapi.routing import APIRoute
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from conveyor.server.worker_identity import HEADER, WorkerSecrets, acting_for, presented_secret
+from conveyor.api.access import ADMIN, ANY, CLIENT, OPEN, WORKER, Access, Role
+from conveyor.api.operations import Operation
+from conveyor.server.worker_identity import HEADER, WorkerSecrets, presented_secret
+
+__all__ = [
+    "ADMIN", "ANY", "CLIENT", "OPEN", "WORKER", "Access", "AccessIndex", "Authorizer", "Refusal",
+    "Role", "TokenConfigError", "TokenEntry", "Tokens", "bearer_token", "identity_refusal",
+    "parse_tokens_file", "parse_tokens_variable", "refusal", "token_for",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -50,33 +50,6 @@ MIN_TOKEN_CHARS = 16
 MAX_TOKEN_CHARS = 4096
 TOKEN_SYNTAX = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 """RFC 6750's b64token: what may follow `Bearer ` in a header without quoting."""
-
-
-class Role(StrEnum):
-    CLIENT = "client"
-    WORKER = "worker"
-    ADMIN = "admin"
-
-
-@dataclass(frozen=True, slots=True)
-class Access:
-    """Who may call a group of routes: the roles named here (admin is always among them)."""
-
-    name: str
-    roles: frozenset[Role]
-
-    def permits(self, role: Role) -> bool:
-        return role in self.roles
-
-    def describe(self) -> str:
-        return " or ".join(sorted(self.roles))
-
-
-CLIENT = Access("client", frozenset({Role.CLIENT, Role.ADMIN}))
-WORKER = Access("worker", frozenset({Role.WORKER, Role.ADMIN}))
-ADMIN = Access("admin", frozenset({Role.ADMIN}))
-ANY = Access("any", frozenset(Role))
-OPEN: Access | None = None
 
 
 class TokenConfigError(ValueError):
@@ -180,8 +153,20 @@ def token_for(entries: Sequence[TokenEntry], *roles: Role) -> str | None:
 # ---- the check --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Guarded:
+    """What a route needs: its access, and the path parameter naming the worker it acts for."""
+
+    access: Access | None
+    acts_for: str | None = None
+
+    @classmethod
+    def of(cls, op: Operation) -> Guarded:
+        return cls(op.access, "worker_id" if op.acts_for_worker else None)
+
+
 class AccessIndex:
-    """Which access each request needs, from the routers the app includes and their access.
+    """Which access each request needs, from the app's routes and what each declares.
 
     A request takes the access of the first route whose path and method match, as FastAPI
     matches them; a wrong method, that of the first route with its path (it is then 405 for
@@ -192,55 +177,109 @@ class AccessIndex:
 
     def __init__(
         self,
-        routers: Sequence[tuple[str, APIRouter, Access | None]],
+        routes: Sequence[tuple[APIRoute, Guarded]],
         *,
         open_paths: Iterable[str] = (),
         open_prefixes: Iterable[str] = (),
     ) -> None:
-        self._routes: list[
-            tuple[re.Pattern[str], frozenset[str], Access | None, APIRoute, str]
-        ] = []
-        for prefix, router, access in routers:
-            for route in router.routes:
-                if not isinstance(route, APIRoute):
-                    raise TypeError(f"{prefix}{getattr(route, 'path', route)} is not an API route")
-                regex, path_format, _ = compile_path(prefix + route.path)
-                methods = frozenset(route.methods or ())
-                self._routes.append((regex, methods, access, route, path_format))
+        self._routes: list[tuple[re.Pattern[str], frozenset[str], Guarded, APIRoute, str]] = []
+        for route, guarded in routes:
+            regex, path_format, _ = compile_path(route.path)
+            self._routes.append(
+                (regex, frozenset(route.methods or ()), guarded, route, path_format)
+            )
         self._open_paths = frozenset(open_paths)
         self._open_prefixes = tuple(p.rstrip("/") + "/" for p in open_prefixes)
 
-    def access(self, method: str, path: str) -> Access | None:
-        """The access a `method` request of `path` needs; None: open."""
-        first_of_path: Access | _Unset | None = _UNSET
-        for regex, methods, access, _, _ in self._routes:
-            if regex.match(path):
+    def guarded(self, method: str, path: str) -> tuple[Guarded, dict[str, str]]:
+        """What a `method` request of `path` needs, and the route's path parameters."""
+        first_of_path: tuple[Guarded, dict[str, str]] | None = None
+        for regex, methods, guarded, _, _ in self._routes:
+            if match := regex.match(path):
                 if method in methods:
-                    return access
-                if first_of_path is _UNSET:
-                    first_of_path = access
-        if not isinstance(first_of_path, _Unset):
+                    return guarded, match.groupdict()
+                if first_of_path is None:
+                    first_of_path = (Guarded(guarded.access), {})
+        if first_of_path is not None:
             return first_of_path
         if path in self._open_paths or path.startswith(self._open_prefixes):
-            return OPEN
-        return ANY
+            return Guarded(OPEN), {}
+        return Guarded(ANY), {}
+
+    def access(self, method: str, path: str) -> Access | None:
+        """The access a `method` request of `path` needs; None: open."""
+        return self.guarded(method, path)[0].access
 
     def operations(self) -> Iterator[tuple[str, str, APIRoute, Access | None]]:
         """(OpenAPI path, method, route, access) of every route."""
-        for _, methods, access, route, path_format in self._routes:
+        for _, methods, guarded, route, path_format in self._routes:
             for method in sorted(methods):
-                yield path_format, method, route, access
+                yield path_format, method, route, guarded.access
 
 
-class _Unset:
-    pass
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a call is refused: 401 (no token, or one this server does not know) or 403."""
+
+    status: int
+    detail: str
+    challenge: str
+    reason: str
+    """For the log, never holding a token."""
 
 
-_UNSET = _Unset()
+def refusal(
+    access: Access | None, tokens: Tokens, presented: bytes | None, what: str
+) -> tuple[Role | None, Refusal | None]:
+    """The caller's role, and why it may not call `what` (a route, an operation) if it may not.
+    With no token configured every caller may call anything (role None: an admin's rights)."""
+    if not tokens or access is None:
+        return None, None
+    role = tokens.role_of(presented) if presented is not None else None
+    if role is None:
+        challenge = 'Bearer realm="conveyor"'
+        if presented is not None:
+            challenge += ', error="invalid_token"'
+        return None, Refusal(
+            401,
+            f"this request needs a {access.describe()} token (header `Authorization: Bearer TOKEN`)"
+            + ("; the one given is not known to this server" if presented is not None else ""),
+            challenge,
+            "no bearer token" if presented is None else "an unknown bearer token",
+        )
+    if not access.permits(role):
+        return role, Refusal(
+            403,
+            f"a {role} token may not call {what}; it needs a {access.describe()} token",
+            _INSUFFICIENT,
+            f"role {role} may not call this route",
+        )
+    return role, None
+
+
+def identity_refusal(
+    role: Role | None, worker_id: str, secret: bytes | None, identities: WorkerSecrets | None
+) -> Refusal | None:
+    """Why a call acting for worker `worker_id` is refused, if it is: a caller that is not an
+    admin must hold that worker's secret (conveyor.server.worker_identity)."""
+    if role is None or role is Role.ADMIN or identities is None:
+        return None
+    if identities.holds(worker_id, secret):
+        return None
+    return Refusal(
+        403,
+        f"this call acts for worker {worker_id}: send the secret its registration answered, in "
+        f"the {HEADER} header (or use an admin token)",
+        _INSUFFICIENT,
+        f"no valid secret of worker {worker_id}",
+    )
+
+
+_INSUFFICIENT = 'Bearer realm="conveyor", error="insufficient_scope"'
 
 
 class Authorizer:
-    """ASGI middleware: 401 without a known token, 403 when its role may not call the route."""
+    """ASGI middleware: the checks of `refusal` and `identity_refusal` on every HTTP request."""
 
     def __init__(
         self,
@@ -258,52 +297,20 @@ class Authorizer:
         if scope["type"] != "http" or not self.tokens:
             await self.app(scope, receive, send)
             return
-        access = self.index.access(scope["method"], _route_path(scope))
-        if access is None:
-            await self.app(scope, receive, send)
-            return
-        presented = bearer_token(scope)
-        role = self.tokens.role_of(presented) if presented is not None else None
-        if role is None:
-            reason = "no bearer token" if presented is None else "an unknown bearer token"
-            self._log(scope, reason)
-            challenge = 'Bearer realm="conveyor"'
-            if presented is not None:
-                challenge += ', error="invalid_token"'
-            await _refuse(
-                send,
-                401,
-                f"this request needs a {access.describe()} token "
-                "(header `Authorization: Bearer TOKEN`)"
-                + ("; the one given is not known to this server" if presented is not None else ""),
-                challenge,
+        guarded, path_params = self.index.guarded(scope["method"], _route_path(scope))
+        role, refused = refusal(
+            guarded.access, self.tokens, bearer_token(scope), f"{scope['method']} {scope['path']}"
+        )
+        if refused is None and guarded.acts_for is not None:
+            refused = identity_refusal(
+                role,
+                path_params.get(guarded.acts_for, ""),
+                presented_secret(scope["headers"]),
+                self.identities,
             )
-            return
-        if not access.permits(role):
-            self._log(scope, f"role {role} may not call this route", role=role)
-            await _refuse(
-                send,
-                403,
-                f"a {role} token may not call {scope['method']} {scope['path']}; "
-                f"it needs a {access.describe()} token",
-                'Bearer realm="conveyor", error="insufficient_scope"',
-            )
-            return
-        worker_id = acting_for(scope["method"], _route_path(scope))
-        if (
-            role is not Role.ADMIN
-            and worker_id is not None
-            and self.identities is not None
-            and not self.identities.holds(worker_id, presented_secret(scope["headers"]))
-        ):
-            self._log(scope, f"no valid secret of worker {worker_id}", role=role)
-            await _refuse(
-                send,
-                403,
-                f"this call acts for worker {worker_id}: send the secret its registration "
-                f"answered, in the {HEADER} header (or use an admin token)",
-                'Bearer realm="conveyor", error="insufficient_scope"',
-            )
+        if refused is not None:
+            self._log(scope, refused.reason, role=role)
+            await _refuse(send, refused.status, refused.detail, refused.challenge)
             return
         await self.app(scope, receive, send)
 

@@ -1,4 +1,5 @@
-"""Errors as HTTP answers: the same shapes FastAPI uses, and never a 500 for a client's mistake.
+"""Errors as answers, one table for every transport (REST and the persistent connection): the
+same shapes FastAPI uses, and never a 500 for a client's mistake.
 
 | raised                                   | status | body                                   |
 | ---------------------------------------- | ------ | -------------------------------------- |
@@ -18,9 +19,10 @@ import logging
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import cast
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -82,45 +84,50 @@ def _json_safe(value: object) -> object:
     return value
 
 
-async def invalid_spec(request: Request, exc: Exception) -> Response:
-    field = cast(InvalidSpecError, exc).field
-    loc: list[str | int] = ["body", field] if field else ["body"]
-    return JSONResponse(validation_body(loc, str(exc)), status_code=422)
+@dataclass(frozen=True, slots=True)
+class ErrorAnswer:
+    """What an error becomes, on every transport: REST writes it as the response, the persistent
+    connection as the answer frame."""
+
+    status: int
+    body: dict[str, object]
+    retry_after_s: float | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self.retry_after_s is None:
+            return {}
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
 
 
-async def not_found(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"detail": str(exc)}, status_code=404)
+def error_answer(exc: BaseException, where: str = "") -> ErrorAnswer:
+    """The answer for an error an operation raised (see the table above); `where` names the
+    call in the log of an unexpected one."""
+    if isinstance(exc, InvalidSpecError):  # CycleError included
+        loc: list[str | int] = ["body", exc.field] if exc.field else ["body"]
+        return ErrorAnswer(422, validation_body(loc, str(exc)))
+    if isinstance(exc, NotFoundError):
+        return ErrorAnswer(404, {"detail": str(exc)})
+    if isinstance(exc, ConflictError):  # StaleTokenError, DuplicateKeyError included
+        return ErrorAnswer(409, {"detail": str(exc)})
+    if isinstance(exc, StoreRefusedError):  # the data itself: retrying cannot help
+        log.warning("the store refused a request's data", extra={"call": where, "error": str(exc)})
+        return ErrorAnswer(422, {"detail": f"the database cannot store this: {exc}"})
+    if isinstance(exc, StoreError):  # StoreBusyError included
+        retry_after_s = exc.retry_after_s if isinstance(exc, StoreBusyError) else 1.0
+        log.warning("store unavailable", extra={"call": where, "error": str(exc)})
+        return ErrorAnswer(
+            503,
+            {"detail": f"the database is unavailable, try again shortly ({exc})"},
+            retry_after_s,
+        )
+    log.error("unhandled error", exc_info=exc, extra={"call": where})
+    return ErrorAnswer(500, {"detail": "internal server error; see the server log"})
 
 
-async def conflict(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"detail": str(exc)}, status_code=409)
-
-
-async def store_unavailable(request: Request, exc: Exception) -> Response:
-    retry_after_s = exc.retry_after_s if isinstance(exc, StoreBusyError) else 1.0
-    log.warning("store unavailable", extra={"path": request.url.path, "error": str(exc)})
-    return JSONResponse(
-        {"detail": f"the database is unavailable, try again shortly ({exc})"},
-        status_code=503,
-        headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))},
-    )
-
-
-async def store_refused(request: Request, exc: Exception) -> Response:
-    """The database refuses the data itself: retrying the same request cannot help."""
-    log.warning(
-        "the store refused a request's data", extra={"path": request.url.path, "error": str(exc)}
-    )
-    return JSONResponse({"detail": f"the database cannot store this: {exc}"}, status_code=422)
-
-
-async def unexpected(request: Request, exc: Exception) -> Response:
-    log.error(
-        "unhandled error",
-        exc_info=exc,
-        extra={"method": request.method, "path": request.url.path},
-    )
-    return JSONResponse({"detail": "internal server error; see the server log"}, status_code=500)
+async def _answer_error(request: Request, exc: Exception) -> Response:
+    answer = error_answer(exc, f"{request.method} {request.url.path}")
+    return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
 
 class MethodIndex:
@@ -131,13 +138,11 @@ class MethodIndex:
     decide, as in the OpenAPI schema: `/tasks/batch` is POST only, though `/tasks/{id}` matches it.
     """
 
-    def __init__(self, routers: Sequence[tuple[str, APIRouter]]) -> None:
+    def __init__(self, routes: Sequence[APIRoute]) -> None:
         self._paths: list[tuple[re.Pattern[str], int, set[str]]] = []
-        for prefix, router in routers:
-            for route in router.routes:
-                if isinstance(route, APIRoute):
-                    regex, _, params = compile_path(prefix + route.path)
-                    self._paths.append((regex, len(params), set(route.methods or ())))
+        for route in routes:
+            regex, _, params = compile_path(route.path)
+            self._paths.append((regex, len(params), set(route.methods or ())))
 
     def allowed(self, path: str) -> list[str]:
         matches = [(params, methods) for regex, params, methods in self._paths if regex.match(path)]
@@ -166,16 +171,12 @@ def http_error(index: MethodIndex) -> ExceptionHandler:
     return handle
 
 
-def install(app: FastAPI, routers: Sequence[tuple[str, APIRouter]]) -> None:
-    """Map errors to answers; `routers` (prefix, router) are those the app includes."""
+def install(app: FastAPI, routes: Sequence[APIRoute]) -> None:
+    """Map errors to answers; `routes` are the app's."""
     app.add_exception_handler(RequestValidationError, invalid_request)
-    app.add_exception_handler(InvalidSpecError, invalid_spec)  # CycleError included
-    app.add_exception_handler(NotFoundError, not_found)
-    app.add_exception_handler(ConflictError, conflict)  # StaleTokenError included
-    app.add_exception_handler(StoreRefusedError, store_refused)
-    app.add_exception_handler(StoreError, store_unavailable)  # StoreBusyError included
-    app.add_exception_handler(HTTPException, http_error(MethodIndex(routers)))
-    app.add_exception_handler(Exception, unexpected)
+    for raised in (InvalidSpecError, NotFoundError, ConflictError, StoreError, Exception):
+        app.add_exception_handler(raised, _answer_error)
+    app.add_exception_handler(HTTPException, http_error(MethodIndex(routes)))
 
 
 COMMON_RESPONSES: dict[int | str, dict[str, object]] = {

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from conveyor.api.operations import Operation, operations
 from conveyor.server.context import ServerContext
 from conveyor.server.errors import COMMON_RESPONSES, ErrorOut
-from conveyor.server.operations import Answer, Caller, Handler
+from conveyor.server.operations import Answer, Caller, CallerGone, Handler
 
 _JSON = "application/json"
 
@@ -56,10 +56,13 @@ def _endpoint(op: Operation, handler: Handler, ctx: ServerContext) -> Any:
     async def endpoint(request: Request, **given: Any) -> Response:
         params = op.params.model_construct(**{name: given[name] for name in names})
         caller = Caller(gone=lambda: _disconnected(request))
-        if op.body is None:
-            answer = await handler(ctx, caller, params)
-        else:
-            answer = await handler(ctx, caller, params, given["body"])
+        try:
+            if op.body is None:
+                answer = await handler(ctx, caller, params)
+            else:
+                answer = await handler(ctx, caller, params, given["body"])
+        except CallerGone:
+            return Response(status_code=499)  # nobody reads it: the client went away
         return respond(op, answer)
 
     parameters = [

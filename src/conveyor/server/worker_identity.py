@@ -4,8 +4,9 @@ Every worker of a fleet shares the worker role's bearer token, and worker ids ar
 client; the token alone would let one worker heartbeat, lease and report as another (a forged
 report with a guessed fencing token would be recorded). So registration hands the worker a secret
 of its own, an HMAC of its id under a key every server of the database shares (kept in the
-database: `Engine.worker_identity_key`). A call that acts for worker W (its heartbeat, lease,
-report, or its deregistration) must carry W's secret in `X-Conveyor-Worker-Secret`; checking it
+database: `Engine.worker_identity_key`). A call that acts for worker W (an operation declared
+`acts_for_worker`: its heartbeat, lease, report, or its deregistration) must carry W's secret, in
+`X-Conveyor-Worker-Secret` over REST and in the frame over the persistent connection; checking it
 needs no database read, on whichever server the call lands.
 
 An admin token acts for any worker without one; so does anyone on a server with no tokens at
@@ -17,14 +18,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
 
-from conveyor.api.schemas import API_PREFIX, WORKER_SECRET_HEADER
+from conveyor.api.schemas import WORKER_SECRET_HEADER
 
 HEADER = WORKER_SECRET_HEADER
 
 _HEADER = HEADER.lower().encode()
-_CALL = re.compile(rf"^{re.escape(API_PREFIX)}/workers/([^/]+)(/heartbeat|/lease|/report)?$")
 
 
 class WorkerSecrets:
@@ -43,17 +42,6 @@ class WorkerSecrets:
         if presented is None:
             return False
         return hmac.compare_digest(self.issue(worker_id).encode(), presented)
-
-
-def acting_for(method: str, path: str) -> str | None:
-    """The id of the worker a call acts for, or None: POST heartbeat, lease or report, and
-    DELETE of the worker itself."""
-    match = _CALL.match(path)
-    if match is None:
-        return None
-    if (method == "POST" and match.group(2)) or (method == "DELETE" and not match.group(2)):
-        return match.group(1)
-    return None
 
 
 def presented_secret(headers: list[tuple[bytes, bytes]]) -> bytes | None:

@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from conveyor.server.headers import ASSET_HEADERS, PAGE_HEADERS
-from conveyor.server.routes.system import package_version
+from conveyor.server.version import package_version
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "static" / "dashboard"
 ASSETS_PATH = "/dashboard/assets"

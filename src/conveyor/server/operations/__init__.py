@@ -11,9 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from conveyor.api.operations import OPERATIONS
-from conveyor.server.operations.base import HANDLERS, Answer, Caller, Handler, implements
+from conveyor.server.operations.base import (
+    HANDLERS,
+    Answer,
+    Caller,
+    CallerGone,
+    Handler,
+    implements,
+)
 
-__all__ = ["Answer", "Caller", "Handler", "handlers", "implements"]
+__all__ = ["Answer", "Caller", "CallerGone", "Handler", "handlers", "implements"]
 
 
 def handlers() -> Mapping[str, Handler]:

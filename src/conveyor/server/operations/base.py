@@ -28,6 +28,10 @@ class Caller:
     so that it does not lease tasks nobody will run."""
 
 
+class CallerGone(Exception):
+    """The caller went away before its answer: there is nobody to send one to."""
+
+
 Handler = Callable[..., Awaitable[Any]]
 """`async (ctx, caller, params, body) -> BaseModel | Answer | None` for operations with a body,
 `async (ctx, caller, params) -> ...` for those without."""

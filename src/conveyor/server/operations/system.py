@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import functools
-from importlib.metadata import PackageNotFoundError, version
-
 from conveyor.api import operations as ops
 from conveyor.api.params import NoParams, SinceQuery
 from conveyor.api.schemas import HealthOut, MonitorOut, StatusHistoryOut, StatusOut
@@ -17,6 +14,7 @@ from conveyor.server.context import ServerContext
 from conveyor.server.health import check
 from conveyor.server.operations.base import Answer, Caller, implements
 from conveyor.server.reads import LIVE_WORKER_STATES
+from conveyor.server.version import package_version
 from conveyor.store.base import StateCount
 
 
@@ -86,12 +84,3 @@ def _worker_metrics(worker: Worker) -> dict[str, JSON]:
         "last_seen_at": worker.last_seen_at.isoformat(),
         "metrics": worker.metrics,
     }
-
-
-@functools.cache
-def package_version() -> str:
-    # Cached: reading the installed metadata takes most of a millisecond, on every /health.
-    try:
-        return version("conveyor")
-    except PackageNotFoundError:
-        return "unknown"

@@ -7,7 +7,7 @@ engine calls run in a worker thread (`ctx.call`), so the event loop never waits 
 from __future__ import annotations
 
 from conveyor.api import operations as ops
-from conveyor.api.params import NoParams, ResultParams, SubmitParams, TaskQuery, TaskRef
+from conveyor.api.params import ResultParams, SubmitParams, TaskQuery, TaskRef
 from conveyor.api.schemas import (
     AttemptOut,
     BatchIn,

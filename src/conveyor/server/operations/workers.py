@@ -26,12 +26,8 @@ from conveyor.api.schemas import (
 from conveyor.core.models import Assignment
 from conveyor.server import reads
 from conveyor.server.context import ServerContext
-from conveyor.server.operations.base import Answer, Caller, implements
+from conveyor.server.operations.base import Answer, Caller, CallerGone, implements
 from conveyor.server.reports import acks_out, engine_reports
-
-
-class CallerGone(Exception):
-    """The caller went away before its answer: there is nobody to send one to."""
 
 
 @implements(ops.REGISTER_WORKER)
