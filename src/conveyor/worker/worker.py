@@ -151,7 +151,7 @@ class Worker:
                 self._conn,
                 self._registration_request(books),
                 self._stop_requested,
-                on_forgotten=lambda worker_id: self._stop_leases(books.forget(worker_id)),
+                on_forgotten=lambda worker_id: self._forgotten(worker_id, books),
             )
             if not registration.register():
                 return 0  # stopped before the server could be reached
@@ -245,6 +245,16 @@ class Worker:
                     self._ledger.started(a.task_id, a.token, worker_id, self._clock.now())
                 pool.start(Execution(a.task_id, a.token, a.handler, a.args, a.kwargs, a.timeout_s))
         self._waiting.extendleft(reversed(deferred))
+
+    def _forgotten(self, worker_id: str, books: Bookkeeping) -> None:
+        """The server forgot this registration: its leases are void, their executions go."""
+        void = books.forget(worker_id)
+        if void:
+            log.info(
+                f"the server stopped {len(void)} task(s); killing them",
+                extra={"worker_id": worker_id, "task_ids": [task_id for task_id, _ in void]},
+            )
+        self._stop_leases(void)
 
     def _stop_leases(self, leases: list[Lease]) -> None:
         """Kill the executions of void leases (any thread); the main loop drops the unstarted."""
