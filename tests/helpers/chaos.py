@@ -27,6 +27,7 @@ task's ending compared with its plan.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter
@@ -245,14 +246,14 @@ def run_chaos(
     result = ChaosResult(config, LedgerReport(), {}, workload.expected, poisons=workload.poisons)
     stop_submitting = threading.Event()
     injectors: list[Fault] = []
-    with Rig.built(directory, config, cwd) as rig:
+    ledger = SharedLedger(SubmitLedger(directory / "submits.jsonl"))
+    with Rig.built(directory, config, cwd) as rig, contextlib.closing(ledger):
         result.skipped = dict(rig.skipped)
         for kind, why in rig.skipped.items():
             say(f"fault {kind} skipped: {why}")
         started = time.monotonic()
         try:
             rig.start()
-            ledger = SharedLedger(SubmitLedger(directory / "submits.jsonl"))
             client_url = rig.url_for(rig.client_links, "clients")
             submitters = [
                 BatchSubmitter(client_url, workload.batches, ledger, spread_s=config.submit_s,

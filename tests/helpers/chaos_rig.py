@@ -24,16 +24,13 @@ from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 from conveyor.testing import Cluster, ServerExitedError, free_port
 from tests.helpers.faults import (
     BackendTerminations,
-    DeadWhileRunning,
-    Deregistrations,
     DiskFull,
     Fault,
-    LinkFaults,
-    Links,
     ServerKills,
     Timeline,
     WorkerKills,
 )
+from tests.helpers.link_faults import DeadWhileRunning, Deregistrations, LinkFaults, Links
 from tests.helpers.tcp_proxy import TcpProxy
 
 if TYPE_CHECKING:
@@ -236,8 +233,8 @@ class Rig:
             )  # fmt: skip
         if "deregistrations" in kinds:
             built.append(
-                Deregistrations(self.url, self.worker_names, every_s=c.deregister_every_s,
-                                seed=seed + 8)
+                Deregistrations(self.url, self.worker_names, self.worker_links,
+                                every_s=c.deregister_every_s, seed=seed + 8)
             )  # fmt: skip
         if "disk_full" in kinds and self.disk_dir is not None:
             built.append(
