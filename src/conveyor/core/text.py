@@ -10,17 +10,16 @@ Three things look like JSON values to Python and are not storable everywhere:
   `1e999`; stored, they would come back as null or not at all.
 
 What a client sends (task specs, at any depth of `args`, `kwargs` and `labels`; worker
-registrations; ids) is refused with 422 naming the field (`Text`, `check_json_values`). What a
+registrations; ids) is refused with 422 naming the field (`TEXT`, `check_json_values`). What a
 worker reports about an attempt is not: the output and the error are the task's, and refusing
 them would lose the attempt. Its text fields are cleaned instead, each bad character replaced by
-U+FFFD (`Cleaned`, `clean_json`).
+U+FFFD (`CLEANED`, `clean_json`).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from typing import Annotated
 
 from pydantic import BeforeValidator
 
@@ -71,7 +70,6 @@ TEXT = BeforeValidator(_refused_if_bad)
 Put it after the constraints: `Annotated[str, Field(max_length=200), TEXT]`."""
 CLEANED = BeforeValidator(_cleaned_if_text)
 """Text a worker reports: NUL and lone surrogates become U+FFFD."""
-Text = Annotated[str, TEXT]
 
 
 def check_json_values(value: JSON, what: str) -> None:
