@@ -20,7 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from conveyor.core.schedules import CRON_PATTERN, ScheduleSpec, known_timezones, next_after
+from conveyor.core.schedules import (
+    CRON_PATTERN,
+    MAX_CRON_LENGTH,
+    ScheduleSpec,
+    known_timezones,
+    next_after,
+)
 from conveyor.core.spec import HANDLER_PATTERN, MAX_HANDLER_LENGTH, TaskSpec
 from conveyor.engine import Engine
 from conveyor.server import ServerSettings
@@ -120,6 +126,11 @@ def test_every_handler_the_schema_allows_is_accepted(handler: str) -> None:
     assert TaskSpec(handler=handler).handler == handler
 
 
+def test_the_cron_length_bound_is_in_the_schema() -> None:
+    schema = ScheduleSpec.model_json_schema()["properties"]["cron"]
+    assert schema["maxLength"] == MAX_CRON_LENGTH
+
+
 def test_the_handler_length_bound_is_in_the_schema() -> None:
     schema = TaskSpec.model_json_schema()["properties"]["handler"]
     assert schema["maxLength"] == MAX_HANDLER_LENGTH
@@ -137,7 +148,11 @@ def test_the_handler_pattern_is_in_the_schema_and_refuses_what_the_server_refuse
 
 
 @FUZZ
-@given(st.from_regex(CRON_PATTERN.replace("$", r"\Z"), fullmatch=True))
+@given(
+    st.from_regex(CRON_PATTERN.replace("$", r"\Z"), fullmatch=True).filter(
+        lambda cron: len(cron) <= MAX_CRON_LENGTH  # the schema's maxLength
+    )
+)
 def test_every_cron_expression_the_schema_allows_is_accepted_and_fires(cron: str) -> None:
     spec = ScheduleSpec(name="s", cron=cron, task=TaskSpec(handler="sha256"))
     assert croniter.is_valid(spec.cron)

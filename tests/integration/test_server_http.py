@@ -167,6 +167,21 @@ def test_prompt_clients_and_long_polls_are_not_cut_off(live: LiveServer) -> None
         assert client.health().status == "ok"
 
 
+def test_the_persistent_connection_outlives_the_deadlines(live: LiveServer) -> None:
+    # The deadlines bound how long a request takes to arrive; a WebSocket is not a request
+    # once upgraded, and must stay open however long it lasts.
+    import asyncio
+
+    import websockets
+
+    async def hold() -> None:
+        async with websockets.connect(f"ws://127.0.0.1:{live.port}/api/v1/stream") as stream:
+            await asyncio.sleep(4 * DEADLINE_S)
+            await asyncio.wait_for(await stream.ping(), CUT_OFF_S)
+
+    asyncio.run(hold())
+
+
 # ---- keep-alive ---------------------------------------------------------------------------------
 
 

@@ -225,3 +225,18 @@ async def test_heartbeat_metrics_with_bad_text_are_cleaned(engine: Engine, lane:
         assert answer.status_code == 200, answer.text
         shown = (await http.get(f"{API_PREFIX}/workers/{worker}")).json()
         assert shown["metrics"] == {"gpu\ufffd": "name\ufffd", "load": None}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("cron", "1," * 5_000 + "1 * * * *"), ("timezone", "Europe/" + "x" * 10_000)],
+)
+async def test_an_overlong_schedule_field_is_refused_at_once_without_echo(
+    engine: Engine, field: str, value: str
+) -> None:
+    # A cron expression of 200 KB took seconds of the event loop's time to match.
+    schedule = {"name": "s", "cron": "* * * * *", "task": {"handler": "echo"}, field: value}
+    async with client(engine, "rest") as http:
+        response = await http.post(f"{API_PREFIX}/schedules", json=schedule)
+        assert field_of(response) == ["body", field]
+        assert len(response.content) < 2_000, "the value is not echoed back"

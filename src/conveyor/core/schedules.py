@@ -34,6 +34,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from conveyor.core.spec import NAME_PATTERN, Number, TaskSpec
 
 MAX_CATCH_UP = 100
+MAX_CRON_LENGTH = 200
+"""Far more than any cron expression a person writes; a longer one is refused before the grammar
+is matched against it (a 200 KB expression took seconds to match)."""
+MAX_TIMEZONE_LENGTH = 64
 DEFAULT_GRACE_S = 60.0
 
 
@@ -159,6 +163,7 @@ class ScheduleSpec(BaseModel):
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     cron: str = Field(
+        max_length=MAX_CRON_LENGTH,
         description="Five fields (minute hour day month weekday), or six with seconds last; "
         "each a list of `*`, `*/STEP`, `N`, `A-B` or `A-B/STEP` (A < B; months: no `A-B/STEP`), "
         "names for months and weekdays. Expressions that can never fire (`0 0 31 2 *`) are refused.",
@@ -166,6 +171,7 @@ class ScheduleSpec(BaseModel):
     )
     timezone: str = Field(
         default="UTC",
+        max_length=MAX_TIMEZONE_LENGTH,
         description="An IANA timezone name such as `Europe/Paris`.",
         json_schema_extra=_timezone_schema,
     )

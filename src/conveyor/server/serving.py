@@ -141,6 +141,10 @@ class _DeadlineProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             super().on_message_complete()
 
+    def handle_websocket_upgrade(self) -> None:
+        self._clear_deadline()  # a WebSocket is no request once upgraded: no deadline applies
+        super().handle_websocket_upgrade()
+
     # ---- the deadlines -----------------------------------------------------------------------
 
     def _set_deadline(self, timeout_s: float, what: str) -> None:
