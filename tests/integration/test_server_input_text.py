@@ -1,23 +1,31 @@
 """Text and numbers at the door: NUL, lone surrogates, NaN and Infinity, over-long identifiers.
 
-Each case runs through both ways into the server (the fast lane, and the FastAPI routes with the
-fast lane taken out) and on both stores, and must get the same answer everywhere: a client's
-bad input is 422 naming the field; a worker's report is cleaned (U+FFFD) and recorded.
+Each case runs through both ways into the server (REST, and the persistent connection: a
+WebSocket whose frames carry the same bodies) and on both stores, and must get the same answer
+everywhere: a client's bad input is 422 naming the field; a worker's report is cleaned (U+FFFD)
+and recorded.
 """
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+import websockets
 
+from conveyor.api import frames
 from conveyor.api.schemas import API_PREFIX
 from conveyor.engine import Engine
-from conveyor.server import create_app
+from conveyor.server import create_app, request_shutdown
+from conveyor.server.serving import uvicorn_config
 from conveyor.store import open_store
 from tests.helpers.postgres import postgres_url  # noqa: F401  (the fixture)
 from tests.integration.conftest import SERVER_SETTINGS
@@ -240,3 +248,44 @@ async def test_an_overlong_schedule_field_is_refused_at_once_without_echo(
         response = await http.post(f"{API_PREFIX}/schedules", json=schedule)
         assert field_of(response) == ["body", field]
         assert len(response.content) < 2_000, "the value is not echoed back"
+
+
+# ---- the persistent connection ------------------------------------------------------------------
+
+
+@contextmanager
+def served_on_a_port(engine: Engine) -> Iterator[int]:
+    """The app under uvicorn in a thread, as `conveyor server` runs it; yields its port."""
+    app = create_app(engine, SERVER_SETTINGS)
+    config = uvicorn_config(
+        app, host="127.0.0.1", port=0, log_level="warning", heartbeat_interval_s=5.0,
+        timeout_graceful_shutdown=1,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    give_up_at = time.monotonic() + 15
+    while not server.started:  # uvicorn offers no event to wait on
+        assert thread.is_alive() and time.monotonic() < give_up_at, "did not start"
+        time.sleep(0.01)
+    try:
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        request_shutdown(app)
+        server.should_exit = True
+        thread.join(15)
+
+
+async def test_the_stream_refuses_what_rest_refuses_naming_the_same_field(engine: Engine) -> None:
+    cases = [("submit", body, field) for body, field in BAD_SPECS]
+    cases += [("register_worker", body, field) for body, field in BAD_REGISTRATIONS]
+    with served_on_a_port(engine) as port:
+        url = f"ws://127.0.0.1:{port}{frames.STREAM_PATH}"
+        async with websockets.connect(url, subprotocols=[frames.SUBPROTOCOL]) as stream:
+            for number, (op, body, field) in enumerate(cases):
+                await stream.send(frames.encode({"id": number, "op": op}, raw(body)))
+                header, answer = frames.decode(await stream.recv())
+                assert (header["id"], header["status"]) == (number, 422), (op, body, answer)
+                loc = json.loads(answer)["detail"][0]["loc"]
+                assert loc[: len(field)] == field, (op, body, answer)
+    assert engine.list_tasks(limit=10) == [], "nothing was stored"
