@@ -1,8 +1,7 @@
 """The fault matrix, longer and bigger than the test suite's run, with the figures printed.
 
-    .venv/bin/python scripts/chaos.py --tasks 16000 --single-tasks 4000 --submit-s 240
-    .venv/bin/python scripts/chaos.py --tasks 16000 --single-tasks 4000 --submit-s 240 \\
-        --db 'postgresql://postgres@127.0.0.1:5432/test?schema=conveyor_chaos'
+    .venv/bin/python scripts/chaos.py              # 20,000 tasks under every fault, SQLite
+    .venv/bin/python scripts/chaos.py --db 'postgresql://postgres@127.0.0.1:5432/test?schema=conveyor_chaos'
     .venv/bin/python scripts/chaos.py --faults worker_kills,server_kills   # the kills alone
 
 A workload of chains (submitted in batches) and single tasks (one submit call each, from
@@ -42,7 +41,7 @@ def main() -> int:
     parser.add_argument("--single-tasks", type=int, default=4_000,
                         help="Tasks submitted one call each.")  # fmt: skip
     parser.add_argument("--submit-threads", type=int, default=12)
-    parser.add_argument("--submit-s", type=float, default=240.0,
+    parser.add_argument("--submit-s", type=float, default=600.0,
                         help="Spread the submissions over this long.")  # fmt: skip
     parser.add_argument("--chain-length", type=int, default=d.chain_length)
     parser.add_argument("--batch-tasks", type=int, default=d.batch_tasks)
@@ -58,7 +57,9 @@ def main() -> int:
     parser.add_argument("--kill-every-s", type=float, default=d.kill_every_s)
     parser.add_argument("--server-kills", type=int, default=5)
     parser.add_argument("--disk-mb", type=int, default=256)
-    parser.add_argument("--fault-s", type=float, default=d.fault_s)
+    parser.add_argument("--fault-s", type=float, default=3600.0,
+                        help="Faults go on at most this long after the last submit "
+                        "while work remains.")  # fmt: skip
     parser.add_argument("--settle-s", type=float, default=d.settle_s)
     parser.add_argument("--deadline-s", type=float, default=3600.0)
     parser.add_argument("--seed", type=int, default=d.seed)

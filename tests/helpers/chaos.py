@@ -109,6 +109,9 @@ class ChaosConfig:
     server_down_s: float = 0.5
     db_terminate_every_s: Span = (0.3, 2.0)
     db_link_every_s: Span = (1.0, 4.0)
+    db_fault_bursts: tuple[Span, Span] | None = ((5.0, 10.0), (3.0, 6.0))
+    """The database's faults strike together in on windows (seconds drawn from the first span),
+    with quiet windows (the second) between; None: all the time."""
     worker_link_every_s: Span = (0.5, 2.0)
     client_link_every_s: Span = (1.0, 3.0)
     dead_worker_every_s: Span = (6.0, 10.0)
@@ -305,6 +308,9 @@ def run_chaos(
             for injector in injectors:
                 result.faults.update(injector.counts)
                 result.injector_errors += injector.errors
+            bursts = {id(i.bursts): i.bursts for i in injectors if i.bursts is not None}
+            if bursts:
+                result.faults["db_fault_bursts"] = sum(b.windows for b in bursts.values())
     return result
 
 

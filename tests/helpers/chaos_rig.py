@@ -24,6 +24,7 @@ from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 from conveyor.testing import Cluster, ServerExitedError, free_port
 from tests.helpers.faults import (
     BackendTerminations,
+    Bursts,
     DiskFull,
     Fault,
     ServerKills,
@@ -241,8 +242,12 @@ class Rig:
                 DiskFull(self.disk_dir, every_s=c.disk_full_every_s, full_s=c.disk_full_s,
                          seed=seed + 9)
             )  # fmt: skip
+        # The database's faults come in bursts, together: an outage that comes and goes.
+        db_bursts = Bursts(*c.db_fault_bursts, seed=seed + 10) if c.db_fault_bursts else None
         for fault in built:
             fault.timeline = timeline
+            if isinstance(fault, BackendTerminations) or fault.kind == "db_faults":
+                fault.bursts = db_bursts
         return built
 
 

@@ -16,6 +16,7 @@ import json
 import os
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -43,11 +44,46 @@ class Timeline:
         self._file.close()
 
 
+class Bursts:
+    """Alternating windows, on for a time drawn from `on_s`, then quiet for one from `off_s`,
+    from the first call on. Faults that share one Bursts strike only in its on windows, all
+    together, as an outage comes and goes: the quiet windows let the work go on, so that the
+    other faults strike tasks in progress."""
+
+    def __init__(self, on_s: Span, off_s: Span, seed: int) -> None:
+        self.on_s, self.off_s = on_s, off_s
+        self._rng = random.Random(seed)
+        self._windows: list[tuple[float, float]] = []  # (on until, quiet until), in order
+        self._lock = threading.Lock()
+
+    def quiet_for_s(self) -> float:
+        """0 in an on window; in a quiet one, how long until the next on window."""
+        now = time.monotonic()
+        with self._lock:
+            if not self._windows:
+                self._windows.append(self._window(now))
+            while self._windows[-1][1] <= now:
+                self._windows.append(self._window(self._windows[-1][1]))
+            on_until, quiet_until = next(w for w in self._windows if w[1] > now)
+        return 0.0 if now < on_until else quiet_until - now
+
+    @property
+    def windows(self) -> int:
+        """On windows begun so far."""
+        return len(self._windows)
+
+    def _window(self, start: float) -> tuple[float, float]:
+        on_until = start + self._rng.uniform(*self.on_s)
+        return on_until, on_until + self._rng.uniform(*self.off_s)
+
+
 class Fault:
-    """Strikes every `every_s` (drawn anew each time) on a thread of its own, until stop()."""
+    """Strikes every `every_s` (drawn anew each time) on a thread of its own, until stop();
+    given `bursts`, only in their on windows."""
 
     kind = "fault"
     timeline: Timeline | None = None
+    bursts: Bursts | None = None
 
     def __init__(self, every_s: Span, seed: int) -> None:
         self.every_s = every_s
@@ -81,6 +117,10 @@ class Fault:
 
     def _run(self) -> None:
         while self.pause(self.every_s):
+            quiet_s = self.bursts.quiet_for_s() if self.bursts is not None else 0.0
+            if quiet_s > 0:
+                self._stop.wait(quiet_s)
+                continue
             try:
                 self.strike()
             except Exception as exc:

@@ -67,13 +67,14 @@ class LinkFaults(Fault):
         self.reset_s, self.partition_s = reset_s, partition_s
         self.delay_s, self.delay_each_s = delay_s, delay_each_s
         self._holding: str | None = None
+        self._kinds: list[str] = []
 
     def strike(self) -> None:
         name = self._holding = self.links.claim(self.rng)
         if name is None:
             return
         proxy = self.links.proxies[name]
-        kind = self.rng.choice(("reset", "partition", "delay"))
+        kind = self._next_kind()
         if kind == "reset":
             self.note(f"{self.label}_reset_periods", link=name)
             reset = proxy.begin_resetting()
@@ -88,6 +89,13 @@ class LinkFaults(Fault):
             proxy.set_delay(delay_s)
             self.note(f"{self.label}_delay_periods", link=name, delay_s=delay_s)
             self.pause(self.delay_s)
+
+    def _next_kind(self) -> str:
+        """Each kind once in every three strikes, in a shuffled order: a short run has them all."""
+        if not self._kinds:
+            self._kinds = ["reset", "partition", "delay"]
+            self.rng.shuffle(self._kinds)
+        return self._kinds.pop()
 
     def heal(self) -> None:
         if self._holding is not None:
