@@ -195,10 +195,26 @@ NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")
 MAX_DEPENDENCIES = 10_000
 
 
+def _without_nul(value: Any) -> Any:
+    """`value` with NUL taken out of every string and key: args and kwargs are any JSON in the
+    schema, which cannot say "no NUL at any depth"; the server refuses NUL there (422)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    return value
+
+
 def _without_dependencies(spec: Any) -> None:
-    """Drop a valid-looking `depends_on`: nothing generated can name a task that exists."""
+    """Drop a valid-looking `depends_on`: nothing generated can name a task that exists; and
+    take NUL out of the arguments (`_without_nul`)."""
     if not isinstance(spec, dict):
         return
+    for field in ("args", "kwargs"):
+        if field in spec:
+            spec[field] = _without_nul(spec[field])
     deps = spec.get("depends_on")
     if (
         isinstance(deps, list)

@@ -1,8 +1,12 @@
-"""Suite-wide settings: one header line that says whether the PostgreSQL tests will run."""
+"""Suite-wide settings: one header line that says whether the PostgreSQL tests will run, and
+the process environment restored after every test."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+
+import pytest
 
 
 def pytest_report_header() -> str:
@@ -10,3 +14,15 @@ def pytest_report_header() -> str:
     if url:
         return f"PostgreSQL tests: run against {url}"
     return "PostgreSQL tests: skipped (set CONVEYOR_TEST_POSTGRES_URL to run them)"
+
+
+@pytest.fixture(autouse=True)
+def _environment_kept() -> Iterator[None]:
+    """Every test leaves the process environment as it found it. A worker program makes its
+    environment its tasks' (conveyor.worker.protection), which run in-process by CliRunner would
+    strip the test process's own (PATH included) for every later test."""
+    saved = dict(os.environ)
+    yield
+    if dict(os.environ) != saved:
+        os.environ.clear()
+        os.environ.update(saved)

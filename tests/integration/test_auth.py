@@ -174,6 +174,7 @@ ROUTES: list[tuple[str, str, Any, str]] = [
     ("GET", "/api/v1/tasks", None, CLIENTS),
     ("GET", "/api/v1/tasks/{task}", None, CLIENTS),
     ("GET", "/api/v1/tasks/{task}/result", None, CLIENTS),
+    ("POST", "/api/v1/tasks/results", {"ids": ["{task}"]}, CLIENTS),
     ("POST", "/api/v1/tasks/{task}/cancel", None, CLIENTS),
     ("POST", "/api/v1/tasks/{task}/retry", None, CLIENTS),
     ("DELETE", "/api/v1/tasks/{task}", None, CLIENTS),

@@ -41,7 +41,9 @@ async def app(server_engine: Engine, anyio_backend: str) -> AsyncIterator[Served
 
 async def test_concurrent_submits_share_requests_and_each_gets_its_own_task(app: Served) -> None:
     transport = Counting(app)
-    async with AsyncClient("http://conveyor.test", transport=transport) as client:
+    async with AsyncClient(
+        "http://conveyor.test", transport=transport, coalesce_submits=True
+    ) as client:
         tasks = await asyncio.gather(*(client.submit("echo", i) for i in range(300)))
     assert [t.args for t in tasks] == [[i] for i in range(300)]
     assert len({t.id for t in tasks}) == 300
@@ -54,7 +56,9 @@ async def test_concurrent_submits_share_requests_and_each_gets_its_own_task(app:
 
 async def test_a_lone_submit_goes_alone(app: Served) -> None:
     transport = Counting(app)
-    async with AsyncClient("http://conveyor.test", transport=transport) as client:
+    async with AsyncClient(
+        "http://conveyor.test", transport=transport, coalesce_submits=True
+    ) as client:
         task = await client.submit("echo", 1)
         again = await client.submit("echo", 2)
     assert (task.args, again.args) == ([1], [2])
@@ -63,7 +67,9 @@ async def test_a_lone_submit_goes_alone(app: Served) -> None:
 
 async def test_a_refused_spec_fails_its_own_call_only(app: Served) -> None:
     transport = Counting(app)
-    async with AsyncClient("http://conveyor.test", transport=transport) as client:
+    async with AsyncClient(
+        "http://conveyor.test", transport=transport, coalesce_submits=True
+    ) as client:
         outcomes = await asyncio.gather(
             *(client.submit("echo", i) for i in range(5)),
             client.submit("echo", 99, depends_on=["no-such-task"]),
@@ -79,7 +85,9 @@ async def test_a_refused_spec_fails_its_own_call_only(app: Served) -> None:
 
 
 async def test_the_same_key_in_concurrent_calls_returns_one_task(app: Served) -> None:
-    async with AsyncClient("http://conveyor.test", transport=Counting(app)) as client:
+    async with AsyncClient(
+        "http://conveyor.test", transport=Counting(app), coalesce_submits=True
+    ) as client:
         first, second, other = await asyncio.gather(
             client.submit("echo", 1, key="k"),
             client.submit("echo", 1, key="k"),
@@ -90,7 +98,9 @@ async def test_the_same_key_in_concurrent_calls_returns_one_task(app: Served) ->
 
 async def test_named_specs_keep_their_meaning_and_go_alone(app: Served) -> None:
     transport = Counting(app)
-    async with AsyncClient("http://conveyor.test", transport=transport) as client:
+    async with AsyncClient(
+        "http://conveyor.test", transport=transport, coalesce_submits=True
+    ) as client:
         stored = await client.submit("echo", 0, name="upstream")
         # Another call of the same moment with the same name must not become a batch sibling
         # that this task's dependency would point at instead.

@@ -31,7 +31,9 @@ async def test_the_page_and_every_module_it_imports_are_served_from_the_package(
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     csp = page.headers["content-security-policy"]
-    assert "default-src 'self'" in csp and "connect-src 'self'" in csp
+    assert (
+        "default-src 'none'" in csp and "script-src 'self'" in csp and "connect-src 'self'" in csp
+    )
     assert "{{version}}" not in page.text
     # Follow every src/href of the page and every relative import of every module.
     todo = [u.split("?")[0] for u in re.findall(r'(?:src|href)="(/dashboard/[^"]+)"', page.text)]

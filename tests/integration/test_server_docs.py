@@ -53,6 +53,7 @@ async def test_openapi_describes_every_endpoint_and_its_refs_resolve(served: Ser
         ("GET", f"{p}/tasks/{{task_id}}"),
         ("DELETE", f"{p}/tasks/{{task_id}}"),
         ("GET", f"{p}/tasks/{{task_id}}/result"),
+        ("POST", f"{p}/tasks/results"),
         ("POST", f"{p}/tasks/{{task_id}}/cancel"),
         ("POST", f"{p}/tasks/{{task_id}}/retry"),
         ("GET", f"{p}/workers"),

@@ -168,9 +168,9 @@ async def test_a_schedule_whose_task_holds_bad_text_is_refused(engine: Engine, l
 @pytest.mark.parametrize(
     ("url", "field"),
     [
-        ("/tasks/ab%00cd", ["path"]),
-        ("/tasks/ab%00cd/result", ["path"]),
-        ("/workers/w%00", ["path"]),
+        ("/tasks/ab%00cd", ["path", "task_id"]),
+        ("/tasks/ab%00cd/result", ["path", "task_id"]),
+        ("/workers/w%00", ["path", "worker_id"]),
         ("/tasks?name=a%00", ["query", "name"]),
         ("/tasks?label=team:x%00", ["query", "label"]),
     ],
@@ -179,7 +179,7 @@ async def test_a_nul_in_the_path_or_query_is_refused_naming_it(
     engine: Engine, lane: str, url: str, field: list[Any]
 ) -> None:
     async with client(engine, lane) as http:
-        assert field_of(await http.get(API_PREFIX + url)) == field
+        assert field_of(await http.get(API_PREFIX + url))[: len(field)] == field
 
 
 @pytest.mark.parametrize("lane", LANES)

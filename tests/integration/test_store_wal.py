@@ -65,7 +65,7 @@ def test_a_missing_log_after_a_crash_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "c.db"
     crash_after_submits(db, 5)
     os.remove(f"{db}-wal")
-    with pytest.raises(StoreError, match="write-ahead log .* is missing"):
+    with pytest.raises(StoreError, match=r"write-ahead log .* is missing"):
         SQLiteStore(db)
     # Opened anyway, on purpose: the loss is what the message said.
     assert names(db, accept_wal_loss=True) == set()

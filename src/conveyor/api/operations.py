@@ -29,6 +29,7 @@ from conveyor.api.params import (
     SubmitParams,
     TaskQuery,
     TaskRef,
+    WaitParams,
     WorkerRef,
     WorkflowParams,
     WorkflowQuery,
@@ -50,9 +51,11 @@ from conveyor.api.schemas import (
     ReportBatchIn,
     ReportBatchOut,
     ResultOut,
+    ResultsOut,
     StatusHistoryOut,
     StatusOut,
     TaskDetail,
+    TaskIds,
     TaskOut,
     TaskPage,
     TaskSearchPage,
@@ -149,6 +152,13 @@ GET_RESULT = _task(
     "The task's result; with `wait`, answers as soon as the task ends, or after `wait` seconds "
     "with `done: false`.",
     params=ResultParams, answer=ResultOut, errors=(NOT_FOUND,), hold="wait",
+)  # fmt: skip
+WAIT_RESULTS = _task(
+    "wait_results", "POST", "/tasks/results",
+    "The results of many tasks at once, in the order asked; with `wait`, answers as soon as "
+    "every one has ended, or after `wait` seconds with `done: false` for those still going. "
+    "An unknown id is 404.",
+    params=WaitParams, body=TaskIds, answer=ResultsOut, errors=(NOT_FOUND,), hold="wait",
 )  # fmt: skip
 CANCEL_TASK = _task(
     "cancel_task", "POST", "/tasks/{task_id}/cancel",
@@ -292,7 +302,7 @@ GET_WORKFLOW = Operation(
 OPERATIONS: Mapping[str, Operation] = {
     op.name: op
     for op in (
-        SUBMIT, SUBMIT_BATCH, LIST_TASKS, GET_TASK, GET_RESULT, CANCEL_TASK, RETRY_TASK,
+        SUBMIT, SUBMIT_BATCH, LIST_TASKS, GET_TASK, GET_RESULT, WAIT_RESULTS, CANCEL_TASK, RETRY_TASK,
         DELETE_TASK, REGISTER_WORKER, HEARTBEAT, LEASE, REPORT, LIST_WORKERS, GET_WORKER,
         DEREGISTER_WORKER, ADD_SCHEDULE, LIST_SCHEDULES, GET_SCHEDULE, REMOVE_SCHEDULE, STATUS,
         STATUS_HISTORY, MONITOR, HEALTH, SEARCH_TASKS, TASK_GRAPH, LIST_WORKFLOWS, GET_WORKFLOW,

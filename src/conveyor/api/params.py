@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.core.spec import Timestamp
 from conveyor.core.states import TaskState
+from conveyor.core.text import TEXT
 
 
 class Params(BaseModel):
@@ -20,8 +21,13 @@ class NoParams(Params):
     """An operation without parameters."""
 
 
-Filter = Annotated[str | None, Field(min_length=1, max_length=200)]
-Label = Annotated[str | None, Field(pattern=r"^[^:]+:", max_length=500, description="`key:value`")]
+Text = Annotated[str, TEXT]
+"""Text as the path and the query string carry it: no NUL, no lone surrogate (422)."""
+Filter = Annotated[str, Field(min_length=1, max_length=200), TEXT] | None
+Labels = Annotated[
+    list[Annotated[str, Field(pattern=r"^[^:\u0000]+:[^\u0000]*$", max_length=500), TEXT]] | None,
+    Field(max_length=20, description="`key:value`; repeat for several, which must all match."),
+]
 Cursor = Annotated[
     str | None,
     Field(pattern=r"^[1-9][0-9]{0,17}$", description="`next_cursor` of the previous page."),
@@ -35,15 +41,15 @@ WaitS = Annotated[
 
 
 class TaskRef(Params):
-    task_id: str
+    task_id: Text
 
 
 class WorkerRef(Params):
-    worker_id: str
+    worker_id: Text
 
 
 class ScheduleRef(Params):
-    name: str
+    name: Text
 
 
 class SubmitParams(Params):
@@ -62,24 +68,38 @@ class ResultParams(TaskRef):
     wait: WaitS = 0
 
 
+class WaitParams(Params):
+    wait: Annotated[
+        float,
+        Field(
+            ge=0,
+            allow_inf_nan=False,
+            description="Seconds to wait for every task to end (at most 60); the answer comes "
+            "as soon as all have ended, or then with `done: false` for those still going.",
+        ),
+    ] = 0
+
+
 class TaskQuery(Params):
     state: States = None
     queue: Filter = None
     name: Filter = None
     handler: Filter = None
-    label: Label = None
+    label: Labels = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
     cursor: Cursor = None
 
 
 class SearchQuery(Params):
     text: Annotated[
-        str, Field(min_length=1, max_length=200, description="Part of the name, or an id prefix.")
+        str,
+        Field(min_length=1, max_length=200, description="Part of the name, or an id prefix."),
+        TEXT,
     ]
     state: States = None
     queue: Filter = None
     handler: Filter = None
-    label: Label = None
+    label: Labels = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 50
     cursor: Cursor = None
     scan: Annotated[

@@ -144,6 +144,22 @@ class ResultOut(Response):
         )  # fmt: skip
 
 
+MAX_WAIT_IDS = 1000
+"""The most tasks one bulk wait names (`wait_results`); a client splits longer lists."""
+
+
+TaskId = Annotated[str, Field(pattern=r"^[0-9A-Za-z_-]{1,64}$")]
+"""A task id as the server makes them (conveyor.ids)."""
+
+
+class TaskIds(Request):
+    ids: Annotated[list[TaskId], Field(min_length=1, max_length=MAX_WAIT_IDS)]
+
+
+class ResultsOut(Response):
+    results: list[ResultOut] = Field(description="One per id asked for, in the same order.")
+
+
 # ---- workers ----------------------------------------------------------------------------------
 
 

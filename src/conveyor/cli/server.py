@@ -205,6 +205,7 @@ def server_command(
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
+        max_body_bytes=server_settings.max_body_bytes,
     )
     server = _Server(config, app, workers, on_stopped=store.close)
     try:

@@ -27,7 +27,7 @@ from conveyor.api.schemas import (
 from conveyor.client import calls
 from conveyor.client.calls import TaskQuery
 from conveyor.client.coalescing import SubmitCoalescer
-from conveyor.client.session import DEFAULT_TIMEOUT_S, DEFAULT_URL, AsyncSession
+from conveyor.client.session import DEFAULT_TIMEOUT_S, DEFAULT_URL, AsyncSession, Connection
 from conveyor.client.specs import SpecOptions, Submittable, build_spec
 from conveyor.client.sync import StateFilter
 from conveyor.core.schedules import Misfire
@@ -39,9 +39,11 @@ from conveyor.core.validation import validated
 class AsyncClient:
     """Client for asyncio code: `async with AsyncClient(url) as client: await client.submit(...)`.
 
-    `transport` swaps the network for tests (`httpx.MockTransport`, `httpx.ASGITransport`).
-    Submit calls made while others are in flight go to the server together, in one request
-    (`conveyor.client.coalescing`); `coalesce_submits=False` sends one request per call.
+    Calls go on one persistent connection, as many in flight at once as the code awaits
+    (`connection="rest"`: over REST instead). `transport` swaps the network for tests
+    (`httpx.MockTransport`, `httpx.ASGITransport`). With `coalesce_submits=True`, submit calls
+    made while others are in flight go to the server together, as one batch
+    (`conveyor.client.coalescing`): fewer transactions on the server.
     """
 
     def __init__(
@@ -51,9 +53,12 @@ class AsyncClient:
         token: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         transport: httpx.AsyncBaseTransport | None = None,
-        coalesce_submits: bool = True,
+        connection: Connection = "auto",
+        coalesce_submits: bool = False,
     ) -> None:
-        self._session = AsyncSession(url, token=token, timeout_s=timeout_s, transport=transport)
+        self._session = AsyncSession(
+            url, token=token, timeout_s=timeout_s, transport=transport, connection=connection
+        )
         self._coalescer = SubmitCoalescer(self._session) if coalesce_submits else None
 
     @property
@@ -95,6 +100,15 @@ class AsyncClient:
         return await self._session.run(
             calls.wait_for_result(task_id, wait_s=wait_s, timeout_s=timeout_s, clock=time.monotonic)
         )
+
+    async def wait(
+        self, task_ids: Iterable[str], *, timeout_s: float | None = None
+    ) -> builtins.list[ResultOut]:
+        """The results of every task, in order, once all have ended (see Client.wait)."""
+        steps = calls.wait_for_results(
+            builtins.list(task_ids), timeout_s=timeout_s, clock=time.monotonic
+        )
+        return await self._session.run(steps)
 
     async def cancel(self, task_id: str) -> TaskOut:
         return await self._session.send(calls.cancel(task_id))

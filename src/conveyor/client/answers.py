@@ -1,7 +1,7 @@
-"""From a `Call` to an HTTP request, and from the HTTP answer to a result or a Conveyor error.
+"""From an answer to a result or a Conveyor error, whichever transport carried the call.
 
-Pure functions, no I/O: both sessions use them, so every status code means the same thing to the
-sync client, the async client and the worker.
+Pure functions, no I/O: every session uses them, so every status code means the same thing to
+the sync client, the async client and the worker, over REST and over the persistent connection.
 
 | answer                           | raised                                                   |
 |----------------------------------|----------------------------------------------------------|
@@ -17,16 +17,15 @@ sync client, the async client and the worker.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 
 import httpx
 from pydantic import ValidationError
 
 from conveyor.client.calls import Call
-from conveyor.client.wire import WireError
 from conveyor.errors import (
     ConveyorError,
     InvalidSpecError,
@@ -38,33 +37,17 @@ from conveyor.errors import (
 T = TypeVar("T")
 
 
-class HTTPAnswer(Protocol):
-    """What is read of an answer: an httpx.Response, or the lean wire's Answer."""
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An answer as every transport gives it: its status, its body, and Retry-After (seconds)."""
+
+    status: int
+    content: bytes
+    retry_after_s: float | None = None
 
     @property
-    def status_code(self) -> int: ...
-
-    @property
-    def content(self) -> bytes: ...
-
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-
-    @property
-    def reason_phrase(self) -> str: ...
-
-    @property
-    def is_success(self) -> bool: ...
-
-    @property
-    def text(self) -> str: ...
-
-    def json(self) -> Any: ...
-
-
-def request_body(call: Call[Any]) -> bytes | None:
-    # Defaults are left out: the server applies the same ones, and batches stay small.
-    return None if call.body is None else call.body.model_dump_json(exclude_defaults=True).encode()
+    def is_success(self) -> bool:
+        return 200 <= self.status < 300
 
 
 # FastAPI puts where a validation error was found first: the field path follows.
@@ -79,26 +62,7 @@ def server_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def build_request(
-    base_url: str, call: Call[T], headers: dict[str, str], timeout_s: float
-) -> httpx.Request:
-    # A long-poll may be held up to `hold_s` before its first byte: only reading waits longer.
-    timeout = httpx.Timeout(timeout_s, read=timeout_s + call.hold_s)
-    content = request_body(call)
-    if content is not None:
-        headers = {**headers, "Content-Type": "application/json"}
-    return httpx.Request(
-        call.method,
-        # Appended, not joined: a server behind a path prefix (https://host/conveyor) keeps it.
-        base_url + call.path,
-        params=call.params,
-        content=content,
-        headers=headers,
-        extensions={"timeout": timeout.as_dict()},
-    )
-
-
-def read_answer(call: Call[T], response: HTTPAnswer) -> T:
+def read_answer(call: Call[T], response: Reply) -> T:
     """The call's result from a 2xx answer; otherwise raise the error the status code means."""
     if response.is_success:
         try:
@@ -111,8 +75,8 @@ def read_answer(call: Call[T], response: HTTPAnswer) -> T:
     raise error_for(call, response)
 
 
-def error_for(call: Call[T], response: HTTPAnswer) -> ConveyorError:
-    status = response.status_code
+def error_for(call: Call[T], response: Reply) -> ConveyorError:
+    status = response.status
     message, field = _detail(response)
     if status == 404:
         return NotFoundError(message)
@@ -122,7 +86,7 @@ def error_for(call: Call[T], response: HTTPAnswer) -> ConveyorError:
         if status == 413:
             message = f"request too large: {message}"
         return InvalidSpecError(message, field=field)
-    retry_after_s = _retry_after_s(response)
+    retry_after_s = response.retry_after_s
     if status == 503 and retry_after_s is not None:
         return StoreBusyError(message, retry_after_s=retry_after_s)
     if status == 429 or status >= 500:
@@ -131,18 +95,22 @@ def error_for(call: Call[T], response: HTTPAnswer) -> ConveyorError:
             retry_after_s=retry_after_s,
         )
     if status in (401, 403):
-        return ConveyorError(
-            f"the server refused the request (HTTP {status}): {message}; "
-            "pass the right token (--token or CONVEYOR_TOKEN)"
-        )
+        return refused(response)
     return ConveyorError(f"{call.method} {call.path} failed (HTTP {status}): {message}")
 
 
-def unreachable(base_url: str, exc: httpx.TransportError | WireError) -> ServerUnavailableError:
-    """The error for a request that never got an answer."""
-    timed_out = isinstance(exc, httpx.TimeoutException) or (
-        isinstance(exc, WireError) and exc.timed_out
+def refused(response: Reply) -> ConveyorError:
+    """A 401 or 403: the token is missing, unknown, or not allowed this."""
+    message, _ = _detail(response)
+    return ConveyorError(
+        f"the server refused the request (HTTP {response.status}): {message}; "
+        "pass the right token (--token or CONVEYOR_TOKEN)"
     )
+
+
+def unreachable(base_url: str, exc: BaseException) -> ServerUnavailableError:
+    """The error for a request that never got an answer."""
+    timed_out = isinstance(exc, httpx.TimeoutException | TimeoutError)
     what = "did not answer in time" if timed_out else "is unreachable"
     reason = str(exc) or type(exc).__name__
     return ServerUnavailableError(
@@ -151,13 +119,13 @@ def unreachable(base_url: str, exc: httpx.TransportError | WireError) -> ServerU
     )
 
 
-def _detail(response: HTTPAnswer) -> tuple[str, str | None]:
+def _detail(response: Reply) -> tuple[str, str | None]:
     """The server's message and, for a validation error, the dotted path of the field."""
     try:
-        body = response.json()
+        body = json.loads(response.content)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        text = response.text.strip()
-        return (text[:500] or response.reason_phrase or f"HTTP {response.status_code}"), None
+        text = response.content.decode(errors="replace").strip()
+        return (text[:500] or f"HTTP {response.status}"), None
     if isinstance(body, dict) and "acks" in body and "detail" not in body:
         # A report batch refused as a whole: the acks say why, task by task.
         acks = [a for a in body["acks"] if isinstance(a, dict)]
@@ -179,9 +147,8 @@ def _detail(response: HTTPAnswer) -> tuple[str, str | None]:
     return json.dumps(detail), None
 
 
-def _retry_after_s(response: HTTPAnswer) -> float | None:
-    """Retry-After as seconds: either a number of seconds or an HTTP date."""
-    value = response.headers.get("retry-after")  # httpx's headers ignore case; Answer's are lower
+def retry_after_s(value: str | None) -> float | None:
+    """A Retry-After header as seconds: either a number of seconds or an HTTP date."""
     if value is None:
         return None
     try:

@@ -1,32 +1,50 @@
-"""Every REST call of the client API, described once: method, path, query, body, answer model.
+"""Every call of the client API, built from the operations' declarations
+(conveyor.api.operations): an operation, its parameters and body, and the model of its answer.
 
-A `Call` is plain data. `session.py` turns it into an HTTP request and the answer into a model
-or an error, for the sync and the async client alike, so neither client builds a request or
-reads an answer itself. Operations that take several calls (waiting for a result, walking the
-pages of a listing) are generators of calls: the session sends each call yielded and sends the
-answer back in.
+A `Call` is plain data. The session sends it on the persistent connection (as a frame) or over
+REST (its method, path and query string, which it derives from the declaration), and turns the
+answer into a model or an error, for the sync and the async client alike, so neither client
+builds a request or reads an answer itself. Operations that take several calls (waiting for a
+result, walking the pages of a listing) are generators of calls: the session sends each call
+yielded and sends the answer back in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 from pydantic import BaseModel
 
+from conveyor.api import operations as ops
+from conveyor.api.operations import Operation
+from conveyor.api.params import (
+    NoParams,
+    Params,
+    ResultParams,
+    ScheduleRef,
+    SubmitParams,
+    TaskRef,
+    WaitParams,
+    WorkerRef,
+)
+from conveyor.api.params import TaskQuery as QueryParams
 from conveyor.api.schedules import ScheduleIn, ScheduleList, ScheduleOut
 from conveyor.api.schemas import (
     API_PREFIX,
     MAX_BATCH,
+    MAX_WAIT_IDS,
     BatchIn,
     BatchOut,
     HealthOut,
     MonitorOut,
     ResultOut,
+    ResultsOut,
     StatusOut,
     TaskDetail,
+    TaskIds,
     TaskOut,
     TaskPage,
     WorkerList,
@@ -45,31 +63,63 @@ DEFAULT_RESULT_WAIT_S = 30.0
 
 @dataclass(frozen=True, slots=True)
 class Call(Generic[T]):
-    """One HTTP request and how to read its answer."""
+    """One operation call and how to read its answer."""
 
-    method: str
-    path: str
-    """From the server's root, API_PREFIX included; path parameters already quoted."""
+    op: Operation
     parse: Callable[[bytes], T]
     """Turns a 2xx answer's body into the call's result."""
-    params: tuple[tuple[str, str], ...] = ()
+    params: Params = field(default_factory=NoParams)
     body: BaseModel | None = None
-    hold_s: float = 0.0
-    """How long the server may hold the request before answering (long-poll): added to the
-    client's read timeout so that a long-poll is not mistaken for a dead server."""
     conflict: type[ConflictError] = ConflictError
     """The error a 409 answer becomes."""
-    headers: tuple[tuple[str, str], ...] = ()
-    """Headers of this call alone (a worker's secret), on top of the session's."""
+    secret: str = ""
+    """A worker's own secret, for an operation that acts for that worker."""
     idempotent: bool = False
     """Sending it twice does what sending it once does (a submit with a key, a worker's fenced
     calls); reads always are. Only such a call is sent again when its connection broke."""
+
+    @property
+    def method(self) -> str:
+        return self.op.method
+
+    @property
+    def path(self) -> str:
+        """The REST path, from the server's root, with the parameters the path names quoted in."""
+        path = self.op.url_path
+        for name in self.op.path_names:
+            # Ids come from the server, but a user may pass anything: never let one change the route.
+            path = path.replace(f"{{{name}}}", quote(str(getattr(self.params, name)), safe=""))
+        return path
+
+    @property
+    def query(self) -> tuple[tuple[str, str], ...]:
+        """The REST query string: the parameters the path does not name, defaults left out."""
+        items: list[tuple[str, str]] = []
+        given = self.params.model_dump(mode="json", exclude_defaults=True)
+        for name, value in given.items():
+            if name in self.op.path_names or value is None:
+                continue
+            for item in value if isinstance(value, list) else [value]:
+                items.append((name, _text(item)))
+        return tuple(items)
+
+    @property
+    def hold_s(self) -> float:
+        """How long the server may hold the call before answering (long-poll): added to the
+        client's read timeout so that a long-poll is not mistaken for a dead server."""
+        return self.op.hold_s(self.params, self.body)
 
     @property
     def resendable(self) -> bool:
         """Safe to send again after a connection broke without an answer (the server may or may
         not have handled it)."""
         return self.idempotent or self.method in ("GET", "HEAD")
+
+    def body_bytes(self) -> bytes | None:
+        # Defaults are left out: the server applies the same ones, and batches stay small.
+        if self.body is None:
+            return None
+        return self.body.model_dump_json(exclude_defaults=True).encode()
 
 
 Steps = Generator[Call[Any], Any, T]
@@ -92,12 +142,10 @@ def submit(spec: TaskSpec, wait_s: float = 0.0) -> Call[TaskOut]:
     """With `wait_s`, the server answers once the task has ended, or after `wait_s` seconds."""
     wait_s = min(max(wait_s, 0.0), MAX_RESULT_WAIT_S)
     return Call(
-        "POST",
-        api_path("tasks"),
+        ops.SUBMIT,
         TaskOut.model_validate_json,
-        body=spec,
-        params=(("wait", _number(wait_s)),) if wait_s else (),
-        hold_s=wait_s,
+        SubmitParams(wait=wait_s),
+        spec,
         idempotent=spec.key is not None,  # a second submit of a key returns the first task
     )
 
@@ -109,41 +157,67 @@ def submit_batch(specs: Sequence[TaskSpec]) -> Call[BatchOut]:
             "split a larger one into several batches",
             field="tasks",
         )
-    body = BatchIn(tasks=list(specs))
     return Call(
-        "POST",
-        api_path("tasks", "batch"),
+        ops.SUBMIT_BATCH,
         BatchOut.model_validate_json,
-        body=body,
+        body=BatchIn(tasks=list(specs)),
         idempotent=all(spec.key is not None for spec in specs),
     )
 
 
 def get(task_id: str) -> Call[TaskDetail]:
-    return Call("GET", api_path("tasks", task_id), TaskDetail.model_validate_json)
+    return Call(ops.GET_TASK, TaskDetail.model_validate_json, TaskRef(task_id=task_id))
 
 
 def result(task_id: str, wait_s: float = 0.0) -> Call[ResultOut]:
     wait_s = min(max(wait_s, 0.0), MAX_RESULT_WAIT_S)
     return Call(
-        "GET",
-        api_path("tasks", task_id, "result"),
-        ResultOut.model_validate_json,
-        params=(("wait", _number(wait_s)),) if wait_s else (),
-        hold_s=wait_s,
+        ops.GET_RESULT, ResultOut.model_validate_json, ResultParams(task_id=task_id, wait=wait_s)
     )
 
 
+def results(task_ids: Sequence[str], wait_s: float = 0.0) -> Call[ResultsOut]:
+    wait_s = min(max(wait_s, 0.0), MAX_RESULT_WAIT_S)
+    return Call(
+        ops.WAIT_RESULTS,
+        ResultsOut.model_validate_json,
+        WaitParams(wait=wait_s),
+        TaskIds.model_construct(ids=list(task_ids)),
+    )
+
+
+def wait_for_results(
+    task_ids: Sequence[str], *, timeout_s: float | None, clock: Callable[[], float]
+) -> Steps[list[ResultOut]]:
+    """The results of every task, in order, once all have ended or `timeout_s` has passed
+    (None: as long as it takes); MAX_WAIT_IDS ids per call, each held at most
+    DEFAULT_RESULT_WAIT_S by the server, asking again only for those still going."""
+    give_up_at = None if timeout_s is None else clock() + max(timeout_s, 0.0)
+    found: dict[str, ResultOut] = {}
+    for start in range(0, len(task_ids), MAX_WAIT_IDS):
+        going = list(dict.fromkeys(task_ids[start : start + MAX_WAIT_IDS]))
+        while going:
+            left_s = DEFAULT_RESULT_WAIT_S if give_up_at is None else give_up_at - clock()
+            answer: ResultsOut = yield results(
+                going, round(max(0.0, min(left_s, DEFAULT_RESULT_WAIT_S)), 3)
+            )
+            found.update((r.id, r) for r in answer.results)
+            going = [r.id for r in answer.results if not r.done]
+            if give_up_at is not None and clock() >= give_up_at:
+                break
+    return [found[task_id] for task_id in task_ids]
+
+
 def cancel(task_id: str) -> Call[TaskOut]:
-    return Call("POST", api_path("tasks", task_id, "cancel"), TaskOut.model_validate_json)
+    return Call(ops.CANCEL_TASK, TaskOut.model_validate_json, TaskRef(task_id=task_id))
 
 
 def retry(task_id: str) -> Call[TaskOut]:
-    return Call("POST", api_path("tasks", task_id, "retry"), TaskOut.model_validate_json)
+    return Call(ops.RETRY_TASK, TaskOut.model_validate_json, TaskRef(task_id=task_id))
 
 
 def delete(task_id: str) -> Call[None]:
-    return Call("DELETE", api_path("tasks", task_id), _no_content)
+    return Call(ops.DELETE_TASK, _no_content, TaskRef(task_id=task_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,21 +249,24 @@ class TaskQuery:
             states = tuple(TaskState(s) for s in state)
         return cls(states, queue, name, handler, tuple((labels or {}).items()), limit)
 
-    def params(self, cursor: str | None) -> tuple[tuple[str, str], ...]:
-        params = [("state", s.value) for s in self.states]
-        for key, value in (("queue", self.queue), ("name", self.name), ("handler", self.handler)):
-            if value is not None:
-                params.append((key, value))
-        params += [("label", f"{key}:{value}") for key, value in self.labels]
+    def params(self, cursor: str | None) -> QueryParams:
+        fields: dict[str, Any] = {
+            "state": list(self.states) or None,
+            "queue": self.queue,
+            "name": self.name,
+            "handler": self.handler,
+            "cursor": cursor,
+        }
+        if self.labels:
+            fields["label"] = [f"{key}:{value}" for key, value in self.labels]
         if self.limit is not None:
-            params.append(("limit", str(self.limit)))
-        if cursor is not None:
-            params.append(("cursor", cursor))
-        return tuple(params)
+            fields["limit"] = self.limit
+        # Not validated here: the server says what is wrong, naming the parameter.
+        return QueryParams.model_construct(**fields)
 
 
 def list_tasks(query: TaskQuery, cursor: str | None = None) -> Call[TaskPage]:
-    return Call("GET", api_path("tasks"), TaskPage.model_validate_json, params=query.params(cursor))
+    return Call(ops.LIST_TASKS, TaskPage.model_validate_json, query.params(cursor))
 
 
 def every_page(query: TaskQuery) -> Steps[None]:
@@ -242,44 +319,46 @@ def run(spec: TaskSpec, *, wait_s: float, clock: Callable[[], float]) -> Steps[R
 
 
 def add_schedule(spec: ScheduleIn) -> Call[ScheduleOut]:
-    return Call("POST", api_path("schedules"), ScheduleOut.model_validate_json, body=spec)
+    return Call(ops.ADD_SCHEDULE, ScheduleOut.model_validate_json, body=spec)
 
 
 def schedules() -> Call[ScheduleList]:
-    return Call("GET", api_path("schedules"), ScheduleList.model_validate_json)
+    return Call(ops.LIST_SCHEDULES, ScheduleList.model_validate_json)
 
 
 def remove_schedule(name: str) -> Call[None]:
-    return Call("DELETE", api_path("schedules", name), _no_content)
+    return Call(ops.REMOVE_SCHEDULE, _no_content, ScheduleRef(name=name))
 
 
 # ---- workers, status --------------------------------------------------------------------------
 
 
 def workers() -> Call[WorkerList]:
-    return Call("GET", api_path("workers"), WorkerList.model_validate_json)
+    return Call(ops.LIST_WORKERS, WorkerList.model_validate_json)
 
 
 def worker(worker_id: str) -> Call[WorkerOut]:
-    return Call("GET", api_path("workers", worker_id), WorkerOut.model_validate_json)
+    return Call(ops.GET_WORKER, WorkerOut.model_validate_json, WorkerRef(worker_id=worker_id))
 
 
-def deregister(worker_id: str) -> Call[None]:
-    return Call("DELETE", api_path("workers", worker_id), _no_content)
+def deregister(worker_id: str, secret: str = "") -> Call[None]:
+    return Call(ops.DEREGISTER_WORKER, _no_content, WorkerRef(worker_id=worker_id), secret=secret)
 
 
 def status() -> Call[StatusOut]:
-    return Call("GET", api_path("status"), StatusOut.model_validate_json)
+    return Call(ops.STATUS, StatusOut.model_validate_json)
 
 
 def monitor() -> Call[MonitorOut]:
-    return Call("GET", api_path("monitor"), MonitorOut.model_validate_json)
+    return Call(ops.MONITOR, MonitorOut.model_validate_json)
 
 
 def health() -> Call[HealthOut]:
-    # At the root, not under the API prefix: load balancers probe it.
-    return Call("GET", "/health", HealthOut.model_validate_json)
+    return Call(ops.HEALTH, HealthOut.model_validate_json)
 
 
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
+def _text(value: object) -> str:
+    """A query string value: numbers as short as they are (wait=5, not wait=5.0)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

@@ -1,68 +1,44 @@
 """Sessions execute `Call`s: one sync, one async, and nothing else in them.
 
-Building the request and reading the answer happen in `answers.py`; what a session adds is only
-the sending, which is the one thing that differs between sync and async code. Calls travel on
-the lean keep-alive client of `wire.py`, or over httpx when a transport is given (tests) or a
-proxy is configured. A call safe to repeat is sent once more, on a fresh connection, when its
-kept-alive connection broke before any answer came (`_send_again`).
+A session sends each call on a transport and reads the answer (`answers.read_answer`), so a
+status means the same thing whichever carried it:
+
+- the persistent connection (`stream.py`), by default: one WebSocket carries every call, many
+  in flight at once, without a request's set-up each;
+- REST (`rest.py`): when the server (or a proxy in front of it) refuses the WebSocket handshake,
+  when asked for with `connection="rest"`, and whenever an httpx transport is given (tests).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import httpx
 
-from conveyor.client.answers import (
-    build_request,
-    read_answer,
-    request_body,
-    server_url,
-    unreachable,
-)
+from conveyor.client.answers import Reply, read_answer, server_url
 from conveyor.client.calls import Call, Steps
-from conveyor.client.wire import AsyncWire, SyncWire, Target, WireError
+from conveyor.client.rest import AsyncRest, SyncRest
+from conveyor.client.stream import AsyncStream, StreamUnavailable, SyncStream
 
 T = TypeVar("T")
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT_S = 30.0
 
-
-def _headers(token: str | None) -> dict[str, str]:
-    headers = {"Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    return headers
+Connection = Literal["auto", "stream", "rest"]
+"""How a session reaches the server: the persistent connection, falling back to REST where the
+server does not offer it ("auto"); only the persistent connection; only REST."""
 
 
-def _call_headers(headers: dict[str, str], call: Call[Any]) -> dict[str, str]:
-    """The session's headers, with the call's own (a worker's secret) added."""
-    return {**headers, **dict(call.headers)} if call.headers else headers
+class _SyncTransport(Protocol):
+    def send(self, call: Call[Any]) -> Reply: ...
 
-
-def _wire_headers(headers: dict[str, str], body: bytes | None) -> dict[str, str]:
-    return {**headers, "Content-Type": "application/json"} if body is not None else headers
-
-
-def _send_again(call: Call[Any], error: WireError | httpx.TransportError) -> bool:
-    """Whether to send `call` once more, on a fresh connection, after `error`.
-
-    Only when a kept-alive connection broke before any answer came (the server closed it as
-    idle just as the call went out, most likely before reading it) and the call is safe to
-    repeat: a read, or an idempotent write (`Call.idempotent`). httpx does not say whether its
-    connection was a reused one; "disconnected without sending a response" is that case."""
-    if not call.resendable:
-        return False
-    if isinstance(error, WireError):
-        return error.stale
-    return isinstance(error, httpx.RemoteProtocolError)
+    def close(self) -> None: ...
 
 
 class SyncSession:
-    """Sends calls on the lean wire, or with an `httpx.Client` given a transport. Safe to share
-    between threads."""
+    """Sends calls for the blocking client and the worker. Safe to share between threads."""
 
     def __init__(
         self,
@@ -71,47 +47,30 @@ class SyncSession:
         token: str | None,
         timeout_s: float,
         transport: httpx.BaseTransport | None,
+        connection: Connection = "auto",
     ) -> None:
         self.url = server_url(url)
-        self._headers = _headers(token)
-        self._timeout_s = timeout_s
-        target = Target.of(self.url) if transport is None else None
-        self._wire = SyncWire(target) if target is not None else None
-        self._http = httpx.Client(transport=transport) if self._wire is None else None
+        self._connection = "rest" if transport is not None else connection
+        self._rest = SyncRest(self.url, token=token, timeout_s=timeout_s, transport=transport)
+        self._stream = (
+            SyncStream(self.url, token=token, timeout_s=timeout_s)
+            if self._connection != "rest"
+            else None
+        )
 
     def send(self, call: Call[T]) -> T:
-        if self._wire is not None:
-            body = request_body(call)
-            headers = _wire_headers(_call_headers(self._headers, call), body)
-            for last in (False, True):
-                try:
-                    answer = self._wire.request(
-                        call.method,
-                        call.path,
-                        call.params,
-                        headers,
-                        body,
-                        connect_timeout_s=self._timeout_s,
-                        read_timeout_s=self._timeout_s + call.hold_s,
-                    )
-                except WireError as exc:
-                    if last or not _send_again(call, exc):
-                        raise unreachable(self.url, exc) from exc
-                else:
-                    return read_answer(call, answer)
-        assert self._http is not None
-        for last in (False, True):
-            request = build_request(
-                self.url, call, _call_headers(self._headers, call), self._timeout_s
-            )
+        return read_answer(call, self._transport_send(call))
+
+    def _transport_send(self, call: Call[Any]) -> Reply:
+        if self._stream is not None:
             try:
-                response = self._http.send(request)
-            except httpx.TransportError as exc:
-                if last or not _send_again(call, exc):
-                    raise unreachable(self.url, exc) from exc
-            else:
-                return read_answer(call, response)
-        raise AssertionError("not reached: the last attempt returns or raises")
+                return self._stream.send(call)
+            except StreamUnavailable:
+                if self._connection == "stream":
+                    raise
+                self._stream.close()
+                self._stream = None  # this server has no persistent connection: REST from now on
+        return self._rest.send(call)
 
     def run(self, steps: Steps[T]) -> T:
         """Send every call `steps` yields; return what it returns."""
@@ -135,14 +94,13 @@ class SyncSession:
             yield answer
 
     def close(self) -> None:
-        if self._wire is not None:
-            self._wire.close()
-        if self._http is not None:
-            self._http.close()
+        if self._stream is not None:
+            self._stream.close()
+        self._rest.close()
 
 
 class AsyncSession:
-    """Sends calls on the lean wire, or with an `httpx.AsyncClient` given a transport."""
+    """Sends calls for the AsyncClient, on the persistent connection or REST as SyncSession."""
 
     def __init__(
         self,
@@ -151,47 +109,30 @@ class AsyncSession:
         token: str | None,
         timeout_s: float,
         transport: httpx.AsyncBaseTransport | None,
+        connection: Connection = "auto",
     ) -> None:
         self.url = server_url(url)
-        self._headers = _headers(token)
-        self._timeout_s = timeout_s
-        target = Target.of(self.url) if transport is None else None
-        self._wire = AsyncWire(target) if target is not None else None
-        self._http = httpx.AsyncClient(transport=transport) if self._wire is None else None
+        self._connection = "rest" if transport is not None else connection
+        self._rest = AsyncRest(self.url, token=token, timeout_s=timeout_s, transport=transport)
+        self._stream = (
+            AsyncStream(self.url, token=token, timeout_s=timeout_s)
+            if self._connection != "rest"
+            else None
+        )
 
     async def send(self, call: Call[T]) -> T:
-        if self._wire is not None:
-            body = request_body(call)
-            headers = _wire_headers(_call_headers(self._headers, call), body)
-            for last in (False, True):
-                try:
-                    answer = await self._wire.request(
-                        call.method,
-                        call.path,
-                        call.params,
-                        headers,
-                        body,
-                        connect_timeout_s=self._timeout_s,
-                        read_timeout_s=self._timeout_s + call.hold_s,
-                    )
-                except WireError as exc:
-                    if last or not _send_again(call, exc):
-                        raise unreachable(self.url, exc) from exc
-                else:
-                    return read_answer(call, answer)
-        assert self._http is not None
-        for last in (False, True):
-            request = build_request(
-                self.url, call, _call_headers(self._headers, call), self._timeout_s
-            )
+        return read_answer(call, await self._transport_send(call))
+
+    async def _transport_send(self, call: Call[Any]) -> Reply:
+        if self._stream is not None:
             try:
-                response = await self._http.send(request)
-            except httpx.TransportError as exc:
-                if last or not _send_again(call, exc):
-                    raise unreachable(self.url, exc) from exc
-            else:
-                return read_answer(call, response)
-        raise AssertionError("not reached: the last attempt returns or raises")
+                return await self._stream.send(call)
+            except StreamUnavailable:
+                if self._connection == "stream":
+                    raise
+                await self._stream.close()
+                self._stream = None
+        return await self._rest.send(call)
 
     async def run(self, steps: Steps[T]) -> T:
         answer: Any = None
@@ -213,7 +154,6 @@ class AsyncSession:
             yield answer
 
     async def close(self) -> None:
-        if self._wire is not None:
-            await self._wire.close()
-        if self._http is not None:
-            await self._http.aclose()
+        if self._stream is not None:
+            await self._stream.close()
+        await self._rest.close()

@@ -26,7 +26,7 @@ from conveyor.api.schemas import (
 )
 from conveyor.client import calls
 from conveyor.client.calls import TaskQuery
-from conveyor.client.session import DEFAULT_TIMEOUT_S, DEFAULT_URL, SyncSession
+from conveyor.client.session import DEFAULT_TIMEOUT_S, DEFAULT_URL, Connection, SyncSession
 from conveyor.client.specs import SpecOptions, Submittable, build_spec
 from conveyor.core.schedules import Misfire
 from conveyor.core.spec import TaskSpec
@@ -59,8 +59,11 @@ class Client:
         token: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
+        connection: Connection = "auto",
     ) -> None:
-        self._session = SyncSession(url, token=token, timeout_s=timeout_s, transport=transport)
+        self._session = SyncSession(
+            url, token=token, timeout_s=timeout_s, transport=transport, connection=connection
+        )
 
     @property
     def url(self) -> str:
@@ -117,6 +120,18 @@ class Client:
         return self._session.run(
             calls.wait_for_result(task_id, wait_s=wait_s, timeout_s=timeout_s, clock=time.monotonic)
         )
+
+    def wait(
+        self, task_ids: Iterable[str], *, timeout_s: float | None = None
+    ) -> builtins.list[ResultOut]:
+        """The results of every task, in the order given, once all have ended, or once
+        `timeout_s` seconds have passed (None: as long as it takes; those not ended then have
+        `done=False`). One call asks for up to 1,000 tasks and holds until they have all ended,
+        so waiting for many tasks costs a few round trips, not one each."""
+        steps = calls.wait_for_results(
+            builtins.list(task_ids), timeout_s=timeout_s, clock=time.monotonic
+        )
+        return self._session.run(steps)
 
     def cancel(self, task_id: str) -> TaskOut:
         """Cancel a pending, queued or running task; a running one is killed on its worker."""

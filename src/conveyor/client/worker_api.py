@@ -1,18 +1,19 @@
-"""The worker's side of the REST API: register, heartbeat, lease, report, deregister.
+"""The worker's side of the API: register, heartbeat, lease, report, deregister.
 
-Described as `Call`s like the client side, and sent by the same SyncSession, so a status code
+Described as `Call`s like the client side, and sent by the same SyncSession (on the persistent
+connection, where leases and reports flow without a request's set-up each), so a status code
 means the same thing here as in the SDK. The worker program (`conveyor.worker`) is its user.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
 import httpx
 
+from conveyor.api import operations as ops
+from conveyor.api.params import WorkerRef
 from conveyor.api.schemas import (
-    WORKER_SECRET_HEADER,
     AckOut,
     HeartbeatIn,
     HeartbeatOut,
@@ -26,8 +27,8 @@ from conveyor.api.schemas import (
     ReportIn,
 )
 from conveyor.client import calls
-from conveyor.client.calls import Call, api_path
-from conveyor.client.session import DEFAULT_TIMEOUT_S, DEFAULT_URL, SyncSession
+from conveyor.client.calls import Call
+from conveyor.client.session import DEFAULT_TIMEOUT_S, DEFAULT_URL, Connection, SyncSession
 from conveyor.core.types import JSON, TaskId, Token
 from conveyor.errors import StaleTokenError
 
@@ -38,7 +39,7 @@ MAX_LEASE_TASKS = 1000
 
 
 def register(registration: RegisterIn) -> Call[RegisterOut]:
-    return Call("POST", api_path("workers"), RegisterOut.model_validate_json, body=registration)
+    return Call(ops.REGISTER_WORKER, RegisterOut.model_validate_json, body=registration)
 
 
 def heartbeat(
@@ -52,12 +53,12 @@ def heartbeat(
         metrics=dict(metrics) if metrics is not None else None,
     )
     return Call(
-        "POST",
-        api_path("workers", worker_id, "heartbeat"),
+        ops.HEARTBEAT,
         HeartbeatOut.model_validate_json,
-        body=body,
-        headers=_as(secret),
-        idempotent=True,
+        WorkerRef(worker_id=worker_id),
+        body,
+        secret=secret,
+        idempotent=True,  # a heartbeat sent twice extends the same leases twice
     )
 
 
@@ -70,46 +71,28 @@ def lease(
     free: Mapping[str, float] | None,
     secret: str = "",
 ) -> Call[LeaseOut]:
-    wait_s = min(max(wait_s, 0.0), MAX_LEASE_WAIT_S)
     body = LeaseIn(
         max=min(max(max_tasks, 1), MAX_LEASE_TASKS),
-        wait_s=wait_s,
+        wait_s=min(max(wait_s, 0.0), MAX_LEASE_WAIT_S),
         queues=list(queues) if queues is not None else None,
         free=dict(free) if free is not None else None,
     )
     return Call(
-        "POST",
-        api_path("workers", worker_id, "lease"),
-        LeaseOut.model_validate_json,
-        body=body,
-        hold_s=wait_s,
-        headers=_as(secret),
-        # Sent twice, the first answer's tasks go back when their leases run out, as they would
-        # if the worker asked again itself after the error.
-        idempotent=True,
+        ops.LEASE, LeaseOut.model_validate_json, WorkerRef(worker_id=worker_id), body, secret=secret
     )
 
 
 def report(worker_id: str, reports: Sequence[ReportIn], secret: str = "") -> Call[ReportBatchOut]:
     return Call(
-        "POST",
-        api_path("workers", worker_id, "report"),
+        ops.REPORT,
         ReportBatchOut.model_validate_json,
-        body=ReportBatchIn(reports=list(reports)),
+        WorkerRef(worker_id=worker_id),
+        ReportBatchIn(reports=list(reports)),
         # The server answers 409 only when it refused every report of the batch.
         conflict=StaleTokenError,
-        headers=_as(secret),
-        idempotent=True,  # fenced: a report recorded once is refused as stale the second time
+        secret=secret,
+        idempotent=True,  # fenced: a report sent twice is recorded once, the second refused
     )
-
-
-def deregister(worker_id: str, secret: str = "") -> Call[None]:
-    return replace(calls.deregister(worker_id), headers=_as(secret))
-
-
-def _as(secret: str) -> tuple[tuple[str, str], ...]:
-    """The header that says a call is this worker's own (server/worker_identity.py)."""
-    return ((WORKER_SECRET_HEADER, secret),) if secret else ()
 
 
 class WorkerConnection:
@@ -128,8 +111,11 @@ class WorkerConnection:
         token: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
+        connection: Connection = "auto",
     ) -> None:
-        self._session = SyncSession(url, token=token, timeout_s=timeout_s, transport=transport)
+        self._session = SyncSession(
+            url, token=token, timeout_s=timeout_s, transport=transport, connection=connection
+        )
         self._secrets: dict[str, str] = {}
 
     @property
@@ -176,7 +162,7 @@ class WorkerConnection:
 
     def deregister(self, worker_id: str) -> None:
         """Leave; tasks still leased to this worker go back to the queue without spending a retry."""
-        return self._session.send(deregister(worker_id, self._secrets.get(worker_id, "")))
+        return self._session.send(calls.deregister(worker_id, self._secrets.get(worker_id, "")))
 
     def close(self) -> None:
         self._session.close()

@@ -162,6 +162,7 @@ class TaskSpec(BaseModel):
             Annotated[str, Field(max_length=MAX_LABEL_LENGTH), TEXT],
         ],
         Field(max_length=MAX_LABELS),
+        _OnlyPatternKeys(),
     ] = Field(default_factory=dict)
 
     @field_validator("args", "kwargs")

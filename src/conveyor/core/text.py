@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic_core import core_schema
 
 from conveyor.core.types import JSON
 
@@ -65,7 +67,25 @@ def _cleaned_if_text(value: object) -> object:
     return clean_text(value) if isinstance(value, str) else value
 
 
-TEXT = BeforeValidator(_refused_if_bad)
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+"""The part of the rule a JSON schema can state (it has no way to speak of lone surrogates)."""
+
+
+class _Text:
+    """Refuses bad text (`_refused_if_bad`, before pydantic's own checks), and says in the JSON
+    schema that text holds no NUL, so that generated clients and fuzzers know it too."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        return core_schema.no_info_before_validator_function(_refused_if_bad, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: GetJsonSchemaHandler) -> Any:
+        found = handler(schema)
+        if found.get("type") == "string":
+            found.setdefault("pattern", NO_NUL_PATTERN)  # a pattern of its own excludes NUL already
+        return found
+
+
+TEXT = _Text()
 """Text a client sends: refused (422 naming the field) if it holds NUL or a lone surrogate.
 Put it after the constraints: `Annotated[str, Field(max_length=200), TEXT]`."""
 CLEANED = BeforeValidator(_cleaned_if_text)

@@ -22,8 +22,8 @@ from conveyor.engine.leasing import grant_leases, promote_due
 from conveyor.engine.reports import Report, ReportAck, unstorable
 from conveyor.engine.submitting import store_batch
 from conveyor.errors import (
+    ConflictError,
     DuplicateKeyError,
-    InvalidSpecError,
     NotFoundError,
     StaleTokenError,
     StoreRefusedError,
@@ -81,11 +81,10 @@ class TaskOperations(EngineCore):
             worker = self._live_worker(tx, worker_id)
             if queues and not set(queues) <= set(worker.queues):
                 others = sorted(set(queues) - set(worker.queues))
-                raise InvalidSpecError(
-                    f"{', '.join(map(repr, others))}: not among the queues this worker "
-                    f"registered for ({', '.join(worker.queues)}); register with them to lease "
-                    "from them",
-                    field="queues",
+                raise ConflictError(
+                    f"queues {', '.join(map(repr, others))} are not among those worker "
+                    f"{worker_id} registered for ({', '.join(worker.queues)}); register with them "
+                    "to lease from them"
                 )
             if worker.state is WorkerState.DRAINING:
                 return []

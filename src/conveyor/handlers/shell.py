@@ -50,8 +50,9 @@ def shell(
     - `shell`: to run a command line such as `"sort data.txt | uniq -c"` through `/bin/sh -c`,
       give it as `argv` (a single string) and set `shell: true`. Only then is a shell involved.
     - `cwd`: the working directory (default: the worker's).
-    - `env`: variables to set for the command, on top of the worker's environment; a null value
-      removes a variable.
+    - `env`: variables to set for the command, on top of the task's environment (the minimal one
+      its worker gives every task, plus `--pass-env`/`--env`; see docs/security.md); a null
+      value removes a variable.
     - `input`: text sent to the command's standard input (default: none, stdin is empty).
     - `check`: fail when the command exits non-zero (default true). With `check: false`, a
       non-zero exit is a result like any other.

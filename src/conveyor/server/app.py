@@ -27,7 +27,6 @@ from conveyor.server.bodylimit import BodyLimit
 from conveyor.server.context import ServerContext
 from conveyor.server.dashboard import page as dashboard_page
 from conveyor.server.operations import handlers
-from conveyor.server.requesttext import RequestText
 from conveyor.server.routes import metrics as metrics_route
 from conveyor.server.settings import ServerSettings
 from conveyor.server.shared_changes import shared_changes
@@ -103,7 +102,6 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
     )
     # Added last, so outermost: a request without a valid token is refused before its body is read.
     app.add_middleware(BodyLimit, max_body_bytes=ctx.settings.max_body_bytes)
-    app.add_middleware(RequestText)  # a NUL in the path or the query: 422, as in a body
     app.add_middleware(
         auth.Authorizer, tokens=ctx.settings.tokens, index=index, identities=ctx.identities
     )

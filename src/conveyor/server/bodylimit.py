@@ -42,12 +42,7 @@ class BodyLimit:
         await self.app(scope, _replay(b"".join(chunks), receive), send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "detail": f"the request body is larger than this server's limit of "
-                f"{self.max_body_bytes:,} bytes; send fewer or smaller tasks per request"
-            }
-        ).encode()
+        body = json.dumps({"detail": too_large(self.max_body_bytes)}).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -60,6 +55,14 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def too_large(max_body_bytes: int) -> str:
+    """What a body over the limit is told, on every transport."""
+    return (
+        f"the request body is larger than this server's limit of {max_body_bytes:,} bytes; "
+        "send fewer or smaller tasks per request"
+    )
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Path, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from conveyor.api.operations import Operation, operations
@@ -41,13 +41,10 @@ def include_operations(app: FastAPI, ctx: ServerContext, handlers: Mapping[str, 
             tags=[op.tag] if op.tag else None,
             status_code=op.status,
             response_model=op.answer,
-            response_class=Response if op.answer is None else _JSONAnswer,
+            # For the documentation: the endpoint writes its answer itself (`respond`).
+            response_class=Response if op.answer is None else JSONResponse,
             responses=_responses(op),
         )
-
-
-class _JSONAnswer(Response):
-    media_type = _JSON
 
 
 def _endpoint(op: Operation, handler: Handler, ctx: ServerContext) -> Any:

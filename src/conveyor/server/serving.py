@@ -15,8 +15,9 @@ take as long as it needs to answer (long-polls hold a request up to 60 s).
 
 Keep-alive: an idle connection stays open KEEP_ALIVE_S, and at least three heartbeat intervals,
 so that the server never closes one just as a worker reuses it for its next heartbeat (with
-both at 5 s, heartbeats failed now and then with "connection reset"). Clients drop connections
-idle longer than `conveyor.client.wire.MAX_IDLE_S`, which is shorter.
+both at 5 s, heartbeats failed now and then with "connection reset"). The SDK and workers keep
+one persistent connection (a WebSocket, pinged every 20 s) and send a REST call again on a fresh
+connection when a kept-alive one broke before the call went out (conveyor.client.rest).
 
 uvicorn's own log records (access log included) go to the handlers the CLI configured, so that
 they are written like every other record, escaped (conveyor.cli.logs).
@@ -62,8 +63,11 @@ def uvicorn_config(
     timeout_graceful_shutdown: int | None = None,
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
+    max_body_bytes: int = 1_048_576,
 ) -> uvicorn.Config:
-    """uvicorn's settings for serving `app`, as `conveyor server` runs it."""
+    """uvicorn's settings for serving `app`, as `conveyor server` runs it. The persistent
+    connection reads messages well over the body limit, so that it can answer 413 with the limit
+    as REST does (conveyor.server.stream); only one over MAX_MESSAGE_BYTES closes it (1009)."""
     return uvicorn.Config(
         app,
         host=host,
@@ -76,7 +80,16 @@ def uvicorn_config(
         timeout_graceful_shutdown=timeout_graceful_shutdown,
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
+        ws="websockets-sansio",
+        ws_max_size=max(MAX_MESSAGE_BYTES, 4 * max_body_bytes),
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        ws_per_message_deflate=False,
     )
+
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+"""The largest message the persistent connection reads at all."""
 
 
 def http_protocol(*, head_timeout_s: float, body_timeout_s: float) -> type[asyncio.Protocol]:

@@ -27,7 +27,16 @@ from starlette.types import Receive, Scope, Send
 from conveyor.api import frames
 from conveyor.api.operations import OPERATIONS, Operation
 from conveyor.server import errors
-from conveyor.server.auth import Role, Tokens, bearer_token, identity_refusal, refusal
+from conveyor.server.auth import (
+    ANY,
+    Refusal,
+    Role,
+    Tokens,
+    bearer_token,
+    identity_refusal,
+    refusal,
+)
+from conveyor.server.bodylimit import too_large
 from conveyor.server.context import ServerContext
 from conveyor.server.operations import Answer, Caller, CallerGone, Handler
 
@@ -45,17 +54,17 @@ class StreamEndpoint:
         self.handlers = handlers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
         tokens: Tokens = self.ctx.settings.tokens
         presented = bearer_token(scope)
         role = tokens.role_of(presented) if tokens and presented is not None else None
         if tokens and role is None:
-            # Refused before the upgrade: the client sees an HTTP 401, as a REST call would.
-            await send(
-                {"type": "websocket.close", "code": 4401, "reason": "a known token is needed"}
+            # Refused before the upgrade, as a REST call would be (401).
+            await _deny(
+                scope, send, refusal(ANY, tokens, presented, "the persistent connection")[1]
             )
-            return
-        message = await receive()
-        if message["type"] != "websocket.connect":
             return
         subprotocols = scope.get("subprotocols") or []
         await send(
@@ -134,6 +143,9 @@ class _Connection:
         _, refused = refusal(op.access, self.ctx.settings.tokens, self.presented, op.name)
         if refused is not None:
             return refused.status, _detail(refused.detail), None
+        limit = self.ctx.settings.max_body_bytes
+        if len(body) > limit:
+            return 413, _detail(too_large(limit)), None
         try:
             params = op.params.model_validate(header.get("params") or {})
             payload = _body(op, body)
@@ -179,6 +191,28 @@ class _Connection:
                 await self.send(message)
             except (OSError, RuntimeError):  # the connection went away meanwhile
                 self.closed.set()
+
+
+async def _deny(scope: Scope, send: Send, refused: Refusal | None) -> None:
+    """Refuse the handshake as REST refuses a request: 401 with WWW-Authenticate and the same
+    detail, where the server can answer a handshake with a response of its own (ASGI's denial
+    response); a bare 403 elsewhere."""
+    if refused is None or "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = _detail(refused.detail)
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": refused.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", refused.challenge.encode()),
+            ],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": body})
 
 
 def _body(op: Operation, body: bytes) -> BaseModel | None:

@@ -58,7 +58,8 @@ class TaskFilter:
     queue: str | None = None
     name: str | None = None
     handler: str | None = None
-    label: tuple[str, str] | None = None  # (key, value)
+    labels: tuple[tuple[str, str], ...] = ()
+    """(key, value) pairs a task's labels must all hold."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -195,9 +195,9 @@ def task_filter(
         if value is not None:
             clauses.append(f"{column} = {dialect.mark}")
             params.append(value)
-    if where.label is not None:
+    for label in where.labels:
         clauses.append(dialect.label_equals)
-        params.extend(where.label)
+        params.extend(label)
     if after_seq is not None:
         clauses.append(f"seq < {dialect.mark}")
         params.append(after_seq)

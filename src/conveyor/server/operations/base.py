@@ -43,7 +43,12 @@ def implements(operation: Operation) -> Callable[[Handler], Handler]:
     """Register the decorated function as `operation`'s one implementation."""
 
     def register(handler: Handler) -> Handler:
-        if operation.name in HANDLERS:
+        known = HANDLERS.get(operation.name)
+        # The same function again is its module imported anew (after an import failed half-way).
+        if known is not None and (known.__module__, known.__qualname__) != (
+            handler.__module__,
+            handler.__qualname__,
+        ):
             raise RuntimeError(f"operation {operation.name!r} is implemented twice")
         HANDLERS[operation.name] = handler
         return handler

@@ -6,20 +6,32 @@ engine calls run in a worker thread (`ctx.call`), so the event loop never waits 
 
 from __future__ import annotations
 
+import asyncio
+
 from conveyor.api import operations as ops
-from conveyor.api.params import ResultParams, SubmitParams, TaskQuery, TaskRef
+from conveyor.api.params import (
+    NoParams,
+    ResultParams,
+    SubmitParams,
+    TaskQuery,
+    TaskRef,
+    WaitParams,
+)
 from conveyor.api.schemas import (
     AttemptOut,
     BatchIn,
     BatchOut,
     ResultOut,
+    ResultsOut,
     TaskDetail,
+    TaskIds,
     TaskOut,
     TaskPage,
 )
 from conveyor.core.models import Task
 from conveyor.core.spec import TaskSpec
 from conveyor.core.states import TaskState
+from conveyor.errors import NotFoundError
 from conveyor.server.context import ServerContext
 from conveyor.server.operations.base import Answer, Caller, implements
 from conveyor.store.base import TaskFilter
@@ -41,7 +53,7 @@ async def submit(
 
 @implements(ops.SUBMIT_BATCH)
 async def submit_batch(
-    ctx: ServerContext, caller: Caller, params: object, batch: BatchIn
+    ctx: ServerContext, caller: Caller, params: NoParams, batch: BatchIn
 ) -> BatchOut:
     tasks = await ctx.write(ctx.engine.submit_batch, batch.tasks)
     return BatchOut(tasks=[TaskOut.of(t) for t in tasks])
@@ -74,6 +86,33 @@ async def get_task(ctx: ServerContext, caller: Caller, ref: TaskRef) -> TaskDeta
 @implements(ops.GET_RESULT)
 async def get_result(ctx: ServerContext, caller: Caller, params: ResultParams) -> ResultOut:
     return ResultOut.of(await wait_for_end(ctx, params.task_id, params.wait))
+
+
+@implements(ops.WAIT_RESULTS)
+async def wait_results(
+    ctx: ServerContext, caller: Caller, params: WaitParams, body: TaskIds
+) -> ResultsOut:
+    ends_heard = ctx.waiters.ends_heard
+    found = await ctx.call(ctx.engine.get_many, body.ids)
+    missing = [task_id for task_id in body.ids if task_id not in found]
+    if missing:
+        raise NotFoundError(
+            f"no task {missing[0]}"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
+    wait_s = min(params.wait, ctx.settings.max_wait_s)
+    if wait_s > 0:
+        # Each unfinished task watched at once, from the state just read: no read again unless
+        # a task ended meanwhile.
+        waited = await asyncio.gather(
+            *(
+                wait_for_end(ctx, task.id, wait_s, known=(task, ends_heard))
+                for task in found.values()
+                if not task.state.is_terminal
+            )
+        )
+        found.update((task.id, task) for task in waited)
+    return ResultsOut(results=[ResultOut.of(found[task_id]) for task_id in body.ids])
 
 
 @implements(ops.CANCEL_TASK)
@@ -114,14 +153,18 @@ def task_filter(
     queue: str | None,
     name: str | None,
     handler: str | None,
-    label: str | None,
+    labels: list[str] | None,
 ) -> TaskFilter:
-    """The store's filter for a listing's query; `label` is `key:value`."""
-    key, _, value = label.partition(":") if label else (None, "", "")
+    """The store's filter for a listing's query; each label is `key:value`."""
     return TaskFilter(
         states=tuple(states or ()),
         queue=queue,
         name=name,
         handler=handler,
-        label=(key, value) if key is not None else None,
+        labels=tuple(_pair(label) for label in labels or ()),
     )
+
+
+def _pair(label: str) -> tuple[str, str]:
+    key, _, value = label.partition(":")
+    return key, value
