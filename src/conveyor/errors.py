@@ -18,6 +18,21 @@ ConveyorError
 
 from __future__ import annotations
 
+__all__ = [
+    "ConflictError",
+    "ConveyorError",
+    "CycleError",
+    "DuplicateKeyError",
+    "HandlerError",
+    "InvalidSpecError",
+    "NotFoundError",
+    "ServerUnavailableError",
+    "StaleTokenError",
+    "StoreBusyError",
+    "StoreError",
+    "StoreRefusedError",
+]
+
 
 class ConveyorError(Exception):
     """Root of every error Conveyor raises on purpose."""

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import httpx
 
+__all__ = ["Cluster", "ServerExitedError", "free_port", "pid_gone", "wait_until"]
+
 
 def free_port() -> int:
     with socket.socket() as s:
