@@ -110,9 +110,8 @@ def run_system(system: System, sizes: Sizes, only: set[str], results: Results) -
     def discard(*args: object, **kw: object) -> None:
         pass
 
-    results.add_system(SystemInfo(system.name, system.durability, system.wait_method))
-    if system.fan_in_missing is not None:
-        results.not_applicable(system.name, "W4", system.fan_in_missing)
+    missing = {"W4": system.fan_in_missing} if system.fan_in_missing is not None else {}
+    results.add_system(SystemInfo(system.name, system.durability, system.wait_method, missing))
     slots = None
     skipped: list[str] = []
     try:
@@ -120,8 +119,14 @@ def run_system(system: System, sizes: Sizes, only: set[str], results: Results) -
             if step.workload not in only and step.workload.split("/")[0] not in only:
                 continue
             if step.slots_per_worker and step.slots_per_worker != slots:
-                system.start(step.slots_per_worker)
-                slots = step.slots_per_worker
+                try:
+                    system.start(step.slots_per_worker)
+                    slots = step.slots_per_worker
+                except Exception as exc:  # its workers could not start: the step is not measured
+                    print(f"# {system.name} {step.workload} not run: {exc!r}", file=sys.stderr)
+                    skipped.append(f"{system.name} {step.workload}")
+                    slots = None
+                    continue
             repeats = sizes.repeats if step.repeated else 1
             failures = done = 0
             warm = step.repeated and sizes.warmup
@@ -136,6 +141,12 @@ def run_system(system: System, sizes: Sizes, only: set[str], results: Results) -
                     failures += 1
                     print(f"# {system.name} {step.workload} failed: {exc!r}", file=sys.stderr)
                     time.sleep(2)
+                    if step.slots_per_worker and failures < 2:
+                        try:  # on fresh workers and connections: a fault may have broken them
+                            system.start(step.slots_per_worker)
+                        except Exception as again:
+                            print(f"# {system.name} did not restart: {again!r}", file=sys.stderr)
+                            break
             if done < repeats:
                 skipped.append(f"{system.name} {step.workload}")
     finally:
@@ -167,6 +178,13 @@ def main(argv: list[str] | None = None) -> int:
         "--worker-args", default="", help="extra `conveyor worker` arguments, space-separated"
     )
     parser.add_argument("--out", type=Path, help="also append the JSON lines to this file")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        nargs="+",
+        metavar="JSONL",
+        help="measure nothing: print the tables of these runs' JSON lines (--quick: their sizes)",
+    )
     args = parser.parse_args(argv)
 
     sizes = Sizes.quick() if args.quick else Sizes()
@@ -174,6 +192,12 @@ def main(argv: list[str] | None = None) -> int:
         sizes = replace(sizes, worker_args=tuple(args.worker_args.split()))
     if args.repeats:
         sizes = replace(sizes, repeats=args.repeats)
+    if args.report:
+        results = Results(sys.stdout)
+        for path in args.report:
+            results.load(path.read_text(encoding="utf-8").splitlines())
+        print_tables(results, sizes)
+        return 0
     started = datetime.datetime.now(datetime.UTC)
     jsonl = args.out.open("a", encoding="utf-8") if args.out else None
     results = Results(sys.stdout, jsonl)
@@ -188,6 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     warmup = ", after a discarded warm-up" if sizes.warmup else ""
     print()
     print(f"{started:%Y-%m-%d %H:%M} UTC, {machine()}; medians of {sizes.repeats} run(s){warmup}")
+    print_tables(results, sizes)
+    if skipped:
+        print(f"# failed, not measured in full: {', '.join(skipped)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def print_tables(results: Results, sizes: Sizes) -> None:
     print()
     print(results.headline_table())
     if notes := results.notes():
@@ -202,10 +234,6 @@ def main(argv: list[str] | None = None) -> int:
     print("Targets, as ratios within this run (information, not a test):")
     print()
     print(results.targets_table(sizes.ideal_w3_s))
-    if skipped:
-        print(f"# failed, not measured in full: {', '.join(skipped)}", file=sys.stderr)
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -40,20 +40,24 @@ class PgqueuerSystem:
         self._loop = asyncio.Runner()
         self._loop.run(self._open())
 
-    async def _open(self) -> None:
+    async def _open(self, install: bool = True) -> None:
         from pgqueuer.core.completion import CompletionWatcher
         from pgqueuer.db import AsyncpgDriver
         from pgqueuer.queries import Queries
 
         from benchmarks.pgqueuer_app import connect
 
-        self._driver = AsyncpgDriver(await connect())
+        self._connection = await connect()
+        self._driver = AsyncpgDriver(self._connection)
         self._queries = Queries(self._driver)
-        await self._queries.install()
+        if install:
+            await self._queries.install()
         self._watcher = CompletionWatcher(self._driver, queries=self._queries, debounce=DEBOUNCE)
         await self._watcher.__aenter__()
 
     def start(self, slots_per_worker: int) -> None:
+        if self._connection.is_closed():  # closed by a fault on the shared database: reopen
+            self._loop.run(self._open(install=False))
         batch = max(1, slots_per_worker // 2)
         command = ["-m", "benchmarks.pgqueuer_app", str(batch), str(2 * batch)]
         self._workers.start([command] * self.sizes.workers, self._env)
@@ -71,7 +75,8 @@ class PgqueuerSystem:
     def stop(self) -> None:
         self._workers.stop()
         if self._loop is not None:
-            self._loop.run(self._watcher.__aexit__(None, None, None))
+            if not self._connection.is_closed():
+                self._loop.run(self._watcher.__aexit__(None, None, None))
             self._loop.close()
             self._loop = None  # type: ignore[assignment]
             self._schema.drop()

@@ -39,6 +39,8 @@ class SystemInfo:
     name: str
     durability: str
     wait_method: str
+    missing: dict[str, str] = field(default_factory=dict)
+    """Workloads it cannot run, and why."""
 
 
 class Results:
@@ -51,10 +53,26 @@ class Results:
         """(system, workload) -> why it has no figure."""
 
     def add_system(self, info: SystemInfo) -> None:
+        """A system about to run; its JSON line makes the run's lines self-describing."""
         self.systems.append(info)
+        for workload, why in info.missing.items():
+            self.missing[(info.name, workload)] = why
+        self._emit({"system": info.name, "durability": info.durability, "wait_method": info.wait_method, "missing": info.missing})  # fmt: skip
 
-    def not_applicable(self, system: str, workload: str, why: str) -> None:
-        self.missing[(system, workload)] = why
+    def load(self, lines: Sequence[str]) -> None:
+        """Add the systems and figures of JSON lines this class printed (of one or more runs)."""
+        for line in lines:
+            if not line.startswith("{"):
+                continue
+            item = json.loads(line)
+            if "durability" in item:
+                info = SystemInfo(item["system"], item["durability"], item["wait_method"], item["missing"])  # fmt: skip
+                self.systems = [s for s in self.systems if s.name != info.name] + [info]
+                self.missing.update({(info.name, w): why for w, why in info.missing.items()})
+            else:
+                key = (item["system"], item["workload"], item["metric"])
+                higher = item["unit"] == "tasks/s"
+                self.figures.setdefault(key, Figure(item["unit"], higher)).values.append(item["value"])  # fmt: skip
 
     def record(
         self,
@@ -68,9 +86,12 @@ class Results:
     ) -> None:
         figure = self.figures.setdefault((system, workload, metric), Figure(unit, higher_is_better))
         figure.values.append(value)
-        line = json.dumps(
+        self._emit(
             {"system": system, "workload": workload, "metric": metric, "value": value, "unit": unit}
         )
+
+    def _emit(self, item: dict[str, object]) -> None:
+        line = json.dumps(item)
         print(line, file=self._out, flush=True)
         if self._jsonl is not None:
             print(line, file=self._jsonl, flush=True)
