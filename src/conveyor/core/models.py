@@ -100,6 +100,9 @@ class Worker:
     registered_at: datetime
     last_seen_at: datetime
     metrics: dict[str, JSON] = field(default_factory=dict)
+    hand_back: bool = False
+    """Told to hand back its running tasks now and exit (`conveyor workers stop`), rather than
+    finish them as a drain does; its state is draining."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,23 +2,26 @@
 
 The operations are grouped in small modules; Engine puts them together behind one object:
 submitting_ops (submit, lease, report), worker_ops, actions (cancel, retry, delete),
-housekeeping (schedules and timers) and reads.
+housekeeping (schedules and timers), pausing (queues, schedules, the cluster) and reads.
 """
 
 from __future__ import annotations
 
 from conveyor.engine.actions import UserActions
 from conveyor.engine.housekeeping import Housekeeping
+from conveyor.engine.pausing import Pausing
 from conveyor.engine.reads import Reads
 from conveyor.engine.submitting_ops import TaskOperations
 from conveyor.engine.worker_ops import WorkerOperations
 
 
-class Engine(TaskOperations, WorkerOperations, UserActions, Housekeeping, Reads):
+class Engine(TaskOperations, WorkerOperations, UserActions, Housekeeping, Pausing, Reads):
     """Every operation on tasks, workers and schedules, each in its own transaction."""
 
     def tick(self) -> None:
-        """Run every timer once: schedules, due tasks, expired leases, dead workers, housekeeping."""
+        """Run every timer once: pauses whose time is up, schedules, due tasks, expired leases,
+        dead workers, housekeeping."""
+        self.end_pauses()
         self.fire_schedules()
         self.release_due()
         self.expire_leases()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from conveyor.core.pauses import PauseScope
 from conveyor.core.schedules import Schedule, ScheduleSpec
 from conveyor.engine.base import EngineCore
 from conveyor.engine.events import Changes
@@ -48,6 +49,7 @@ class Housekeeping(EngineCore):
         with self.store.transaction() as tx:
             if not tx.delete_schedule(name):
                 raise NotFoundError(f"no schedule {name!r}")
+            tx.delete_pause(PauseScope.SCHEDULE, name)  # a new schedule of that name starts afresh
 
     def fire_schedules(self) -> int:
         """Submit the tasks of due schedules (a timer). Safe to run on several servers at once."""

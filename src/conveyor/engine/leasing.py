@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import cast
 
 from conveyor.core.models import Assignment, Attempt, Task, Worker
+from conveyor.core.pauses import leasable
 from conveyor.core.refs import resolve_refs
 from conveyor.core.scheduling import merge_in_order, select_for_lease
 from conveyor.core.states import Outcome, TaskState
@@ -45,8 +46,13 @@ def grant_leases(
     """Lease up to `max_tasks` tasks; returns assignments, and endings for tasks that cannot start.
 
     Each queue is read separately, in index order, and the lists merged: one ordered query across
-    several queues would have to sort every ready task, which grows with the queue.
+    several queues would have to sort every ready task, which grows with the queue. Paused queues
+    are left out (all of them while the cluster is paused), as the pauses stand in this
+    transaction (StoreTx.pauses_for_lease).
     """
+    queues = leasable(queues, tx.pauses_for_lease(), now)
+    if not queues:
+        return [], []
     chosen = _choose(tx, queues, max_tasks, free)
     expires = now + timedelta(seconds=lease_s)
     for task in chosen:

@@ -48,3 +48,5 @@ class HeartbeatReply:
     extended: list[TaskId] = field(default_factory=list)
     stop: list[TaskId] = field(default_factory=list)
     drain: bool = False
+    hand_back: bool = False
+    """With `drain`: hand back the running tasks now rather than let them finish."""

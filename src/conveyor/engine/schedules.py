@@ -8,6 +8,8 @@ firing time, so a firing submits at most one task even if that were to happen.
 Each schedule fires in a savepoint of its own. One that cannot submit its task (its dependency
 was deleted since, by hand or by retention) is marked with the error and moves on in its
 timetable; the others fire as usual, and it tries again at its next firing.
+
+A paused schedule (conveyor.core.pauses) does not fire until it is resumed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from conveyor.core.batch import plan_batch
+from conveyor.core.pauses import paused_schedules
 from conveyor.core.schedules import Schedule, ScheduleSpec, due_firings, firing_key, next_after
 from conveyor.core.spec import TaskSpec
 from conveyor.engine.events import Changes
@@ -52,7 +55,13 @@ def fire_due(
     """Submit the tasks of every due schedule, inside `tx` (a transaction of `store`); returns
     how many tasks were submitted."""
     submitted = 0
-    for schedule in tx.due_schedules(now, limit):
+    # A paused schedule is left as it is, its next firing due: once resumed, the firings it
+    # missed meanwhile follow its misfire policy, as after an outage. Read past the paused
+    # ones, so that they never take the place of schedules that can fire.
+    paused = paused_schedules(tx.list_pauses(), now)
+    for schedule in tx.due_schedules(now, limit + len(paused)):
+        if schedule.name in paused:
+            continue
         firings = due_firings(schedule.spec, schedule.next_run_at, now)
         own = Changes()
         try:

@@ -99,11 +99,62 @@ class WorkerOperations(EngineCore):
             # The attempt row keeps the lease as extended: it is what shows, after the fact,
             # that a task ran again only once its previous lease had really expired.
             tx.extend_attempt_leases([(t.id, t.attempts) for t in extended], expires)
+        draining = worker.state is WorkerState.DRAINING
         return HeartbeatReply(
             extended=[t.id for t in extended],
             stop=stop,
-            drain=worker.state is WorkerState.DRAINING,
+            drain=draining,
+            hand_back=draining and worker.hand_back,
         )
+
+    def drain_workers(
+        self,
+        *,
+        ids: Sequence[WorkerId] = (),
+        queue: str | None = None,
+        host: str | None = None,
+        hand_back: bool = False,
+    ) -> list[Worker]:
+        """Tell workers to drain: lease nothing more, finish their running tasks, and exit; with
+        `hand_back`, to stop: hand their running tasks back now (re-queued without spending a
+        retry) and exit. Each learns it from its next heartbeat's answer; meanwhile its leases
+        give it nothing.
+
+        Picks the workers with every id of `ids` (NotFoundError for one unknown, ConflictError
+        for one dead or deregistered), or else every live worker that serves `queue` and runs
+        on `host` (either may be left out, not both): none is not an error. A worker told to
+        stop stays stopping when told to drain. Returns the workers told, as they are now.
+        """
+        if not ids and queue is None and host is None:
+            raise InvalidSpecError("name workers by id, by queue or by host", field="ids")
+        with self.store.transaction() as tx:
+            if ids:
+                # Locked in id order, as every multi-row lock is: two drains cannot deadlock.
+                chosen = [self._live_worker(tx, worker_id) for worker_id in sorted(set(ids))]
+            else:
+                matching = sorted(
+                    w.id
+                    for w in tx.list_workers()
+                    if w.state in (WorkerState.ALIVE, WorkerState.DRAINING)
+                    and (queue is None or queue in w.queues)
+                    and (host is None or w.host == host)
+                )
+                locked = (tx.get_worker(worker_id, for_update=True) for worker_id in matching)
+                chosen = [
+                    w
+                    for w in locked
+                    if w is not None and w.state in (WorkerState.ALIVE, WorkerState.DRAINING)
+                ]
+            for worker in chosen:
+                worker.state = WorkerState.DRAINING
+                worker.hand_back = worker.hand_back or hand_back
+                tx.update_worker(worker)
+        if chosen:
+            log.info(
+                "workers told to stop" if hand_back else "workers told to drain",
+                extra={"worker_ids": [w.id for w in chosen]},
+            )
+        return chosen
 
     def deregister_worker(self, worker_id: WorkerId) -> Worker:
         """Remove a worker; the tasks it was running go back to the queue without spending a retry.

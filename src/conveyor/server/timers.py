@@ -59,6 +59,7 @@ class Timers:
         if not _step(self.bridge_outage):
             return None  # without it, the expiry timers could blame an outage on the workers
         for step in (
+            self.engine.end_pauses,
             self.engine.fire_schedules,
             self.engine.release_due,
             self.engine.expire_leases,

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from conveyor.core.models import Attempt, Task, Worker
+from conveyor.core.pauses import Pause, PauseScope
 from conveyor.core.schedules import Schedule
 from conveyor.core.states import Outcome, TaskState
 from conveyor.core.types import TaskId, WorkerId
@@ -189,6 +190,31 @@ class StoreTx(Protocol):
 
     def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
         """Locked schedules whose next firing is at or before `now`, skipping locked rows."""
+        ...
+
+    # pauses
+    def put_pause(self, pause: Pause) -> None:
+        """Store a pause, replacing the one of the same scope and name. It holds for every lease
+        that begins once this transaction has committed; leases already in progress finish
+        first (PostgreSQL: a lock that leases share and a pause takes alone)."""
+        ...
+
+    def delete_pause(self, scope: PauseScope, name: str) -> Pause | None:
+        """Remove the pause of that scope and name; returns it (None: there was none)."""
+        ...
+
+    def list_pauses(self) -> list[Pause]:
+        """Every stored pause, including those whose `until` has passed but which end_pauses()
+        has not removed yet."""
+        ...
+
+    def pauses_for_lease(self) -> list[Pause]:
+        """list_pauses(), read by a lease so that it cannot cross a pause being stored: the
+        pause waits for the lease's transaction to end, or the lease reads it."""
+        ...
+
+    def end_pauses(self, now: datetime) -> list[Pause]:
+        """Remove the pauses whose `until` is at or before `now`; returns them."""
         ...
 
     # reads for clients

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.core.models import Attempt, Task, Worker, WorkerState
+from conveyor.core.pauses import Pause, PauseScope
 from conveyor.core.schedules import Schedule, ScheduleSpec
 from conveyor.core.spec import DEFAULT_RETRY_POLICY, RetryPolicy
 from conveyor.core.states import Outcome, Reason, TaskState
@@ -35,8 +36,9 @@ ATTEMPT_COLUMNS = (
 )  # fmt: skip
 WORKER_COLUMNS = (
     "id", "name", "host", "pid", "concurrency", "queues", "resources", "state", "registered_at",
-    "last_seen_at", "metrics",
+    "last_seen_at", "metrics", "hand_back",
 )  # fmt: skip
+PAUSE_COLUMNS = ("scope", "name", "paused_at", "until")
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _loads = json.loads
@@ -154,7 +156,7 @@ def worker_row(w: Worker) -> tuple[Any, ...]:
     return (
         w.id, w.name, w.host, w.pid, w.concurrency, dump_json(list(w.queues)),
         dump_json(dict(w.resources)), w.state.value, to_epoch(w.registered_at),
-        to_epoch(w.last_seen_at), dump_json(w.metrics),
+        to_epoch(w.last_seen_at), dump_json(w.metrics), w.hand_back,
     )  # fmt: skip
 
 
@@ -162,8 +164,18 @@ def worker_from_row(r: Sequence[Any]) -> Worker:
     return Worker(
         id=r[0], name=r[1], host=r[2], pid=r[3], concurrency=r[4], queues=json.loads(r[5]),
         resources=json.loads(r[6]), state=WorkerState(r[7]), registered_at=_required_time(r[8]),
-        last_seen_at=_required_time(r[9]), metrics=json.loads(r[10]),
+        last_seen_at=_required_time(r[9]), metrics=json.loads(r[10]), hand_back=bool(r[11]),
     )  # fmt: skip
+
+
+def pause_row(p: Pause) -> tuple[Any, ...]:
+    return (p.scope.value, p.name, to_epoch(p.paused_at), to_epoch(p.until))
+
+
+def pause_from_row(r: Sequence[Any]) -> Pause:
+    return Pause(
+        scope=PauseScope(r[0]), name=r[1], paused_at=_required_time(r[2]), until=from_epoch(r[3])
+    )
 
 
 @dataclass(frozen=True, slots=True)

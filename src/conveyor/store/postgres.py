@@ -23,6 +23,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from conveyor.core.models import Attempt, Task, Worker
+from conveyor.core.pauses import Pause, PauseScope
 from conveyor.core.schedules import Schedule
 from conveyor.core.states import TaskState
 from conveyor.core.types import TaskId, WorkerId
@@ -40,6 +41,12 @@ _ATTEMPTS = ", ".join(codec.ATTEMPT_COLUMNS)
 _WORKERS = ", ".join(codec.WORKER_COLUMNS)
 _COPY_FROM = 64  # inserts of at least this many tasks use COPY
 _MIGRATION_LOCK = 7_411_337  # pg_advisory_xact_lock key: one server migrates at a time
+_PAUSE_LOCK = 7_411_338  # leases take it shared, a pause alone: no lease crosses a pause
+_PAUSES = ", ".join(codec.PAUSE_COLUMNS)
+_LEASE_PAUSES = (
+    f"SELECT pg_advisory_xact_lock_shared({_PAUSE_LOCK}); "
+    f"SELECT {_PAUSES} FROM pauses ORDER BY scope, name"
+)
 
 
 class PostgresStore:
@@ -533,6 +540,42 @@ class PostgresTx:
             f"SELECT {', '.join(codec.SCHEDULE_COLUMNS)} FROM schedules WHERE {where}", params
         )
         return [codec.schedule_from_row(row) for row in rows]
+
+    # pauses
+    def put_pause(self, pause: Pause) -> None:
+        # Alone on the lock that every lease shares (pauses_for_lease): leases in progress
+        # commit first, and those that begin later wait for this transaction and see the pause.
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PAUSE_LOCK,))
+        self.conn.execute(
+            f"INSERT INTO pauses ({_PAUSES}) VALUES (%s, %s, %s, %s) ON CONFLICT (scope, name) "
+            "DO UPDATE SET paused_at = EXCLUDED.paused_at, until = EXCLUDED.until",
+            codec.pause_row(pause),
+        )
+
+    def delete_pause(self, scope: PauseScope, name: str) -> Pause | None:
+        row = self.conn.execute(
+            f"DELETE FROM pauses WHERE scope = %s AND name = %s RETURNING {_PAUSES}",
+            (scope.value, name),
+        ).fetchone()
+        return None if row is None else codec.pause_from_row(row)
+
+    def list_pauses(self) -> list[Pause]:
+        rows = self.conn.execute(f"SELECT {_PAUSES} FROM pauses ORDER BY scope, name")
+        return [codec.pause_from_row(row) for row in rows]
+
+    def pauses_for_lease(self) -> list[Pause]:
+        # Two statements in one round trip (no parameters: the simple query protocol): the read
+        # takes its snapshot only once the lock is granted, so it sees any pause committed
+        # while it waited.
+        cursor = self.conn.execute(_LEASE_PAUSES)
+        cursor.nextset()
+        return [codec.pause_from_row(row) for row in cursor.fetchall()]
+
+    def end_pauses(self, now: datetime) -> list[Pause]:
+        rows = self.conn.execute(
+            f"DELETE FROM pauses WHERE until <= %s RETURNING {_PAUSES}", (_epoch(now),)
+        ).fetchall()
+        return [codec.pause_from_row(row) for row in rows]
 
     # reads for clients
     def count_tasks(self) -> list[StateCount]:

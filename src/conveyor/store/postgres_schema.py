@@ -175,6 +175,22 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        6,
+        """
+        -- Queues, schedules and the whole cluster held back by an operator (core/pauses.py);
+        -- `name` is empty for scope 'all'. Every lease reads this table in its transaction.
+        CREATE TABLE pauses (
+            scope text NOT NULL,
+            name text NOT NULL,
+            paused_at double precision NOT NULL,
+            until double precision,
+            PRIMARY KEY (scope, name)
+        );
+        -- A worker told to hand back its running tasks and exit (conveyor workers stop).
+        ALTER TABLE workers ADD COLUMN hand_back boolean NOT NULL DEFAULT false;
+        """,
+    ),
 ]
 
 COMPACT_COUNTS = """

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.core.models import Attempt, Task, Worker
+from conveyor.core.pauses import Pause, PauseScope
 from conveyor.core.schedules import Schedule
 from conveyor.core.states import TaskState
 from conveyor.core.types import TaskId, WorkerId
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 _SYNCHRONOUS = {Durability.NORMAL: "NORMAL", Durability.FULL: "FULL"}
 _TASK_SELECT = f"SELECT {', '.join(codec.TASK_COLUMNS)} FROM tasks"
+_PAUSES = ", ".join(codec.PAUSE_COLUMNS)
 _MAX_PARAMS = 900  # below SQLite's historical 999-variable limit
 
 
@@ -584,6 +586,33 @@ class SQLiteTx:
             f"SELECT {', '.join(codec.SCHEDULE_COLUMNS)} FROM schedules WHERE {where}", params
         )
         return [codec.schedule_from_row(row) for row in rows]
+
+    # pauses (the transaction holds the only write lock: a lease never crosses a pause)
+    def put_pause(self, pause: Pause) -> None:
+        self._conn.execute(
+            f"INSERT OR REPLACE INTO pauses ({', '.join(codec.PAUSE_COLUMNS)}) VALUES (?, ?, ?, ?)",
+            codec.pause_row(pause),
+        )
+
+    def delete_pause(self, scope: PauseScope, name: str) -> Pause | None:
+        row = self._conn.execute(
+            f"DELETE FROM pauses WHERE scope = ? AND name = ? RETURNING {_PAUSES}",
+            (scope.value, name),
+        ).fetchone()
+        return None if row is None else codec.pause_from_row(row)
+
+    def list_pauses(self) -> list[Pause]:
+        rows = self._conn.execute(f"SELECT {_PAUSES} FROM pauses ORDER BY scope, name")
+        return [codec.pause_from_row(row) for row in rows]
+
+    def pauses_for_lease(self) -> list[Pause]:
+        return self.list_pauses()
+
+    def end_pauses(self, now: datetime) -> list[Pause]:
+        rows = self._conn.execute(
+            f"DELETE FROM pauses WHERE until <= ? RETURNING {_PAUSES}", (now.timestamp(),)
+        ).fetchall()
+        return [codec.pause_from_row(row) for row in rows]
 
     # reads for clients
     def count_tasks(self) -> list[StateCount]:

@@ -164,4 +164,20 @@ MIGRATIONS: list[tuple[int, str]] = [
         ) STRICT, WITHOUT ROWID;
         """,
     ),
+    (
+        8,
+        """
+        -- Queues, schedules and the whole cluster held back by an operator (core/pauses.py);
+        -- `name` is empty for scope 'all'. Every lease reads this table in its transaction.
+        CREATE TABLE pauses (
+            scope TEXT NOT NULL,
+            name TEXT NOT NULL,
+            paused_at REAL NOT NULL,
+            until REAL,
+            PRIMARY KEY (scope, name)
+        ) STRICT, WITHOUT ROWID;
+        -- A worker told to hand back its running tasks and exit (conveyor workers stop).
+        ALTER TABLE workers ADD COLUMN hand_back INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 ]
