@@ -1,13 +1,15 @@
 """The engine: the only writer of task state. Every rule is applied here, through a Store.
 
 The operations are grouped in small modules; Engine puts them together behind one object:
-submitting_ops (submit, lease, report), worker_ops, actions (cancel, retry, delete),
+submitting_ops (submit, lease, report), worker_ops, actions (cancel, retry, delete), bulk
+(those actions on every task a filter selects),
 housekeeping (schedules and timers), pausing (queues, schedules, the cluster) and reads.
 """
 
 from __future__ import annotations
 
 from conveyor.engine.actions import UserActions
+from conveyor.engine.bulk import BulkActions
 from conveyor.engine.housekeeping import Housekeeping
 from conveyor.engine.pausing import Pausing
 from conveyor.engine.reads import Reads
@@ -15,7 +17,9 @@ from conveyor.engine.submitting_ops import TaskOperations
 from conveyor.engine.worker_ops import WorkerOperations
 
 
-class Engine(TaskOperations, WorkerOperations, UserActions, Housekeeping, Pausing, Reads):
+class Engine(
+    TaskOperations, WorkerOperations, BulkActions, UserActions, Housekeeping, Pausing, Reads
+):
     """Every operation on tasks, workers and schedules, each in its own transaction."""
 
     def tick(self) -> None:

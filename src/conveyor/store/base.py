@@ -16,10 +16,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
+from conveyor.core.bulk import BulkAction, BulkState
 from conveyor.core.models import Attempt, Task, Worker
 from conveyor.core.pauses import Pause, PauseScope
 from conveyor.core.schedules import Schedule
-from conveyor.core.states import Outcome, TaskState
+from conveyor.core.states import Outcome, Reason, TaskState
 from conveyor.core.types import TaskId, WorkerId
 
 
@@ -61,6 +62,61 @@ class TaskFilter:
     handler: str | None = None
     labels: tuple[tuple[str, str], ...] = ()
     """(key, value) pairs a task's labels must all hold."""
+    reason: Reason | None = None
+    error: str | None = None
+    """The task's error message, exactly; a task without one has the empty message."""
+    ids: tuple[TaskId, ...] = ()
+    created_after: datetime | None = None
+    """Created at or after this time; `created_before` (and the `finished_` pair) exclude it."""
+    created_before: datetime | None = None
+    finished_after: datetime | None = None
+    finished_before: datetime | None = None
+
+
+@dataclass(slots=True)
+class BulkRecord:
+    """A bulk action and its progress, as the store keeps it (`conveyor.engine.bulk`).
+
+    The action walks the tasks in submission order, `chunk_size` at a time, each chunk in its own
+    transaction that also moves `cursor` and the counts: whatever crashes, the record says
+    exactly which tasks were dealt with, and the next chunk starts after them."""
+
+    id: str
+    action: BulkAction
+    where: TaskFilter
+    chunk_size: int
+    upto_seq: int
+    """The newest task when the action was asked: tasks submitted later are never touched."""
+    total: int
+    """Tasks that matched the filter when the action was asked."""
+    estimate: int
+    """Of those, the ones in a state the action may change then."""
+    created_at: datetime
+    updated_at: datetime
+    key: str | None = None
+    state: BulkState = BulkState.RUNNING
+    cursor: int = 0
+    """Every task up to this seq has been dealt with."""
+    matched: int = 0
+    changed: int = 0
+    skipped: int = 0
+    chunks: int = 0
+    finished_at: datetime | None = None
+    runner: str | None = None
+    """The server running its chunks, while `runner_until` has not passed."""
+    runner_until: datetime | None = None
+    error: str | None = None
+    """Why its last chunk failed, if it did (it is tried again)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """What the dashboard's failure groups count of one failed or timed-out task."""
+
+    seq: int
+    reason: Reason | None
+    error: str | None
+    finished_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +278,44 @@ class StoreTx(Protocol):
 
     def list_tasks(self, where: TaskFilter, after_seq: int | None, limit: int) -> list[Task]:
         """Tasks matching `where`, newest first, with seq < after_seq when given (a cursor)."""
+        ...
+
+    def count_by_state(self, where: TaskFilter) -> dict[TaskState, int]:
+        """How many tasks match `where`, by state (states without any left out)."""
+        ...
+
+    def recent_failures(self, window: int) -> list[Failure]:
+        """The newest `window` failed or timed-out tasks, newest first."""
+        ...
+
+    # bulk actions
+    def last_seq(self) -> int:
+        """The seq of the newest task (0: none yet)."""
+        ...
+
+    def bulk_candidates(
+        self, where: TaskFilter, after_seq: int, upto_seq: int, limit: int
+    ) -> list[tuple[int, TaskId]]:
+        """(seq, id) of the first `limit` tasks matching `where` with after_seq < seq <= upto_seq,
+        in seq order. Locks nothing: the chunk locks them with `lock_matching`."""
+        ...
+
+    def lock_matching(self, ids: Collection[TaskId], where: TaskFilter) -> list[Task]:
+        """Those of `ids` that match `where` now, locked (in id order, as every lock of tasks)."""
+        ...
+
+    def insert_bulk(self, record: BulkRecord) -> None: ...
+
+    def get_bulk(self, bulk_id: str, *, for_update: bool = False) -> BulkRecord | None: ...
+
+    def find_bulk(self, key: str) -> BulkRecord | None:
+        """The bulk action asked with this key, if any."""
+        ...
+
+    def update_bulk(self, record: BulkRecord) -> None: ...
+
+    def unclaimed_bulks(self, now: datetime, limit: int) -> list[str]:
+        """Ids of bulk actions still running whose runner's claim has lapsed (or that have none)."""
         ...
 
 

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from conveyor.core.bulk import BulkAction, BulkState
 from conveyor.core.models import Attempt, Task, Worker, WorkerState
 from conveyor.core.pauses import Pause, PauseScope
 from conveyor.core.schedules import Schedule, ScheduleSpec
 from conveyor.core.spec import DEFAULT_RETRY_POLICY, RetryPolicy
 from conveyor.core.states import Outcome, Reason, TaskState
 from conveyor.core.types import JSON
-from conveyor.store.base import TaskFilter
+from conveyor.store.base import BulkRecord, TaskFilter
 
 TASK_COLUMNS = (
     "seq", "id", "name", "handler", "args", "kwargs", "queue", "priority", "state", "reason",
@@ -210,7 +211,94 @@ def task_filter(
     for label in where.labels:
         clauses.append(dialect.label_equals)
         params.extend(label)
+    if where.reason is not None:
+        clauses.append(f"reason = {dialect.mark}")
+        params.append(where.reason.value)
+    if where.error is not None:
+        clauses.append(f"coalesce(error, '') = {dialect.mark}")
+        params.append(where.error)
+    if where.ids:
+        clauses.append(f"id {dialect.one_of(len(where.ids))}")
+        params.extend(where.ids)
+    for column, low, high in (
+        ("created_at", where.created_after, where.created_before),
+        ("finished_at", where.finished_after, where.finished_before),
+    ):
+        if low is not None:
+            clauses.append(f"{column} >= {dialect.mark}")
+            params.append(low.timestamp())
+        if high is not None:
+            clauses.append(f"{column} < {dialect.mark}")
+            params.append(high.timestamp())
     if after_seq is not None:
         clauses.append(f"seq < {dialect.mark}")
         params.append(after_seq)
     return " AND ".join(clauses) or dialect.true, params
+
+
+# ---- bulk actions -------------------------------------------------------------------------------
+
+BULK_COLUMNS = (
+    "id", "key", "action", "filter", "chunk_size", "upto_seq", "total", "estimate", "state",
+    "cursor", "matched", "changed", "skipped", "chunks", "created_at", "updated_at",
+    "finished_at", "runner", "runner_until", "error",
+)  # fmt: skip
+
+
+def filter_json(where: TaskFilter) -> str:
+    """A filter as JSON text, only the criteria it has (what a bulk action stores)."""
+    given: dict[str, Any] = {}
+    if where.states:
+        given["states"] = sorted(s.value for s in where.states)
+    for name in ("queue", "name", "handler", "error"):
+        if getattr(where, name) is not None:
+            given[name] = getattr(where, name)
+    if where.labels:
+        given["labels"] = [list(pair) for pair in where.labels]
+    if where.reason is not None:
+        given["reason"] = where.reason.value
+    if where.ids:
+        given["ids"] = list(where.ids)
+    for name in ("created_after", "created_before", "finished_after", "finished_before"):
+        when = getattr(where, name)
+        if when is not None:
+            given[name] = when.timestamp()
+    return _dumps(given)
+
+
+def filter_from_json(text: str) -> TaskFilter:
+    given = _loads(text)
+    times = {
+        name: from_epoch(given.get(name))
+        for name in ("created_after", "created_before", "finished_after", "finished_before")
+    }
+    return TaskFilter(
+        states=tuple(TaskState(s) for s in given.get("states", ())),
+        queue=given.get("queue"),
+        name=given.get("name"),
+        handler=given.get("handler"),
+        labels=tuple((k, v) for k, v in given.get("labels", ())),
+        reason=Reason(given["reason"]) if "reason" in given else None,
+        error=given.get("error"),
+        ids=tuple(given.get("ids", ())),
+        **times,
+    )
+
+
+def bulk_row(b: BulkRecord) -> tuple[Any, ...]:
+    return (
+        b.id, b.key, b.action.value, filter_json(b.where), b.chunk_size, b.upto_seq, b.total,
+        b.estimate, b.state.value, b.cursor, b.matched, b.changed, b.skipped, b.chunks,
+        to_epoch(b.created_at), to_epoch(b.updated_at), to_epoch(b.finished_at), b.runner,
+        to_epoch(b.runner_until), b.error,
+    )  # fmt: skip
+
+
+def bulk_from_row(r: Sequence[Any]) -> BulkRecord:
+    return BulkRecord(
+        id=r[0], key=r[1], action=BulkAction(r[2]), where=filter_from_json(r[3]),
+        chunk_size=r[4], upto_seq=r[5], total=r[6], estimate=r[7], state=BulkState(r[8]),
+        cursor=r[9], matched=r[10], changed=r[11], skipped=r[12], chunks=r[13],
+        created_at=_required_time(r[14]), updated_at=_required_time(r[15]),
+        finished_at=from_epoch(r[16]), runner=r[17], runner_until=from_epoch(r[18]), error=r[19],
+    )  # fmt: skip

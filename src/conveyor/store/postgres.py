@@ -30,6 +30,7 @@ from conveyor.core.types import TaskId, WorkerId
 from conveyor.errors import DuplicateKeyError, StoreBusyError, StoreError, StoreRefusedError
 from conveyor.store import codec
 from conveyor.store.base import AttemptEnd, StateCount, TaskFilter
+from conveyor.store.postgres_bulk import PostgresBulk
 from conveyor.store.postgres_feed import PostgresChangeFeed
 from conveyor.store.postgres_schema import COMPACT_COUNTS, MIGRATIONS
 from conveyor.store.postgres_vacuum import DEAD_ROWS, DEAD_ROWS_QUERY, TaskVacuum
@@ -234,7 +235,7 @@ def _epoch(when: datetime) -> float:
     return when.timestamp()
 
 
-class PostgresTx:
+class PostgresTx(PostgresBulk):
     """StoreTx on one connection inside one transaction."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:

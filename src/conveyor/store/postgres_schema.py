@@ -191,6 +191,36 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE workers ADD COLUMN hand_back boolean NOT NULL DEFAULT false;
         """,
     ),
+    (
+        7,
+        """
+        -- Bulk actions and their progress (conveyor.engine.bulk): each chunk moves `cursor`
+        -- and the counts in the transaction that changes its tasks.
+        CREATE TABLE bulk_actions (
+            id text PRIMARY KEY,
+            key text UNIQUE,
+            action text NOT NULL,
+            filter text NOT NULL,
+            chunk_size integer NOT NULL,
+            upto_seq bigint NOT NULL,
+            total bigint NOT NULL,
+            estimate bigint NOT NULL,
+            state text NOT NULL,
+            cursor bigint NOT NULL,
+            matched bigint NOT NULL,
+            changed bigint NOT NULL,
+            skipped bigint NOT NULL,
+            chunks bigint NOT NULL,
+            created_at double precision NOT NULL,
+            updated_at double precision NOT NULL,
+            finished_at double precision,
+            runner text,
+            runner_until double precision,
+            error text
+        );
+        CREATE INDEX bulk_actions_running ON bulk_actions (runner_until) WHERE state = 'running';
+        """,
+    ),
 ]
 
 COMPACT_COUNTS = """

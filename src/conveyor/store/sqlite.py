@@ -28,6 +28,7 @@ from conveyor.core.types import TaskId, WorkerId
 from conveyor.errors import StoreBusyError, StoreError, StoreRefusedError
 from conveyor.store import codec, sqlite_wal
 from conveyor.store.base import AttemptEnd, Durability, StateCount, TaskFilter, chunked
+from conveyor.store.sqlite_bulk import SQLiteBulk
 from conveyor.store.sqlite_schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -308,7 +309,7 @@ def _marks(count: int) -> str:
     return ", ".join("?" * count)
 
 
-class SQLiteTx:
+class SQLiteTx(SQLiteBulk):
     """StoreTx on one SQLite connection. Row locks are moot: the transaction holds the write lock."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:

@@ -180,4 +180,34 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE workers ADD COLUMN hand_back INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    (
+        9,
+        """
+        -- Bulk actions and their progress (conveyor.engine.bulk): each chunk moves `cursor`
+        -- and the counts in the transaction that changes its tasks.
+        CREATE TABLE bulk_actions (
+            id TEXT PRIMARY KEY,
+            key TEXT UNIQUE,
+            action TEXT NOT NULL,
+            filter TEXT NOT NULL,
+            chunk_size INTEGER NOT NULL,
+            upto_seq INTEGER NOT NULL,
+            total INTEGER NOT NULL,
+            estimate INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            cursor INTEGER NOT NULL,
+            matched INTEGER NOT NULL,
+            changed INTEGER NOT NULL,
+            skipped INTEGER NOT NULL,
+            chunks INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            finished_at REAL,
+            runner TEXT,
+            runner_until REAL,
+            error TEXT
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX bulk_actions_running ON bulk_actions (runner_until) WHERE state = 'running';
+        """,
+    ),
 ]
