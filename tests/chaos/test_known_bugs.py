@@ -79,7 +79,7 @@ def test_only_a_stale_start_after_a_deregistration_is_put_down_to_the_known_bug(
 def test_a_deregistered_worker_never_starts_a_task_it_had_prefetched(tmp_path: Path) -> None:
     ledger = tmp_path / "ledger"
     # Heartbeats every 5 s: the worker learns of its deregistration that late, at the latest.
-    cluster = Cluster(tmp_path, cwd=ROOT, lease_s=30, server_args=["--heartbeat-s", "5"])
+    cluster = Cluster(tmp_path, cwd=ROOT, lease_s=10, server_args=["--heartbeat-s", "5"])
     args = ["--ledger", str(ledger), "--prefetch", "1"]
     try:
         cluster.start_server()
@@ -103,7 +103,7 @@ def test_a_deregistered_worker_never_starts_a_task_it_had_prefetched(tmp_path: P
             cluster.stop_worker(name)
         tasks = fetch_tasks(cluster.url)
         submitted = [SubmitRecord(busy.id), SubmitRecord(prefetched.id)]
-        report = check(submitted, read_executions(ledger), tasks, lease_s=30)
+        report = check(submitted, read_executions(ledger), tasks, lease_s=10)
         assert not report.early_starts, report.summary()
     finally:
         cluster.stop()

@@ -121,7 +121,7 @@ class ChaosConfig:
     disk_mb: int = 64
     """The tmpfs under a SQLite database that `disk_full` fills."""
     fault_s: float = 60.0
-    """Faults go on at most this long once everything was submitted and work remains."""
+    """While work remains, faults go on until `submit_s + fault_s` after the start at most."""
     settle_s: float = 60.0
     """After the faults stop, how long every task has to end."""
     deadline_s: float = 300.0
@@ -169,15 +169,6 @@ class ChaosResult:
             and not self.not_as_designed
             and not self.injector_errors
         )
-
-    # Kept for the old field names that scripts and tests read.
-    @property
-    def worker_kills(self) -> int:
-        return self.faults["worker_kills"]
-
-    @property
-    def server_kills(self) -> int:
-        return self.faults["server_kills"]
 
     def figures(self) -> dict[str, object]:
         r = self.report
@@ -242,9 +233,9 @@ def run_chaos(
 ) -> ChaosResult:
     """Run the workload under the configured faults in `directory`; the caller decides what to
     assert. Worker and server logs stay in `directory`."""
-    markers, ledger_dir = directory / "markers", directory / "ledger"
+    markers = directory / "markers"
     markers.mkdir()
-    ledger_dir.mkdir()
+    (directory / "ledger").mkdir()
     workload = workload_of(config, markers)
     result = ChaosResult(config, LedgerReport(), {}, workload.expected, poisons=workload.poisons)
     stop_submitting = threading.Event()
@@ -288,20 +279,7 @@ def run_chaos(
             # Let the last executions' lines land: every worker is drained before reading them.
             for name in rig.worker_names:
                 rig.cluster.stop_worker(name)
-            submits = read_submits(directory / "submits.jsonl")
-            result.tasks = fetch_tasks(rig.url, task_ids=[s.task_id for s in submits])
-            result.report = check(
-                submits, read_executions(ledger_dir), result.tasks, config.lease_s
-            )
-            for category in CATEGORIES:
-                for finding in result.report.findings(category):
-                    bug = explained_by(category, finding, result.tasks.get(finding.task_id))
-                    if bug is not None:
-                        result.known_bugs[bug.id] += 1
-            by_key = {t.key: t for t in result.tasks.values() if t.key}
-            for key, want in workload.expected.items():
-                if wrong := not_as_designed(key, by_key.get(key), want):
-                    result.not_as_designed.append(wrong)
+            _check(rig.url, directory, workload, result)
         finally:
             stop_submitting.set()
             _stop(injectors)
@@ -312,6 +290,23 @@ def run_chaos(
             if bursts:
                 result.faults["db_fault_bursts"] = sum(b.windows for b in bursts.values())
     return result
+
+
+def _check(url: str, directory: Path, workload: Workload, result: ChaosResult) -> None:
+    """Hold the ledgers against the server's records, and each task against its plan."""
+    submits = read_submits(directory / "submits.jsonl")
+    result.tasks = fetch_tasks(url, task_ids=[s.task_id for s in submits])
+    executions = read_executions(directory / "ledger")
+    result.report = check(submits, executions, result.tasks, result.config.lease_s)
+    for category in CATEGORIES:
+        for finding in result.report.findings(category):
+            bug = explained_by(category, finding, result.tasks.get(finding.task_id))
+            if bug is not None:
+                result.known_bugs[bug.id] += 1
+    by_key = {t.key: t for t in result.tasks.values() if t.key}
+    for key, want in workload.expected.items():
+        if wrong := not_as_designed(key, by_key.get(key), want):
+            result.not_as_designed.append(wrong)
 
 
 def _wait_for_submits_and_work(
