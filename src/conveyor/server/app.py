@@ -5,8 +5,8 @@ REST routes are built from the declarations (`rest.py`), and so are /openapi.jso
 table; the persistent connection (`stream.py`) is a WebSocket at STREAM_PATH on the same port.
 Writes on the path every task takes share group commits (`conveyor.engine.group_commit`); other
 engine calls run in a worker thread, so the event loop never waits on the database. Engine events
-reach the loop through `Waiters` (long-poll leases, result waits); timers run with the app's
-lifespan.
+reach the loop through `Waiters` (long-poll leases, result waits); timers and the rest of the
+server's background work run with the app's lifespan (`lifecycle.serving`).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from conveyor.server import auth, docs, errors, rest
 from conveyor.server.bodylimit import BodyLimit
 from conveyor.server.context import ServerContext
 from conveyor.server.dashboard import page as dashboard_page
+from conveyor.server.lifecycle import serving
 from conveyor.server.operations import handlers
 from conveyor.server.routes import metrics as metrics_route
 from conveyor.server.settings import ServerSettings
-from conveyor.server.shared_changes import shared_changes
 from conveyor.server.stream import StreamEndpoint
 from conveyor.server.version import package_version
 
@@ -39,23 +39,8 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ctx.waiters.start()
-        ctx.commits.start()
-        listeners = (ctx.finished.on_changes, ctx.metrics.on_changes, ctx.monitoring.on_changes)
-        unsubscribes = [engine.events.subscribe(listener) for listener in listeners]
-        ctx.timers.start()
-        ctx.monitoring.start()
-        try:
-            with shared_changes(engine, ctx.waiters):
-                yield
-        finally:
-            await ctx.monitoring.stop()
-            await ctx.timers.stop()
-            ctx.commits.stop()
-            for unsubscribe in unsubscribes:
-                unsubscribe()
-            ctx.waiters.stop()
-            ctx.host.close()
+        async with serving(ctx):
+            yield
 
     app = FastAPI(
         title="Conveyor",
