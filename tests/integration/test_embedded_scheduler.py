@@ -15,6 +15,7 @@ from conveyor.engine import EngineSettings
 from conveyor.errors import ConflictError, InvalidSpecError, NotFoundError
 
 FAST = EngineSettings(lease_s=5, heartbeat_interval_s=0.2, worker_dead_after_s=2)
+STEP = "tests.helpers.ledger_jobs:step"
 
 
 @pytest.fixture
@@ -90,11 +91,16 @@ def test_run_at_is_respected(scheduler: Scheduler) -> None:
 
 
 def test_priority_order_with_one_slot(tmp_path: Path) -> None:
+    # The order the jobs ran in, as they record it: the worker may lease a job beyond its one
+    # slot (prefetch), so two jobs can share a lease time (`started_at`).
+    ledger = tmp_path / "ledger.txt"
     with Scheduler(tmp_path / "p.db", concurrency=1, settings=FAST) as s:
-        ids = s.add_all([Job("echo", name=f"p{p}", args=[p], priority=p) for p in (1, 5, 3)])
+        s.add_all(
+            [Job(STEP, name=f"p{p}", args=[str(ledger), f"p{p}", 0], priority=p) for p in (1, 5, 3)]
+        )
         assert s.run_until_complete(timeout_s=30).ok
-        started = sorted((s.get(i).started_at, s.get(i).priority) for i in ids)
-        assert [p for _, p in started] == [5, 3, 1]
+    starts = [line.split()[1] for line in ledger.read_text().splitlines() if "start" in line]
+    assert starts == ["p5", "p3", "p1"]
 
 
 def test_adding_a_named_job_twice_returns_the_first(scheduler: Scheduler) -> None:

@@ -6,7 +6,9 @@ status means the same thing whichever carried it:
 - the persistent connection (`stream.py`), by default: one WebSocket carries every call, many
   in flight at once, without a request's set-up each;
 - REST (`rest.py`): when the server (or a proxy in front of it) refuses the WebSocket handshake,
-  when asked for with `connection="rest"`, and whenever an httpx transport is given (tests).
+  when asked for with `connection="rest"`, and whenever an httpx transport is given (tests);
+- any `SyncTransport` given with `through=`: the in-process server of embedded mode
+  (conveyor.server.local.LocalServer), which calls the server's operations with no network.
 """
 
 from __future__ import annotations
@@ -31,7 +33,14 @@ Connection = Literal["auto", "stream", "rest"]
 server does not offer it ("auto"); only the persistent connection; only REST."""
 
 
-class _SyncTransport(Protocol):
+IN_PROCESS = "in-process"
+"""The `url` of a session whose calls go `through` a transport of this process."""
+
+
+class SyncTransport(Protocol):
+    """What carries a blocking session's calls: sends one call and returns its answer (any
+    number of threads at once), raising ServerUnavailableError when no answer can come."""
+
     def send(self, call: Call[Any]) -> Reply: ...
 
     def close(self) -> None: ...
@@ -48,15 +57,23 @@ class SyncSession:
         timeout_s: float,
         transport: httpx.BaseTransport | None,
         connection: Connection = "auto",
+        through: SyncTransport | None = None,
     ) -> None:
+        """`through`: send every call on this transport instead of the network (`url`, `token`,
+        `transport` and `connection` then do not matter); the session closes it when closed."""
+        self._stream: SyncStream | None = None
+        self._direct: SyncTransport
+        """What carries the calls the persistent connection does not: REST, or `through`."""
+        if through is not None:
+            self.url = IN_PROCESS
+            self._connection: Connection = "rest"
+            self._direct = through
+            return
         self.url = server_url(url)
         self._connection = "rest" if transport is not None else connection
-        self._rest = SyncRest(self.url, token=token, timeout_s=timeout_s, transport=transport)
-        self._stream = (
-            SyncStream(self.url, token=token, timeout_s=timeout_s)
-            if self._connection != "rest"
-            else None
-        )
+        self._direct = SyncRest(self.url, token=token, timeout_s=timeout_s, transport=transport)
+        if self._connection != "rest":
+            self._stream = SyncStream(self.url, token=token, timeout_s=timeout_s)
 
     def send(self, call: Call[T]) -> T:
         return read_answer(call, self._transport_send(call))
@@ -70,7 +87,7 @@ class SyncSession:
                     raise
                 self._stream.close()
                 self._stream = None  # this server has no persistent connection: REST from now on
-        return self._rest.send(call)
+        return self._direct.send(call)
 
     def run(self, steps: Steps[T]) -> T:
         """Send every call `steps` yields; return what it returns."""
@@ -96,7 +113,7 @@ class SyncSession:
     def close(self) -> None:
         if self._stream is not None:
             self._stream.close()
-        self._rest.close()
+        self._direct.close()
 
 
 class AsyncSession:

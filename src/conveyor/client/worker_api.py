@@ -28,7 +28,13 @@ from conveyor.api.schemas import (
 )
 from conveyor.client import calls
 from conveyor.client.calls import Call
-from conveyor.client.session import DEFAULT_TIMEOUT_S, DEFAULT_URL, Connection, SyncSession
+from conveyor.client.session import (
+    DEFAULT_TIMEOUT_S,
+    DEFAULT_URL,
+    Connection,
+    SyncSession,
+    SyncTransport,
+)
 from conveyor.core.types import JSON, TaskId, Token
 from conveyor.errors import StaleTokenError
 
@@ -102,6 +108,9 @@ class WorkerConnection:
     means it declared the worker dead: register again. A report batch refused as a whole
     raises StaleTokenError. Each registration's secret is kept and sent with that worker id's
     calls: a call for an id this connection did not register carries none.
+
+    `through` carries the calls instead of the network (SyncSession): embedded mode's worker
+    reaches its in-process server so.
     """
 
     def __init__(
@@ -112,9 +121,15 @@ class WorkerConnection:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
         connection: Connection = "auto",
+        through: SyncTransport | None = None,
     ) -> None:
         self._session = SyncSession(
-            url, token=token, timeout_s=timeout_s, transport=transport, connection=connection
+            url,
+            token=token,
+            timeout_s=timeout_s,
+            transport=transport,
+            connection=connection,
+            through=through,
         )
         self._secrets: dict[str, str] = {}
 

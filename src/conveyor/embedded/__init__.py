@@ -1,6 +1,7 @@
-"""Embedded mode: the engine, a SQLite store and a process pool in one process."""
+"""Embedded mode: the engine, a SQLite store and the worker program in one process."""
 
 from conveyor.embedded.job import Job
-from conveyor.embedded.scheduler import Progress, RunSummary, Scheduler
+from conveyor.embedded.run import Progress
+from conveyor.embedded.scheduler import RunSummary, Scheduler
 
 __all__ = ["Job", "Progress", "RunSummary", "Scheduler"]

@@ -1,4 +1,10 @@
-"""The embedded Scheduler: engine, SQLite store and a process pool in one process, no network.
+"""The embedded Scheduler: the engine, a SQLite store and the worker program in one process, no
+network.
+
+Jobs are added, read and cancelled through the engine. run_until_complete() runs the real worker
+(conveyor.worker) over an in-process server (conveyor.server.local), so that embedded jobs are
+leased, heartbeated, fenced and reported by the very code that serves remote workers
+(conveyor.embedded.run).
 
 State lives in the database file. Kill the process at any moment, start it again on the same
 file, and the jobs carry on: jobs that had succeeded stay succeeded, jobs that were running when
@@ -10,44 +16,31 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from conveyor.clock import Clock, SystemClock
-from conveyor.core.models import Assignment, Task, WorkerState
+from conveyor.core.models import Task, WorkerState
 from conveyor.core.refs import find_refs, rename_refs
 from conveyor.core.spec import TaskSpec
-from conveyor.core.states import LIVE_STATES, TaskState
+from conveyor.core.states import TaskState
 from conveyor.core.types import TaskId
 from conveyor.embedded.hostinfo import hostname, pid_alive
-from conveyor.engine import Engine, EngineSettings, Report
-from conveyor.executor import Execution, ExecutionResult, ProcessPool
-from conveyor.executor.resources import ResourceLedger
+from conveyor.embedded.run import EmbeddedRun, ProgressCallback, Setup
+from conveyor.engine import Engine, EngineSettings
 from conveyor.handlers import HandlerPolicy
-from conveyor.store.base import Durability, StateCount, TaskFilter
+from conveyor.store.base import Durability, TaskFilter
 from conveyor.store.sqlite import SQLiteStore
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[["Progress"], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """Counts by state, for a progress display."""
-
-    counts: Mapping[TaskState, int]
-    elapsed_s: float
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    @property
-    def done(self) -> int:
-        return sum(n for state, n in self.counts.items() if state.is_terminal)
+EMBEDDED_SETTINGS = EngineSettings(lease_s=10.0, heartbeat_interval_s=0.5, worker_dead_after_s=5.0)
+"""Timings for a worker in the scheduler's own process: a heartbeat every half second carries a
+cancel to the running job's process within that, and costs next to nothing without a network.
+(A worker that dies here dies with the scheduler, and the next run hands its jobs back at once:
+see Scheduler._recover_orphans.)"""
 
 
 @dataclass(slots=True)
@@ -97,10 +90,15 @@ class Scheduler:
         # take their URLs from variables.
         self.policy = policy or HandlerPolicy(allow_modules=("*",))
         self.resources = dict(resources or {})
+        if poll_interval_s <= 0:
+            raise ValueError("poll_interval_s must be positive")
         self._store = SQLiteStore(db, durability=durability, accept_wal_loss=accept_wal_loss)
-        self.engine = Engine(self._store, clock=clock or SystemClock(), settings=settings)
+        self.engine = Engine(
+            self._store, clock=clock or SystemClock(), settings=settings or EMBEDDED_SETTINGS
+        )
         self._poll_interval_s = poll_interval_s
-        self._stopping = False
+        self._stop_requested = threading.Event()
+        self._run: EmbeddedRun | None = None
 
     # ---- adding and managing jobs -----------------------------------------------------------
 
@@ -158,8 +156,13 @@ class Scheduler:
         self.engine.delete(task_id)
 
     def stop(self) -> None:
-        """Ask a running loop to stop leasing and return once its running jobs end."""
-        self._stopping = True
+        """Ask a run to stop leasing (any thread): it returns once its running jobs end, or
+        after the worker's grace period (30 s), when the jobs still running are killed and
+        handed back, to run again next time without spending a retry."""
+        self._stop_requested.set()
+        run = self._run
+        if run is not None:
+            run.wake()
 
     def close(self) -> None:
         self._store.close()
@@ -178,25 +181,25 @@ class Scheduler:
     def run_until_complete(
         self, on_progress: ProgressCallback | None = None, *, timeout_s: float | None = None
     ) -> RunSummary:
-        """Run until no job is pending, queued or running (or `timeout_s` passes)."""
-        self._stopping = False
+        """Run until no job is pending, queued or running, or until what is left is stuck, or
+        `timeout_s` passes (then as stop()). `on_progress` is called in this thread."""
+        self._stop_requested.clear()
         self._recover_orphans()
-        worker = self.engine.register_worker(
-            name=f"embedded-{os.getpid()}",
-            host=hostname(),
-            pid=os.getpid(),
+        setup = Setup(
+            engine=self.engine,
             concurrency=self.concurrency,
-            queues=self._queues() or ["default"],
+            policy=self.policy,
             resources=self.resources,
+            timer_interval_s=self._poll_interval_s,
         )
-        loop = _Loop(self, worker.id, on_progress, timeout_s)
+        run = self._run = EmbeddedRun(
+            setup, on_progress, timeout_s=timeout_s, stop_requested=self._stop_requested
+        )
         try:
-            return loop.run()
+            counts, stuck = run()
         finally:
-            self.engine.deregister_worker(worker.id)
-
-    def _queues(self) -> list[str]:
-        return sorted({c.queue for c in self.engine.counts() if c.state in LIVE_STATES})
+            self._run = None
+        return RunSummary(counts, run.elapsed_s, stuck)
 
     def _recover_orphans(self) -> None:
         """Hand back the tasks of earlier embedded runs on this host whose process has died."""
@@ -215,129 +218,5 @@ class Scheduler:
                 self.engine.deregister_worker(worker.id)
 
 
-class _Loop:
-    """One run of the lease → execute → report cycle."""
-
-    def __init__(
-        self,
-        scheduler: Scheduler,
-        worker_id: str,
-        on_progress: ProgressCallback | None,
-        timeout_s: float | None,
-    ) -> None:
-        self.s = scheduler
-        self.engine = scheduler.engine
-        self.worker_id = worker_id
-        self.on_progress = on_progress
-        self.started = time.monotonic()
-        self.deadline = None if timeout_s is None else self.started + timeout_s
-        self.ledger = ResourceLedger(scheduler.resources)
-
-    def run(self) -> RunSummary:
-        settings = self.engine.settings
-        next_heartbeat = time.monotonic() + settings.heartbeat_interval_s
-        with ProcessPool(self.s.concurrency, self.s.policy, clock=self.engine.clock) as pool:
-            unsubscribe = self.engine.events.subscribe(lambda _changes: pool.wake())
-            try:
-                while True:
-                    leased = self._lease(pool)
-                    counts = self._progress()
-                    live = sum(n for state, n in counts.items() if state in LIVE_STATES)
-                    if not pool.running and not leased:
-                        if live == 0 or self.s._stopping or self._timed_out():
-                            break
-                        if not self._waiting_on_time():
-                            return self._summary(counts, stuck=self._stuck())
-                    if self._timed_out() and not pool.running:
-                        break
-                    wait_s = 0.0 if leased else self._wait_s(next_heartbeat)
-                    self._report(pool.wait(wait_s))
-                    if time.monotonic() >= next_heartbeat:
-                        self._heartbeat(pool)
-                        next_heartbeat = time.monotonic() + settings.heartbeat_interval_s
-            finally:
-                unsubscribe()
-        return self._summary(self._progress())
-
-    def _lease(self, pool: ProcessPool) -> list[Assignment]:
-        if self.s._stopping or self._timed_out() or pool.free_slots == 0:
-            return []
-        queues = self.s._queues()
-        if not queues:
-            return []
-        assignments = self.engine.lease(
-            self.worker_id, pool.free_slots, queues=queues, free=self.ledger.free()
-        )
-        for a in assignments:
-            self.ledger.hold(a.task_id, a.resources)
-            pool.start(Execution(a.task_id, a.token, a.handler, a.args, a.kwargs, a.timeout_s))
-        return assignments
-
-    def _report(self, results: Sequence[ExecutionResult]) -> None:
-        if not results:
-            return
-        for r in results:
-            self.ledger.release(r.task_id)
-        acks = self.engine.report(
-            self.worker_id,
-            [
-                Report(
-                    r.task_id,
-                    r.token,
-                    r.outcome,
-                    r.result,
-                    r.error,
-                    r.traceback,
-                    r.stdout_tail,
-                    r.stderr_tail,
-                )
-                for r in results
-            ],
-        )
-        for ack in acks:
-            if not ack.accepted:
-                log.info("report refused", extra={"task_id": ack.task_id, "detail": ack.detail})
-
-    def _heartbeat(self, pool: ProcessPool) -> None:
-        reply = self.engine.heartbeat(self.worker_id, pool.running)
-        for task_id in reply.stop:
-            pool.cancel(task_id)
-        self.engine.tick()
-
-    def _wait_s(self, next_heartbeat: float) -> float:
-        """Sleep until a job ends, the next heartbeat, or the next start time, whichever is first."""
-        wait_s = min(self.s._poll_interval_s, next_heartbeat - time.monotonic())
-        due = self.engine.next_due_at()
-        if due is not None:
-            wait_s = min(wait_s, (due - self.engine.clock.now()).total_seconds())
-        return max(0.0, wait_s)
-
-    def _waiting_on_time(self) -> bool:
-        """Pending jobs whose start time or backoff is ahead: keep looping until they are due."""
-        return self.engine.next_due_at() is not None
-
-    def _stuck(self) -> list[Task]:
-        return self.engine.list_tasks(TaskFilter(states=(TaskState.QUEUED,)), limit=1000)
-
-    def _timed_out(self) -> bool:
-        return self.deadline is not None and time.monotonic() >= self.deadline
-
-    def _progress(self) -> dict[TaskState, int]:
-        counts = _by_state(self.engine.counts())
-        if self.on_progress is not None:
-            self.on_progress(Progress(counts, time.monotonic() - self.started))
-        return counts
-
-    def _summary(self, counts: dict[TaskState, int], stuck: list[Task] | None = None) -> RunSummary:
-        return RunSummary(counts, time.monotonic() - self.started, stuck or [])
-
-
 def _named_upstream(job: TaskSpec) -> set[str]:
     return {*job.depends_on, *find_refs(job.args), *find_refs(job.kwargs)}
-
-
-def _by_state(counts: Iterable[StateCount]) -> dict[TaskState, int]:
-    totals: dict[TaskState, int] = {}
-    for c in counts:
-        totals[c.state] = totals.get(c.state, 0) + c.count
-    return totals

@@ -52,6 +52,10 @@ class WorkerConfig:
     (conveyor.worker.environment); never CONVEYOR_*."""
     env: Mapping[str, str] = field(default_factory=dict)
     """Variables set for every task (shown on the command line of `conveyor worker --env`)."""
+    inherit_environment: bool = False
+    """Tasks get this process's whole environment (plus `env`) instead of the minimal one. For
+    a program whose tasks are its own code, as embedded mode's are (docs/security.md); never
+    for a worker that runs what others submit: its environment may hold its secrets."""
 
     def __post_init__(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:

@@ -36,6 +36,7 @@ from contextlib import ExitStack
 import httpx
 
 from conveyor.api.schemas import AssignmentOut, RegisterIn, ReportIn
+from conveyor.client.session import SyncTransport
 from conveyor.client.worker_api import WorkerConnection
 from conveyor.clock import SystemClock
 from conveyor.core.states import Outcome
@@ -67,11 +68,18 @@ _ERROR_CHARS, _TEXT_CHARS = 10_000, 100_000
 class Worker:
     """`Worker(WorkerConfig(server_url=...)).run()` until drained or, with `burst`, done.
 
-    `transport` swaps the network for tests. stop() may be called from any thread.
+    `transport` swaps the network for tests (httpx); `through` carries every call instead of
+    the network (client.session.SyncTransport): embedded mode runs this worker over its
+    in-process server (conveyor.server.local), and `config.server_url` is then not used.
+    stop() may be called from any thread.
     """
 
     def __init__(
-        self, config: WorkerConfig, *, transport: httpx.BaseTransport | None = None
+        self,
+        config: WorkerConfig,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        through: SyncTransport | None = None,
     ) -> None:
         self.config = config
         self._conn = WorkerConnection(
@@ -79,6 +87,7 @@ class Worker:
             token=config.token,
             timeout_s=config.http_timeout_s,
             transport=transport,
+            through=through,
         )
         self._stop_requested = threading.Event()
         self._halt = threading.Event()  # the background threads' signal to end
@@ -101,7 +110,10 @@ class Worker:
 
     def task_environment(self) -> dict[str, str]:
         """The whole environment of a task's process: the minimal one, built from this
-        process's, plus what the config passes and sets (conveyor.worker.environment)."""
+        process's, plus what the config passes and sets (conveyor.worker.environment); or,
+        with `inherit_environment`, this process's whole environment plus what it sets."""
+        if self.config.inherit_environment:
+            return {**os.environ, **self.config.env}
         return task_environment(os.environ, self.config.pass_env, self.config.env)
 
     def stop(self, reason: str = "asked to stop") -> None:
@@ -111,8 +123,11 @@ class Worker:
                 log.warning(f"{reason} again: handing back running tasks now")
             self._force = True
         else:
-            log.warning(
-                f"{reason}: draining (running tasks get {self.config.grace_s:g}s to finish)"
+            # Draining a worker that runs nothing loses nothing: routine, not a warning.
+            busy = self._pool is not None and bool(self._pool.running)
+            log.log(
+                logging.WARNING if busy else logging.INFO,
+                f"{reason}: draining (running tasks get {self.config.grace_s:g}s to finish)",
             )
             self._stop_requested.set()
         if self._pool is not None:
@@ -206,8 +221,8 @@ class Worker:
             ):
                 running = pool.running
                 log.warning(
-                    f"grace period over: killing and handing back {len(running)} task(s)",
-                    extra={"task_ids": [task_id for task_id, _ in running]},
+                    "grace period over: killing and handing back running tasks",
+                    extra={"count": len(running), "task_ids": [task_id for task_id, _ in running]},
                 )
                 self._handing_back.update(running)
                 for task_id, token in running:
@@ -251,8 +266,12 @@ class Worker:
         void = books.forget(worker_id)
         if void:
             log.info(
-                f"the server stopped {len(void)} task(s); killing them",
-                extra={"worker_id": worker_id, "task_ids": [task_id for task_id, _ in void]},
+                "the server stopped tasks; killing them",
+                extra={
+                    "worker_id": worker_id,
+                    "count": len(void),
+                    "task_ids": [task_id for task_id, _ in void],
+                },
             )
         self._stop_leases(void)
 
@@ -325,9 +344,9 @@ class Worker:
         self._start_assigned(pool, books, hand_back=True)
         if not books.wait_flushed(self.config.shutdown_flush_s):
             log.warning(
-                f"{books.unreported()} report(s) could not be delivered; the server will run "
-                "those tasks again once their leases expire",
-                extra={"worker_id": registration.id},
+                "reports could not be delivered; the server will run those tasks again once "
+                "their leases expire",
+                extra={"worker_id": registration.id, "count": books.unreported()},
             )
         self._halt.set()
         books.close()
@@ -342,8 +361,8 @@ class Worker:
             self._conn.deregister(registration.id)
         except ConveyorError as exc:
             log.warning(
-                f"could not deregister ({exc}); the server will declare this worker dead",
-                extra={"worker_id": registration.id},
+                "could not deregister; the server will declare this worker dead",
+                extra={"worker_id": registration.id, "error": str(exc)},
             )
         else:
             log.info("deregistered", extra={"worker_id": registration.id})
@@ -353,7 +372,9 @@ class Worker:
             try:
                 target()
             except BaseException:
-                log.exception(f"the {name} thread failed; stopping the worker")
+                log.exception(
+                    "a worker thread failed; stopping the worker", extra={"thread": name}
+                )
                 self._failed = True
                 self.stop(f"the {name} thread failed")
 
