@@ -82,15 +82,21 @@ def _date_time_text(value: object) -> object:
 Timestamp = Annotated[datetime, BeforeValidator(_date_time_text)]
 
 
-class _OnlyPatternKeys:
-    """JSON schema: a dict whose keys have a pattern admits no other keys (pydantic writes
-    `patternProperties` alone, which lets any other key through)."""
+class _KeysByPattern:
+    """JSON schema: a dict whose keys follow a pattern, written as client generators read it:
+    `additionalProperties` holds the values' schema and `propertyNames` the keys' pattern.
+    (pydantic writes `patternProperties`, which lets any other key through, and which
+    openapi-python-client and others turn into an object that can hold no key at all.)"""
 
     def __get_pydantic_json_schema__(
         self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         schema = handler(core_schema)
-        schema["additionalProperties"] = False
+        by_pattern = schema.pop("patternProperties", None)
+        if by_pattern:
+            ((pattern, values),) = by_pattern.items()
+            schema["additionalProperties"] = values
+            schema["propertyNames"] = {**schema.get("propertyNames", {}), "pattern": pattern}
         return schema
 
 
@@ -101,7 +107,7 @@ ResourceMap = Annotated[
         Annotated[Number, Field(ge=0, le=MAX_RESOURCE_AMOUNT)],
     ],
     Field(max_length=MAX_RESOURCES),
-    _OnlyPatternKeys(),
+    _KeysByPattern(),
 ]
 """Resources by name (`cpu`, `gpu`, `memory_mb`), each an amount."""
 
@@ -162,7 +168,7 @@ class TaskSpec(BaseModel):
             Annotated[str, Field(max_length=MAX_LABEL_LENGTH), TEXT],
         ],
         Field(max_length=MAX_LABELS),
-        _OnlyPatternKeys(),
+        _KeysByPattern(),
     ] = Field(default_factory=dict)
 
     @field_validator("args", "kwargs")
