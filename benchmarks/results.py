@@ -70,6 +70,8 @@ class Results:
                 self.systems = [s for s in self.systems if s.name != info.name] + [info]
                 self.missing.update({(info.name, w): why for w, why in info.missing.items()})
             else:
+                if all(s.name != item["system"] for s in self.systems):  # a line of no system
+                    self.systems.append(SystemInfo(item["system"], "not recorded", "not recorded"))
                 key = (item["system"], item["workload"], item["metric"])
                 higher = item["unit"] == "tasks/s"
                 self.figures.setdefault(key, Figure(item["unit"], higher)).values.append(item["value"])  # fmt: skip

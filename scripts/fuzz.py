@@ -20,6 +20,12 @@ validation errors are 422), so a valid-looking spec generated without them would
 "schema-valid request rejected". The hooks drop dependencies from generated specs and make batch
 names and keys unique; they only touch values that are valid as generated, so a spec made
 invalid on purpose stays invalid. Dependencies are covered by the engine and batch tests.
+Likewise a schedule's timezone: the schema gives the shape of a zone name, the same on every
+host, and the server refuses a name its timezone database lacks; the hooks put `UTC` in place of
+a well-formed unknown name. And the operator's controls: a pause's `until` must lie ahead, a
+bulk filter must name a criterion and its time ranges must start before they end, and a drain
+or stop must name some workers; the hooks move a past end ahead, name a state, swap a range's
+ends, and name a queue.
 """
 
 import argparse
@@ -33,6 +39,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -212,9 +219,9 @@ def _without_dependencies(spec: Any) -> None:
     take NUL out of the arguments (`_without_nul`)."""
     if not isinstance(spec, dict):
         return
-    for field in ("args", "kwargs"):
-        if field in spec:
-            spec[field] = _without_nul(spec[field])
+    for name in ("args", "kwargs"):
+        if name in spec:
+            spec[name] = _without_nul(spec[name])
     deps = spec.get("depends_on")
     if (
         isinstance(deps, list)
@@ -257,12 +264,75 @@ def map_body(context: Any, body: Any) -> Any:
                     spec["key"] = _unique(spec["key"], keys, index, None)
     elif path.endswith("/schedules"):
         _without_dependencies(body.get("task"))
+        _known_timezone(body)
+    elif path.endswith("/tasks/bulk") and isinstance(body.get("filter"), dict):
+        _ordered_ranges(body["filter"])
+        if all(value is None for value in body["filter"].values()):
+            body["filter"]["state"] = ["failed"]  # one criterion at least, or 422
+    elif path.endswith(("/workers/drain", "/workers/stop")):
+        _some_workers(body)
     return body
+
+
+def _ordered_ranges(selection: dict[str, Any]) -> None:
+    """Swap a time range given end first: each end is valid alone, which is all the schema can
+    say; a range that ends before it starts is refused with 422, naming the filter."""
+    for low, high in (("created_after", "created_before"), ("finished_after", "finished_before")):
+        start, end = _instant(selection.get(low)), _instant(selection.get(high))
+        if start is not None and end is not None and start >= end:
+            selection[low], selection[high] = selection[high], selection[low]
+            if start == end:
+                del selection[low]
+
+
+def _some_workers(selection: dict[str, Any]) -> None:
+    """Name a queue when a drain or stop names no worker at all: each of its fields is optional
+    in the schema, but one of them must be given (422 otherwise)."""
+    if all(selection.get(name) is None for name in ("ids", "queue", "host")):
+        selection["queue"] = "default"
+
+
+def _instant(value: Any) -> datetime | None:
+    """A timestamp as the server reads it (naive means UTC), or None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def map_query(context: Any, query: Any) -> Any:
+    """A pause's `until` in the future: a past end is valid as a timestamp, which is all the
+    schema can say, and refused with 422 (a pause that ended before it began)."""
+    if isinstance(query, dict):
+        until = _instant(query.get("until"))
+        if until is not None and until <= datetime.now(UTC) + timedelta(minutes=1):
+            query["until"] = "2999-01-01T00:00:00Z"
+    return query
+
+
+def _known_timezone(schedule: dict[str, Any]) -> None:
+    """Put a zone this host knows in place of a valid-looking unknown one: which zones exist is
+    up to the server's timezone database, which the schema (the same on every host) cannot
+    list; an unknown zone is refused with 422, naming the field."""
+    from conveyor.core.schedules import MAX_TIMEZONE_LENGTH, TIMEZONE_PATTERN, known_timezones
+
+    zone = schedule.get("timezone")
+    if (
+        isinstance(zone, str)
+        and len(zone) <= MAX_TIMEZONE_LENGTH
+        and re.fullmatch(TIMEZONE_PATTERN, zone)
+        and zone not in known_timezones()
+    ):
+        schedule["timezone"] = "UTC"
 
 
 def map_case(context: Any, case: Any) -> Any:
     """The same for the coverage phase, which applies case hooks but not body hooks."""
     case.body = map_body(context, case.body)
+    case.query = map_query(context, case.query)
     return case
 
 
@@ -270,6 +340,7 @@ if __name__ == "_schemathesis_hooks":  # loaded by schemathesis from schemathesi
     import schemathesis
 
     schemathesis.hook(map_body)  # fuzzing and stateful phases
+    schemathesis.hook(map_query)
     schemathesis.hook(map_case)  # coverage phase
 
 if __name__ == "__main__":

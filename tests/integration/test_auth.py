@@ -178,6 +178,8 @@ ROUTES: list[tuple[str, str, Any, str]] = [
     ("POST", "/api/v1/tasks/{task}/cancel", None, CLIENTS),
     ("POST", "/api/v1/tasks/{task}/retry", None, CLIENTS),
     ("DELETE", "/api/v1/tasks/{task}", None, CLIENTS),
+    ("POST", "/api/v1/tasks/bulk", {"action": "retry", "filter": {"queue": "q"}}, CLIENTS),
+    ("GET", "/api/v1/bulk/{bulk_id}", None, CLIENTS),
     # workers, worker side
     ("POST", "/api/v1/workers", {"name": "w", "host": "h", "pid": 1, "concurrency": 1}, WORKERS),
     ("POST", "/api/v1/workers/{worker}/heartbeat", {}, WORKERS),
@@ -202,6 +204,16 @@ ROUTES: list[tuple[str, str, Any, str]] = [
     ("GET", "/api/v1/schedules", None, CLIENTS),
     ("GET", "/api/v1/schedules/{name}", None, CLIENTS),
     ("DELETE", "/api/v1/schedules/{name}", None, CLIENTS),
+    # the operator's controls
+    ("POST", "/api/v1/queues/{queue}/pause", None, ADMINS),
+    ("POST", "/api/v1/queues/{queue}/resume", None, ADMINS),
+    ("POST", "/api/v1/schedules/{name}/pause", None, ADMINS),
+    ("POST", "/api/v1/schedules/{name}/resume", None, ADMINS),
+    ("POST", "/api/v1/pause", None, ADMINS),
+    ("POST", "/api/v1/resume", None, ADMINS),
+    ("GET", "/api/v1/pauses", None, CLIENTS),
+    ("POST", "/api/v1/workers/drain", {"ids": ["{worker}"]}, ADMINS),
+    ("POST", "/api/v1/workers/stop", {"ids": ["{worker}"]}, ADMINS),
     # the system
     ("GET", "/api/v1/status", None, CLIENTS),
     ("GET", "/api/v1/status/history", None, CLIENTS),
@@ -212,6 +224,7 @@ ROUTES: list[tuple[str, str, Any, str]] = [
     ("GET", "/api/v1/tasks/{task}/graph", None, CLIENTS),
     ("GET", "/api/v1/workflows", None, CLIENTS),
     ("GET", "/api/v1/workflows/{task}", None, CLIENTS),
+    ("GET", "/api/v1/failures", None, CLIENTS),
     # open: health for load balancers, the docs, the dashboard's page and assets
     ("GET", "/health", None, OPEN),
     ("GET", "/openapi.json", None, OPEN),
@@ -240,7 +253,7 @@ async def _ids(s: Served) -> dict[str, str]:
     body = {"name": "w", "host": "h", "pid": 1, "concurrency": 1}
     worker = (await s.http.post("/api/v1/workers", json=body, headers=bearer(ADMIN))).json()
     return {"task": task.json()["id"], "worker": worker["id"], "name": "nightly",
-            "secret": worker["secret"]}  # fmt: skip
+            "secret": worker["secret"], "queue": "q", "bulk_id": "no-such-action"}  # fmt: skip
 
 
 @pytest.mark.anyio

@@ -175,6 +175,7 @@ async def test_heartbeat_extends_held_leases_and_asks_to_stop_cancelled_ones(
     assert response.json() == {
         "stop": [stop["id"]],
         "drain": False,
+        "hand_back": False,
         "lease_s": served.engine.settings.lease_s,
     }
     assert (await served.get(f"/workers/{worker}")).json()["metrics"] == {"load": 0.5}

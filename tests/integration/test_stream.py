@@ -10,6 +10,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,8 @@ _VOLATILE = {"id", "created_at", "updated_at", "started_at", "finished_at", "seq
              "depends_on", "tasks", "last_seen_at", "registered_at", "next_run_at", "server",
              "server_history", "worker_history", "points", "metrics", "finished_last_minute",
              "workers", "counts", "queues", "workers_alive", "workers_total", "scanned", "dependents",
-             "root", "nodes", "edges", "worker_id", "lease_expires_at", "secret", "waited_s"}  # fmt: skip
+             "root", "nodes", "edges", "worker_id", "lease_expires_at", "secret", "waited_s",
+             "paused_at", "pause", "filter"}  # fmt: skip
 
 
 def _stable(model: Any) -> Any:
@@ -93,11 +95,29 @@ def _steps(client: Client, worker: WorkerConnection) -> list[tuple[str, Callable
         ("cancel_task", lambda: client.cancel(later.id)),  # 409: cancelled already
         ("retry_task", lambda: client.retry(later.id)),
         ("delete_task", lambda: client.delete(later.id)),  # 204
+        ("bulk_action", lambda: client.retry_all(ids=[first.id], dry_run=True)),
+        ("bulk_action", lambda: client.cancel_all()),  # 422: no criterion
+        ("get_bulk", lambda: client.wait_bulk(client.delete_all(name="b"), timeout_s=10).changed),
+        ("get_bulk", lambda: client.bulk("no-such-action")),  # 404
+        ("list_failures", lambda: client._session.send(_view("list_failures"))),
         ("add_schedule", lambda: client.add_schedule("nightly", "0 3 * * *", TaskSpec(handler="echo"))),
         ("add_schedule", lambda: client.add_schedule("nightly", "0 3 * * *", TaskSpec(handler="echo"))),  # 409
         ("list_schedules", lambda: client.schedules()),
         ("get_schedule", lambda: client._session.send(_get_schedule("nightly"))),
+        ("pause_schedule", lambda: client.pause_schedule("nightly")),
+        ("pause_schedule", lambda: client.pause_schedule("missing")),  # 404
+        ("resume_schedule", lambda: client.resume_schedule("nightly")),
         ("remove_schedule", lambda: client.remove_schedule("nightly")),
+        ("pause_queue", lambda: client.pause_queue("held")),
+        ("pause_queue", lambda: client.pause_queue("held", until=datetime(2020, 1, 1, tzinfo=UTC))),  # 422
+        ("list_pauses", lambda: client.pauses()),
+        ("resume_queue", lambda: client.resume_queue("held")),
+        ("resume_queue", lambda: client.resume_queue("held")),  # not paused
+        ("pause_all", lambda: client.pause_all()),
+        ("resume_all", lambda: client.resume_all()),
+        ("drain_workers", lambda: client.drain_workers()),  # 422
+        ("stop_workers", lambda: client.stop_workers(["no-such-worker"])),  # 404
+        ("drain_workers", lambda: [w.name for w in client.drain_workers(queue="default")]),
         ("list_workers", lambda: [w.name for w in client.workers()]),
         ("get_worker", lambda: client.worker(me.id).name),
         ("status", lambda: client.status()),

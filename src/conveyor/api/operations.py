@@ -18,7 +18,19 @@ from pydantic import BaseModel
 
 from conveyor.api import access
 from conveyor.api.access import Access
+from conveyor.api.control import (
+    PauseList,
+    PauseOut,
+    PauseParams,
+    PauseQueueParams,
+    PauseScheduleParams,
+    QueueRef,
+    ResumeOut,
+    WorkerSelection,
+)
 from conveyor.api.params import (
+    BulkRef,
+    FailureQuery,
     GraphParams,
     NoParams,
     Params,
@@ -39,6 +51,9 @@ from conveyor.api.schemas import (
     API_PREFIX,
     BatchIn,
     BatchOut,
+    BulkIn,
+    BulkOut,
+    FailuresOut,
     GraphOut,
     HealthOut,
     HeartbeatIn,
@@ -176,6 +191,25 @@ DELETE_TASK = _task(
     params=TaskRef, status=204, errors=(NOT_FOUND, CONFLICT),
 )  # fmt: skip
 
+# ---- bulk actions -----------------------------------------------------------------------------
+
+BULK_ACTION = _task(
+    "bulk_action", "POST", "/tasks/bulk",
+    "Retry, cancel or delete every task a filter selects, by the rules of the single-task "
+    "operations. Answers at once (202) with the action's record, which `GET /bulk/{bulk_id}` "
+    "follows: the server changes the tasks in the background, `chunk_size` per transaction. "
+    "With `dry_run`, changes nothing and says how many tasks would change, with a sample (200).",
+    body=BulkIn, answer=BulkOut, status=202, errors=(CONFLICT,),
+    also={200: "A dry run, or a `key` asked before: that action as it is now."},
+    produces=("bulk_id", "/id"),
+)  # fmt: skip
+GET_BULK = _task(
+    "get_bulk", "GET", "/bulk/{bulk_id}",
+    "A bulk action's progress: tasks matched, changed and skipped so far, and whether it is "
+    "done; with `wait`, answers as soon as it is done, or after `wait` seconds.",
+    params=BulkRef, answer=BulkOut, errors=(NOT_FOUND,), hold="wait",
+)  # fmt: skip
+
 # ---- workers ----------------------------------------------------------------------------------
 
 REGISTER_WORKER = Operation(
@@ -274,6 +308,13 @@ HEALTH = Operation(
 
 # ---- the dashboard's views --------------------------------------------------------------------
 
+LIST_FAILURES = Operation(
+    "list_failures", "GET", "/failures", access.CLIENT,
+    "The newest failed and timed-out tasks grouped by error message, the largest groups first, "
+    "each with the filter of a bulk action that retries exactly that group.",
+    params=FailureQuery, answer=FailuresOut, tag="views",
+)  # fmt: skip
+
 SEARCH_TASKS = Operation(
     "search_tasks", "GET", "/search/tasks", access.CLIENT,
     "Tasks whose name contains `text` (any case) or whose id starts with it, newest first, with "
@@ -298,6 +339,60 @@ GET_WORKFLOW = Operation(
     params=WorkflowParams, answer=GraphOut, errors=(NOT_FOUND,), tag="views",
 )  # fmt: skip
 
+# ---- the operator's controls: pauses, drains --------------------------------------------------
+
+PAUSE_QUEUE = Operation(
+    "pause_queue", "POST", "/queues/{queue}/pause", access.ADMIN,
+    "Lease nothing more from the queue, on any server, until it is resumed or until `until`. "
+    "Its running tasks finish; submitting to it goes on.",
+    params=PauseQueueParams, answer=PauseOut, tag="control",
+)  # fmt: skip
+RESUME_QUEUE = Operation(
+    "resume_queue", "POST", "/queues/{queue}/resume", access.ADMIN,
+    "Lease from the queue again (`resumed: false` if it was not paused).",
+    params=QueueRef, answer=ResumeOut, tag="control",
+)  # fmt: skip
+PAUSE_SCHEDULE = Operation(
+    "pause_schedule", "POST", "/schedules/{name}/pause", access.ADMIN,
+    "Fire the schedule no more until it is resumed or until `until`; the firings it misses "
+    "meanwhile follow its misfire policy then.",
+    params=PauseScheduleParams, answer=PauseOut, errors=(NOT_FOUND,), tag="control",
+)  # fmt: skip
+RESUME_SCHEDULE = Operation(
+    "resume_schedule", "POST", "/schedules/{name}/resume", access.ADMIN,
+    "Let the schedule fire again (`resumed: false` if it was not paused).",
+    params=ScheduleRef, answer=ResumeOut, tag="control",
+)  # fmt: skip
+PAUSE_ALL = Operation(
+    "pause_all", "POST", "/pause", access.ADMIN,
+    "Lease nothing from any queue, on any server, until resumed or until `until`. Running "
+    "tasks finish; submitting and schedules go on.",
+    params=PauseParams, answer=PauseOut, tag="control",
+)  # fmt: skip
+RESUME_ALL = Operation(
+    "resume_all", "POST", "/resume", access.ADMIN,
+    "End the pause of every queue (queues paused on their own stay paused).",
+    answer=ResumeOut, tag="control",
+)  # fmt: skip
+LIST_PAUSES = Operation(
+    "list_pauses", "GET", "/pauses", access.CLIENT,
+    "What is paused now: the cluster, queues, schedules, each with its end if it has one.",
+    answer=PauseList, tag="control",
+)  # fmt: skip
+DRAIN_WORKERS = Operation(
+    "drain_workers", "POST", "/workers/drain", access.ADMIN,
+    "Tell workers, by id or by the queue they serve and the host they run on, to drain: lease "
+    "nothing more, let their running tasks finish, and exit. Each hears it at its next "
+    "heartbeat. 404 for an unknown id, 409 for one dead or deregistered.",
+    body=WorkerSelection, answer=WorkerList, errors=(NOT_FOUND, CONFLICT), tag="control",
+)  # fmt: skip
+STOP_WORKERS = Operation(
+    "stop_workers", "POST", "/workers/stop", access.ADMIN,
+    "Like drain, but the workers hand their running tasks back at once (they run again "
+    "elsewhere, without spending a retry) and exit.",
+    body=WorkerSelection, answer=WorkerList, errors=(NOT_FOUND, CONFLICT), tag="control",
+)  # fmt: skip
+
 
 OPERATIONS: Mapping[str, Operation] = {
     op.name: op
@@ -306,6 +401,9 @@ OPERATIONS: Mapping[str, Operation] = {
         DELETE_TASK, REGISTER_WORKER, HEARTBEAT, LEASE, REPORT, LIST_WORKERS, GET_WORKER,
         DEREGISTER_WORKER, ADD_SCHEDULE, LIST_SCHEDULES, GET_SCHEDULE, REMOVE_SCHEDULE, STATUS,
         STATUS_HISTORY, MONITOR, HEALTH, SEARCH_TASKS, TASK_GRAPH, LIST_WORKFLOWS, GET_WORKFLOW,
+        PAUSE_QUEUE, RESUME_QUEUE, PAUSE_SCHEDULE, RESUME_SCHEDULE, PAUSE_ALL, RESUME_ALL,
+        LIST_PAUSES, DRAIN_WORKERS, STOP_WORKERS,
+        BULK_ACTION, GET_BULK, LIST_FAILURES,
     )
 }  # fmt: skip
 """Every operation by name: the one list the server, the clients and the docs read."""

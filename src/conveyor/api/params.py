@@ -128,3 +128,23 @@ class SinceQuery(Params):
         Timestamp | None,
         Field(description="Only history points after this time (what a poller has not seen yet)."),
     ] = None
+
+
+class BulkRef(Params):
+    bulk_id: Text
+    wait: Annotated[
+        float,
+        Field(
+            ge=0,
+            allow_inf_nan=False,
+            description="Seconds to wait for the action to end (at most 60): the answer comes "
+            "as soon as it has, or then with its progress so far.",
+        ),
+    ] = 0
+
+
+class FailureQuery(Params):
+    window: Annotated[
+        int, Field(ge=1, le=100_000, description="How many of the newest failures to look at.")
+    ] = 10_000
+    limit: Annotated[int, Field(ge=1, le=500, description="The most groups to return.")] = 50

@@ -11,11 +11,20 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
+from conveyor.core.bulk import BulkAction, BulkState
 from conveyor.core.limits import MAX_ARGS_BYTES, MAX_RESULT_BYTES, check_json
 from conveyor.core.models import Assignment, Attempt, Task, Worker
-from conveyor.core.spec import QUEUE_PATTERN, WHOLE, Number, ResourceMap, TaskSpec
+from conveyor.core.spec import (
+    MAX_LABEL_LENGTH,
+    QUEUE_PATTERN,
+    WHOLE,
+    Number,
+    ResourceMap,
+    TaskSpec,
+    Timestamp,
+)
 from conveyor.core.states import Outcome, Reason, TaskState
 from conveyor.core.text import CLEANED, TEXT, clean_json, clean_text
 from conveyor.core.types import JSON
@@ -211,7 +220,15 @@ class HeartbeatIn(Request):
 
 class HeartbeatOut(Response):
     stop: list[str] = Field(description="Task ids whose execution the worker must kill now.")
-    drain: bool
+    drain: bool = Field(
+        description="Lease nothing more, let the running tasks finish (within the worker's "
+        "grace period), then exit: an operator drained it."
+    )
+    hand_back: bool = Field(
+        default=False,
+        description="With `drain`: hand the running tasks back now (they run again elsewhere, "
+        "without spending a retry) and exit: an operator stopped it.",
+    )
     lease_s: float = Field(
         description="Each lease the heartbeat listed, and `stop` does not name, now runs at "
         "least this long from when the heartbeat was sent."
@@ -323,6 +340,10 @@ class WorkerOut(Response):
     last_seen_at: datetime
     metrics: dict[str, JSON]
     running: list[str] = Field(default_factory=list, description="Ids of tasks leased to it now.")
+    hand_back: bool = Field(
+        default=False,
+        description="Told to stop: to hand back its running tasks and exit (state draining).",
+    )
 
     @classmethod
     def of(cls, w: Worker, running: list[str] | None = None) -> WorkerOut:
@@ -330,7 +351,7 @@ class WorkerOut(Response):
             id=w.id, name=w.name, host=w.host, pid=w.pid, concurrency=w.concurrency,
             queues=w.queues, resources=w.resources, state=w.state.value,
             registered_at=w.registered_at, last_seen_at=w.last_seen_at, metrics=w.metrics,
-            running=running or [],
+            running=running or [], hand_back=w.hand_back,
         )  # fmt: skip
 
 
@@ -440,3 +461,127 @@ class HealthOut(Response):
     status: str
     version: str
     store: str
+
+
+# ---- bulk actions -----------------------------------------------------------------------------
+
+MAX_BULK_IDS = 1000
+"""The most ids one bulk action names; a client splits longer lists into several actions."""
+LabelMap = Annotated[
+    dict[
+        Annotated[str, Field(min_length=1, max_length=MAX_LABEL_LENGTH), TEXT],
+        Annotated[str, Field(max_length=MAX_LABEL_LENGTH), TEXT],
+    ],
+    Field(min_length=1, max_length=20),
+]
+FAILURE_STATES = [TaskState.FAILED, TaskState.TIMED_OUT]
+"""The states the failure groups count (GET /failures) and a group's filter names."""
+
+
+class TaskSelection(Request):
+    """The tasks a bulk action is for: every task that meets all the criteria given (at least
+    one). Time ranges include their start and exclude their end."""
+
+    state: Annotated[list[TaskState], Field(min_length=1, max_length=len(TaskState))] | None = (
+        Field(default=None, description="Any of these states.")
+    )
+    queue: Queue | None = None
+    name: Name | None = None
+    handler: Name | None = None
+    labels: LabelMap | None = Field(default=None, description="Labels the task must all have.")
+    reason: Reason | None = None
+    error: Annotated[str, Field(max_length=10_000), TEXT] | None = Field(
+        default=None,
+        description="The task's error message, exactly (as the failure groups show it); the "
+        "empty text selects tasks without one.",
+    )
+    ids: Annotated[list[TaskId], Field(min_length=1, max_length=MAX_BULK_IDS)] | None = None
+    created_after: Timestamp | None = None
+    created_before: Timestamp | None = None
+    finished_after: Timestamp | None = None
+    finished_before: Timestamp | None = None
+
+    @model_validator(mode="after")
+    def _ranges(self) -> TaskSelection:
+        for low, high in (
+            ("created_after", "created_before"),
+            ("finished_after", "finished_before"),
+        ):
+            start, end = getattr(self, low), getattr(self, high)
+            if start is not None and end is not None and start >= end:
+                raise ValueError(f"{low} must come before {high}")
+        return self
+
+
+class BulkIn(Request):
+    action: BulkAction = Field(
+        description="`retry` (failed, timed-out or cancelled tasks), `cancel` (pending, queued "
+        "or running ones: running ones are killed on their worker) or `delete` (any task that "
+        "is not running), each as the single-task operation does it."
+    )
+    filter: TaskSelection
+    dry_run: bool = Field(
+        default=False,
+        description="Change nothing: count the tasks the filter matches, by state, and those "
+        "the action would change, with a sample of them.",
+    )
+    key: Annotated[str, Field(min_length=1, max_length=200), TEXT] | None = Field(
+        default=None,
+        description="Asking again with the same key returns that action as it is now (and "
+        "resumes it here if its server stopped) instead of starting another.",
+    )
+    chunk_size: Annotated[StrictInt, Field(ge=1, le=5000), WHOLE] = Field(
+        default=500, description="Tasks changed per transaction."
+    )
+
+
+class BulkOut(Response):
+    id: str | None = Field(description="null for a dry run, which is not stored.")
+    action: BulkAction
+    filter: dict[str, JSON] = Field(description="The filter as asked.")
+    dry_run: bool
+    key: str | None
+    state: BulkState
+    done: bool
+    total: int = Field(description="Tasks that matched the filter when the action was asked.")
+    estimate: int = Field(
+        description="Of those, the ones in a state the action may change then: what a dry run "
+        "says would change. (A retry also waits for a failed dependency to be retried first, "
+        "and a delete for the live tasks that wait on a task: those are skipped.)"
+    )
+    by_state: dict[str, int] = Field(
+        default_factory=dict, description="A dry run's matching tasks by state."
+    )
+    sample: list[TaskOut] = Field(
+        default_factory=list, description="A dry run's: some of the tasks it would change."
+    )
+    matched: int = Field(description="Tasks looked at so far that matched.")
+    changed: int
+    skipped: int = Field(description="Tasks that matched but the action's rule left alone.")
+    chunks: int = Field(description="Transactions committed so far.")
+    chunk_size: int
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    error: str | None = Field(
+        default=None, description="Why its last chunk failed, if it did; it is tried again."
+    )
+
+
+class FailureGroupOut(Response):
+    error: str | None = Field(
+        description="The error message the tasks share (empty: none); null for the tasks that "
+        "failed because a dependency did, which run again when it is retried."
+    )
+    count: int
+    last_finished_at: datetime | None
+    filter: dict[str, JSON] = Field(description="A bulk action's filter for exactly this group.")
+
+
+class FailuresOut(Response):
+    groups: list[FailureGroupOut] = Field(description="The largest groups first.")
+    scanned: int = Field(description="Failed or timed-out tasks looked at, newest first.")
+    complete: bool = Field(
+        description="False when there are more failures than were looked at (the counts are "
+        "then those of the newest `scanned`)."
+    )

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Unpack
 
 import httpx
 
+from conveyor.api.control import PauseOut, ResumeOut
 from conveyor.api.schedules import ScheduleIn, ScheduleOut
 from conveyor.api.schemas import (
+    BulkOut,
     HealthOut,
     MonitorOut,
     ResultOut,
@@ -24,12 +27,13 @@ from conveyor.api.schemas import (
     TaskPage,
     WorkerOut,
 )
-from conveyor.client import calls
+from conveyor.client import bulk, calls
 from conveyor.client.calls import TaskQuery
 from conveyor.client.coalescing import SubmitCoalescer
 from conveyor.client.session import DEFAULT_TIMEOUT_S, DEFAULT_URL, AsyncSession, Connection
 from conveyor.client.specs import SpecOptions, Submittable, build_spec
 from conveyor.client.sync import StateFilter
+from conveyor.core.bulk import BulkAction
 from conveyor.core.schedules import Misfire
 from conveyor.core.spec import TaskSpec
 from conveyor.core.types import JSON
@@ -119,6 +123,63 @@ class AsyncClient:
     async def delete(self, task_id: str) -> None:
         return await self._session.send(calls.delete(task_id))
 
+    async def retry_all(
+        self,
+        *,
+        dry_run: bool = False,
+        key: str | None = None,
+        chunk_size: int | None = None,
+        **where: Unpack[bulk.Selection],
+    ) -> BulkOut:
+        call = bulk.bulk_action(
+            BulkAction.RETRY, where, dry_run=dry_run, key=key, chunk_size=chunk_size
+        )
+        return await self._session.send(call)
+
+    async def cancel_all(
+        self,
+        *,
+        dry_run: bool = False,
+        key: str | None = None,
+        chunk_size: int | None = None,
+        **where: Unpack[bulk.Selection],
+    ) -> BulkOut:
+        call = bulk.bulk_action(
+            BulkAction.CANCEL, where, dry_run=dry_run, key=key, chunk_size=chunk_size
+        )
+        return await self._session.send(call)
+
+    async def delete_all(
+        self,
+        *,
+        dry_run: bool = False,
+        key: str | None = None,
+        chunk_size: int | None = None,
+        **where: Unpack[bulk.Selection],
+    ) -> BulkOut:
+        call = bulk.bulk_action(
+            BulkAction.DELETE, where, dry_run=dry_run, key=key, chunk_size=chunk_size
+        )
+        return await self._session.send(call)
+
+    async def bulk(self, bulk_id: str) -> BulkOut:
+        return await self._session.send(bulk.get_bulk(bulk_id))
+
+    async def wait_bulk(
+        self,
+        action: str | BulkOut,
+        *,
+        timeout_s: float | None = None,
+        on_progress: Callable[[BulkOut], object] | None = None,
+    ) -> BulkOut:
+        if isinstance(action, BulkOut) and (action.id is None or action.done):
+            return action
+        bulk_id = action if isinstance(action, str) else str(action.id)
+        steps = bulk.wait_for_bulk(
+            bulk_id, timeout_s=timeout_s, clock=time.monotonic, on_progress=on_progress
+        )
+        return await self._session.run(steps)
+
     async def list(
         self,
         *,
@@ -180,6 +241,47 @@ class AsyncClient:
 
     async def deregister_worker(self, worker_id: str) -> None:
         return await self._session.send(calls.deregister(worker_id))
+
+    async def pause_queue(self, queue: str, *, until: datetime | None = None) -> PauseOut:
+        return await self._session.send(calls.pause_queue(queue, until))
+
+    async def resume_queue(self, queue: str) -> ResumeOut:
+        return await self._session.send(calls.resume_queue(queue))
+
+    async def pause_schedule(self, name: str, *, until: datetime | None = None) -> PauseOut:
+        return await self._session.send(calls.pause_schedule(name, until))
+
+    async def resume_schedule(self, name: str) -> ResumeOut:
+        return await self._session.send(calls.resume_schedule(name))
+
+    async def pause_all(self, *, until: datetime | None = None) -> PauseOut:
+        return await self._session.send(calls.pause_all(until))
+
+    async def resume_all(self) -> ResumeOut:
+        return await self._session.send(calls.resume_all())
+
+    async def pauses(self) -> builtins.list[PauseOut]:
+        return (await self._session.send(calls.pauses())).pauses
+
+    async def drain_workers(
+        self,
+        ids: Iterable[str] = (),
+        *,
+        queue: str | None = None,
+        host: str | None = None,
+    ) -> builtins.list[WorkerOut]:
+        call = calls.drain_workers(builtins.list(ids), queue=queue, host=host)
+        return (await self._session.send(call)).workers
+
+    async def stop_workers(
+        self,
+        ids: Iterable[str] = (),
+        *,
+        queue: str | None = None,
+        host: str | None = None,
+    ) -> builtins.list[WorkerOut]:
+        call = calls.drain_workers(builtins.list(ids), queue=queue, host=host, stop=True)
+        return (await self._session.send(call)).workers
 
     async def status(self) -> StatusOut:
         return await self._session.send(calls.status())

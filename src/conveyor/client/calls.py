@@ -13,12 +13,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 from pydantic import BaseModel
 
 from conveyor.api import operations as ops
+from conveyor.api.control import (
+    PauseList,
+    PauseOut,
+    PauseParams,
+    PauseQueueParams,
+    PauseScheduleParams,
+    QueueRef,
+    ResumeOut,
+    WorkerSelection,
+)
 from conveyor.api.operations import Operation
 from conveyor.api.params import (
     NoParams,
@@ -343,6 +354,60 @@ def worker(worker_id: str) -> Call[WorkerOut]:
 
 def deregister(worker_id: str, secret: str = "") -> Call[None]:
     return Call(ops.DEREGISTER_WORKER, _no_content, WorkerRef(worker_id=worker_id), secret=secret)
+
+
+# ---- the operator's controls: pauses, drains --------------------------------------------------
+
+
+def _moment(until: datetime | None) -> datetime | None:
+    """A datetime without a timezone is this machine's local time, as datetime.now() gives."""
+    return until if until is None or until.tzinfo is not None else until.astimezone()
+
+
+def pause_queue(queue: str, until: datetime | None = None) -> Call[PauseOut]:
+    params = PauseQueueParams.model_construct(queue=queue, until=_moment(until))
+    return Call(ops.PAUSE_QUEUE, PauseOut.model_validate_json, params, idempotent=True)
+
+
+def resume_queue(queue: str) -> Call[ResumeOut]:
+    params = QueueRef.model_construct(queue=queue)
+    return Call(ops.RESUME_QUEUE, ResumeOut.model_validate_json, params, idempotent=True)
+
+
+def pause_schedule(name: str, until: datetime | None = None) -> Call[PauseOut]:
+    params = PauseScheduleParams.model_construct(name=name, until=_moment(until))
+    return Call(ops.PAUSE_SCHEDULE, PauseOut.model_validate_json, params, idempotent=True)
+
+
+def resume_schedule(name: str) -> Call[ResumeOut]:
+    params = ScheduleRef(name=name)
+    return Call(ops.RESUME_SCHEDULE, ResumeOut.model_validate_json, params, idempotent=True)
+
+
+def pause_all(until: datetime | None = None) -> Call[PauseOut]:
+    params = PauseParams.model_construct(until=_moment(until))
+    return Call(ops.PAUSE_ALL, PauseOut.model_validate_json, params, idempotent=True)
+
+
+def resume_all() -> Call[ResumeOut]:
+    return Call(ops.RESUME_ALL, ResumeOut.model_validate_json, idempotent=True)
+
+
+def pauses() -> Call[PauseList]:
+    return Call(ops.LIST_PAUSES, PauseList.model_validate_json)
+
+
+def drain_workers(
+    ids: Sequence[str] = (),
+    *,
+    queue: str | None = None,
+    host: str | None = None,
+    stop: bool = False,
+) -> Call[WorkerList]:
+    """Workers by id, or by queue and host; with `stop`, they hand back their tasks at once."""
+    body = WorkerSelection.model_construct(ids=list(ids) or None, queue=queue, host=host)
+    op = ops.STOP_WORKERS if stop else ops.DRAIN_WORKERS
+    return Call(op, WorkerList.model_validate_json, body=body, idempotent=True)
 
 
 def status() -> Call[StatusOut]:

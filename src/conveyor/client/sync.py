@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
 from typing import Unpack
 
 import httpx
 
+from conveyor.api.control import PauseOut, ResumeOut
 from conveyor.api.schedules import ScheduleIn, ScheduleOut
 from conveyor.api.schemas import (
+    BulkOut,
     HealthOut,
     MonitorOut,
     ResultOut,
@@ -24,10 +27,11 @@ from conveyor.api.schemas import (
     TaskPage,
     WorkerOut,
 )
-from conveyor.client import calls
+from conveyor.client import bulk, calls
 from conveyor.client.calls import TaskQuery
 from conveyor.client.session import DEFAULT_TIMEOUT_S, DEFAULT_URL, Connection, SyncSession
 from conveyor.client.specs import SpecOptions, Submittable, build_spec
+from conveyor.core.bulk import BulkAction
 from conveyor.core.schedules import Misfire
 from conveyor.core.spec import TaskSpec
 from conveyor.core.states import TaskState
@@ -145,6 +149,80 @@ class Client:
         """Remove a task that is not running."""
         return self._session.send(calls.delete(task_id))
 
+    def retry_all(
+        self,
+        *,
+        dry_run: bool = False,
+        key: str | None = None,
+        chunk_size: int | None = None,
+        **where: Unpack[bulk.Selection],
+    ) -> BulkOut:
+        """Retry every failed, timed-out or cancelled task the filter selects (see
+        `bulk.Selection`): `retry_all(state="failed", queue="emails")`.
+
+        Returns the bulk action's record at once; the server changes the tasks in the
+        background, `chunk_size` (default 500) per transaction, and `wait_bulk` follows it.
+        With `dry_run=True` nothing changes: the answer counts the matching tasks by state and
+        those that would change (`estimate`), with a sample of them. With a `key`, asking again
+        returns that action (and resumes it if its server stopped) instead of starting another.
+        """
+        call = bulk.bulk_action(
+            BulkAction.RETRY, where, dry_run=dry_run, key=key, chunk_size=chunk_size
+        )
+        return self._session.send(call)
+
+    def cancel_all(
+        self,
+        *,
+        dry_run: bool = False,
+        key: str | None = None,
+        chunk_size: int | None = None,
+        **where: Unpack[bulk.Selection],
+    ) -> BulkOut:
+        """Cancel every pending, queued or running task the filter selects (running ones are
+        killed on their worker); otherwise as `retry_all`."""
+        call = bulk.bulk_action(
+            BulkAction.CANCEL, where, dry_run=dry_run, key=key, chunk_size=chunk_size
+        )
+        return self._session.send(call)
+
+    def delete_all(
+        self,
+        *,
+        dry_run: bool = False,
+        key: str | None = None,
+        chunk_size: int | None = None,
+        **where: Unpack[bulk.Selection],
+    ) -> BulkOut:
+        """Remove every task the filter selects that is not running (and that no live task
+        waits on, unless that one goes too); otherwise as `retry_all`."""
+        call = bulk.bulk_action(
+            BulkAction.DELETE, where, dry_run=dry_run, key=key, chunk_size=chunk_size
+        )
+        return self._session.send(call)
+
+    def bulk(self, bulk_id: str) -> BulkOut:
+        """A bulk action's progress: tasks matched, changed and skipped so far, done or not."""
+        return self._session.send(bulk.get_bulk(bulk_id))
+
+    def wait_bulk(
+        self,
+        action: str | BulkOut,
+        *,
+        timeout_s: float | None = None,
+        on_progress: Callable[[BulkOut], object] | None = None,
+    ) -> BulkOut:
+        """The bulk action (an id, or what `retry_all` & co. returned) once it is done, or as it
+        is after `timeout_s` seconds (None: as long as it takes); `on_progress` is called with
+        its record about every second meanwhile."""
+        if isinstance(action, BulkOut) and (action.id is None or action.done):
+            return action  # a dry run, or done already
+        bulk_id = action if isinstance(action, str) else str(action.id)
+        steps = bulk.wait_for_bulk(
+            bulk_id, timeout_s=timeout_s, clock=time.monotonic, on_progress=on_progress
+        )
+        return self._session.run(steps)
+
     def list(
         self,
         *,
@@ -209,6 +287,60 @@ class Client:
     def deregister_worker(self, worker_id: str) -> None:
         """Remove a worker; the tasks it was running go back to the queue."""
         return self._session.send(calls.deregister(worker_id))
+
+    def pause_queue(self, queue: str, *, until: datetime | None = None) -> PauseOut:
+        """Lease nothing more from `queue`, on any server, until resume_queue() or until `until`
+        (a datetime without a timezone is local time). Running tasks finish; submits go on."""
+        return self._session.send(calls.pause_queue(queue, until))
+
+    def resume_queue(self, queue: str) -> ResumeOut:
+        """Lease from `queue` again; `resumed` is False if it was not paused."""
+        return self._session.send(calls.resume_queue(queue))
+
+    def pause_schedule(self, name: str, *, until: datetime | None = None) -> PauseOut:
+        """Fire schedule `name` no more until resumed (or `until`); the firings it misses
+        meanwhile follow its misfire policy then."""
+        return self._session.send(calls.pause_schedule(name, until))
+
+    def resume_schedule(self, name: str) -> ResumeOut:
+        return self._session.send(calls.resume_schedule(name))
+
+    def pause_all(self, *, until: datetime | None = None) -> PauseOut:
+        """Lease nothing from any queue until resume_all() (or `until`); running tasks finish,
+        submits and schedules go on."""
+        return self._session.send(calls.pause_all(until))
+
+    def resume_all(self) -> ResumeOut:
+        """End pause_all(); queues paused on their own stay paused."""
+        return self._session.send(calls.resume_all())
+
+    def pauses(self) -> builtins.list[PauseOut]:
+        """What is paused now."""
+        return self._session.send(calls.pauses()).pauses
+
+    def drain_workers(
+        self,
+        ids: Iterable[str] = (),
+        *,
+        queue: str | None = None,
+        host: str | None = None,
+    ) -> builtins.list[WorkerOut]:
+        """Tell workers (by id, or every live one serving `queue` and on `host`) to lease nothing
+        more, finish their running tasks and exit; returns the workers told."""
+        call = calls.drain_workers(builtins.list(ids), queue=queue, host=host)
+        return self._session.send(call).workers
+
+    def stop_workers(
+        self,
+        ids: Iterable[str] = (),
+        *,
+        queue: str | None = None,
+        host: str | None = None,
+    ) -> builtins.list[WorkerOut]:
+        """Like drain_workers(), but they hand their running tasks back at once (those run
+        again elsewhere, without spending a retry) and exit."""
+        call = calls.drain_workers(builtins.list(ids), queue=queue, host=host, stop=True)
+        return self._session.send(call).workers
 
     def status(self) -> StatusOut:
         """Tasks by state and queue, workers alive, recent throughput."""

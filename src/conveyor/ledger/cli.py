@@ -14,7 +14,8 @@ from conveyor.ledger.records import read_executions, read_submits
 
 @click.group()
 def main() -> None:
-    """Execution and submit ledgers: check a run for lost, unexpected and twice-run tasks."""
+    """Execution and submit ledgers: check a run for lost, stuck, unexpected and twice-run
+    tasks, and for executions started inside another attempt's lease."""
 
 
 @main.command("check")

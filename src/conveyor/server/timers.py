@@ -21,6 +21,7 @@ from anyio import to_thread
 
 from conveyor.engine import Engine
 from conveyor.errors import StoreError
+from conveyor.server.bulk_jobs import BulkJobs
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +34,19 @@ class Timers:
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self.bulk = BulkJobs(engine, interval_s)
+        """Bulk actions: run as this server's background jobs, resumed from any server."""
 
     def start(self) -> None:
         if self._task is None:
             self._stopping = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="timers")
+            self.bulk.start()
 
     async def stop(self) -> None:
         """Stop after the pass in progress, if any: it runs in a thread, which cannot be
         cancelled, and must be done before the caller closes the store under it."""
+        await self.bulk.stop()
         task, self._task = self._task, None
         if task is not None:
             self._stopping.set()

@@ -25,7 +25,15 @@ __all__ = ["Answer", "Caller", "CallerGone", "Handler", "handlers", "implements"
 
 def handlers() -> Mapping[str, Handler]:
     """Every operation's implementation by name; raises if one is missing."""
-    from conveyor.server.operations import schedules, system, tasks, views, workers  # noqa: F401
+    from conveyor.server.operations import (  # noqa: F401
+        bulk,
+        control,
+        schedules,
+        system,
+        tasks,
+        views,
+        workers,
+    )
 
     missing = sorted(set(OPERATIONS) - set(HANDLERS))
     if missing:

@@ -62,7 +62,12 @@ async def heartbeat(
         [(held.task_id, held.token) for held in body.running],
         body.metrics,
     )
-    return HeartbeatOut(stop=reply.stop, drain=reply.drain, lease_s=ctx.engine.settings.lease_s)
+    return HeartbeatOut(
+        stop=reply.stop,
+        drain=reply.drain,
+        hand_back=reply.hand_back,
+        lease_s=ctx.engine.settings.lease_s,
+    )
 
 
 @implements(ops.LEASE)
