@@ -2,7 +2,8 @@
 
 Every `heartbeat_interval_s` it sends the leases the worker holds and the host's metrics. The
 answer lists tasks to stop (cancelled by a user, or whose lease went elsewhere): they are killed
-at once, so a cancel takes effect within one heartbeat. `drain` asks the worker to shut down.
+at once, so a cancel takes effect within one heartbeat. `drain` asks the worker to shut down,
+and `hand_back` with it to give its running tasks back at once (an operator stopped it).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class Heartbeater:
         *,
         stop_leases: Callable[[list[Lease]], None],
         halt: threading.Event,
-        on_drain: Callable[[str], None],
+        on_drain: Callable[[str, bool], None],
     ) -> None:
         self._conn = conn
         self._registration = registration
@@ -82,12 +83,18 @@ class Heartbeater:
         void = self._books.void(lease for lease in held if lease[0] in stopped)
         if void:
             log.info(
-                f"the server stopped {len(void)} task(s); killing them",
-                extra={"worker_id": worker_id, "task_ids": [task_id for task_id, _ in void]},
+                "the server stopped tasks; killing them",
+                extra={
+                    "worker_id": worker_id,
+                    "count": len(void),
+                    "task_ids": [task_id for task_id, _ in void],
+                },
             )
             self._stop_leases(void)
-        if answer.drain:
-            self._on_drain("the server asked this worker to drain")
+        if answer.drain and answer.hand_back:
+            self._on_drain("the server asked this worker to stop", True)
+        elif answer.drain:
+            self._on_drain("the server asked this worker to drain", False)
 
     def _sample(self) -> dict[str, JSON] | None:
         try:

@@ -372,9 +372,7 @@ class Worker:
             try:
                 target()
             except BaseException:
-                log.exception(
-                    "a worker thread failed; stopping the worker", extra={"thread": name}
-                )
+                log.exception("a worker thread failed; stopping the worker", extra={"thread": name})
                 self._failed = True
                 self.stop(f"the {name} thread failed")
 
@@ -385,10 +383,16 @@ class Worker:
     def _on_signal(self, signum: signal.Signals) -> None:
         self.stop(f"{signum.name} received")
 
-    def _on_drain(self, reason: str) -> None:
-        # The server repeats `drain` in every heartbeat; only the first one counts.
+    def _on_drain(self, reason: str, hand_back: bool) -> None:
+        # The server repeats its order in every heartbeat; only the first one counts (a stop
+        # that follows a drain still hands the running tasks back).
         if not self._stop_requested.is_set():
             self.stop(reason)
+        if hand_back and not self._force:
+            log.warning(f"{reason}: handing back running tasks now")
+            self._force = True
+            if self._pool is not None:
+                self._pool.wake()
 
     def _on_burst_done(self) -> None:
         self._burst_done = True
