@@ -462,7 +462,9 @@ def test_tick_declares_silent_workers_dead_and_expires_leases(h):
     assert h.get(task.id).retries_used == 0
 
 
-def test_deregistering_a_worker_requeues_its_tasks_without_spending_retries(h):
+def test_deregistering_a_worker_requeues_its_tasks_when_their_leases_end_without_spending_retries(
+    h,
+):
     task = h.submit(max_retries=1)
     w = h.worker()
     a = h.lease_one(w)
@@ -471,17 +473,37 @@ def test_deregistering_a_worker_requeues_its_tasks_without_spending_retries(h):
 
     assert gone.state is WorkerState.GONE
     assert h.engine.worker(w.id).state is WorkerState.GONE
-    got = h.get(task.id)
-    assert got.state is TaskState.QUEUED
-    assert got.retries_used == 0
-    assert h.engine.attempts(task.id)[0].outcome is Outcome.LOST
     with pytest.raises(ConflictError):
         h.lease(w)
     with pytest.raises(ConflictError):
         h.engine.heartbeat(w.id, [(task.id, a.token)])
+    # The worker may not know yet and still start or run the task: nobody else may lease it
+    # before its lease has run out.
+    assert h.state(task.id) is TaskState.RUNNING
+    assert h.leased_ids(h.worker("early")) == []
+
+    h.clock.advance(h.engine.settings.lease_s + 1)
+    h.engine.tick()
+
+    got = h.get(task.id)
+    assert got.state is TaskState.QUEUED
+    assert got.retries_used == 0
+    assert h.engine.attempts(task.id)[0].outcome is Outcome.LOST
+    assert h.leased_ids(h.worker("next")) == [task.id]
     with pytest.raises(StaleTokenError):
         h.succeed(w, a)
-    assert h.leased_ids(h.worker("next")) == [task.id]
+
+
+def test_deregistering_a_worker_whose_leases_ran_out_requeues_its_tasks_at_once(h):
+    task = h.submit()
+    w = h.worker()
+    h.lease_one(w)
+    h.clock.advance(h.engine.settings.lease_s + 1)
+
+    h.engine.deregister_worker(w.id)
+
+    assert h.state(task.id) is TaskState.QUEUED
+    assert h.engine.attempts(task.id)[0].error == "worker deregistered"
 
 
 def test_deregistering_an_unknown_worker_is_not_found(h):

@@ -99,8 +99,9 @@ async def test_a_stale_report_is_409_and_changes_nothing(served: Served) -> None
     second = await served.register(name="second")
     task = await served.submit()
     [lease1] = await served.lease(first)
-    # The first worker is deregistered: its task goes back to the queue and to the second one.
-    assert (await served.delete(f"/workers/{first}")).status_code == 204
+    # The first worker is deregistered as stopped: its task goes back to the queue at once, and
+    # to the second one.
+    assert (await served.delete(f"/workers/{first}?stopped=true")).status_code == 204
     [lease2] = await served.lease(second)
     assert lease2["token"] == lease1["token"] + 1
 
@@ -200,7 +201,7 @@ async def test_deregistering_a_worker_requeues_its_tasks_without_spending_a_retr
     worker = await served.register()
     task = await served.submit(max_retries=0)
     await served.lease(worker)
-    assert (await served.delete(f"/workers/{worker}")).status_code == 204
+    assert (await served.delete(f"/workers/{worker}?stopped=true")).status_code == 204
     after = (await served.get(f"/tasks/{task['id']}")).json()
     assert after["state"] == "queued"
     assert after["retries_used"] == 0
@@ -211,6 +212,22 @@ async def test_deregistering_a_worker_requeues_its_tasks_without_spending_a_retr
     assert (await served.delete(f"/workers/{worker}")).status_code == 404
     assert served.engine.worker(worker).state.value == "gone"
     assert (await served.delete("/workers/nobody")).status_code == 404
+
+
+async def test_deregistering_a_worker_not_known_to_be_stopped_keeps_its_leases_to_their_end(
+    served: Served,
+) -> None:
+    worker = await served.register(name="removed")
+    other = await served.register(name="other")
+    task = await served.submit()
+    await served.lease(worker)
+
+    assert (await served.delete(f"/workers/{worker}")).status_code == 204
+
+    # It may not know yet, and start or finish the task: nobody else runs it meanwhile.
+    assert (await served.get(f"/tasks/{task['id']}")).json()["state"] == "running"
+    assert await served.lease(other) == []
+    assert (await served.get(f"/workers/{worker}")).status_code == 404
 
 
 async def test_long_poll_lease_answers_as_soon_as_a_task_is_submitted(served: Served) -> None:

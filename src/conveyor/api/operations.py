@@ -30,6 +30,7 @@ from conveyor.api.control import (
 )
 from conveyor.api.params import (
     BulkRef,
+    DeregisterParams,
     FailureQuery,
     GraphParams,
     NoParams,
@@ -251,11 +252,10 @@ GET_WORKER = Operation(
 )  # fmt: skip
 DEREGISTER_WORKER = Operation(
     "deregister_worker", "DELETE", "/workers/{worker_id}", access.WORKER,
-    "Deregister a worker; its running tasks are queued again at once, without spending a retry. "
-    "An admin may deregister any worker; a worker token only itself, with its secret. Meant for "
-    "a worker that has stopped: one that is only paused or cut off may still start a task it "
-    "prefetched while another worker runs it.",
-    params=WorkerRef, status=204, errors=(NOT_FOUND,), acts_for_worker=True, tag="workers",
+    "Deregister a worker; its tasks are queued again without spending a retry, each when its "
+    "lease runs out, or at once with `stopped`. An admin may deregister any worker; a worker "
+    "token only itself, with its secret.",
+    params=DeregisterParams, status=204, errors=(NOT_FOUND,), acts_for_worker=True, tag="workers",
 )  # fmt: skip
 
 # ---- schedules --------------------------------------------------------------------------------

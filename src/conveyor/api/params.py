@@ -48,6 +48,16 @@ class WorkerRef(Params):
     worker_id: Text
 
 
+class DeregisterParams(WorkerRef):
+    stopped: bool = Field(
+        default=False,
+        description="The worker process runs nothing and will start nothing (it is exiting, "
+        "or its machine is down): its tasks go back to the queue at once. Otherwise each goes "
+        "back when its lease runs out, so that a worker that does not know yet cannot run a "
+        "task while another does.",
+    )
+
+
 class ScheduleRef(Params):
     name: Text
 

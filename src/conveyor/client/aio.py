@@ -239,8 +239,8 @@ class AsyncClient:
     async def worker(self, worker_id: str) -> WorkerOut:
         return await self._session.send(calls.worker(worker_id))
 
-    async def deregister_worker(self, worker_id: str) -> None:
-        return await self._session.send(calls.deregister(worker_id))
+    async def deregister_worker(self, worker_id: str, *, stopped: bool = False) -> None:
+        return await self._session.send(calls.deregister(worker_id, stopped=stopped))
 
     async def pause_queue(self, queue: str, *, until: datetime | None = None) -> PauseOut:
         return await self._session.send(calls.pause_queue(queue, until))

@@ -32,6 +32,7 @@ from conveyor.api.control import (
 )
 from conveyor.api.operations import Operation
 from conveyor.api.params import (
+    DeregisterParams,
     NoParams,
     Params,
     ResultParams,
@@ -352,8 +353,9 @@ def worker(worker_id: str) -> Call[WorkerOut]:
     return Call(ops.GET_WORKER, WorkerOut.model_validate_json, WorkerRef(worker_id=worker_id))
 
 
-def deregister(worker_id: str, secret: str = "") -> Call[None]:
-    return Call(ops.DEREGISTER_WORKER, _no_content, WorkerRef(worker_id=worker_id), secret=secret)
+def deregister(worker_id: str, secret: str = "", *, stopped: bool = False) -> Call[None]:
+    params = DeregisterParams(worker_id=worker_id, stopped=stopped)
+    return Call(ops.DEREGISTER_WORKER, _no_content, params, secret=secret)
 
 
 # ---- the operator's controls: pauses, drains --------------------------------------------------

@@ -284,9 +284,10 @@ class Client:
     def worker(self, worker_id: str) -> WorkerOut:
         return self._session.send(calls.worker(worker_id))
 
-    def deregister_worker(self, worker_id: str) -> None:
-        """Remove a worker; the tasks it was running go back to the queue."""
-        return self._session.send(calls.deregister(worker_id))
+    def deregister_worker(self, worker_id: str, *, stopped: bool = False) -> None:
+        """Remove a worker; the tasks it was running go back to the queue when their leases
+        run out, or at once if you know it is `stopped` (its machine is down, say)."""
+        return self._session.send(calls.deregister(worker_id, stopped=stopped))
 
     def pause_queue(self, queue: str, *, until: datetime | None = None) -> PauseOut:
         """Lease nothing more from `queue`, on any server, until resume_queue() or until `until`

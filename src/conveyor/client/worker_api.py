@@ -176,8 +176,10 @@ class WorkerConnection:
         return self._session.send(report(worker_id, reports, secret)).acks
 
     def deregister(self, worker_id: str) -> None:
-        """Leave; tasks still leased to this worker go back to the queue without spending a retry."""
-        return self._session.send(calls.deregister(worker_id, self._secrets.get(worker_id, "")))
+        """Leave, as a worker that runs nothing more: tasks still leased to it go back to the
+        queue at once, without spending a retry."""
+        secret = self._secrets.get(worker_id, "")
+        return self._session.send(calls.deregister(worker_id, secret, stopped=True))
 
     def close(self) -> None:
         self._session.close()

@@ -215,7 +215,7 @@ class Scheduler:
                     "recovering tasks of a dead process",
                     extra={"worker_id": worker.id, "pid": worker.pid},
                 )
-                self.engine.deregister_worker(worker.id)
+                self.engine.deregister_worker(worker.id, stopped=True)
 
 
 def _named_upstream(job: TaskSpec) -> set[str]:

@@ -156,12 +156,17 @@ class WorkerOperations(EngineCore):
             )
         return chosen
 
-    def deregister_worker(self, worker_id: WorkerId) -> Worker:
-        """Remove a worker; the tasks it was running go back to the queue without spending a retry.
+    def deregister_worker(self, worker_id: WorkerId, *, stopped: bool = False) -> Worker:
+        """Remove a worker; the tasks it holds go back to the queue without spending a retry,
+        each when its lease runs out (at once if it has), or at once with `stopped`.
 
-        Meant for a worker that has stopped (the worker as it leaves, or an admin for it): its
-        leases do not wait to run out, so one that is only paused could still start a task it
-        prefetched while another worker runs it.
+        Not sooner by default: a worker removed while it runs (an admin's mistake, or a worker
+        only paused or cut off) does not know yet, and may still start a task it prefetched, or
+        finish one it runs, until its next heartbeat tells it. Another lease of those tasks
+        waits for that one to end, as after a worker declared dead (expire_workers), so that no
+        task runs on two workers at once. `stopped` says the worker process runs nothing and
+        will start nothing: the worker itself says so as it exits (a lease a last long-poll
+        brought it is never started), an admin for a machine known to be down.
         """
         changes = Changes()
         with self.store.transaction() as tx:
@@ -170,7 +175,8 @@ class WorkerOperations(EngineCore):
             if worker is None:
                 raise NotFoundError(f"no worker {worker_id}")
             running = self._retire_worker(tx, worker, WorkerState.GONE)
-            self._lose(tx, running, "worker deregistered", now, changes)
+            lapsed = running if stopped else [t for t in running if lease_over(t, now)]
+            self._lose(tx, lapsed, "worker deregistered", now, changes)
         self.events.publish(changes)
         return worker
 

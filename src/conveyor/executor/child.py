@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 
+from conveyor.core.limits import MAX_RESULT_BYTES, check_json
 from conveyor.core.types import JSON
 from conveyor.errors import HandlerError
 from conveyor.executor import containment, wire
@@ -100,10 +101,30 @@ def run_request(
         return wire.encode(_failure(exc))
     reply: wire.Reply = {"outcome": "succeeded", "result": result, "error": None, "traceback": None}
     try:
-        return wire.encode(reply)
+        encoded = wire.encode(reply)
     except (TypeError, ValueError, RecursionError) as exc:
         error = _clip(f"result is not JSON serializable: {_message(exc)}")
         return wire.encode({**reply, "outcome": "failed", "result": None, "error": error})
+    unstorable = _unstorable(result)
+    if unstorable is not None:
+        # Failed here, in the task's own attempt: a result that went on to the worker would be
+        # refused by its report (and, before, stopped the worker that ran it).
+        error = _clip(f"result cannot be stored: {unstorable}")
+        return wire.encode({**reply, "outcome": "failed", "result": None, "error": error})
+    return encoded
+
+
+def _unstorable(result: JSON) -> str | None:
+    """Why no store can keep `result`, if it cannot: too large or too deep (the limits every
+    report is held to), or text with no UTF-8 form (a lone surrogate, from a file name read
+    with surrogateescape, say)."""
+    try:
+        check_json(result, max_bytes=MAX_RESULT_BYTES, what="result")
+    except UnicodeEncodeError:
+        return "it holds text with no UTF-8 form (a lone surrogate)"
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _failure(exc: BaseException) -> wire.Reply:

@@ -42,10 +42,10 @@ def registered_worker(engine: Engine, worker_id: WorkerId) -> Worker:
     return worker
 
 
-def deregister(engine: Engine, worker_id: WorkerId) -> None:
+def deregister(engine: Engine, worker_id: WorkerId, *, stopped: bool) -> None:
     """Deregister a worker; NotFoundError if it is unknown or was deregistered already."""
     registered_worker(engine, worker_id)
-    engine.deregister_worker(worker_id)
+    engine.deregister_worker(worker_id, stopped=stopped)
 
 
 def worker_with_running(engine: Engine, worker_id: WorkerId) -> tuple[Worker, list[TaskId]]:

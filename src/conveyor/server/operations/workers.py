@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from conveyor.api import operations as ops
-from conveyor.api.params import NoParams, WorkerRef
+from conveyor.api.params import DeregisterParams, NoParams, WorkerRef
 from conveyor.api.schemas import (
     HeartbeatIn,
     HeartbeatOut,
@@ -139,5 +139,5 @@ async def get_worker(ctx: ServerContext, caller: Caller, ref: WorkerRef) -> Work
 
 
 @implements(ops.DEREGISTER_WORKER)
-async def deregister_worker(ctx: ServerContext, caller: Caller, ref: WorkerRef) -> None:
-    await ctx.call(reads.deregister, ctx.engine, ref.worker_id)
+async def deregister_worker(ctx: ServerContext, caller: Caller, ref: DeregisterParams) -> None:
+    await ctx.call(reads.deregister, ctx.engine, ref.worker_id, stopped=ref.stopped)
