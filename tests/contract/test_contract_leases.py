@@ -488,7 +488,8 @@ def test_deregistering_a_worker_requeues_its_tasks_when_their_leases_end_without
     got = h.get(task.id)
     assert got.state is TaskState.QUEUED
     assert got.retries_used == 0
-    assert h.engine.attempts(task.id)[0].outcome is Outcome.LOST
+    (attempt,) = h.engine.attempts(task.id)
+    assert (attempt.outcome, attempt.error) == (Outcome.LOST, "worker deregistered")
     assert h.leased_ids(h.worker("next")) == [task.id]
     with pytest.raises(StaleTokenError):
         h.succeed(w, a)

@@ -87,3 +87,12 @@ def can_transition(current: TaskState, target: TaskState) -> bool:
 CANCELLABLE_STATES = frozenset({TaskState.PENDING, TaskState.QUEUED, TaskState.RUNNING})
 RETRYABLE_STATES = frozenset({TaskState.FAILED, TaskState.TIMED_OUT, TaskState.CANCELLED})
 DELETABLE_STATES = frozenset(TaskState) - {TaskState.RUNNING}
+
+
+LEASE_EXPIRED = "lease expired"
+"""The error of an attempt ended because its lease ran out with no word from its worker."""
+WORKER_DEAD = "worker stopped heartbeating"
+"""The error of an attempt whose worker was declared dead (its lease over)."""
+WORKER_DEREGISTERED = "worker deregistered"
+"""The error of an attempt whose worker was deregistered: at once if it was stopped, else when
+its lease ran out."""

@@ -10,6 +10,8 @@ from conveyor.core.models import Assignment, Task, WorkerState
 from conveyor.core.scheduling import holds_lease
 from conveyor.core.spec import TaskSpec
 from conveyor.core.states import (
+    LEASE_EXPIRED,
+    WORKER_DEREGISTERED,
     Outcome,
     TaskState,
 )
@@ -28,6 +30,7 @@ from conveyor.errors import (
     StaleTokenError,
     StoreRefusedError,
 )
+from conveyor.store.base import StoreTx
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +192,13 @@ class TaskOperations(EngineCore):
         with self.store.transaction() as tx:
             now = self.clock.now()
             expired = tx.expired_leases(now, self.settings.timer_batch)
-            self._end(
-                tx, [Ending(t, Outcome.LOST, error="lease expired") for t in expired], now, changes
-            )
+            gone = _deregistered(tx, {t.worker_id for t in expired if t.worker_id is not None})
+            endings = [
+                Ending(t, Outcome.LOST, error=WORKER_DEREGISTERED if t.worker_id in gone else
+                       LEASE_EXPIRED)
+                for t in expired
+            ]  # fmt: skip
+            self._end(tx, endings, now, changes)
         self.events.publish(changes)
         return len(expired)
 
@@ -202,6 +209,16 @@ class TaskOperations(EngineCore):
             count = promote_due(tx, self.clock.now(), changes)
         self.events.publish(changes)
         return count
+
+
+def _deregistered(tx: StoreTx, worker_ids: set[WorkerId]) -> set[WorkerId]:
+    """Those of the workers that were deregistered: a lease they held ran out after it (see
+    deregister_worker), and its attempt says why the worker went quiet."""
+    return {
+        worker_id
+        for worker_id in worker_ids
+        if (worker := tx.get_worker(worker_id)) is not None and worker.state is WorkerState.GONE
+    }
 
 
 def _cleaned(text: str | None) -> str | None:

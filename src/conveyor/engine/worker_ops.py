@@ -10,6 +10,8 @@ from datetime import datetime, timedelta
 from conveyor.core.models import Task, Worker, WorkerState
 from conveyor.core.scheduling import holds_lease, lease_over
 from conveyor.core.states import (
+    WORKER_DEAD,
+    WORKER_DEREGISTERED,
     Outcome,
 )
 from conveyor.core.types import JSON, TaskId, WorkerId
@@ -176,7 +178,7 @@ class WorkerOperations(EngineCore):
                 raise NotFoundError(f"no worker {worker_id}")
             running = self._retire_worker(tx, worker, WorkerState.GONE)
             lapsed = running if stopped else [t for t in running if lease_over(t, now)]
-            self._lose(tx, lapsed, "worker deregistered", now, changes)
+            self._lose(tx, lapsed, WORKER_DEREGISTERED, now, changes)
         self.events.publish(changes)
         return worker
 
@@ -220,7 +222,7 @@ class WorkerOperations(EngineCore):
             for worker in dead:
                 running = self._retire_worker(tx, worker, WorkerState.DEAD)
                 lapsed = [t for t in running if lease_over(t, now)]
-                self._lose(tx, lapsed, "worker stopped heartbeating", now, changes)
+                self._lose(tx, lapsed, WORKER_DEAD, now, changes)
         self.events.publish(changes)
         if dead:
             log.warning("workers declared dead", extra={"worker_ids": [w.id for w in dead]})

@@ -36,15 +36,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
 
+from conveyor.core.states import LEASE_EXPIRED, WORKER_DEAD, WORKER_DEREGISTERED
 from conveyor.ledger.records import ExecutionRecord, SubmitRecord, result_digest
 from conveyor.ledger.report import AttemptRecord, Finding, LedgerReport, TaskRecord
 
-LEASE_EXPIRED_ERROR = "lease expired"
-"""The error the engine records on an attempt it ended because its lease expired."""
-WORKER_DEAD_ERROR = "worker stopped heartbeating"
-"""The error the engine records on an attempt whose worker it declared dead (lease over)."""
-WORKER_DEREGISTERED_ERROR = "worker deregistered"
-"""The error the engine records on an attempt whose worker was deregistered: its lease ends then."""
+# The errors the engine records on attempts it ended itself (conveyor.core.states).
+LEASE_EXPIRED_ERROR = LEASE_EXPIRED
+WORKER_DEAD_ERROR = WORKER_DEAD
+WORKER_DEREGISTERED_ERROR = WORKER_DEREGISTERED
 _ENDED_BY_LEASE = frozenset({LEASE_EXPIRED_ERROR, WORKER_DEAD_ERROR})
 """Attempts the server ended on its own: their lease holds to its expiry all the same."""
 TERMINAL_STATES = frozenset({"succeeded", "failed", "timed_out", "cancelled"})
