@@ -1,4 +1,5 @@
-"""The server's log cannot be forged or turned into terminal commands by what a client sends.
+"""The server's log cannot be forged or turned into terminal commands by what a client sends,
+and each request's lines carry its id.
 
 A real `conveyor -v server` with tokens: a refused request's path is logged. A `%0a` in that
 path must not start a line of its own, and an ESC (`%1b`, an ANSI escape) or a C1 control must
@@ -7,6 +8,8 @@ not reach the log as a raw byte.
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import re
 import signal
@@ -14,13 +17,19 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 import conveyor
+from conveyor.engine import Engine
+from conveyor.server import ServerSettings
+from conveyor.server.auth import Role, TokenEntry, Tokens
+from tests.integration.conftest import Served, serve
 
+WORKER = {"name": "w", "host": "test-host", "pid": 1, "concurrency": 1}
 FORGED = "2026-01-01 00:00:00,000 CRITICAL conveyor.server: FORGED"
 
 
@@ -100,3 +109,75 @@ def test_the_formatter_keeps_a_traceback_readable_but_unforgeable() -> None:
     assert all(line.startswith(" ") for line in lines[1:]), lines
     assert "\x1b" not in "".join(lines)
     assert escape_controls("a\tb\u0085c\u2029") == "a\\tb\\x85c\\u2029"
+
+
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    """What the `conveyor` loggers write at INFO, in the CLI's text format."""
+    from conveyor.cli.logs import OneLineFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(OneLineFormatter("%(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("conveyor")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield stream
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+@pytest.mark.anyio
+async def test_each_request_has_an_id_in_its_header_and_its_log_lines(
+    served: Served, log_lines: io.StringIO
+) -> None:
+    first = await served.post("/workers", json=WORKER)
+    second = await served.post("/workers", json=WORKER)
+    assert first.status_code == second.status_code == 201
+    ids = [r.headers["x-request-id"] for r in (first, second)]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids) and ids[0] != ids[1], ids
+    # The engine logs in a worker thread: the id follows the call there.
+    lines = [line for line in log_lines.getvalue().splitlines() if "worker registered" in line]
+    assert [line.rpartition("request_id=")[2] for line in lines] == ids, lines
+    for answer, line in zip((first, second), lines, strict=True):
+        assert f"worker_id={answer.json()['id']}" in line
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        ("trace-7f3a.b:c_d", True),
+        ("x" * 128, True),
+        ("x" * 129, False),
+        ("has space", False),
+        ('q"uote', False),
+        ("-starts-with-a-dash", False),
+        ("line\\nbreak", False),
+    ],
+)
+async def test_a_sane_incoming_request_id_is_kept_any_other_replaced(
+    served: Served, log_lines: io.StringIO, sent: str, kept: bool
+) -> None:
+    answer = await served.post("/workers", json=WORKER, headers={"X-Request-ID": sent})
+    assert answer.status_code == 201
+    request_id = answer.headers["x-request-id"]
+    assert (request_id == sent) is kept
+    if not kept:
+        assert re.fullmatch(r"[0-9a-f]{32}", request_id)
+    assert f"request_id={request_id}" in log_lines.getvalue()
+
+
+@pytest.mark.anyio
+async def test_a_refused_request_has_an_id_too(
+    make_engine: Callable[..., Engine], log_lines: io.StringIO
+) -> None:
+    tokens = Tokens([TokenEntry(Role.CLIENT, "a-client-token-of-some-length")])
+    async with serve(make_engine(), ServerSettings(timer_interval_s=0.05, tokens=tokens)) as s:
+        answer = await s.get("/tasks")
+    assert answer.status_code == 401
+    line = next(x for x in log_lines.getvalue().splitlines() if "refused GET" in x)
+    assert line.endswith(f"request_id={answer.headers['x-request-id']}"), line

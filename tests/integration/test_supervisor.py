@@ -226,6 +226,7 @@ def test_each_copy_is_the_worker_the_options_describe(
         "pass_env": ("AWS_PROFILE", "HTTPS_PROXY"),
         "set_env": ("MODE=batch", "EQ=a=b"),
         "token_fd": None,
+        "log_format": "text",  # the supervisor adds its own --log-format after these
     }
 
 

@@ -8,6 +8,7 @@ a Unix socket, a result long-poll, a log record, a thread or process ending.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import socket
@@ -413,7 +414,7 @@ def test_a_worker_started_before_its_server_waits_for_it(
     importable_tests: None,
     log_event: Callable[[str], threading.Event],
 ) -> None:
-    unreachable = log_event("is unreachable")
+    unreachable = log_event("cannot register")
     live = LiveServer(tmp_path / "late.db", free_port())
     running = RunningWorker(
         WorkerConfig(server_url=live.url, concurrency=1, burst=True, http_timeout_s=5.0)
@@ -545,5 +546,25 @@ def test_the_cli_says_once_per_try_that_the_server_is_unreachable(tmp_path: Path
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
-    assert url in line
-    assert "is unreachable" in line and "retrying in" in line
+    # The message is constant; what varies is in fields that a reader (or a parser) finds.
+    assert "conveyor.worker.registration: cannot register; retrying error=" in line, line
+    assert f"server={url}" in line and "is unreachable" in line and "retry_in_s=" in line
+
+
+def test_log_format_json_writes_each_record_as_one_json_object() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    proc = start_worker_process(url, "--burst", "--log-format", "json")
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(DONE_S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    entry = json.loads(line)
+    assert entry["level"] == "WARNING" and entry["logger"] == "conveyor.worker.registration"
+    assert entry["message"] == "cannot register; retrying"
+    assert entry["server"] == url and "is unreachable" in entry["error"]
+    assert isinstance(entry["retry_in_s"], float)

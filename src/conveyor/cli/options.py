@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
+from conveyor.cli.logs import LogFormat
 from conveyor.client.session import DEFAULT_URL
 from conveyor.handlers import HandlerPolicy
 from conveyor.handlers.network import parse_entry
@@ -79,6 +80,15 @@ def store_options(command: F) -> F:
     """--db, --durability and --accept-wal-loss: where the tasks live and how safely."""
     return db_option(durability_option(accept_wal_loss_option(command)))
 
+
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice([f.value for f in LogFormat]),
+    default=LogFormat.TEXT.value,
+    show_default=True,
+    help="How log records are written to stderr: text (a line per record, its fields as "
+    "key=value) or json (one JSON object per line, for log collectors).",
+)
 
 allow_option = click.option(
     "--allow",

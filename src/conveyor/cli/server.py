@@ -15,12 +15,14 @@ import click
 import uvicorn
 from fastapi import FastAPI
 
+from conveyor.cli.logs import use_log_format
 from conveyor.cli.options import (
     DURATION,
     allow_module_option,
     allow_network_option,
     allow_option,
     files_root_option,
+    log_format_option,
     store_options,
 )
 from conveyor.engine import Engine, EngineSettings
@@ -122,6 +124,7 @@ GRACEFUL_SHUTDOWN_S = 5
     default=None,
     help="Delete finished tasks this long after they end (e.g. 7d, 12h, 3600). Default: keep all.",
 )
+@log_format_option
 def server_command(
     db: str,
     durability: str,
@@ -142,12 +145,14 @@ def server_command(
     allow_networks: tuple[str, ...],
     files_root: str | None,
     retention: float | None,
+    log_format: str,
 ) -> None:
     """Serve the REST API (and /docs) over the database --db.
 
     With --workers N, also starts N local worker processes that connect to this server, and stops
     them when the server stops.
     """
+    use_log_format(log_format)
     entries = load_tokens(tokens_file, os.environ.get(TOKENS_VARIABLE))
     if ssl_keyfile and not ssl_certfile:
         raise click.UsageError("--ssl-keyfile needs --ssl-certfile")
@@ -188,7 +193,11 @@ def server_command(
     app = create_app(engine, server_settings)
     workers = LocalWorkers(
         worker_count,
-        worker_args(allow, allow_modules, files_root, allow_networks),
+        [
+            *worker_args(allow, allow_modules, files_root, allow_networks),
+            "--log-format",
+            log_format,
+        ],
         cli_args=["-v"] * verbosity(),
         grace_s=worker_grace_s,
         # Without the server's tokens, database URL and database credentials; the token goes

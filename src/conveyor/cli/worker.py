@@ -10,12 +10,14 @@ import sys
 
 import click
 
+from conveyor.cli.logs import use_log_format
 from conveyor.cli.options import (
     allow_module_option,
     allow_network_option,
     allow_option,
     files_root_option,
     handler_policy,
+    log_format_option,
     server_option,
     token_option,
 )
@@ -149,6 +151,7 @@ def _queues(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
     help="Read the token from this inherited file descriptor (how Conveyor hands its own "
     "workers theirs: out of the environment and of `ps`).",
 )
+@log_format_option
 def worker_command(
     server: str,
     token: str | None,
@@ -169,6 +172,7 @@ def worker_command(
     pass_env: tuple[str, ...],
     set_env: tuple[str, ...],
     token_fd: int | None,
+    log_format: str,
 ) -> None:
     """Lease tasks from a Conveyor server and run them in child processes.
 
@@ -177,6 +181,7 @@ def worker_command(
     reaches only public addresses unless --allow-network opens a network or host. Tasks get a
     minimal environment, not the worker's (see --pass-env).
     """
+    use_log_format(log_format)
     # Before anything holds a secret: other processes of this user (the tasks) may not read
     # this one's environment or memory.
     protection.forbid_inspection()
@@ -207,7 +212,7 @@ def worker_command(
             env=parse_env(set_env),
         )
         if processes:
-            status = supervise(processes, config)
+            status = supervise(processes, config, log_format)
         else:
             worker = Worker(config)  # reads what it needs of the environment (proxies) first
             protection.use_task_environment(worker.task_environment())
@@ -217,7 +222,7 @@ def worker_command(
     sys.exit(status)
 
 
-def supervise(processes: int, config: WorkerConfig) -> int:
+def supervise(processes: int, config: WorkerConfig, log_format: str = "text") -> int:
     """`--processes N`: run N copies of this worker command (conveyor.worker.supervisor)."""
     from conveyor.worker.supervisor import Supervisor, worker_argv
 
@@ -226,7 +231,11 @@ def supervise(processes: int, config: WorkerConfig) -> int:
     python = [sys.executable, "-m", "conveyor", *verbose]
     supervisor = Supervisor(
         processes,
-        lambda index: [*python, *worker_argv(config, index=index, base_name=base_name)],
+        lambda index: [
+            *python,
+            *worker_argv(config, index=index, base_name=base_name),
+            *("--log-format", log_format),
+        ],
         # The copies get their token through a pipe, not in their environment.
         env=worker_process_environment(os.environ),
         token=config.token,

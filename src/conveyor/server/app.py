@@ -28,6 +28,7 @@ from conveyor.server.context import ServerContext
 from conveyor.server.dashboard import page as dashboard_page
 from conveyor.server.lifecycle import serving
 from conveyor.server.operations import handlers
+from conveyor.server.requestid import RequestId
 from conveyor.server.routes import metrics as metrics_route
 from conveyor.server.settings import ServerSettings
 from conveyor.server.stream import StreamEndpoint
@@ -90,6 +91,8 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
     app.add_middleware(
         auth.Authorizer, tokens=ctx.settings.tokens, index=index, identities=ctx.identities
     )
+    # Outermost of all: a refused request's log line has its id too.
+    app.add_middleware(RequestId)
     if ctx.settings.tokens:
         _document_tokens(app, index)
     return app

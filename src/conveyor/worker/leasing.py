@@ -81,9 +81,13 @@ class Leaser:
                 )
                 if superseded:
                     log.info(
-                        f"{len(superseded)} lease(s) superseded or held under a forgotten "
-                        "registration; killing their executions",
-                        extra={"worker_id": worker_id, "leases": superseded},
+                        "leases superseded or held under a forgotten registration; killing "
+                        "their executions",
+                        extra={
+                            "worker_id": worker_id,
+                            "count": len(superseded),
+                            "leases": superseded,
+                        },
                     )
                     self._stop_leases(superseded)
                 for task in tasks:
@@ -117,9 +121,11 @@ class Leaser:
             return None
         except TRANSIENT_ERRORS as exc:
             delay_s = self._backoff.next_delay_s(exc.retry_after_s)
-            log.warning(f"leasing failed, retrying in {delay_s:.1f}s: {exc}")
+            log.warning(
+                "leasing failed; retrying", extra={"error": str(exc), "retry_in_s": delay_s}
+            )
         except ConveyorError as exc:
             delay_s = self._backoff.next_delay_s()
-            log.error(f"leasing failed, retrying in {delay_s:.1f}s: {exc}")
+            log.error("leasing failed; retrying", extra={"error": str(exc), "retry_in_s": delay_s})
         self._halt.wait(delay_s)
         return None

@@ -73,8 +73,12 @@ class Registration:
             except TRANSIENT_ERRORS as exc:
                 delay_s = backoff.next_delay_s(exc.retry_after_s)
                 log.warning(
-                    f"{exc}; retrying in {delay_s:.1f}s",
-                    extra={"server": self._conn.url, "retry_in_s": round(delay_s, 1)},
+                    "cannot register; retrying",
+                    extra={
+                        "error": str(exc),
+                        "server": self._conn.url,
+                        "retry_in_s": round(delay_s, 1),
+                    },
                 )
                 self._stop.wait(delay_s)
                 continue
@@ -82,7 +86,7 @@ class Registration:
             self.heartbeat_interval_s = answer.heartbeat_interval_s
             self.lease_s = answer.lease_s
             log.info(
-                f"registered with {self._conn.url} as {answer.id}",
+                "registered",
                 extra={
                     "worker_id": answer.id,
                     "worker_name": self._request.name,

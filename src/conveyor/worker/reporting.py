@@ -62,8 +62,12 @@ class Reporter:
                 delay_s = backoff.next_delay_s(hint_s)
                 log.log(
                     logging.WARNING if isinstance(exc, TRANSIENT_ERRORS) else logging.ERROR,
-                    f"{len(batch)} report(s) not delivered, retrying in {delay_s:.1f}s: {exc}",
-                    extra={"reports": len(batch), "retry_in_s": round(delay_s, 1)},
+                    "reports not delivered; retrying",
+                    extra={
+                        "reports": len(batch),
+                        "error": str(exc),
+                        "retry_in_s": round(delay_s, 1),
+                    },
                 )
                 if self._halt.wait(delay_s):
                     return
@@ -78,7 +82,10 @@ class Reporter:
         try:
             acks = self._conn.report(worker_id, batch)
         except StaleTokenError as exc:
-            log.info(f"reports refused: {exc}", extra={"task_ids": [r.task_id for r in batch]})
+            log.info(
+                "reports refused",
+                extra={"error": str(exc), "task_ids": [r.task_id for r in batch]},
+            )
         except (NotFoundError, ConflictError):
             # This identity is gone, and with it every lease it held.
             self._registration.renew(worker_id)
@@ -89,7 +96,7 @@ class Reporter:
             for ack in acks:
                 if not ack.accepted:
                     log.info(
-                        f"report refused: {ack.detail}",
+                        "report refused",
                         extra={"task_id": ack.task_id, "detail": ack.detail},
                     )
         self._books.settled(batch)
@@ -104,7 +111,7 @@ class Reporter:
             return
         (report,) = batch
         log.error(
-            f"the server refused the report of task {report.task_id}: {exc}",
+            "the server refused a task's report",
             extra={"task_id": report.task_id, "error": str(exc)},
         )
         self._singles = max(self._singles - 1, 0)
