@@ -12,8 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from conveyor.engine import Engine
-from conveyor.server import create_app
+from conveyor.server import ServerSettings, create_app
 from conveyor.server.app import context
+from conveyor.server.metric_labels import MAX_LEARNED, OTHER, LabelValues
 from tests.integration.conftest import Served, serve
 
 pytestmark = pytest.mark.anyio
@@ -181,3 +182,73 @@ async def test_a_scrape_before_any_task_lists_no_task_series_and_no_error(
     families = {f.name: f for f in text_string_to_metric_families(body)}
     assert families["conveyor_tasks"].samples == []
     assert families["conveyor_tasks_submitted"].samples == []
+
+
+def labelled_series(
+    families: dict[str, list[Sample]],
+) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+    """The series whose labels a client's names could choose: those with a queue or handler."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items())))
+        for samples in families.values()
+        for sample in samples
+        if "queue" in sample.labels or "handler" in sample.labels
+    }
+
+
+async def test_made_up_queues_and_handlers_add_a_bounded_number_of_series(
+    served: Served,
+) -> None:
+    worker = await served.register(queues=["q0"])
+    before = labelled_series(await scrape(served))
+    batch = [{"handler": f"made.up{i}:run", "queue": f"q{i}"} for i in range(200)]
+    response = await served.post("/tasks/batch", json={"tasks": batch})
+    assert response.status_code in (200, 201), response.text
+    [lease] = await served.lease(worker)  # q0 is served: its task is leased
+    report = {"task_id": lease["task_id"], "token": lease["token"], "outcome": "succeeded"}
+    assert (await served.post(f"/workers/{worker}/report", json={"reports": [report]})).is_success
+    families = await scrape(served)
+    added = labelled_series(families) - before
+    assert len(added) <= 100, f"{len(added)} series for 200 made-up names"
+    submitted = values(families["conveyor_tasks_submitted"], "conveyor_tasks_submitted_total")
+    # A worker's queue is itself, made-up ones are `other`; handlers before any success too.
+    assert submitted == {("other", "q0"): 1.0, ("other", "other"): 199.0}
+    # A handler that succeeded exists in the workers' code: it is itself from then on.
+    finished = values(families["conveyor_tasks_finished"], "conveyor_tasks_finished_total")
+    assert finished == {("made.up0:run", "q0", "succeeded"): 1.0}
+    gauges = values(families["conveyor_tasks"], "conveyor_tasks")
+    assert {queue for queue, _ in gauges} == {"q0", "other"}
+    assert gauges[("other", "queued")] == 199.0
+
+
+async def test_the_operator_names_queues_and_handlers_to_report_as_themselves(
+    make_engine: Callable[..., Engine],
+) -> None:
+    settings = ServerSettings(
+        timer_interval_s=0.05,
+        metrics_queues=("tenant-*", "emails"),
+        metrics_handlers=("myapp.*",),
+    )
+    async with serve(make_engine(), settings) as s:
+        for queue, handler in [
+            ("tenant-a", "myapp.x:run"), ("emails", "other.y:run"), ("misc", "myapp.z:run"),
+        ]:  # fmt: skip
+            await s.submit(queue=queue, handler=handler)
+        submitted = values(
+            (await scrape(s))["conveyor_tasks_submitted"], "conveyor_tasks_submitted_total"
+        )
+    assert submitted == {
+        ("myapp.x:run", "tenant-a"): 1.0,
+        ("other", "emails"): 1.0,
+        ("myapp.z:run", "other"): 1.0,
+    }
+
+
+def test_learned_and_pattern_values_are_capped() -> None:
+    values_ = LabelValues.of(["q-*", "fixed"])
+    assert values_("fixed") == "fixed" and values_("nope") == OTHER
+    kept = [values_(f"q-{i}") for i in range(MAX_LEARNED + 50)]
+    assert kept.count(OTHER) == 50
+    values_.learn("late")
+    assert values_("late") == OTHER
+    assert values_("q-0") == "q-0" and values_("fixed") == "fixed"

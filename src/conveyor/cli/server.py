@@ -124,6 +124,23 @@ GRACEFUL_SHUTDOWN_S = 5
     default=None,
     help="Delete finished tasks this long after they end (e.g. 7d, 12h, 3600). Default: keep all.",
 )
+@click.option(
+    "--metrics-queue",
+    "metrics_queues",
+    multiple=True,
+    metavar="NAME|PATTERN",
+    help="Report this queue (or fnmatch pattern: 'tenant-*') as itself in /metrics (repeatable). "
+    "Other queues show as themselves once a worker serves them, as 'other' until then.",
+)
+@click.option(
+    "--metrics-handler",
+    "metrics_handlers",
+    multiple=True,
+    metavar="NAME|PATTERN",
+    help="Report this handler (or pattern: 'myapp.*') as itself in /metrics (repeatable). "
+    "Others show as themselves once one of their tasks succeeded (built-ins always do), as "
+    "'other' until then.",
+)
 @log_format_option
 def server_command(
     db: str,
@@ -145,6 +162,8 @@ def server_command(
     allow_networks: tuple[str, ...],
     files_root: str | None,
     retention: float | None,
+    metrics_queues: tuple[str, ...],
+    metrics_handlers: tuple[str, ...],
     log_format: str,
 ) -> None:
     """Serve the REST API (and /docs) over the database --db.
@@ -189,6 +208,8 @@ def server_command(
         disk_path=data_dir,
         tokens=Tokens([*entries, made] if made else entries),
         max_wait_s=max_wait_s,
+        metrics_queues=metrics_queues,
+        metrics_handlers=metrics_handlers,
     )
     app = create_app(engine, server_settings)
     workers = LocalWorkers(

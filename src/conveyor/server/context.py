@@ -15,6 +15,7 @@ from conveyor.engine.group_commit import GroupCommit
 from conveyor.errors import StoreError
 from conveyor.hostmetrics import SystemMetrics
 from conveyor.server.health import StoreHealth
+from conveyor.server.metric_labels import MetricLabels
 from conveyor.server.metrics import ServerMetrics
 from conveyor.server.monitoring import Monitoring
 from conveyor.server.settings import ServerSettings
@@ -55,7 +56,11 @@ class ServerContext:
             finished=RollingCount(60),
             timers=Timers(engine, settings.timer_interval_s),
             host=host,
-            metrics=ServerMetrics(version=version, store=store),
+            metrics=ServerMetrics(
+                version=version,
+                store=store,
+                labels=MetricLabels(settings.metrics_queues, settings.metrics_handlers),
+            ),
             monitoring=Monitoring(engine, host),
             commits=GroupCommit(
                 engine.store,

@@ -14,6 +14,11 @@ Two kinds, and the difference matters when several servers share one database:
 | conveyor_workers                         | state                    | the database, at scrape time |
 | conveyor_info                            | version, store           | this server                  |
 
+`queue` and `handler` label values are bounded (conveyor.server.metric_labels): a value is
+reported as itself once it is known (the queues of registered workers, built-in handlers, handlers
+that succeeded, the operator's `--metrics-queue`/`--metrics-handler`), and as `other` until then,
+so that clients choosing names cannot add series without end.
+
 Per-server metrics count what this process committed since it started: they start at zero on a
 restart (Prometheus' `rate()` handles that) and, with several servers, only their sum over the
 servers is the cluster's figure. Database metrics are the same on every server: aggregate them
@@ -33,10 +38,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from conveyor.core.models import Task, WorkerState
+from conveyor.core.models import Task, Worker, WorkerState
 from conveyor.core.states import TaskState
 from conveyor.engine import Engine
 from conveyor.engine.events import Changes
+from conveyor.server.metric_labels import MetricLabels
 
 TASK_SECONDS_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
@@ -49,7 +55,14 @@ CALL_SECONDS_BUCKETS = (
 class ServerMetrics:
     """The metrics of one app. Thread-safe: engine listeners run in the committing thread."""
 
-    def __init__(self, *, version: str = "unknown", store: str = "unknown") -> None:
+    def __init__(
+        self,
+        *,
+        version: str = "unknown",
+        store: str = "unknown",
+        labels: MetricLabels | None = None,
+    ) -> None:
+        self.labels = labels or MetricLabels()
         self.registry = CollectorRegistry()
         r = self.registry
         self.submitted = Counter(
@@ -100,20 +113,34 @@ class ServerMetrics:
 
     def on_changes(self, changes: Changes) -> None:
         """Engine listener: count what a commit did."""
+        queue, handler = self.labels.queue, self.labels.handler
+        # A queue a worker leased from is one it serves; a handler that succeeded exists.
+        for task in changes.leased:
+            queue.learn(task.queue)
+        for task in changes.ended.values():
+            if task.state is TaskState.SUCCEEDED:
+                handler.learn(task.handler)
         # Counted per label set first: a batch of 100,000 tasks is a handful of increments.
-        for (queue, handler), n in Tally((t.queue, t.handler) for t in changes.submitted).items():
-            self.submitted.labels(queue, handler).inc(n)
-        for queue, n in Tally(t.queue for t in changes.leased).items():
-            self.leases.labels(queue).inc(n)
+        submitted = Tally((queue(t.queue), handler(t.handler)) for t in changes.submitted)
+        for (queue_label, handler_label), n in submitted.items():
+            self.submitted.labels(queue_label, handler_label).inc(n)
+        for queue_label, n in Tally(queue(t.queue) for t in changes.leased).items():
+            self.leases.labels(queue_label).inc(n)
         for task in changes.leased:
             if task.attempts == 1 and task.started_at is not None:
                 wait_s = (task.started_at - task.created_at).total_seconds()
-                self.wait.labels(task.queue).observe(max(0.0, wait_s))
+                self.wait.labels(queue(task.queue)).observe(max(0.0, wait_s))
         for task in changes.ended.values():
-            self.finished.labels(task.queue, task.handler, task.state.value).inc()
+            labels = (queue(task.queue), handler(task.handler), task.state.value)
+            self.finished.labels(*labels).inc()
             duration_s = _duration_s(task)
             if duration_s is not None:
-                self.duration.labels(task.queue, task.handler, task.state.value).observe(duration_s)
+                self.duration.labels(*labels).observe(duration_s)
+
+    def worker_registered(self, worker: Worker) -> None:
+        """A worker serves its queues: report them as themselves (conveyor.server.metric_labels)."""
+        for queue in worker.queues:
+            self.labels.queue.learn(queue)
 
     def observe_call(self, name: str, seconds: float) -> None:
         self.calls.labels(name).observe(seconds)
@@ -127,9 +154,10 @@ class ServerMetrics:
         by_state: dict[str, int] = {state.value: 0 for state in WorkerState}
         for worker in workers:
             by_state[worker.state.value] += 1
+            self.worker_registered(worker)
         tasks: dict[tuple[str, str], int] = {}
         for row in counts:
-            key = (row.state.value, row.queue)
+            key = (row.state.value, self.labels.queue(row.queue))
             tasks[key] = tasks.get(key, 0) + row.count
         with self._scrape_lock:  # one scrape's figures are rendered with that scrape's reads
             self._database.tasks = tasks

@@ -22,6 +22,11 @@ class ServerSettings:
     """The directory whose disk usage /monitor reports (the database's, when the CLI knows it)."""
     tokens: Tokens = field(default_factory=Tokens)
     """Bearer tokens and their roles (conveyor.server.auth); none: the API is open."""
+    metrics_queues: tuple[str, ...] = ()
+    """Queues (names or fnmatch patterns) /metrics reports as themselves even before a worker
+    serves them; others are `other` until then (conveyor.server.metric_labels)."""
+    metrics_handlers: tuple[str, ...] = ()
+    """Handlers (names or patterns) /metrics reports as themselves even before one succeeds."""
 
     def __post_init__(self) -> None:
         if self.timer_interval_s <= 0:

@@ -43,6 +43,7 @@ async def register_worker(
         queues=body.queues,
         resources=body.resources,
     )
+    ctx.metrics.worker_registered(worker)  # its queues are label values from now on
     settings = ctx.engine.settings
     return RegisterOut(
         id=worker.id,
