@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from conveyor.cli.options import var_option
+from conveyor.cli.output import Column, console, duration, print_table
 from conveyor.cli.remote import connect, print_json, remote_command
 from conveyor.clock import SystemClock
 from conveyor.errors import ConveyorError
@@ -27,16 +26,20 @@ def workers_command(server: str, token: str | None, as_json: bool) -> None:
     if as_json:
         print_json(workers)
         return
-    table = Table()
-    for column in ("id", "name", "host", "state", "slots", "running", "queues", "last seen"):
-        table.add_column(column, no_wrap=True, min_width=32 if column == "id" else None)
+    columns = [
+        Column("id", min_width=32), Column("name"), Column("host"), Column("state"),
+        Column("slots", justify="right"), Column("running", justify="right"), Column("queues"),
+        Column("last seen"),
+    ]  # fmt: skip
     now = datetime.now(UTC)
-    for w in workers:
-        table.add_row(
+    rows = [
+        [
             w.id, w.name, w.host, w.state, str(w.concurrency), str(len(w.running)),
-            ",".join(w.queues), f"{(now - w.last_seen_at).total_seconds():.1f}s ago",
-        )  # fmt: skip
-    Console().print(table)
+            ",".join(w.queues), f"{duration(max(now - w.last_seen_at, timedelta(0)))} ago",
+        ]
+        for w in workers
+    ]  # fmt: skip
+    print_table(columns, rows)
 
 
 @click.command("status")
@@ -49,16 +52,16 @@ def status_command(server: str, token: str | None, as_json: bool) -> None:
         print_json(status)
         return
     states = ["pending", "queued", "running", "succeeded", "failed", "timed_out", "cancelled"]
-    table = Table(
-        title=f"workers alive: {status.workers_alive} of {status.workers_total}   finished in the last minute: {status.finished_last_minute}"
+    title = (
+        f"workers alive: {status.workers_alive} of {status.workers_total}   "
+        f"finished in the last minute: {status.finished_last_minute}"
     )
-    table.add_column("queue", no_wrap=True)
-    for state in states:
-        table.add_column(state, justify="right", no_wrap=True)
-    for queue, counts in sorted(status.queues.items()):
-        table.add_row(queue, *(str(counts.get(s, 0)) for s in states))
-    table.add_row("[bold]all", *(f"[bold]{status.counts.get(s, 0)}" for s in states))
-    Console().print(table)
+    rows = [
+        [queue, *(str(counts.get(s, 0)) for s in states)]
+        for queue, counts in sorted(status.queues.items())
+    ]
+    rows.append(["all", *(str(status.counts.get(s, 0)) for s in states)])
+    print_table(["queue", *(Column(s, justify="right") for s in states)], rows, title=title)
 
 
 @click.command("apply")
@@ -98,7 +101,7 @@ def apply_command(
             TextColumn("{task.fields[last]}"),
             TimeElapsedColumn(),
         )
-        with Progress(*columns, console=Console(stderr=as_json)) as bar:
+        with Progress(*columns, console=console(stderr=True)) as bar:
             row = bar.add_task(job_file.name, total=len(tasks), last="")
             for task in tasks:
                 outcome = client.result(task.id, timeout_s=math.inf)

@@ -7,12 +7,13 @@ from datetime import UTC, datetime
 
 import click
 from rich import box
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from conveyor.api.schemas import MetricPoint, MonitorOut
+from conveyor.cli.output import console
 from conveyor.cli.remote import connect, print_json, remote_command
 from conveyor.core.types import JSON
 
@@ -44,11 +45,11 @@ def monitor_command(
         if as_json:
             print_json(client.monitor())
             return
-        console = Console()
+        out = console()
         if once:
-            console.print(render(client.monitor(), server, live=False))
+            out.print(render(client.monitor(), server, live=False))
             return
-        with Live(render(client.monitor(), server), console=console, auto_refresh=False) as live:
+        with Live(render(client.monitor(), server), console=out, auto_refresh=False) as live:
             try:
                 while True:
                     time.sleep(interval_s)

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.text import Text
 
 from conveyor.cli.options import (
     allow_module_option,
@@ -20,6 +20,8 @@ from conveyor.cli.options import (
     store_options,
     var_option,
 )
+from conveyor.cli.output import Cell, Column, print_table
+from conveyor.cli.output import console as output_console
 from conveyor.clock import SystemClock
 from conveyor.core.models import Task
 from conveyor.core.states import TaskState
@@ -69,7 +71,7 @@ def run_command(
     handlers work in --files-root (default: the current directory): this runs your own job
     file, like the Python modules it may import.
     """
-    console = Console(stderr=as_json)
+    console = output_console(stderr=as_json)
     try:
         job_file = load_job_file(file, now=SystemClock().now(), variables=variables)
     except ConveyorError as exc:
@@ -112,7 +114,7 @@ def run_command(
             )
         )
     else:
-        _print_table(console, [tasks[s.name] for s in job_file.specs if s.name in tasks])
+        _print_table([tasks[s.name] for s in job_file.specs if s.name in tasks])
         for task in summary.stuck:
             console.print(
                 f"[yellow]stuck:[/] {task.name or task.id} needs {task.resources}, more than this scheduler has"
@@ -146,18 +148,14 @@ def _run_with_display(
         return scheduler.run_until_complete(show)
 
 
-def _print_table(console: Console, tasks: list[Task]) -> None:
-    table = Table(title="jobs")
-    for column in ("name", "state", "attempts", "result / error"):
-        table.add_column(column)
-    for t in tasks:
-        outcome = t.error if t.error else json.dumps(t.result)
-        if len(outcome) > 80:
-            outcome = outcome[:77] + "..."
-        table.add_row(
+def _print_table(tasks: list[Task]) -> None:
+    rows: list[list[Cell]] = [
+        [
             t.name or t.id,
-            f"[{STATE_STYLE.get(t.state, 'white')}]{t.state.value}",
+            Text(t.state.value, STATE_STYLE.get(t.state, "white")),
             str(t.attempts),
-            outcome,
-        )
-    console.print(table)
+            t.error if t.error else json.dumps(t.result),
+        ]
+        for t in tasks
+    ]
+    print_table(["name", "state", Column("attempts", justify="right"), "result / error"], rows)

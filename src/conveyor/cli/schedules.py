@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
+from conveyor.cli.output import Column, local_time, print_table
 from conveyor.cli.remote import connect, print_json, remote_command
 from conveyor.cli.taskspec import build_spec, task_options
 from conveyor.core.schedules import Misfire
@@ -57,7 +56,7 @@ def add_command(
     if as_json:
         print_json(schedule)
     else:
-        click.echo(f"{name}: next firing {schedule.next_run_at.isoformat()}")
+        click.echo(f"{name}: next firing {local_time(schedule.next_run_at)}")
 
 
 @schedule_group.command("list")
@@ -69,17 +68,18 @@ def list_command(server: str, token: str | None, as_json: bool) -> None:
     if as_json:
         print_json(schedules)
         return
-    table = Table()
-    for column in ("name", "cron", "timezone", "handler", "next firing", "fired", "misfire"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("last error")
-    for s in schedules:
-        table.add_row(
+    columns: list[Column | str] = [
+        "name", "cron", "timezone", "handler", "next firing", Column("fired", justify="right"),
+        "misfire", Column("last error", wrap=True),
+    ]  # fmt: skip
+    rows = [
+        [
             s.spec.name, s.spec.cron, s.spec.timezone, s.spec.task.handler,
-            s.next_run_at.isoformat(timespec="seconds"), str(s.fired), s.spec.misfire.value,
-            s.last_error or "",
-        )  # fmt: skip
-    Console().print(table)
+            local_time(s.next_run_at), str(s.fired), s.spec.misfire.value, s.last_error or "",
+        ]
+        for s in schedules
+    ]  # fmt: skip
+    print_table(columns, rows)
 
 
 @schedule_group.command("rm")
@@ -89,4 +89,7 @@ def rm_command(name: str, server: str, token: str | None, as_json: bool) -> None
     """Remove schedule NAME (tasks it already submitted stay)."""
     with connect(server, token) as client:
         client.remove_schedule(name)
-    click.echo(f"{name} removed")
+    if as_json:
+        print_json({"name": name, "removed": True})
+    else:
+        click.echo(f"{name} removed")

@@ -7,16 +7,15 @@ import math
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from conveyor.api.schemas import ResultOut, TaskDetail, TaskOut
+from conveyor.cli.output import Cell, Column, console, duration, local_time, note, print_table
 from conveyor.cli.remote import (
     connect,
     parse_pairs,
     print_json,
     remote_command,
-    shorten,
 )
 from conveyor.cli.taskspec import build_spec, task_options
 from conveyor.client import Client
@@ -147,25 +146,21 @@ def tasks_command(
     if as_json:
         print_json(page)
         return
-    table = Table()
-    for column in ("id", "name", "handler", "queue", "prio", "state", "tries", "result / error"):
-        table.add_column(
-            column, no_wrap=True, overflow="ellipsis", min_width=5 if column != "id" else 32
-        )
-    for t in page.tasks:
-        table.add_row(
-            t.id,
-            t.name or "",
-            t.handler,
-            t.queue,
-            str(t.priority),
-            _state(t.state),
-            str(t.attempts),
-            _outcome(t),
-        )
-    Console().print(table)
+    columns = [
+        Column("id", min_width=32), Column("name", min_width=5), Column("handler", min_width=5),
+        Column("queue", min_width=5), Column("prio", justify="right"), Column("state"),
+        Column("tries", justify="right"), Column("created"), Column("result / error"),
+    ]  # fmt: skip
+    rows: list[list[Cell]] = [
+        [
+            t.id, t.name or "", t.handler, t.queue, str(t.priority), state_text(t.state),
+            str(t.attempts), local_time(t.created_at), _outcome(t),
+        ]
+        for t in page.tasks
+    ]  # fmt: skip
+    print_table(columns, rows)
     if page.next_cursor:
-        click.echo(f"more: --cursor {page.next_cursor}")
+        note(f"more: --cursor {page.next_cursor}")
 
 
 @click.command("task")
@@ -178,34 +173,44 @@ def task_command(task_id: str, server: str, token: str | None, as_json: bool) ->
     if as_json:
         print_json(task)
         return
-    console = Console()
-    fields = {
-        "id": task.id, "name": task.name, "handler": task.handler, "state": _state(task.state),
-        "reason": task.reason.value if task.reason else "", "queue": task.queue,
-        "priority": task.priority, "args": json.dumps(task.args), "kwargs": json.dumps(task.kwargs),
-        "depends on": ", ".join(task.depends_on), "dependents": ", ".join(task.dependents),
-        "attempts": f"{task.attempts} (retries used {task.retries_used} of {task.max_retries})",
-        "result": json.dumps(task.result), "error": task.error or "",
-        "created": task.created_at.isoformat(), "finished": task.finished_at.isoformat() if task.finished_at else "",
-    }  # fmt: skip
-    for key, value in fields.items():
-        console.print(f"[bold]{key:>10}[/]  {value}")
+    out = console()
+    for key, value in task_fields(task).items():
+        out.print(Text.assemble((f"{key:>10}", "bold"), "  ", value))
     if task.attempt_log:
-        table = Table(title="attempts")
-        for column in ("#", "worker", "started", "finished", "outcome", "error"):
-            table.add_column(column)
-        for a in task.attempt_log:
-            table.add_row(
-                str(a.number), a.worker_id or "", a.started_at.isoformat(timespec="milliseconds"),
-                a.finished_at.isoformat(timespec="milliseconds") if a.finished_at else "",
-                a.outcome.value if a.outcome else "running", shorten(a.error or ""),
-            )  # fmt: skip
-        console.print(table)
+        out.print(Text("attempts", "bold"))
+        print_table(
+            ["#", "worker", "started", "took", "outcome", Column("error", wrap=True)],
+            [
+                [
+                    str(a.number), a.worker_id or "", local_time(a.started_at, milliseconds=True),
+                    duration(a.finished_at - a.started_at) if a.finished_at else "",
+                    a.outcome.value if a.outcome else "running", a.error or "",
+                ]
+                for a in task.attempt_log
+            ],
+        )  # fmt: skip
     last = task.attempt_log[-1] if task.attempt_log else None
     if last and last.traceback:
-        console.print("[bold]traceback[/]\n" + last.traceback)
+        out.print(Text("traceback", "bold"))
+        out.print(Text(last.traceback))
     if last and (last.stdout_tail or last.stderr_tail):
-        console.print(f"[bold]stdout[/]\n{last.stdout_tail}\n[bold]stderr[/]\n{last.stderr_tail}")
+        out.print(Text.assemble(("stdout", "bold"), "\n", last.stdout_tail or ""))
+        out.print(Text.assemble(("stderr", "bold"), "\n", last.stderr_tail or ""))
+
+
+def task_fields(task: TaskDetail) -> dict[str, str | Text]:
+    """One task's fields as `conveyor task` shows them; those it does not have are left out."""
+    fields: dict[str, str | Text | None] = {
+        "id": task.id, "name": task.name, "handler": task.handler, "state": state_text(task.state),
+        "reason": task.reason.value if task.reason else None, "queue": task.queue,
+        "priority": str(task.priority), "args": json.dumps(task.args),
+        "kwargs": json.dumps(task.kwargs) if task.kwargs else None,
+        "depends on": ", ".join(task.depends_on), "dependents": ", ".join(task.dependents),
+        "attempts": f"{task.attempts} (retries used {task.retries_used} of {task.max_retries})",
+        "result": None if task.result is None else json.dumps(task.result), "error": task.error,
+        "created": local_time(task.created_at), "finished": local_time(task.finished_at),
+    }  # fmt: skip
+    return {key: value for key, value in fields.items() if value}
 
 
 def _action(name: str, verb: str, doc: str) -> click.Command:
@@ -215,8 +220,8 @@ def _action(name: str, verb: str, doc: str) -> click.Command:
     def command(task_id: str, server: str, token: str | None, as_json: bool) -> None:
         with connect(server, token) as client:
             task: TaskOut | None = getattr(client, verb)(task_id)
-        if as_json and task is not None:
-            print_json(task)
+        if as_json:
+            print_json(task if task is not None else {"id": task_id, "removed": True})
         else:
             click.echo(f"{task_id} {task.state.value if task is not None else 'removed'}")
 
@@ -230,11 +235,11 @@ retry_command = _action("retry", "retry", "Run a failed, timed-out or cancelled 
 rm_command = _action("rm", "delete", "Remove a task that is not running.")
 
 
-def _state(state: TaskState) -> str:
-    return f"[{STATE_STYLE.get(state.value, 'white')}]{state.value}[/]"
+def state_text(state: TaskState) -> Text:
+    return Text(state.value, STATE_STYLE.get(state.value, "white"))
 
 
 def _outcome(t: TaskOut) -> str:
     if t.error:
-        return shorten(t.error, 40)
-    return "" if t.result is None else shorten(json.dumps(t.result), 40)
+        return t.error
+    return "" if t.result is None else json.dumps(t.result)
