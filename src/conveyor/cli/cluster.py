@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from conveyor.cli.operate import drain_command, stop_command
 from conveyor.cli.options import var_option
 from conveyor.cli.output import Column, console, duration, print_table
 from conveyor.cli.remote import connect, print_json, remote_command
@@ -17,10 +18,13 @@ from conveyor.errors import ConveyorError
 from conveyor.jobfile import load_job_file
 
 
-@click.command("workers")
+@click.group("workers", invoke_without_command=True)
 @remote_command
-def workers_command(server: str, token: str | None, as_json: bool) -> None:
-    """List registered workers."""
+@click.pass_context
+def workers_command(ctx: click.Context, server: str, token: str | None, as_json: bool) -> None:
+    """List registered workers; `conveyor workers drain|stop` tells some of them to exit."""
+    if ctx.invoked_subcommand is not None:
+        return
     with connect(server, token) as client:
         workers = client.workers()
     if as_json:
@@ -115,3 +119,7 @@ def apply_command(
             click.echo(f"{t.state.value:>10}  {t.name or t.id}  {t.error or ''}")
     if failed:
         raise SystemExit(1)
+
+
+workers_command.add_command(drain_command)
+workers_command.add_command(stop_command)

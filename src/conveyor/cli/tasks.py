@@ -1,4 +1,4 @@
-"""Commands on tasks: submit, tasks, task, result, cancel, retry, rm."""
+"""Commands on tasks: submit, tasks, task, result (cancel, retry and rm: conveyor.cli.bulk)."""
 
 from __future__ import annotations
 
@@ -211,28 +211,6 @@ def task_fields(task: TaskDetail) -> dict[str, str | Text]:
         "created": local_time(task.created_at), "finished": local_time(task.finished_at),
     }  # fmt: skip
     return {key: value for key, value in fields.items() if value}
-
-
-def _action(name: str, verb: str, doc: str) -> click.Command:
-    @click.command(name, help=doc)
-    @click.argument("task_id")
-    @remote_command
-    def command(task_id: str, server: str, token: str | None, as_json: bool) -> None:
-        with connect(server, token) as client:
-            task: TaskOut | None = getattr(client, verb)(task_id)
-        if as_json:
-            print_json(task if task is not None else {"id": task_id, "removed": True})
-        else:
-            click.echo(f"{task_id} {task.state.value if task is not None else 'removed'}")
-
-    return command
-
-
-cancel_command = _action(
-    "cancel", "cancel", "Cancel a pending, queued or running task (a running one is killed)."
-)
-retry_command = _action("retry", "retry", "Run a failed, timed-out or cancelled task again.")
-rm_command = _action("rm", "delete", "Remove a task that is not running.")
 
 
 def state_text(state: TaskState) -> Text:
