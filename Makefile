@@ -24,6 +24,7 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	sh scripts/ensure-chromium.sh
+	sh scripts/ensure-axe.sh
 	sh scripts/ensure-docker-compose.sh
 	sh scripts/ensure-promtool.sh
 	sh scripts/ensure-containers.sh

@@ -2,7 +2,8 @@
 server with two workers, started once for the whole session.
 
 `scripts/ensure-chromium.sh` (run by `make test`) installs Chromium when it can; without it these
-tests skip, saying so.
+tests skip, saying so. `scripts/ensure-axe.sh` (also run by `make test`) fetches axe-core for the
+accessibility tests, which skip without it, saying so.
 """
 
 from __future__ import annotations

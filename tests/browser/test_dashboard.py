@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-import uuid
+import socket
 
 import pytest
 from playwright.sync_api import Page, Route, expect
@@ -16,29 +16,7 @@ from conveyor.client import Client
 from conveyor.core.spec import TaskSpec
 from conveyor.testing import Cluster
 from tests.browser.conftest import WORKERS, Problems
-
-WAIT_MS = 20_000  # a poll every 1.5 s; tasks and heartbeats come within a few
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def open_dashboard(page: Page, cluster: Cluster, route: str = "/") -> None:
-    page.goto(f"{cluster.url}/#{route}")
-    expect(page.locator("#live")).to_have_text("live", timeout=WAIT_MS)
-
-
-def go(page: Page, route: str) -> None:
-    """Navigate inside the page (a hash change: no reload, the polls carry on)."""
-    page.evaluate("route => { location.hash = route }", route)
-
-
-def confirm(page: Page) -> None:
-    dialog = page.get_by_test_id("confirm-dialog")
-    expect(dialog).to_be_visible()
-    dialog.get_by_test_id("confirm").click()
-    expect(dialog).to_have_count(0)
+from tests.browser.helpers import WAIT_MS, confirm, go, open_dashboard, unique
 
 
 def test_every_page_loads_with_no_console_errors_and_no_failed_requests(
@@ -56,6 +34,8 @@ def test_every_page_loads_with_no_console_errors_and_no_failed_requests(
         f"/workflow/{second.id}": page.locator(".dag .node").nth(1),
         "/workers": page.locator("[data-worker-name]").first,
         "/submit": page.get_by_test_id("submit-task"),
+        "/failed": page.get_by_test_id("failure-groups"),
+        "/schedules": page.get_by_test_id("schedules"),
         "/": page.locator(".state-card").first,
     }
     for route, ready in pages.items():
@@ -198,32 +178,34 @@ def test_the_dag_view_shows_a_three_step_workflow_with_the_right_states(
     problems.check()
 
 
-def test_the_workers_page_shows_live_metrics(
+def test_the_workers_page_shows_live_metrics_once_per_host(
     page: Page, cluster: Cluster, problems: Problems
 ) -> None:
     open_dashboard(page, cluster, "/workers")
+    # The server and both workers run on this machine: one host, its figures shown once.
+    host = page.locator("[data-host]")
+    expect(host).to_have_count(1, timeout=WAIT_MS)
+    expect(host).to_have_attribute("data-host", socket.gethostname())
+    expect(host).to_contain_text("the server")
+    for gauge in ("cpu", "ram", "disk"):
+        expect(host.locator(f'[data-gauge="{gauge}"]')).not_to_have_attribute("data-value", "")
+    expect(host.locator('[data-gauge="gpu"]')).to_contain_text("none")  # no GPU here
     for name in WORKERS:
-        card = page.locator(f'[data-worker-name="{name}"]')
+        card = host.locator(f'[data-worker-name="{name}"]')
         expect(card).to_be_visible(timeout=WAIT_MS)
         expect(card.locator(".badge")).to_have_text("alive")
-        for gauge in ("cpu", "ram", "disk"):
-            expect(card.locator(f'[data-gauge="{gauge}"]')).not_to_have_attribute(
-                "data-value", "", timeout=WAIT_MS
-            )
-        expect(card.locator('[data-gauge="gpu"]')).to_contain_text("none")  # no GPU here
-    host = page.get_by_test_id("server-host")
-    expect(host.locator('[data-gauge="cpu"]')).not_to_have_attribute("data-value", "")
+        expect(card.locator("[data-gauge]")).to_have_count(0)  # not repeated on each card
 
-    # Live: the CPU history of a worker grows as heartbeats arrive, without a reload.
-    line = page.locator(f'[data-worker-name="{WORKERS[0]}"] polyline[data-series="CPU"]')
-    expect(line).to_be_visible(timeout=WAIT_MS)
-    before = int(line.get_attribute("data-points") or 0)
+    # Live: the host's CPU history grows as samples arrive, without a reload.
+    selector = "[data-host] polyline[data-series='CPU']"
+    expect(page.locator(selector)).to_be_visible(timeout=WAIT_MS)
+    before = int(page.locator(selector).get_attribute("data-points") or 0)
     page.wait_for_function(
         """([selector, before]) => {
             const line = document.querySelector(selector);
             return line && Number(line.dataset.points) > before;
         }""",
-        arg=[f'[data-worker-name="{WORKERS[0]}"] polyline[data-series="CPU"]', before],
+        arg=[selector, before],
         timeout=WAIT_MS,
     )
     heartbeat = page.locator(f'[data-worker-name="{WORKERS[0]}"] time').first

@@ -4,13 +4,24 @@ import { h, s, replace, STATES, stateLabel, number } from "./dom.js";
 
 const PAD = { left: 44, right: 12, top: 10, bottom: 22 };
 
-function niceMax(value) {
-  if (!(value > 0)) return 1;
-  const exp = 10 ** Math.floor(Math.log10(value));
-  for (const step of [1, 2, 2.5, 5, 10]) {
-    if (step * exp >= value) return step * exp;
+/**
+ * Ticks for an axis from 0 to at least `max`: a step of 1, 2 or 5 times a power of ten, so that
+ * there are at most `most` steps; whole steps only when the values are counts (no half tasks).
+ * Returns {top, step}.
+ */
+export function niceTicks(max, { integer = false, most = 5 } = {}) {
+  const value = max > 0 ? max : 1;
+  const raw = value / most;
+  const exp = 10 ** Math.floor(Math.log10(raw));
+  let step = 10 * exp;
+  for (const m of [1, 2, 5]) {
+    if (m * exp >= raw) {
+      step = m * exp;
+      break;
+    }
   }
-  return 10 * exp;
+  if (integer) step = Math.max(1, Math.round(step));
+  return { top: Math.ceil(value / step - 1e-9) * step, step };
 }
 
 function shortNumber(v) {
@@ -23,7 +34,8 @@ function shortNumber(v) {
 /**
  * Draw a time-series chart into `container`.
  * series: [{name, color, points: [[timeMs, value], ...], format?}]
- * options: {yMax (fixed top, e.g. 100 for percents), spanMs (x range ending now), height, unit}
+ * options: {yMax (fixed top, e.g. 100 for percents), spanMs (x range ending now), height, unit,
+ *           integer (the values are counts: whole ticks only)}
  */
 export function lineChart(container, series, options = {}) {
   const width = Math.max(240, Math.floor(container.clientWidth || 600));
@@ -34,7 +46,8 @@ export function lineChart(container, series, options = {}) {
   const spanMs = Math.min(options.spanMs || 5 * 60 * 1000, Math.max(60 * 1000, now - firstT));
   const x0 = now - spanMs;
   const all = series.flatMap((line) => line.points.filter(([t]) => t >= x0).map(([, v]) => v)).filter((v) => v !== null && v !== undefined);
-  const top = options.yMax || niceMax(Math.max(...all, options.minMax || 1));
+  const ticks = options.yMax ? { top: options.yMax, step: options.yMax / 4 } : niceTicks(Math.max(...all, options.minMax || 1), { integer: Boolean(options.integer) });
+  const top = ticks.top;
   const innerW = width - PAD.left - PAD.right;
   const innerH = height - PAD.top - PAD.bottom;
   const x = (t) => PAD.left + ((t - x0) / spanMs) * innerW;
@@ -47,8 +60,9 @@ export function lineChart(container, series, options = {}) {
     role: "img",
     "aria-label": options.label || series.map((line) => line.name).join(", "),
   });
-  for (let i = 0; i <= 4; i += 1) {
-    const v = (top * i) / 4;
+  const steps = Math.round(top / ticks.step);
+  for (let i = 0; i <= steps; i += 1) {
+    const v = ticks.step * i;
     const yy = y(v);
     svg.append(
       s("line", { x1: PAD.left, x2: width - PAD.right, y1: yy, y2: yy, class: "grid" }),

@@ -1,8 +1,8 @@
 // A dependency graph drawn left to right (top to bottom on narrow screens): layers by longest
 // path from the roots, the order inside a layer by a few barycentre sweeps (fewer crossings),
-// edges as curves with arrows.
+// edges as curves with arrows. The tasks are HTML links placed over an SVG of the edges.
 
-import { s, stateLabel } from "./dom.js";
+import { h, s, stateLabel } from "./dom.js";
 
 const NODE_W = 168;
 const NODE_W_NARROW = 146;
@@ -61,13 +61,14 @@ function order(columns, parents, children) {
   }
 }
 
-function clip(text, max) {
-  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
-}
-
 /**
- * An <svg> of the graph. nodes: [{id, name, handler, state}], edges: [[dependency, dependent]].
- * options: {highlight: id, href: (node) => url, vertical: top to bottom instead of left to right}
+ * The graph as HTML: a list of the tasks (links when `href` is given), placed over an <svg> of the
+ * edges. The tasks are real links with real text, so that a keyboard reaches each one and a screen
+ * reader reads them in dependency order with what each waits for; the drawing of the edges is
+ * hidden from screen readers, which get the same facts from the list.
+ * nodes: [{id, name, handler, state}], edges: [[dependency, dependent]].
+ * options: {highlight: id, href: (node) => url, vertical: top to bottom instead of left to right,
+ *           current: the aria-current value of the highlighted task ("page" or "true")}
  */
 export function drawDag(nodes, edges, options = {}) {
   const { columns, parents, children } = layers(nodes, edges);
@@ -90,7 +91,7 @@ export function drawDag(nodes, edges, options = {}) {
   const rankSpan = MARGIN * 2 + (widest - 1) * stepRank + (vertical ? nodeW : NODE_H);
   const width = vertical ? rankSpan : layerSpan;
   const height = vertical ? layerSpan : rankSpan;
-  const svg = s("svg", { class: "dag", width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `Dependency graph of ${nodes.length} tasks` });
+  const svg = s("svg", { class: "dag-edges", width, height, viewBox: `0 0 ${width} ${height}`, "aria-hidden": "true", focusable: "false" });
   svg.append(
     s("defs", {}, s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" }, s("path", { d: "M 0 0 L 10 5 L 0 10 z", class: "arrow" }))),
   );
@@ -118,19 +119,37 @@ export function drawDag(nodes, edges, options = {}) {
     }
     svg.append(s("path", { d, class: `edge edge-${state}`, "marker-end": "url(#arrow)", "data-edge": `${from}>${to}` }));
   }
-  for (const node of nodes) {
-    const p = place.get(node.id);
-    const title = node.name || node.handler;
-    const group = s(
-      "g",
-      { class: `node state-node-${node.state}${node.id === options.highlight ? " highlight" : ""}`, "data-task-id": node.id, "data-state": node.state, "data-name": node.name || "", transform: `translate(${p.x} ${p.y})` },
-      s("title", {}, `${title} (${stateLabel(node.state)})\n${node.id}`),
-      s("rect", { width: nodeW, height: NODE_H, rx: 8 }),
-      s("rect", { class: "node-stripe", width: 6, height: NODE_H, rx: 3 }),
-      s("text", { x: 14, y: 18, class: "node-title" }, clip(title, vertical ? 18 : 22)),
-      s("text", { x: 14, y: 34, class: "node-sub" }, clip(`${stateLabel(node.state)} · ${node.handler}`, vertical ? 21 : 26)),
-    );
-    svg.append(options.href ? s("a", { href: options.href(node), "aria-label": title }, group) : group);
+  const titleOf = (node) => node.name || node.handler;
+  const list = h("ul", { class: "dag-nodes", "aria-label": `${nodes.length} tasks, in dependency order` });
+  for (const id of columns.flat()) {
+    const node = byId.get(id);
+    const p = place.get(id);
+    const title = titleOf(node);
+    const waits = parents.get(id).map((parent) => titleOf(byId.get(parent)));
+    const current = node.id === options.highlight;
+    const attrs = {
+      class: `node state-node-${node.state}${current ? " highlight" : ""}`,
+      "data-task-id": node.id,
+      "data-state": node.state,
+      "data-name": node.name || "",
+      title: `${title} (${stateLabel(node.state)})\n${node.id}`,
+      "aria-current": current ? options.current || "true" : null,
+    };
+    const content = [
+      h("span", { class: "node-title" }, title),
+      h("span", { class: "node-sub" }, `${stateLabel(node.state)} · ${node.handler}`),
+      waits.length ? h("span", { class: "sr-only" }, `, waits for ${waits.join(", ")}`) : null,
+    ];
+    const box = options.href ? h("a", { ...attrs, href: options.href(node) }, content) : h("div", attrs, content);
+    const item = h("li", {}, box);
+    item.style.left = `${p.x}px`;
+    item.style.top = `${p.y}px`;
+    box.style.width = `${nodeW}px`;
+    box.style.height = `${NODE_H}px`;
+    list.append(item);
   }
-  return svg;
+  const graph = h("div", { class: "dag", role: "group", "aria-label": `Dependency graph of ${nodes.length} tasks` }, svg, list);
+  graph.style.width = `${width}px`;
+  graph.style.height = `${height}px`;
+  return graph;
 }

@@ -26,8 +26,9 @@ function modal(build) {
   });
 }
 
-/** Ask before acting. `danger` colours the confirming button red. */
-export function confirmAction({ title, message, confirm = "Confirm", danger = false }) {
+/** Ask before acting. `danger` colours the confirming button red; `extra` (nodes) goes under the
+ * message: controls the caller reads once the promise resolves to true. */
+export function confirmAction({ title, message, confirm = "Confirm", danger = false, extra = null }) {
   return modal({
     cancelValue: false,
     render: (finish) =>
@@ -44,6 +45,7 @@ export function confirmAction({ title, message, confirm = "Confirm", danger = fa
         },
         h("h2", {}, title),
         h("p", {}, message),
+        extra,
         h(
           "div",
           { class: "modal-actions" },

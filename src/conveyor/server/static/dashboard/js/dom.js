@@ -149,3 +149,15 @@ export function keyValues(rows) {
 export function empty(text) {
   return h("p", { class: "empty" }, text);
 }
+
+/** Run `render` (which rebuilds `container`) without losing the keyboard's place: the element
+ * that had focus, found again by its `data-focus-key`, gets it back. */
+export function keepFocus(container, render) {
+  const active = document.activeElement;
+  const key = active && container.contains(active) ? active.dataset.focusKey : null;
+  render();
+  if (key) {
+    const again = [...container.querySelectorAll("[data-focus-key]")].find((el) => el.dataset.focusKey === key);
+    if (again) again.focus();
+  }
+}

@@ -1,9 +1,11 @@
 // The dashboard's shell: hash routes (#/tasks, #/task/ID, ...) and the live-update loop. Each page
 // module exports mount(root, route) -> {refresh}; the shell calls refresh() at once and then every
 // POLL_MS while the tab is visible, one call at a time, and shows whether the server answers.
+// Each poll also reads what is paused, for the banner under the top bar.
 
 import { askToken } from "./dialogs.js";
 import { setToken, token } from "./api.js";
+import { loadPauses, renderBanner } from "./controls.js";
 import { h, replace } from "./dom.js";
 import overview from "./pages/overview.js";
 import tasks from "./pages/tasks.js";
@@ -12,9 +14,11 @@ import workflows from "./pages/workflows.js";
 import workflow from "./pages/workflow.js";
 import workers from "./pages/workers.js";
 import submit from "./pages/submit.js";
+import failed from "./pages/failed.js";
+import schedules from "./pages/schedules.js";
 
 const POLL_MS = 1500;
-const PAGES = { "": overview, tasks, task, workflows, workflow, workers, submit };
+const PAGES = { "": overview, tasks, task, workflows, workflow, workers, submit, failed, schedules };
 const NAV = { "": "overview", task: "tasks", workflow: "workflows" };
 
 let current = null;
@@ -42,13 +46,26 @@ async function refresh() {
   const mine = generation;
   busy = true;
   try {
-    await current.refresh();
+    await Promise.all([current.refresh(), refreshBanner()]);
     if (mine === generation) setLive(true);
   } catch (error) {
     if (mine === generation) setLive(false, error.message || String(error));
   } finally {
     busy = false;
   }
+}
+
+let bannerJson = "";
+
+async function refreshBanner() {
+  const pauses = await loadPauses();
+  const json = JSON.stringify(pauses);
+  if (json === bannerJson) return;
+  bannerJson = json;
+  renderBanner(document.getElementById("pause-banner"), pauses, () => {
+    bannerJson = "";
+    refresh();
+  });
 }
 
 function schedule() {

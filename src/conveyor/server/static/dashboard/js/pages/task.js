@@ -5,7 +5,7 @@ import { get, post, del, ApiError } from "../api.js";
 import { confirmAction, toast } from "../dialogs.js";
 import { drawDag } from "../dag.js";
 import {
-  h, s, replace, badge, section, keyValues, pretty, fullTime, time, duration, between, parseTime,
+  h, replace, badge, section, keyValues, pretty, fullTime, time, duration, between, parseTime,
   taskTitle, CANCELLABLE, RETRYABLE, empty, stateLabel,
 } from "../dom.js";
 
@@ -47,7 +47,7 @@ export default function mount(root, route) {
     if (graphJson !== lastGraph) {
       lastGraph = graphJson;
       if (lineage.nodes.length > 1) {
-        replace(graph, drawDag(lineage.nodes, lineage.edges, { highlight: id, href: (n) => `#/task/${n.id}`, vertical: narrow(graph) }), lineage.truncated ? h("p", { class: "hint" }, "More tasks lie beyond; open the workflow to see them all.") : null);
+        replace(graph, drawDag(lineage.nodes, lineage.edges, { highlight: id, current: "page", href: (n) => `#/task/${n.id}`, vertical: narrow(graph) }), lineage.truncated ? h("p", { class: "hint" }, "More tasks lie beyond; open the workflow to see them all.") : null);
       } else {
         replace(graph, empty("No dependencies and no dependents."));
       }
@@ -111,7 +111,7 @@ export default function mount(root, route) {
             ["timeout", task.timeout_s ? duration(task.timeout_s) : null],
             ["retries", `${task.retries_used} used of ${task.max_retries}`],
             ["resources", Object.keys(task.resources).length ? Object.entries(task.resources).map(([k, v]) => `${k}=${v}`).join(", ") : null],
-            ["labels", Object.keys(task.labels).length ? Object.entries(task.labels).map(([k, v]) => h("span", { class: "chip" }, `${k}: ${v}`)) : null],
+            ["labels", Object.keys(task.labels).length ? Object.entries(task.labels).map(([k, v]) => h("a", { class: "chip", href: `#/tasks?label=${encodeURIComponent(`${k}=${v}`)}` }, `${k}=${v}`)) : null],
             ["key", task.key ? h("code", {}, task.key) : null],
             ["start after", task.run_at ? fullTime(task.run_at) : null],
           ]),
@@ -123,7 +123,8 @@ export default function mount(root, route) {
             ["started", task.started_at ? fullTime(task.started_at) : null],
             ["finished", task.finished_at ? fullTime(task.finished_at) : null],
             ["waited", duration(between(task.created_at, task.started_at))],
-            ["ran for", duration(between(task.started_at, task.finished_at || (task.state === "running" ? new Date().toISOString() : null)))],
+            ["ran for", task.attempt_log.length > 1 ? `${duration(runSeconds(task))} in ${task.attempt_log.length} attempts` : duration(runSeconds(task))],
+            ["first start to end", task.attempt_log.length > 1 && task.finished_at ? h("span", { title: "Retries' waits included" }, duration(between(task.started_at, task.finished_at))) : undefined],
             ["attempts", String(task.attempts)],
             ["worker", workerOf(task) ? h("a", { href: "#/workers", class: "mono" }, workerOf(task)) : null],
             ["lease until", task.lease_expires_at ? fullTime(task.lease_expires_at) : null],
@@ -146,33 +147,53 @@ function workerOf(task) {
 
 const OUTCOME_STATE = { running: "running", succeeded: "succeeded", failed: "failed", timed_out: "timed_out", cancelled: "cancelled", crashed: "failed", lost: "pending", handed_back: "pending" };
 
+/** Attempts on one time axis, in HTML (text at the page's size on any screen): a row per
+ * attempt, its bar placed and sized in percent of the span from the first start to the last end. */
 function timeline(attempts) {
   const now = Date.now();
   const starts = attempts.map((a) => parseTime(a.started_at));
   const ends = attempts.map((a) => parseTime(a.finished_at) ?? now);
   const t0 = Math.min(...starts);
   const t1 = Math.max(...ends, t0 + 1);
-  const width = 640;
-  const row = 22;
-  const left = 40;
-  const height = attempts.length * row + 24;
-  const x = (t) => left + ((t - t0) / (t1 - t0)) * (width - left - 8);
-  const svg = s("svg", { class: "timeline", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "Attempts over time" });
-  attempts.forEach((a, i) => {
-    const state = OUTCOME_STATE[a.outcome || "running"] || "failed";
-    const y = i * row + 4;
-    const x1 = x(starts[i]);
-    const w = Math.max(3, x(ends[i]) - x1);
-    svg.append(
-      s("text", { x: 0, y: y + 13, class: "axis" }, `#${a.number}`),
-      s("rect", { x: x1, y, width: w, height: row - 8, rx: 3, class: `state-fill-${state}` }, s("title", {}, `attempt ${a.number}: ${a.outcome || "running"}, ${duration((ends[i] - starts[i]) / 1000)}`)),
-    );
-  });
-  svg.append(
-    s("text", { x: left, y: height - 4, class: "axis" }, new Date(t0).toLocaleTimeString()),
-    s("text", { x: width - 8, y: height - 4, class: "axis", "text-anchor": "end" }, `${duration((t1 - t0) / 1000)} later`),
+  const at = (t) => (100 * (t - t0)) / (t1 - t0);
+  return h(
+    "div",
+    { class: "timeline", "data-testid": "timeline" },
+    h(
+      "ol",
+      { class: "timeline-rows", "aria-label": "Attempts over time" },
+      attempts.map((a, i) => {
+        const outcome = a.outcome || "running";
+        const state = OUTCOME_STATE[outcome] || "failed";
+        const bar = h("span", { class: `timeline-bar state-bg-${state}`, title: `attempt ${a.number}: ${outcome.replace("_", " ")}, ${duration((ends[i] - starts[i]) / 1000)}` });
+        bar.style.left = `${at(starts[i])}%`;
+        bar.style.width = `max(3px, ${at(ends[i]) - at(starts[i])}%)`;
+        return h(
+          "li",
+          { class: "timeline-row" },
+          h("span", { class: "timeline-label" }, `#${a.number}`),
+          h("span", { class: "timeline-track" }, bar),
+          h("span", { class: "sr-only" }, `${outcome.replace("_", " ")}, ${duration((ends[i] - starts[i]) / 1000)}`),
+        );
+      }),
+    ),
+    h("div", { class: "timeline-axis" }, h("span", {}, new Date(t0).toLocaleTimeString()), h("span", {}, `${duration((t1 - t0) / 1000)} later`)),
   );
-  return h("div", { class: "timeline-wrap" }, svg);
+}
+
+/** Seconds spent running: the attempts' own durations added up (not the waits between them). */
+function runSeconds(task) {
+  const now = new Date().toISOString();
+  let total = 0;
+  let counted = 0;
+  for (const a of task.attempt_log) {
+    const took = between(a.started_at, a.finished_at || (a.outcome ? null : now));
+    if (took !== null) {
+      total += took;
+      counted += 1;
+    }
+  }
+  return counted ? total : null;
 }
 
 function attemptList(attempts) {

@@ -11,6 +11,7 @@ const FIELDS = ["state", "queue", "handler", "label", "q"];
 
 export default function mount(root, route) {
   const filters = Object.fromEntries(FIELDS.map((f) => [f, route.params.get(f) || ""]));
+  filters.label = shownLabel(filters.label);
   let cursors = [null];
   let lastJson = "";
   let nextCursor = null;
@@ -34,7 +35,7 @@ export default function mount(root, route) {
     h("label", {}, h("span", {}, "State"), stateSelect),
     h("label", {}, h("span", {}, "Queue"), input("queue", { list: "queue-options", placeholder: "any", "aria-label": "Queue" })),
     h("label", {}, h("span", {}, "Handler"), input("handler", { placeholder: "any", "aria-label": "Handler" })),
-    h("label", {}, h("span", {}, "Label"), input("label", { placeholder: "key:value", pattern: "[^:]+:.*", "aria-label": "Label" })),
+    h("label", {}, h("span", {}, "Label"), input("label", { placeholder: "key=value", pattern: "[^=:]+[=:].*", "aria-label": "Label", title: "key=value, as in the submit form and the CLI" })),
     h("label", { class: "grow" }, h("span", {}, "Search"), input("q", { type: "search", placeholder: "name or id", "aria-label": "Search by name or id" })),
     queueList,
   );
@@ -73,7 +74,7 @@ export default function mount(root, route) {
       state: filters.state || null,
       queue: filters.queue || null,
       handler: filters.handler || null,
-      label: /^[^:]+:/.test(filters.label) ? filters.label : null,
+      label: apiLabel(filters.label),
       limit: PAGE_SIZE,
       cursor,
     };
@@ -110,7 +111,7 @@ export default function mount(root, route) {
       h(
         "table",
         { class: "table tasks" },
-        h("thead", {}, h("tr", {}, h("th", {}, "task"), h("th", {}, "state"), h("th", { class: "hide-sm" }, "handler"), h("th", { class: "hide-sm" }, "queue"), h("th", { class: "num hide-sm" }, "attempts"), h("th", {}, "created"), h("th", { class: "num" }, "took"))),
+        h("thead", {}, h("tr", {}, h("th", {}, "task"), h("th", {}, "state"), h("th", { class: "hide-sm" }, "handler"), h("th", { class: "hide-sm" }, "queue"), h("th", { class: "num hide-sm" }, "attempts"), h("th", {}, "created"), h("th", { class: "num", title: "From its first start to its end, waits between retries included" }, "took"))),
         h(
           "tbody",
           {},
@@ -133,6 +134,19 @@ export default function mount(root, route) {
   }
 
   return { refresh };
+}
+
+/** A label filter as the page shows it: `key=value`, as the submit form and the CLI write labels
+ * (`key:value`, the API's form, is accepted too, from old links). */
+export function shownLabel(text) {
+  const match = /^([^=:]+)[=:](.*)$/.exec(text || "");
+  return match ? `${match[1].trim()}=${match[2].trim()}` : text || "";
+}
+
+/** The same filter as the API's `label` parameter wants it: `key:value`; null until complete. */
+export function apiLabel(text) {
+  const match = /^([^=:]+)[=:](.*)$/.exec(text || "");
+  return match && match[1].trim() ? `${match[1].trim()}:${match[2].trim()}` : null;
 }
 
 function debounce(fn, ms) {
