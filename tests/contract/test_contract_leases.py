@@ -679,3 +679,25 @@ def test_every_attempt_is_recorded_with_times_worker_outcome_error_and_output(h)
     assert got.result == [1, 2]
     assert got.retries_used == 1
     assert got.attempts == 3
+
+
+def test_an_attempt_never_starts_before_the_previous_one_ended(h):
+    # On PostgreSQL a lease reads its clock before its query locks the rows it leases: another
+    # server may end the previous attempt (a lease expired) in between, with a later clock. The
+    # new attempt must not start (nor its lease run out) before that end: here the lease's
+    # clock is set back to before the expiry, as that race leaves it.
+    task = h.submit()
+    w1 = h.worker("w1")
+    h.lease_one(w1)
+    h.clock.advance(h.engine.settings.lease_s + 1)
+    h.engine.expire_leases()
+    (first,) = h.engine.attempts(task.id)
+    assert first.finished_at is not None
+    w2 = h.worker("w2")
+    h.clock.set(first.finished_at - timedelta(seconds=1))
+
+    lease = h.lease_one(w2)
+
+    second = h.engine.attempts(task.id)[1]
+    assert second.started_at >= first.finished_at
+    assert lease.lease_expires_at >= first.finished_at + timedelta(seconds=h.engine.settings.lease_s)

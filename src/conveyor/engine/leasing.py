@@ -54,6 +54,9 @@ def grant_leases(
     if not queues:
         return [], []
     chosen = _choose(tx, queues, max_tasks, free)
+    # On PostgreSQL `now` was read before the query above locked these rows: another server
+    # may have ended their previous attempt in between, at a later time. Not before that end.
+    now = max([now, *(task.updated_at for task in chosen)])
     expires = now + timedelta(seconds=lease_s)
     for task in chosen:
         move(task, TaskState.RUNNING, now)
