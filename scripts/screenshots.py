@@ -4,7 +4,8 @@
 
 Starts a server and two workers on a temporary database (conveyor.testing.Cluster), gives them
 a workload (a job file, two labelled workflows, waves of small tasks, a few failures, a long
-task), then photographs every page at laptop size and two at phone size with Debian's Chromium
+task, schedules, a paused queue), then photographs every page at laptop size, three at phone
+size and two in the dark colour scheme with Debian's Chromium
 (/usr/bin/chromium; scripts/ensure-chromium.sh installs it). Takes about a minute. Not part of
 the test suite.
 """
@@ -71,9 +72,25 @@ def workload(client: Client) -> dict[str, str]:
     )  # fmt: skip
 
     client.submit("echo", "later", name="reindex", queue="nightly")  # no worker serves it
+    client.pause_queue("nightly")  # the banner and the queue table show it
     client.submit("echo", "tomorrow", name="send-digest", delay_s=3600)
     doomed = client.submit("sleep", 5, name="resize-banner", queue="images", priority=5)
     client.cancel(doomed.id)
+
+    # Schedules: two that fire, one paused, one that cannot fire (its dependency was deleted).
+    client.add_schedule("hourly-report", "0 * * * *", TaskSpec(handler="echo", args=["report"]))
+    client.add_schedule(
+        "cleanup", "30 2 * * *", TaskSpec(handler="echo", args=["tmp"]), timezone="Europe/Paris"
+    )
+    client.pause_schedule("cleanup")
+    seed = client.submit("echo", "seed", name="inventory-seed", queue="nightly")
+    client.add_schedule(
+        "sync-inventory",
+        "* * * * * */5",
+        TaskSpec(handler="echo", args=["sync"], depends_on=[seed.id]),
+    )
+    client.cancel(seed.id)
+    client.delete(seed.id)
     return {"join": join.id, "train": train.id, "validate": validate.id, "extract": extract.id}
 
 
@@ -140,17 +157,24 @@ def main() -> None:
             base = cluster.url + "/#"
             pages = [
                 ("overview", "/", ".state-card"),
-                ("tasks", "/tasks", "tr[data-task-id]"),
+                ("tasks", "/tasks?label=workflow=nightly-etl", "tr[data-task-id]"),
                 ("task", f"/task/{ids['join']}", ".dag .node"),
                 ("task-failed", f"/task/{ids['validate']}", "[data-testid=task-error]"),
                 ("workflows", "/workflows", "[data-workflow-id]"),
                 ("workflow", f"/workflow/{ids['train']}", ".dag .node"),
-                ("workers", "/workers", "[data-worker-name] polyline"),
+                ("workers", "/workers", "[data-host] polyline"),
+                ("failed", "/failed", "[data-testid=failure-groups] article"),
+                ("schedules", "/schedules", "[data-testid=schedule-error]"),
                 ("submit", "/submit", "[data-testid=submit-task]"),
             ]
             phone = [
                 ("overview-phone", "/", ".state-card"),
+                ("task-phone", f"/task/{ids['validate']}", "[data-testid=timeline]"),
                 ("workflow-phone", f"/workflow/{ids['extract']}", ".dag .node"),
+            ]
+            dark = [
+                ("overview-dark", "/", ".state-card"),
+                ("task-dark", f"/task/{ids['join']}", ".dag .node"),
             ]
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -160,6 +184,9 @@ def main() -> None:
                 small = browser.new_page(viewport=PHONE, device_scale_factor=2, is_mobile=True)
                 for name, route, ready in phone:
                     shoot(small, base + route, options.out / f"{name}.png", ready)
+                night = browser.new_page(viewport=LAPTOP, color_scheme="dark")
+                for name, route, ready in dark:
+                    shoot(night, base + route, options.out / f"{name}.png", ready)
                 browser.close()
         finally:
             cluster.stop()
