@@ -336,11 +336,23 @@ def test_prefetch_runs_everything_in_burst_mode(
     assert [client.result(t.id).result for t in tasks] == list(range(30))
 
 
-def test_a_refused_handler_fails_the_task_with_the_reason(
+def test_a_task_whose_handler_the_worker_refuses_waits_for_one_that_runs_it(
     client: Client, start_worker: Callable[..., RunningWorker]
 ) -> None:
     task = client.submit(f"{TASKS}:getpid")
     assert start_worker(burst=True, policy=HandlerPolicy()).join() == 0
+    waiting = client.get(task.id)
+    assert (waiting.state, waiting.attempts) == (TaskState.QUEUED, 0)
+    assert start_worker(burst=True, policy=HandlerPolicy(allow_modules=("tests",))).join() == 0
+    assert client.result(task.id).state is TaskState.SUCCEEDED
+
+
+def test_a_refused_handler_fails_the_task_with_the_reason(
+    client: Client, start_worker: Callable[..., RunningWorker]
+) -> None:
+    # A worker that does not advertise what it runs (as embedded mode's) is offered anything.
+    task = client.submit(f"{TASKS}:getpid")
+    assert start_worker(burst=True, policy=HandlerPolicy(), advertise=False).join() == 0
     outcome = client.result(task.id)
     assert outcome.state is TaskState.FAILED
     assert "--allow-module tests" in (outcome.error or "")

@@ -41,8 +41,8 @@ def task_json(task_id: str = "t1", **fields: Any) -> dict[str, Any]:
         "id": task_id, "name": None, "handler": "echo", "args": [], "kwargs": {},
         "queue": "default", "priority": 0, "state": "queued", "reason": None, "depends_on": [],
         "run_at": None, "timeout_s": None, "max_retries": 0, "retries_used": 0, "attempts": 0,
-        "resources": {}, "key": None, "labels": {}, "result": None, "error": None,
-        "worker_id": None, "lease_expires_at": None, "created_at": NOW, "updated_at": NOW,
+        "resources": {}, "key": None, "labels": {}, "require": {}, "prefer": {}, "result": None,
+        "error": None, "worker_id": None, "lease_expires_at": None, "created_at": NOW, "updated_at": NOW,
         "started_at": None, "finished_at": None, **fields,
     }  # fmt: skip
 

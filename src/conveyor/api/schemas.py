@@ -14,6 +14,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from conveyor.core.bulk import BulkAction, BulkState
+from conveyor.core.capabilities import Capabilities
 from conveyor.core.limits import MAX_ARGS_BYTES, MAX_RESULT_BYTES, check_json
 from conveyor.core.models import Assignment, Attempt, Task, Worker
 from conveyor.core.spec import (
@@ -21,6 +22,7 @@ from conveyor.core.spec import (
     QUEUE_PATTERN,
     WHOLE,
     Number,
+    PlacementLabels,
     ResourceMap,
     TaskSpec,
     Timestamp,
@@ -98,6 +100,8 @@ class TaskOut(Response):
     resources: dict[str, float]
     key: str | None
     labels: dict[str, str]
+    require: dict[str, str] = Field(default_factory=dict)
+    prefer: dict[str, str] = Field(default_factory=dict)
     result: JSON
     error: str | None
     worker_id: str | None
@@ -114,7 +118,8 @@ class TaskOut(Response):
             priority=t.priority, state=t.state, reason=t.reason, depends_on=t.depends_on,
             run_at=t.not_before, timeout_s=t.timeout_s, max_retries=t.max_retries,
             retries_used=t.retries_used, attempts=t.attempts, resources=t.resources, key=t.key,
-            labels=t.labels, result=t.result, error=t.error, worker_id=t.worker_id,
+            labels=t.labels, require=t.require, prefer=t.prefer, result=t.result, error=t.error,
+            worker_id=t.worker_id,
             lease_expires_at=t.lease_expires_at, created_at=t.created_at,
             updated_at=t.updated_at, started_at=t.started_at, finished_at=t.finished_at,
         )  # fmt: skip
@@ -181,6 +186,13 @@ class RegisterIn(Request):
         default_factory=lambda: ["default"]
     )
     resources: ResourceMap = Field(default_factory=dict)
+    capabilities: Capabilities | None = Field(
+        default=None,
+        description="What it runs; null: it does not say, and is offered tasks of any handler.",
+    )
+    labels: PlacementLabels = Field(
+        default_factory=dict, description="Its labels (`zone: eu`), for tasks' `require`/`prefer`."
+    )
 
 
 class RegisterOut(Response):
@@ -344,6 +356,10 @@ class WorkerOut(Response):
         default=False,
         description="Told to stop: to hand back its running tasks and exit (state draining).",
     )
+    capabilities: Capabilities | None = Field(
+        default=None, description="What it runs, as it advertised; null: it did not say."
+    )
+    labels: dict[str, str] = Field(default_factory=dict)
 
     @classmethod
     def of(cls, w: Worker, running: list[str] | None = None) -> WorkerOut:
@@ -351,7 +367,8 @@ class WorkerOut(Response):
             id=w.id, name=w.name, host=w.host, pid=w.pid, concurrency=w.concurrency,
             queues=w.queues, resources=w.resources, state=w.state.value,
             registered_at=w.registered_at, last_seen_at=w.last_seen_at, metrics=w.metrics,
-            running=running or [], hand_back=w.hand_back,
+            running=running or [], hand_back=w.hand_back, capabilities=w.capabilities,
+            labels=w.labels,
         )  # fmt: skip
 
 

@@ -33,6 +33,8 @@ class SpecOptions(TypedDict, total=False):
     resources: Mapping[str, float]
     key: str | None
     labels: Mapping[str, str]
+    require: Mapping[str, str]
+    prefer: Mapping[str, str]
 
 
 Submittable: TypeAlias = str | Callable[..., Any] | TaskSpec

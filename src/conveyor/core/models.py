@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from conveyor.core.capabilities import Capabilities
 from conveyor.core.spec import RetryPolicy
 from conveyor.core.states import Outcome, Reason, TaskState
 from conveyor.core.types import JSON, TaskId, WorkerId
@@ -48,6 +49,8 @@ class Task:
     started_at: datetime | None = None  # first lease
     finished_at: datetime | None = None
     has_refs: bool = False  # args/kwargs hold {"$result": ...} references to resolve at lease time
+    require: dict[str, str] = field(default_factory=dict)  # worker labels it must run on
+    prefer: dict[str, str] = field(default_factory=dict)  # worker labels it goes to first
 
     @property
     def token(self) -> int:
@@ -103,6 +106,11 @@ class Worker:
     hand_back: bool = False
     """Told to hand back its running tasks now and exit (`conveyor workers stop`), rather than
     finish them as a drain does; its state is draining."""
+    capabilities: Capabilities | None = None
+    """What it runs, as it advertised (conveyor.core.capabilities); None: it did not say, and
+    is offered any handler."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """The operator's labels (`zone=eu`), which tasks may require or prefer."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,8 @@ MAX_LABELS = 100
 MAX_LABEL_LENGTH = 200
 """Label keys and values alike."""
 MAX_RESOURCES = 64
+PLACEMENT_LABEL_PATTERN = r"^[A-Za-z0-9_.:/\-]{1,100}$"
+MAX_PLACEMENT_LABELS = 20
 
 
 # ---- wire types: what the JSON schema says is exactly what validation accepts -----------------
@@ -112,6 +114,17 @@ ResourceMap = Annotated[
 """Resources by name (`cpu`, `gpu`, `memory_mb`), each an amount."""
 
 
+PlacementLabels = Annotated[
+    dict[
+        Annotated[str, Field(pattern=PLACEMENT_LABEL_PATTERN)],
+        Annotated[str, Field(max_length=MAX_LABEL_LENGTH), TEXT],
+    ],
+    Field(max_length=MAX_PLACEMENT_LABELS),
+    _KeysByPattern(),
+]
+"""Worker labels (`zone: eu`) a task requires or prefers, and a worker's own labels."""
+
+
 def _one_start_time_schema(schema: dict[str, Any]) -> None:
     """JSON schema: `run_at` and `delay_s` are not both given (null counts as not given)."""
     schema["not"] = {
@@ -170,6 +183,16 @@ class TaskSpec(BaseModel):
         Field(max_length=MAX_LABELS),
         _KeysByPattern(),
     ] = Field(default_factory=dict)
+    require: PlacementLabels = Field(
+        default_factory=dict,
+        description="Labels a worker must have to run it (`conveyor worker --label zone=eu`); "
+        "it waits for such a worker.",
+    )
+    prefer: PlacementLabels = Field(
+        default_factory=dict,
+        description="Labels of the workers it goes to first: a worker without them takes it "
+        "only while every live worker with them is busy (or there is none).",
+    )
 
     @field_validator("args", "kwargs")
     @classmethod
@@ -205,6 +228,20 @@ class TaskSpec(BaseModel):
     @classmethod
     def _distinct_dependencies(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))
+
+    @field_validator("prefer")
+    @classmethod
+    def _prefer_agrees_with_require(
+        cls, value: dict[str, str], info: ValidationInfo
+    ) -> dict[str, str]:
+        require = info.data.get("require") or {}
+        clash = sorted(k for k, v in value.items() if k in require and require[k] != v)
+        if clash:
+            raise ValueError(
+                f"prefers {clash[0]}={value[clash[0]]!r} but requires "
+                f"{clash[0]}={require[clash[0]]!r}: no worker has both"
+            )
+        return value
 
     @field_validator("delay_s")
     @classmethod

@@ -143,6 +143,7 @@ class EmbeddedRun:
             queues=tuple(queues),
             resources=self.advertised,
             policy=self.setup.policy,
+            advertise=False,  # the only worker: what it cannot run fails, no other will come
             # The script runs its own code: its tasks see what it sees (docs/security.md).
             inherit_environment=True,
         )
@@ -195,7 +196,9 @@ class EmbeddedRun:
             return None  # a start time or a backoff is ahead
         unserved = False
         for task in self._each_queued():
-            if fits(task.resources, self.advertised):
+            # Its one worker has no labels: a job that requires some is stuck, as one that
+            # needs more than the scheduler has.
+            if fits(task.resources, self.advertised) and not task.require:
                 if task.queue in queues:
                     return None  # the worker will lease it
                 unserved = True

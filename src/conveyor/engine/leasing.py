@@ -15,6 +15,7 @@ from conveyor.core.transitions import move
 from conveyor.core.types import JSON
 from conveyor.engine.events import Changes
 from conveyor.engine.finishing import Ending
+from conveyor.engine.placement import Placement
 from conveyor.store.base import StoreTx
 
 MAX_SCAN = 1024
@@ -53,7 +54,7 @@ def grant_leases(
     queues = leasable(queues, tx.pauses_for_lease(), now)
     if not queues:
         return [], []
-    chosen = _choose(tx, queues, max_tasks, free)
+    chosen = _choose(tx, queues, max_tasks, free, Placement(tx, worker))
     # On PostgreSQL `now` was read before the query above locked these rows: another server
     # may have ended their previous attempt in between, at a later time. Not before that end.
     now = max([now, *(task.updated_at for task in chosen)])
@@ -104,9 +105,14 @@ def grant_leases(
 
 
 def _choose(
-    tx: StoreTx, queues: Sequence[str], max_tasks: int, free: Mapping[str, float] | None
+    tx: StoreTx,
+    queues: Sequence[str],
+    max_tasks: int,
+    free: Mapping[str, float] | None,
+    placement: Placement,
 ) -> list[Task]:
-    """The first `max_tasks` ready tasks, in lease order, that fit `free`.
+    """The first `max_tasks` ready tasks, in lease order, that the worker can run (`placement`:
+    the query leaves out those it cannot) and that fit `free`.
 
     Reads `max_tasks` rows per queue first: most tasks fit, and every row read is decoded, which
     was most of a lease's cost when it read four times what it leased. Only when tasks the worker
@@ -114,20 +120,27 @@ def _choose(
     so that a crowd of GPU tasks does not hide CPU work.
     """
     page = max_tasks
-    pages: dict[str, list[Task]] = {q: tx.queued_candidates(q, page) for q in queues}
+    runnable = placement.runnable
+    pages: dict[str, list[Task]] = {
+        q: tx.queued_candidates(q, page, runnable=runnable) for q in queues
+    }
     more = {q for q, tasks in pages.items() if len(tasks) == page}
-    chosen = select_for_lease(merge_in_order(pages.values()), max_tasks, free)
+    chosen = select_for_lease(placement.eligible(merge_in_order(pages.values())), max_tasks, free)
     scanned = page
     page = max(4 * max_tasks, 16)
     while len(chosen) < max_tasks and more and scanned < MAX_SCAN:
         for queue in list(more):
             last = pages[queue][-1]
-            read = tx.queued_candidates(queue, page, after=(last.priority, last.seq))
+            read = tx.queued_candidates(
+                queue, page, after=(last.priority, last.seq), runnable=runnable
+            )
             pages[queue] += read
             if len(read) < page:
                 more.discard(queue)
         scanned += page
-        chosen = select_for_lease(merge_in_order(pages.values()), max_tasks, free)
+        chosen = select_for_lease(
+            placement.eligible(merge_in_order(pages.values())), max_tasks, free
+        )
     return chosen
 
 

@@ -120,6 +120,8 @@ def _new_task(
         key=spec.key,
         labels=dict(spec.labels),
         has_refs=p.has_refs,
+        require=dict(spec.require),
+        prefer=dict(spec.prefer),
     )
     if failed_parent is not None:
         move(task, TaskState.FAILED, now)

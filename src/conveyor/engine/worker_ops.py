@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
+from conveyor.core.capabilities import Capabilities
 from conveyor.core.models import Task, Worker, WorkerState
 from conveyor.core.scheduling import holds_lease, lease_over
 from conveyor.core.states import (
@@ -38,7 +39,11 @@ class WorkerOperations(EngineCore):
         concurrency: int,
         queues: Sequence[str] = ("default",),
         resources: Mapping[str, float] | None = None,
+        capabilities: Capabilities | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> Worker:
+        """Register a worker. `capabilities` says what it runs and `labels` what the operator
+        tagged it with (conveyor.core.capabilities): a lease gives it only tasks it can run."""
         if concurrency < 1:
             raise InvalidSpecError("must be at least 1", field="concurrency")
         if not queues:
@@ -55,6 +60,8 @@ class WorkerOperations(EngineCore):
             state=WorkerState.ALIVE,
             registered_at=now,
             last_seen_at=now,
+            capabilities=capabilities,
+            labels=dict(labels or {}),
         )
         with self.store.transaction() as tx:
             tx.insert_worker(worker)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from types import FunctionType, MappingProxyType, MethodType, ModuleType
 from typing import cast
 
+from conveyor.core.capabilities import Capabilities
 from conveyor.core.types import JSON
 from conveyor.errors import HandlerError
 from conveyor.handlers import builtin, files, folders, http, shell
@@ -150,6 +151,26 @@ def check_handler(name: str, policy: HandlerPolicy) -> None:
             f"handler {name!r} works on files inside a root directory; "
             "start the worker with --files-root DIR to allow it"
         )
+
+
+def advertised(policy: HandlerPolicy) -> Capabilities:
+    """What a worker with `policy` runs, as it tells the server at registration: the built-ins
+    check_handler lets through, the module prefixes, the allowances. The server then leases it
+    only tasks it runs (conveyor.core.capabilities)."""
+    runs: list[str] = []
+    for name in BUILTIN_HANDLERS:
+        try:
+            check_handler(name, policy)
+        except HandlerError:
+            continue
+        runs.append(name)
+    return Capabilities(
+        handlers=tuple(runs),
+        modules=policy.allow_modules,
+        shell=policy.allow_shell,
+        files=policy.files_root is not None,
+        networks=policy.allow_networks,
+    )
 
 
 def resolve_handler(name: str, policy: HandlerPolicy) -> Callable[..., JSON]:

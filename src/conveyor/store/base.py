@@ -9,14 +9,15 @@ servers can lease concurrently without waiting on each other.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
 from conveyor.core.bulk import BulkAction, BulkState
+from conveyor.core.capabilities import Capabilities
 from conveyor.core.models import Attempt, Task, Worker
 from conveyor.core.pauses import Pause, PauseScope
 from conveyor.core.schedules import Schedule
@@ -120,6 +121,27 @@ class Failure:
 
 
 @dataclass(frozen=True, slots=True)
+class RunnableBy:
+    """What a worker runs, for a candidate query to leave out the tasks it cannot
+    (store/placement_sql.py): their handler is not one it runs, or they require a label it
+    lacks. `capabilities=None` (it did not say): any handler."""
+
+    capabilities: Capabilities | None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingShape:
+    """Waiting (pending or queued) tasks alike in what a worker needs to take them."""
+
+    queue: str
+    handler: str
+    resources: dict[str, float]
+    require: dict[str, str]
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class StateCount:
     state: TaskState
     queue: str
@@ -163,10 +185,29 @@ class StoreTx(Protocol):
         ...
 
     def queued_candidates(
-        self, queue: str, limit: int, *, after: tuple[int, int] | None = None
+        self,
+        queue: str,
+        limit: int,
+        *,
+        after: tuple[int, int] | None = None,
+        runnable: RunnableBy | None = None,
     ) -> list[Task]:
         """Locked queued tasks of `queue` in lease order (priority desc, seq), skipping locked rows;
-        with `after=(priority, seq)`, only those that come after that position."""
+        with `after=(priority, seq)`, only those that come after that position; with
+        `runnable`, only those that worker can run (core.capabilities.runs)."""
+        ...
+
+    def running_counts(self) -> dict[WorkerId, int]:
+        """How many running tasks each worker holds a lease on (workers with none left out)."""
+        ...
+
+    def queued_ahead(self, queue: str, priority: int, seq: int, cap: int) -> int:
+        """How many queued tasks of `queue` come before (priority, seq) in lease order, counting
+        no further than `cap`."""
+        ...
+
+    def waiting_shapes(self) -> list[WaitingShape]:
+        """Pending and queued tasks grouped by queue, handler, resources and required labels."""
         ...
 
     def expired_leases(self, now: datetime, limit: int) -> list[Task]:

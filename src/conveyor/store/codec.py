@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.core.bulk import BulkAction, BulkState
+from conveyor.core.capabilities import Capabilities
 from conveyor.core.models import Attempt, Task, Worker, WorkerState
 from conveyor.core.pauses import Pause, PauseScope
 from conveyor.core.schedules import Schedule, ScheduleSpec
@@ -25,6 +26,7 @@ TASK_COLUMNS = (
     "depends_on", "deps_left", "not_before", "timeout_s", "max_retries", "retries_used", "retry",
     "attempts", "deliveries", "resources", "key", "labels", "result", "error", "worker_id",
     "lease_expires_at", "created_at", "updated_at", "started_at", "finished_at", "has_refs",
+    "require_labels", "prefer_labels",
 )  # fmt: skip
 INSERT_COLUMNS = TASK_COLUMNS[1:]  # seq is assigned by the database
 MUTABLE_COLUMNS = (
@@ -37,7 +39,7 @@ ATTEMPT_COLUMNS = (
 )  # fmt: skip
 WORKER_COLUMNS = (
     "id", "name", "host", "pid", "concurrency", "queues", "resources", "state", "registered_at",
-    "last_seen_at", "metrics", "hand_back",
+    "last_seen_at", "metrics", "hand_back", "capabilities", "labels",
 )  # fmt: skip
 PAUSE_COLUMNS = ("scope", "name", "paused_at", "until")
 
@@ -86,6 +88,7 @@ def task_insert_row(t: Task) -> tuple[Any, ...]:
         None if t.result is None else dump_json(t.result), t.error, t.worker_id,
         to_epoch(t.lease_expires_at), to_epoch(t.created_at), to_epoch(t.updated_at),
         to_epoch(t.started_at), to_epoch(t.finished_at), int(t.has_refs),
+        dump_json(dict(t.require)), dump_json(dict(t.prefer)),
     )  # fmt: skip
 
 
@@ -111,7 +114,8 @@ def task_from_row(r: Sequence[Any]) -> Task:
         labels=load_json(r[21]), result=load_json(r[22]), error=r[23], worker_id=r[24],
         lease_expires_at=from_epoch(r[25]), created_at=_required_time(r[26]),
         updated_at=_required_time(r[27]), started_at=from_epoch(r[28]),
-        finished_at=from_epoch(r[29]), has_refs=bool(r[30]),
+        finished_at=from_epoch(r[29]), has_refs=bool(r[30]), require=load_json(r[31]),
+        prefer=load_json(r[32]),
     )  # fmt: skip
 
 
@@ -158,6 +162,8 @@ def worker_row(w: Worker) -> tuple[Any, ...]:
         w.id, w.name, w.host, w.pid, w.concurrency, dump_json(list(w.queues)),
         dump_json(dict(w.resources)), w.state.value, to_epoch(w.registered_at),
         to_epoch(w.last_seen_at), dump_json(w.metrics), w.hand_back,
+        None if w.capabilities is None else w.capabilities.model_dump_json(),
+        dump_json(dict(w.labels)),
     )  # fmt: skip
 
 
@@ -166,6 +172,8 @@ def worker_from_row(r: Sequence[Any]) -> Worker:
         id=r[0], name=r[1], host=r[2], pid=r[3], concurrency=r[4], queues=json.loads(r[5]),
         resources=json.loads(r[6]), state=WorkerState(r[7]), registered_at=_required_time(r[8]),
         last_seen_at=_required_time(r[9]), metrics=json.loads(r[10]), hand_back=bool(r[11]),
+        capabilities=None if r[12] is None else Capabilities.model_validate_json(r[12]),
+        labels=load_json(r[13]),
     )  # fmt: skip
 
 

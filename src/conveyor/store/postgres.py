@@ -28,8 +28,9 @@ from conveyor.core.schedules import Schedule
 from conveyor.core.states import TaskState
 from conveyor.core.types import TaskId, WorkerId
 from conveyor.errors import DuplicateKeyError, StoreBusyError, StoreError, StoreRefusedError
-from conveyor.store import codec
-from conveyor.store.base import AttemptEnd, StateCount, TaskFilter
+from conveyor.store import codec, placement_sql
+from conveyor.store.base import AttemptEnd, RunnableBy, StateCount, TaskFilter
+from conveyor.store.placement_sql import PostgresPlacement, runnable_clause
 from conveyor.store.postgres_bulk import PostgresBulk
 from conveyor.store.postgres_feed import PostgresChangeFeed
 from conveyor.store.postgres_schema import COMPACT_COUNTS, MIGRATIONS
@@ -235,7 +236,7 @@ def _epoch(when: datetime) -> float:
     return when.timestamp()
 
 
-class PostgresTx(PostgresBulk):
+class PostgresTx(PostgresBulk, PostgresPlacement):
     """StoreTx on one connection inside one transaction."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
@@ -349,19 +350,25 @@ class PostgresTx(PostgresBulk):
         return codec.from_epoch(row[0] if row else None)
 
     def queued_candidates(
-        self, queue: str, limit: int, *, after: tuple[int, int] | None = None
+        self,
+        queue: str,
+        limit: int,
+        *,
+        after: tuple[int, int] | None = None,
+        runnable: RunnableBy | None = None,
     ) -> list[Task]:
+        runs, runs_params = runnable_clause(runnable, placement_sql.POSTGRES)
         if after is None:
             return self._tasks(
-                "state = 'queued' AND queue = %s ORDER BY priority DESC, seq LIMIT %s "
+                f"state = 'queued' AND queue = %s{runs} ORDER BY priority DESC, seq LIMIT %s "
                 "FOR UPDATE SKIP LOCKED",
-                (queue, limit),
+                (queue, *runs_params, limit),
             )
         priority, seq = after
         return self._tasks(
-            "state = 'queued' AND queue = %s AND priority <= %s AND NOT (priority = %s AND seq <= %s) "
-            "ORDER BY priority DESC, seq LIMIT %s FOR UPDATE SKIP LOCKED",
-            (queue, priority, priority, seq, limit),
+            "state = 'queued' AND queue = %s AND priority <= %s AND NOT (priority = %s AND seq <= %s)"
+            f"{runs} ORDER BY priority DESC, seq LIMIT %s FOR UPDATE SKIP LOCKED",
+            (queue, priority, priority, seq, *runs_params, limit),
         )
 
     def expired_leases(self, now: datetime, limit: int) -> list[Task]:

@@ -221,6 +221,17 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX bulk_actions_running ON bulk_actions (runner_until) WHERE state = 'running';
         """,
     ),
+    (
+        8,
+        """
+        -- Placement (conveyor.core.capabilities): worker labels a task requires or prefers,
+        -- and what each worker advertised it runs, with its own labels.
+        ALTER TABLE tasks ADD COLUMN require_labels text NOT NULL DEFAULT '{}';
+        ALTER TABLE tasks ADD COLUMN prefer_labels text NOT NULL DEFAULT '{}';
+        ALTER TABLE workers ADD COLUMN capabilities text;
+        ALTER TABLE workers ADD COLUMN labels text NOT NULL DEFAULT '{}';
+        """,
+    ),
 ]
 
 COMPACT_COUNTS = """

@@ -26,8 +26,16 @@ from conveyor.core.schedules import Schedule
 from conveyor.core.states import TaskState
 from conveyor.core.types import TaskId, WorkerId
 from conveyor.errors import StoreBusyError, StoreError, StoreRefusedError
-from conveyor.store import codec, sqlite_wal
-from conveyor.store.base import AttemptEnd, Durability, StateCount, TaskFilter, chunked
+from conveyor.store import codec, placement_sql, sqlite_wal
+from conveyor.store.base import (
+    AttemptEnd,
+    Durability,
+    RunnableBy,
+    StateCount,
+    TaskFilter,
+    chunked,
+)
+from conveyor.store.placement_sql import SQLitePlacement, runnable_clause
 from conveyor.store.sqlite_bulk import SQLiteBulk
 from conveyor.store.sqlite_schema import MIGRATIONS
 
@@ -309,7 +317,7 @@ def _marks(count: int) -> str:
     return ", ".join("?" * count)
 
 
-class SQLiteTx(SQLiteBulk):
+class SQLiteTx(SQLiteBulk, SQLitePlacement):
     """StoreTx on one SQLite connection. Row locks are moot: the transaction holds the write lock."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -402,21 +410,27 @@ class SQLiteTx(SQLiteBulk):
         return codec.from_epoch(row[0])
 
     def queued_candidates(
-        self, queue: str, limit: int, *, after: tuple[int, int] | None = None
+        self,
+        queue: str,
+        limit: int,
+        *,
+        after: tuple[int, int] | None = None,
+        runnable: RunnableBy | None = None,
     ) -> list[Task]:
+        runs, runs_params = runnable_clause(runnable, placement_sql.SQLITE)
         if after is None:
             return self._tasks_where(
-                "state = 'queued' AND queue = ? ORDER BY priority DESC, seq LIMIT ?",
-                (queue, limit),
+                f"state = 'queued' AND queue = ?{runs} ORDER BY priority DESC, seq LIMIT ?",
+                (queue, *runs_params, limit),
                 index="tasks_ready",
             )
         priority, seq = after
         # A range on priority keeps the index scan; the few rows of the same priority already
         # seen are filtered out.
         return self._tasks_where(
-            "state = 'queued' AND queue = ? AND priority <= ? AND NOT (priority = ? AND seq <= ?) "
-            "ORDER BY priority DESC, seq LIMIT ?",
-            (queue, priority, priority, seq, limit),
+            "state = 'queued' AND queue = ? AND priority <= ? AND NOT (priority = ? AND seq <= ?)"
+            f"{runs} ORDER BY priority DESC, seq LIMIT ?",
+            (queue, priority, priority, seq, *runs_params, limit),
             index="tasks_ready",
         )
 

@@ -210,4 +210,15 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX bulk_actions_running ON bulk_actions (runner_until) WHERE state = 'running';
         """,
     ),
+    (
+        10,
+        """
+        -- Placement (conveyor.core.capabilities): worker labels a task requires or prefers,
+        -- and what each worker advertised it runs, with its own labels.
+        ALTER TABLE tasks ADD COLUMN require_labels TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE tasks ADD COLUMN prefer_labels TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE workers ADD COLUMN capabilities TEXT;
+        ALTER TABLE workers ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
+        """,
+    ),
 ]

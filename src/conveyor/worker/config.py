@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from conveyor.client.session import DEFAULT_URL
+from conveyor.core.spec import PLACEMENT_LABEL_PATTERN
 from conveyor.handlers import HandlerPolicy
 from conveyor.worker import environment
 
@@ -35,6 +37,14 @@ class WorkerConfig:
     grace_s: float = 30.0
     """On SIGTERM/SIGINT, how long running tasks may go on before they are killed and handed back."""
     policy: HandlerPolicy = field(default_factory=HandlerPolicy)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """The operator's labels (`zone=eu`), advertised at registration: tasks may require or
+    prefer them (TaskSpec.require, TaskSpec.prefer)."""
+    advertise: bool = True
+    """Tell the server at registration what the policy lets this worker run, so that it is
+    leased only those tasks and others wait for a worker that runs them. Embedded mode, whose
+    one worker has no other to wait for, does not: a task it cannot run fails at once, saying
+    why."""
     lease_wait_s: float = 20.0
     """How long one lease long-poll may wait on the server for a task (at most 60)."""
     http_timeout_s: float = 10.0
@@ -72,6 +82,12 @@ class WorkerConfig:
             raise ValueError(f"memory_limit_mb must be at least 1, got {self.memory_limit_mb}")
         if self.http_timeout_s <= 0 or self.shutdown_flush_s < 0:
             raise ValueError("http_timeout_s must be positive and shutdown_flush_s >= 0")
+        for key in self.labels:
+            if not re.fullmatch(PLACEMENT_LABEL_PATTERN, key):
+                raise ValueError(
+                    f"label {key!r} must be 1 to 100 letters, digits or _ . : / - (zone=eu)"
+                )
+        object.__setattr__(self, "labels", dict(self.labels))
         object.__setattr__(self, "pass_env", environment.check_pass_env(self.pass_env))
         object.__setattr__(self, "env", environment.check_env(self.env))
 

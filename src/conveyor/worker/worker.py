@@ -42,6 +42,7 @@ from conveyor.clock import SystemClock
 from conveyor.core.states import Outcome
 from conveyor.errors import ConveyorError
 from conveyor.executor import Execution, ExecutionResult, ProcessPool
+from conveyor.handlers.registry import advertised
 from conveyor.hostmetrics import SystemMetrics, advertised_resources
 from conveyor.ledger.records import ExecutionLedger
 from conveyor.worker.bookkeeping import Bookkeeping, Lease
@@ -330,6 +331,8 @@ class Worker:
             concurrency=self.config.slots,
             queues=list(self.config.queues),
             resources=resources,
+            capabilities=advertised(self.config.policy) if self.config.advertise else None,
+            labels=dict(self.config.labels),
         )
 
     def _shut_down(

@@ -42,6 +42,8 @@ async def register_worker(
         concurrency=body.concurrency,
         queues=body.queues,
         resources=body.resources,
+        capabilities=body.capabilities,
+        labels=body.labels,
     )
     ctx.metrics.worker_registered(worker)  # its queues are label values from now on
     settings = ctx.engine.settings
