@@ -31,6 +31,7 @@ class SpecOptions(TypedDict, total=False):
     max_retries: int
     retry: RetryPolicy
     resources: Mapping[str, float]
+    limits: Sequence[str]
     key: str | None
     labels: Mapping[str, str]
     require: Mapping[str, str]

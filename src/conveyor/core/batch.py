@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from conveyor.core.graph import check_acyclic
+from conveyor.core.limiting import LimitKeyError, expand_limits
 from conveyor.core.refs import find_refs, rename_refs
 from conveyor.core.spec import TaskSpec
 from conveyor.core.types import JSON, TaskId
@@ -21,6 +22,7 @@ class PlannedTask:
     args: list[JSON]
     kwargs: dict[str, JSON]
     has_refs: bool
+    limits: list[str]  # the keys of the limits it takes, filled in from its arguments and labels
 
 
 def plan_batch(specs: Sequence[TaskSpec], new_ids: Sequence[TaskId]) -> list[PlannedTask]:
@@ -56,7 +58,8 @@ def plan_batch(specs: Sequence[TaskSpec], new_ids: Sequence[TaskId]) -> list[Pla
             )
         args = cast(list[JSON], rename_refs(spec.args, names)) if refs else spec.args
         kwargs = cast(dict[str, JSON], rename_refs(spec.kwargs, names)) if refs else spec.kwargs
-        planned.append(PlannedTask(task_id, spec, depends_on, args, kwargs, bool(refs)))
+        limits = _limit_keys(spec) if spec.limits else []
+        planned.append(PlannedTask(task_id, spec, depends_on, args, kwargs, bool(refs), limits))
         edges[task_id] = depends_on
     try:
         check_acyclic(edges)
@@ -64,3 +67,12 @@ def plan_batch(specs: Sequence[TaskSpec], new_ids: Sequence[TaskId]) -> list[Pla
         ids_to_names = {task_id: name for name, task_id in names.items()}
         raise CycleError([ids_to_names.get(node, node) for node in exc.cycle]) from None
     return planned
+
+
+def _limit_keys(spec: TaskSpec) -> list[str]:
+    try:
+        return expand_limits(spec.limits, spec.args, spec.kwargs, spec.labels)
+    except LimitKeyError as exc:
+        raise InvalidSpecError(
+            str(exc), field=f"limits.{exc.index}", task=spec.display_name()
+        ) from None

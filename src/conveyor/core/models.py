@@ -41,6 +41,8 @@ class Task:
     resources: dict[str, float] = field(default_factory=dict)
     key: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    limits: list[str] = field(default_factory=list)  # the keys of the limits it takes
+    held_on: str | None = None  # while queued: the limit key it waits on (engine/limits.py)
     reason: Reason | None = None
     result: JSON = None
     error: str | None = None

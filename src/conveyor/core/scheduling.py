@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from conveyor.core.models import Task
@@ -46,11 +46,17 @@ def fits(required: Mapping[str, float], free: Mapping[str, float]) -> bool:
 
 
 def select_for_lease(
-    candidates: Sequence[Task], max_tasks: int, free: Mapping[str, float] | None
+    candidates: Sequence[Task],
+    max_tasks: int,
+    free: Mapping[str, float] | None,
+    *,
+    admit: Callable[[Task], bool] | None = None,
 ) -> list[Task]:
     """Take candidates in order while they fit, subtracting what each one uses.
 
     `free=None` means the worker does not track resources; then only tasks that ask for none fit.
+    `admit` has the last word on a task that fits (its limits: conveyor.engine.limits); it is
+    asked in lease order, and only about tasks that would be taken otherwise.
     """
     remaining = dict(free or {})
     chosen: list[Task] = []
@@ -58,6 +64,8 @@ def select_for_lease(
         if len(chosen) >= max_tasks:
             break
         if not fits(task.resources, remaining):
+            continue
+        if admit is not None and not admit(task):
             continue
         for name, amount in task.resources.items():
             if amount > 0:

@@ -20,6 +20,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
+from conveyor.core.limiting import LIMIT_REF_PATTERN, MAX_KEY_LENGTH, MAX_TASK_LIMITS
 from conveyor.core.limits import MAX_ARGS_BYTES, check_json
 from conveyor.core.text import TEXT, check_json_values
 from conveyor.core.types import JSON
@@ -174,6 +175,15 @@ class TaskSpec(BaseModel):
     max_retries: Annotated[StrictInt, Field(ge=0, le=MAX_RETRIES), WHOLE] = 0
     retry: RetryPolicy = DEFAULT_RETRY_POLICY
     resources: ResourceMap = Field(default_factory=dict)
+    limits: Annotated[
+        list[Annotated[str, Field(max_length=MAX_KEY_LENGTH, pattern=LIMIT_REF_PATTERN), TEXT]],
+        Field(max_length=MAX_TASK_LIMITS),
+    ] = Field(
+        default_factory=list,
+        description="The limits it takes (`PUT /limits/{name}` sets one): `NAME`, or "
+        "`NAME:KEY` for a bucket of its own per key, where the key may hold `{kwargs.NAME}`, "
+        "`{labels.NAME}` or `{args.INDEX}`, filled in at submit (`tenant:{kwargs.tenant}`).",
+    )
     key: Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH), TEXT] | None = None
     labels: Annotated[
         dict[
@@ -224,9 +234,9 @@ class TaskSpec(BaseModel):
         except OverflowError:  # e.g. 0001-01-01T00:00+14:00: before year 1 in UTC
             raise ValueError("is out of range once converted to UTC") from None
 
-    @field_validator("depends_on")
+    @field_validator("depends_on", "limits")
     @classmethod
-    def _distinct_dependencies(cls, value: list[str]) -> list[str]:
+    def _distinct(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))
 
     @field_validator("prefer")

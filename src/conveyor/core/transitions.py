@@ -19,5 +19,7 @@ def move(task: Task, target: TaskState, now: datetime) -> None:
         raise IllegalTransitionError(
             f"task {task.id} cannot go from {task.state.value} to {target.value}"
         )
+    if target is not task.state:
+        task.held_on = None  # a task that moves on leaves the line it waited in for a limit
     task.state = target
     task.updated_at = now

@@ -16,6 +16,7 @@ from conveyor.core.states import UNSUCCESSFUL_STATES, Outcome, Reason, TaskState
 from conveyor.core.transitions import move
 from conveyor.core.types import JSON, TaskId
 from conveyor.engine.events import Changes
+from conveyor.engine.limits import free_slots, hold_on_entry
 from conveyor.store.base import AttemptEnd, StoreTx
 
 
@@ -92,6 +93,7 @@ def end_attempts(
             for e in endings
         ]
     )
+    free_slots(tx, [ending.task for ending in endings], now, changes)
     changes.end([*succeeded, *unsuccessful])
     release_dependents(tx, succeeded, now, changes)
     fail_dependents(tx, unsuccessful, now, changes)
@@ -128,6 +130,7 @@ def release_dependents(
         if target is TaskState.QUEUED:
             changes.made_ready(child.queue)
         updated.append(child)
+    hold_on_entry(tx, updated, now)
     tx.update_tasks(updated)
 
 

@@ -15,6 +15,7 @@ from conveyor.core.transitions import move
 from conveyor.core.types import JSON
 from conveyor.engine.events import Changes
 from conveyor.engine.finishing import Ending
+from conveyor.engine.limits import LeaseLimits, hold_on_entry
 from conveyor.engine.placement import Placement
 from conveyor.store.base import StoreTx
 
@@ -30,6 +31,7 @@ def promote_due(tx: StoreTx, now: datetime, changes: Changes) -> int:
     for task in due:
         move(task, TaskState.QUEUED, now)
         changes.made_ready(task.queue)
+    hold_on_entry(tx, due, now)
     tx.update_tasks(due)
     return len(due)
 
@@ -54,7 +56,8 @@ def grant_leases(
     queues = leasable(queues, tx.pauses_for_lease(), now)
     if not queues:
         return [], []
-    chosen = _choose(tx, queues, max_tasks, free, Placement(tx, worker))
+    limits = LeaseLimits(tx, now)
+    chosen = _choose(tx, queues, max_tasks, free, Placement(tx, worker), limits)
     # On PostgreSQL `now` was read before the query above locked these rows: another server
     # may have ended their previous attempt in between, at a later time. Not before that end.
     now = max([now, *(task.updated_at for task in chosen)])
@@ -67,6 +70,7 @@ def grant_leases(
         task.lease_expires_at = expires
         task.started_at = task.started_at or now
     tx.update_tasks(chosen)
+    limits.settle(chosen)
     changes.leased.extend(chosen)
     tx.insert_attempts(
         [Attempt(t.id, t.attempts, worker.id, now, lease_expires_at=expires) for t in chosen]
@@ -110,6 +114,7 @@ def _choose(
     max_tasks: int,
     free: Mapping[str, float] | None,
     placement: Placement,
+    limits: LeaseLimits,
 ) -> list[Task]:
     """The first `max_tasks` ready tasks, in lease order, that the worker can run (`placement`:
     the query leaves out those it cannot) and that fit `free`.
@@ -118,6 +123,9 @@ def _choose(
     was most of a lease's cost when it read four times what it leased. Only when tasks the worker
     cannot fit fill a whole read does it read on, in larger pages (up to MAX_SCAN rows a queue),
     so that a crowd of GPU tasks does not hide CPU work.
+
+    Tasks held back by a full limit are out of those reads; the lines of the keys a slot was
+    freed on since (`limits`, engine/limits.py) are read too, and merged in lease order.
     """
     page = max_tasks
     runnable = placement.runnable
@@ -125,7 +133,13 @@ def _choose(
         q: tx.queued_candidates(q, page, runnable=runnable) for q in queues
     }
     more = {q for q, tasks in pages.items() if len(tasks) == page}
-    chosen = select_for_lease(placement.eligible(merge_in_order(pages.values())), max_tasks, free)
+    held = limits.held_lines(queues, page)
+
+    def select() -> list[Task]:
+        eligible = placement.eligible(merge_in_order([*pages.values(), *held]))
+        return select_for_lease(eligible, max_tasks, free, admit=limits.admitter(eligible))
+
+    chosen = select()
     scanned = page
     page = max(4 * max_tasks, 16)
     while len(chosen) < max_tasks and more and scanned < MAX_SCAN:
@@ -138,9 +152,7 @@ def _choose(
             if len(read) < page:
                 more.discard(queue)
         scanned += page
-        chosen = select_for_lease(
-            placement.eligible(merge_in_order(pages.values())), max_tasks, free
-        )
+        chosen = select()
     return chosen
 
 

@@ -64,6 +64,9 @@ class Reads(EngineCore):
         return worker
 
     def next_due_at(self) -> datetime | None:
-        """When the next pending task's start time or backoff ends, if any is waiting on time."""
+        """When the next pending task's start time or backoff ends, or a rate lets held tasks
+        go (a limit's wake), if any is waiting on time."""
         with self.store.transaction(write=False) as tx:
-            return tx.next_due()
+            due = tx.next_due()
+            wake = tx.next_limit_wake(self.clock.now())
+        return min((when for when in (due, wake) if when is not None), default=None)

@@ -15,6 +15,7 @@ from conveyor.core.states import UNSUCCESSFUL_STATES, Reason, TaskState
 from conveyor.core.transitions import move
 from conveyor.core.types import JSON, TaskId
 from conveyor.engine.events import Changes
+from conveyor.engine.limits import hold_on_entry
 from conveyor.errors import InvalidSpecError
 from conveyor.store.base import StoreTx
 
@@ -43,6 +44,7 @@ def store_batch(
     for task_id in topological_order({p.id: p.depends_on for p in fresh}):
         created[task_id] = _new_task(by_id[task_id], id_map, known, created, now)
     in_order = [created[p.id] for p in fresh]
+    hold_on_entry(tx, in_order, now)
     tx.insert_tasks(in_order)
     tx.insert_dependencies([(t.id, dep) for t in in_order for dep in t.depends_on])
     changes.submitted.extend(in_order)
@@ -119,6 +121,7 @@ def _new_task(
         resources={k: float(v) for k, v in spec.resources.items()},
         key=spec.key,
         labels=dict(spec.labels),
+        limits=p.limits,
         has_refs=p.has_refs,
         require=dict(spec.require),
         prefer=dict(spec.prefer),

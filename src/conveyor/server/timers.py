@@ -69,6 +69,7 @@ class Timers:
             self.engine.release_due,
             self.engine.expire_leases,
             self.engine.expire_workers,
+            self.engine.wake_limits,
             self.engine.maintain,
         ):
             _step(step)

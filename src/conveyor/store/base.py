@@ -18,6 +18,7 @@ from typing import Protocol
 
 from conveyor.core.bulk import BulkAction, BulkState
 from conveyor.core.capabilities import Capabilities
+from conveyor.core.limiting import Limit
 from conveyor.core.models import Attempt, Task, Worker
 from conveyor.core.pauses import Pause, PauseScope
 from conveyor.core.schedules import Schedule
@@ -139,6 +140,18 @@ class WaitingShape:
     resources: dict[str, float]
     require: dict[str, str]
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A start of a task with one limit key (a row of limit_holds). It holds a slot while
+    `live`: its task is running the attempt it started (token) and nothing else can end that."""
+
+    key: str
+    task_id: TaskId
+    token: int
+    started_at: datetime
+    live: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +325,90 @@ class StoreTx(Protocol):
 
     def end_pauses(self, now: datetime) -> list[Pause]:
         """Remove the pauses whose `until` is at or before `now`; returns them."""
+        ...
+
+    # limits (conveyor.engine.limits says how a lease uses them)
+    def put_limit(self, limit: Limit, now: datetime) -> None:
+        """Insert or replace a limit by name."""
+        ...
+
+    def get_limits(self, names: Collection[str]) -> dict[str, Limit]:
+        """The limits of these names that exist."""
+        ...
+
+    def list_limits(self) -> list[Limit]:
+        """Every limit, by name."""
+        ...
+
+    def delete_limit(self, name: str) -> bool: ...
+
+    def lock_limit_keys(self, keys: Collection[str]) -> set[str]:
+        """Lock these limit keys until the transaction ends, without waiting: returns those
+        locked, leaving out any another transaction holds (PostgreSQL: another server is
+        leasing or waking with it). SQLite's one writer needs no locks: every key."""
+        ...
+
+    def limit_holds(self, keys: Collection[str]) -> list[Hold]:
+        """Every hold of these keys, live or not, oldest first."""
+        ...
+
+    def insert_limit_holds(self, holds: Sequence[Hold]) -> None: ...
+
+    def delete_limit_holds(self, holds: Sequence[Hold]) -> None: ...
+
+    def sweep_limit_holds(self, now: datetime, limit: int) -> int:
+        """Remove up to `limit` holds that are no longer live and no longer count against a
+        rate (older than their limit's window, or their limit is gone); returns how many."""
+        ...
+
+    def hold_tasks(self, held: Sequence[tuple[TaskId, str]]) -> None:
+        """Move queued tasks (task id, key) out of the ready index into the key's line."""
+        ...
+
+    def held_candidates(self, key: str, queue: str, limit: int) -> list[Task]:
+        """Locked queued tasks of `queue` held on `key`, in lease order, skipping locked rows."""
+        ...
+
+    def held_keys(self, after: str | None, limit: int) -> list[str]:
+        """Distinct keys that queued tasks are held on, in order, after `after`."""
+        ...
+
+    def held_queues(self, key: str) -> list[str]:
+        """The queues of the tasks held on `key`."""
+        ...
+
+    def held_counts(self) -> dict[str, int]:
+        """Queued tasks held on each key (keys with none left out)."""
+        ...
+
+    def live_hold_counts(self) -> dict[str, int]:
+        """Live holds of each key (keys with none left out)."""
+        ...
+
+    def held_ahead(self, key: str, priority: int, seq: int) -> int:
+        """Queued tasks held on `key` that come before (priority, seq) in lease order."""
+        ...
+
+    def wake_limit_keys(self, keys: Collection[str], at: datetime) -> None:
+        """Ask leases to look at the tasks held on these keys again from `at` on: a new wake
+        for each key, whatever wakes it has already."""
+        ...
+
+    def ensure_limit_wake(self, key: str, at: datetime) -> None:
+        """A wake for `key` at `at`, unless it has one that is due by then."""
+        ...
+
+    def due_limit_wakes(self, now: datetime, keys: int) -> list[tuple[int, str]]:
+        """(id, key) of every wake due at `now` of the (up to) `keys` keys whose due wakes are
+        the oldest, oldest first."""
+        ...
+
+    def delete_limit_wakes(self, ids: Collection[int]) -> None:
+        """Remove the wakes a lease has dealt with (those asked since stay)."""
+        ...
+
+    def next_limit_wake(self, after: datetime) -> datetime | None:
+        """The soonest wake later than `after`."""
         ...
 
     # reads for clients

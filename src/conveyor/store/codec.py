@@ -13,6 +13,7 @@ from typing import Any
 
 from conveyor.core.bulk import BulkAction, BulkState
 from conveyor.core.capabilities import Capabilities
+from conveyor.core.limiting import Limit
 from conveyor.core.models import Attempt, Task, Worker, WorkerState
 from conveyor.core.pauses import Pause, PauseScope
 from conveyor.core.schedules import Schedule, ScheduleSpec
@@ -26,12 +27,14 @@ TASK_COLUMNS = (
     "depends_on", "deps_left", "not_before", "timeout_s", "max_retries", "retries_used", "retry",
     "attempts", "deliveries", "resources", "key", "labels", "result", "error", "worker_id",
     "lease_expires_at", "created_at", "updated_at", "started_at", "finished_at", "has_refs",
-    "require_labels", "prefer_labels",
+    "require_labels", "prefer_labels", "limits", "held_on",
 )  # fmt: skip
 INSERT_COLUMNS = TASK_COLUMNS[1:]  # seq is assigned by the database
+_LIMITS, _HELD_ON = TASK_COLUMNS.index("limits"), TASK_COLUMNS.index("held_on")
 MUTABLE_COLUMNS = (
     "state", "reason", "deps_left", "not_before", "retries_used", "attempts", "deliveries",
     "result", "error", "worker_id", "lease_expires_at", "updated_at", "started_at", "finished_at",
+    "held_on",
 )  # fmt: skip
 ATTEMPT_COLUMNS = (
     "task_id", "number", "worker_id", "started_at", "lease_expires_at", "finished_at", "outcome",
@@ -88,7 +91,8 @@ def task_insert_row(t: Task) -> tuple[Any, ...]:
         None if t.result is None else dump_json(t.result), t.error, t.worker_id,
         to_epoch(t.lease_expires_at), to_epoch(t.created_at), to_epoch(t.updated_at),
         to_epoch(t.started_at), to_epoch(t.finished_at), int(t.has_refs),
-        dump_json(dict(t.require)), dump_json(dict(t.prefer)),
+        dump_json(dict(t.require)), dump_json(dict(t.prefer)), dump_json(list(t.limits)),
+        t.held_on,
     )  # fmt: skip
 
 
@@ -99,7 +103,7 @@ def task_update_row(t: Task) -> tuple[Any, ...]:
         t.retries_used, t.attempts, t.deliveries,
         None if t.result is None else dump_json(t.result), t.error, t.worker_id,
         to_epoch(t.lease_expires_at), to_epoch(t.updated_at), to_epoch(t.started_at),
-        to_epoch(t.finished_at), t.id,
+        to_epoch(t.finished_at), t.held_on, t.id,
     )  # fmt: skip
 
 
@@ -115,7 +119,7 @@ def task_from_row(r: Sequence[Any]) -> Task:
         lease_expires_at=from_epoch(r[25]), created_at=_required_time(r[26]),
         updated_at=_required_time(r[27]), started_at=from_epoch(r[28]),
         finished_at=from_epoch(r[29]), has_refs=bool(r[30]), require=load_json(r[31]),
-        prefer=load_json(r[32]),
+        prefer=load_json(r[32]), limits=load_json(r[_LIMITS]), held_on=r[_HELD_ON],
     )  # fmt: skip
 
 
@@ -310,3 +314,16 @@ def bulk_from_row(r: Sequence[Any]) -> BulkRecord:
         created_at=_required_time(r[14]), updated_at=_required_time(r[15]),
         finished_at=from_epoch(r[16]), runner=r[17], runner_until=from_epoch(r[18]), error=r[19],
     )  # fmt: skip
+
+
+# ---- limits -------------------------------------------------------------------------------------
+
+LIMIT_COLUMNS = ("name", "concurrency", "rate", "per_s", "updated_at")
+
+
+def limit_row(limit: Limit, now: datetime) -> tuple[Any, ...]:
+    return (limit.name, limit.concurrency, limit.rate, limit.per_s, to_epoch(now))
+
+
+def limit_from_row(r: Sequence[Any]) -> Limit:
+    return Limit.model_construct(name=r[0], concurrency=r[1], rate=r[2], per_s=r[3])

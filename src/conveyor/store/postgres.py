@@ -33,6 +33,7 @@ from conveyor.store.base import AttemptEnd, RunnableBy, StateCount, TaskFilter
 from conveyor.store.placement_sql import PostgresPlacement, runnable_clause
 from conveyor.store.postgres_bulk import PostgresBulk
 from conveyor.store.postgres_feed import PostgresChangeFeed
+from conveyor.store.postgres_limits import PostgresLimits
 from conveyor.store.postgres_schema import COMPACT_COUNTS, MIGRATIONS
 from conveyor.store.postgres_vacuum import DEAD_ROWS, DEAD_ROWS_QUERY, TaskVacuum
 
@@ -236,7 +237,7 @@ def _epoch(when: datetime) -> float:
     return when.timestamp()
 
 
-class PostgresTx(PostgresBulk, PostgresPlacement):
+class PostgresTx(PostgresBulk, PostgresPlacement, PostgresLimits):
     """StoreTx on one connection inside one transaction."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
@@ -360,13 +361,15 @@ class PostgresTx(PostgresBulk, PostgresPlacement):
         runs, runs_params = runnable_clause(runnable, placement_sql.POSTGRES)
         if after is None:
             return self._tasks(
-                f"state = 'queued' AND queue = %s{runs} ORDER BY priority DESC, seq LIMIT %s "
+                f"state = 'queued' AND held_on IS NULL AND queue = %s{runs} "
+                "ORDER BY priority DESC, seq LIMIT %s "
                 "FOR UPDATE SKIP LOCKED",
                 (queue, *runs_params, limit),
             )
         priority, seq = after
         return self._tasks(
-            "state = 'queued' AND queue = %s AND priority <= %s AND NOT (priority = %s AND seq <= %s)"
+            "state = 'queued' AND held_on IS NULL AND queue = %s AND priority <= %s "
+            "AND NOT (priority = %s AND seq <= %s)"
             f"{runs} ORDER BY priority DESC, seq LIMIT %s FOR UPDATE SKIP LOCKED",
             (queue, priority, priority, seq, *runs_params, limit),
         )

@@ -37,6 +37,7 @@ from conveyor.store.base import (
 )
 from conveyor.store.placement_sql import SQLitePlacement, runnable_clause
 from conveyor.store.sqlite_bulk import SQLiteBulk
+from conveyor.store.sqlite_limits import SQLiteLimits
 from conveyor.store.sqlite_schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -317,7 +318,7 @@ def _marks(count: int) -> str:
     return ", ".join("?" * count)
 
 
-class SQLiteTx(SQLiteBulk, SQLitePlacement):
+class SQLiteTx(SQLiteBulk, SQLitePlacement, SQLiteLimits):
     """StoreTx on one SQLite connection. Row locks are moot: the transaction holds the write lock."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -420,7 +421,8 @@ class SQLiteTx(SQLiteBulk, SQLitePlacement):
         runs, runs_params = runnable_clause(runnable, placement_sql.SQLITE)
         if after is None:
             return self._tasks_where(
-                f"state = 'queued' AND queue = ?{runs} ORDER BY priority DESC, seq LIMIT ?",
+                f"state = 'queued' AND held_on IS NULL AND queue = ?{runs} "
+                "ORDER BY priority DESC, seq LIMIT ?",
                 (queue, *runs_params, limit),
                 index="tasks_ready",
             )
@@ -428,7 +430,8 @@ class SQLiteTx(SQLiteBulk, SQLitePlacement):
         # A range on priority keeps the index scan; the few rows of the same priority already
         # seen are filtered out.
         return self._tasks_where(
-            "state = 'queued' AND queue = ? AND priority <= ? AND NOT (priority = ? AND seq <= ?)"
+            "state = 'queued' AND held_on IS NULL AND queue = ? AND priority <= ? "
+            "AND NOT (priority = ? AND seq <= ?)"
             f"{runs} ORDER BY priority DESC, seq LIMIT ?",
             (queue, priority, priority, seq, *runs_params, limit),
             index="tasks_ready",

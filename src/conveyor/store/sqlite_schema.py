@@ -221,4 +221,47 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE workers ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
         """,
     ),
+    (
+        11,
+        """
+        -- Concurrency and rate limits (conveyor.core.limiting, conveyor.engine.limits).
+        CREATE TABLE limits (
+            name TEXT PRIMARY KEY,
+            concurrency INTEGER,
+            rate INTEGER,
+            per_s REAL NOT NULL,
+            updated_at REAL NOT NULL
+        ) STRICT, WITHOUT ROWID;
+        -- One row per lease and key it took. A row holds a slot only while its task is running
+        -- that attempt (a join with tasks says so), so no ending can leave a slot taken; the
+        -- rows are the starts a rate counts, kept for its window, then removed.
+        CREATE TABLE limit_holds (
+            key TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            token INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            PRIMARY KEY (key, task_id, token)
+        ) STRICT, WITHOUT ROWID;
+        -- Keys whose held tasks a lease should look at again from `at` on: a slot was freed, a
+        -- limit changed, or a rate's window moved on. Rows are only ever added and removed (a
+        -- lease removes those it has dealt with), so that no wake waits on another's lock and
+        -- none asked while a lease decides is lost.
+        CREATE TABLE limit_wakes (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL,
+            at REAL NOT NULL
+        ) STRICT;
+        CREATE INDEX limit_wakes_due ON limit_wakes (at);
+        CREATE INDEX limit_wakes_by_key ON limit_wakes (key, at);
+        ALTER TABLE tasks ADD COLUMN limits TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE tasks ADD COLUMN held_on TEXT;
+        -- Tasks held back by a full limit leave the ready index for one of their own, by key,
+        -- so that a lease never reads past them.
+        DROP INDEX tasks_ready;
+        CREATE INDEX tasks_ready ON tasks (queue, priority DESC, seq)
+            WHERE state = 'queued' AND held_on IS NULL;
+        CREATE INDEX tasks_held ON tasks (held_on, queue, priority DESC, seq)
+            WHERE state = 'queued' AND held_on IS NOT NULL;
+        """,
+    ),
 ]

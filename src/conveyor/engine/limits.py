@@ -1,0 +1,302 @@
+"""Concurrency and rate limits on the lease path: what a lease takes, what it holds back, and what
+ending an attempt frees (conveyor.core.limiting says what a limit is).
+
+- **Slots.** A lease writes a hold (key, task, attempt, time) for each key of each task it
+  grants, in its own transaction. A key's use is the number of its holds whose task is still
+  running that attempt: reporting, cancelling, a lease running out, a dead or deregistered
+  worker, anything that ends the attempt frees the slot by that alone, so no slot can leak and
+  none needs giving back. The rows are also the starts that a rate counts; they go once their
+  window is over (Limiting.wake_limits sweeps them, and each lease those of the keys it reads).
+- **Held tasks.** A task a lease finds with a full key stays `queued` but leaves the ready
+  index for the key's own line (tasks.held_on, in lease order): no later lease reads past it,
+  so 100,000 tasks of one full key cost nothing to the tasks behind them.
+- **Wakes.** Ending an attempt with a limit adds a wake for each of its keys; so do changing
+  or removing a limit, and a rate's window moving on (due at that time). A lease reads the due
+  wakes, takes what the keys' room allows from their lines, merged in lease order with the
+  ready tasks, and removes the wakes it dealt with. Wakes are rows added and removed, never
+  updated, so a wake added while a lease is deciding survives it: a slot freed at that moment
+  is found by the next lease.
+- **Several servers.** A lease locks each key before it counts the key's holds, and passes a
+  key that another transaction has locked over (StoreTx.lock_limit_keys), so two servers never
+  give the same slot away.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from conveyor.core.limiting import (
+    Admission,
+    Full,
+    Limit,
+    Usage,
+    full,
+    limit_name,
+    reopens_at,
+    room,
+)
+from conveyor.core.models import Task
+from conveyor.core.states import TaskState
+from conveyor.engine.events import Changes
+from conveyor.store.base import Hold, StoreTx
+
+WAKE_BATCH = 32
+"""Due wakes a lease reads, at most: bounds what one lease spends on held lines."""
+RETRY_WAKE_S = 1.0
+"""When a woken key still has room but no line this lease reads has tasks left, its wake comes
+back this much later (for the leases of the other queues), not at once for every lease."""
+
+
+class LeaseLimits:
+    """One lease's view of the limits its candidates take (one per lease transaction)."""
+
+    def __init__(self, tx: StoreTx, now: datetime) -> None:
+        self._tx = tx
+        self._now = now
+        self._limits: dict[str, Limit] = {}
+        self._names: set[str] = set()
+        self._seen: set[str] = set()
+        self._usage: dict[str, Usage] = {}
+        self._rooms: dict[str, int] = {}
+        self._busy: set[str] = set()
+        self._dead: list[Hold] = []
+        self._wakes: dict[str, list[int]] = defaultdict(list)
+        self._asked: dict[tuple[str, str], int] = {}
+        self._candidates: dict[str, Task] = {}
+        self._admission = Admission({})
+
+    # ---- the held lines a lease reads -------------------------------------------------------
+
+    def woken(self) -> list[tuple[str, int]]:
+        """Keys with a due wake whose lines this lease may take from, each with its room."""
+        for wake_id, key in self._tx.due_limit_wakes(self._now, WAKE_BATCH):
+            self._wakes[key].append(wake_id)
+        self._load(self._wakes)
+        return [(key, self._room(key)) for key in self._wakes if key not in self._busy]
+
+    def held_lines(self, queues: Sequence[str], page: int) -> list[list[Task]]:
+        """The tasks a lease may take from the lines of the keys woken since the last lease:
+        as many of each line of `queues` as the key has room for (at most `page`), each in
+        lease order (locked)."""
+        lines = []
+        for key, free in self.woken():
+            if free <= 0:
+                continue
+            for queue in queues:
+                self._asked[key, queue] = min(page, free)
+                lines.append(self._tx.held_candidates(key, queue, min(page, free)))
+        return lines
+
+    # ---- admitting candidates ---------------------------------------------------------------
+
+    def admitter(self, candidates: Iterable[Task]) -> Callable[[Task], bool]:
+        """A fresh admission for one pass over `candidates` in lease order: call it on each task
+        that fits the worker; it says whether the task's keys let it start, and takes their
+        slots if so."""
+        tasks = [task for task in candidates if task.limits]
+        self._candidates.update((task.id, task) for task in tasks)
+        self._load({key for task in tasks for key in task.limits})
+        self._admission = Admission(dict(self._rooms), self._busy)
+        admission = self._admission
+        return lambda task: admission.admit(task.id, task.limits)
+
+    # ---- after the choice -------------------------------------------------------------------
+
+    def settle(self, chosen: Sequence[Task]) -> None:
+        """Write what the lease decided, once the chosen tasks are running: their holds, the
+        tasks held back, and what is left of the wakes it read."""
+        tx, now = self._tx, self._now
+        taken: dict[str, int] = defaultdict(int)
+        holds = []
+        for task in chosen:
+            for key in task.limits:
+                holds.append(Hold(key, task.id, task.attempts, now))
+                taken[key] += 1
+        tx.insert_limit_holds(holds)
+        held = [
+            (task_id, key)
+            for task_id, key in self._admission.held.items()
+            if self._candidates[task_id].held_on != key
+        ]
+        tx.hold_tasks(held)
+        for task_id, key in held:
+            self._candidates[task_id].held_on = key
+        self._settle_wakes(taken)
+        for key in set(self._admission.held.values()) | set(self._wakes):
+            reopen = self._reopens_at(key, taken[key])
+            if reopen is not None:
+                tx.ensure_limit_wake(key, reopen)  # the rate's window moves on then
+        tx.delete_limit_holds(self._dead)
+
+    def _settle_wakes(self, taken: dict[str, int]) -> None:
+        done = [key for key in self._wakes if key not in self._busy]
+        self._tx.delete_limit_wakes([wake for key in done for wake in self._wakes[key]])
+        for key in done:
+            if key in self._rooms and self._rooms[key] - taken[key] <= 0:
+                continue  # full again: the next ending (or the rate's wake) wakes it
+            left = set(self._tx.held_queues(key))
+            if not left:
+                continue
+            read_here = {queue for k, queue in self._asked if k == key}
+            # Tasks left in a line this lease reads: the next lease looks at once. Only in other
+            # queues' lines: a little later, for their leases (the timers wake their long-polls).
+            later = timedelta(0) if left & read_here else timedelta(seconds=RETRY_WAKE_S)
+            self._tx.wake_limit_keys([key], self._now + later)
+
+    # ---- reading the keys -------------------------------------------------------------------
+
+    def _load(self, keys: Collection[str]) -> None:
+        """Limits, locks and use of the keys not looked at yet in this lease."""
+        new = set(keys) - self._seen
+        if not new:
+            return
+        self._seen |= new
+        names = {limit_name(key) for key in new} - self._names
+        if names:
+            self._limits.update(self._tx.get_limits(names))
+            self._names |= names
+        limited = {key for key in new if limit_name(key) in self._limits}
+        if not limited:
+            return
+        locked = self._tx.lock_limit_keys(limited)
+        self._busy |= limited - locked
+        usage = read_usage(self._tx, self._limits, locked, self._now, dead=self._dead)
+        for key in locked:
+            self._usage[key] = usage[key]
+            self._rooms[key] = room(self._limits[limit_name(key)], usage[key], self._now)
+
+    def _room(self, key: str) -> int:
+        return self._rooms.get(key, MAX_READ)
+
+    def _reopens_at(self, key: str, taken: int) -> datetime | None:
+        limit = self._limits.get(limit_name(key))
+        if limit is None or key not in self._usage:
+            return None
+        usage = self._usage[key]
+        after = Usage(usage.running + taken, (*usage.starts, *[self._now] * taken))
+        if full(limit, after, self._now) is not Full.RATE:
+            return None
+        return reopens_at(limit, after, self._now)
+
+
+MAX_READ = 1_000_000
+"""The room of a key without a limit (one that was removed while tasks were held on it)."""
+
+
+def read_usage(
+    tx: StoreTx,
+    limits: dict[str, Limit],
+    keys: Collection[str],
+    now: datetime,
+    *,
+    dead: list[Hold] | None = None,
+) -> dict[str, Usage]:
+    """Each key's use now; holds that no longer count for anything go to `dead`."""
+    running: dict[str, int] = defaultdict(int)
+    starts: dict[str, list[datetime]] = defaultdict(list)
+    for hold in tx.limit_holds(keys):
+        limit = limits[limit_name(hold.key)]
+        if hold.live:
+            running[hold.key] += 1
+        if hold.started_at > now - limit.window:
+            starts[hold.key].append(hold.started_at)
+        elif not hold.live and dead is not None:
+            dead.append(hold)
+    return {key: Usage(running[key], tuple(starts[key])) for key in keys}
+
+
+# ---- tasks entering the queue, attempts ending ---------------------------------------------
+
+
+def hold_on_entry(tx: StoreTx, tasks: Iterable[Task], now: datetime) -> None:
+    """Tasks that become ready and take a limit wait in a key's line from the start rather than
+    in the ready index, each in the line of its key with the least room now (the one most
+    likely to hold it back), and that key is woken so that a lease takes what its room allows.
+    A batch of 100,000 tasks of a full key is then never in any lease's way. Tasks whose
+    limits are not set go to the ready index as any other."""
+    entering = [t for t in tasks if t.limits and t.state is TaskState.QUEUED and not t.held_on]
+    if not entering:
+        return
+    limits = tx.get_limits({limit_name(key) for task in entering for key in task.limits})
+    keys = {key for task in entering for key in task.limits if limit_name(key) in limits}
+    if not keys:
+        return
+    usage = read_usage(tx, limits, keys, now)
+    rooms = {key: room(limits[limit_name(key)], usage[key], now) for key in keys}
+    lines: set[str] = set()
+    for task in entering:
+        mine = [key for key in task.limits if key in rooms]
+        if mine:
+            task.held_on = min(mine, key=rooms.__getitem__)  # the first of equals
+            lines.add(task.held_on)
+    tx.wake_limit_keys(lines, now)
+
+
+def free_slots(tx: StoreTx, ended: Sequence[Task], now: datetime, changes: Changes) -> None:
+    """Attempts of these tasks ended (any way): their slots are free already (a hold counts only
+    while its attempt runs); wake the keys that have a limit, so that a lease takes the tasks
+    held on them, and wake a long-poll of each task's queue to come and lease."""
+    keys = {key for task in ended for key in task.limits}
+    if not keys:
+        return
+    limits = tx.get_limits({limit_name(key) for key in keys})
+    woken = {key for key in keys if limit_name(key) in limits}
+    if not woken:
+        return
+    tx.wake_limit_keys(woken, now)
+    for task in ended:
+        if task.state is not TaskState.QUEUED and woken.intersection(task.limits):
+            changes.made_ready(task.queue)
+
+
+# ---- why a task waits ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LimitWait:
+    """One of a task's limits that is full now."""
+
+    key: str
+    limit: Limit
+    full: Full
+    running: int
+    """Tasks running with this key."""
+    started: int
+    """Starts of this key in the rate's current window (0 without a rate)."""
+    ahead: int
+    """Tasks held on this key that come before this one (priority, then submission)."""
+    until: datetime | None
+    """When the rate lets one more task of the key start (rate only; None: when a running task
+    of the key ends)."""
+
+
+def limit_waits(tx: StoreTx, task: Task, now: datetime) -> list[LimitWait]:
+    """The limits that keep a queued task from starting now, in the order the task names them;
+    empty when none does (or the task is not queued)."""
+    if task.state is not TaskState.QUEUED or not task.limits:
+        return []
+    limits = tx.get_limits({limit_name(key) for key in task.limits})
+    keys = [key for key in task.limits if limit_name(key) in limits]
+    usage = read_usage(tx, limits, keys, now)
+    waits = []
+    for key in keys:
+        limit, use = limits[limit_name(key)], usage[key]
+        why = full(limit, use, now)
+        if why is None:
+            continue
+        recent = sum(1 for start in use.starts if start > now - limit.window)
+        waits.append(
+            LimitWait(
+                key=key,
+                limit=limit,
+                full=why,
+                running=use.running,
+                started=recent if limit.rate is not None else 0,
+                ahead=tx.held_ahead(key, task.priority, task.seq),
+                until=reopens_at(limit, use, now) if why is Full.RATE else None,
+            )
+        )
+    return waits

@@ -1,0 +1,208 @@
+"""PostgresTx's part for concurrency and rate limits: the limits table, the holds that take their
+slots, the tasks held back on a full key, and the wakes that send leases back to them
+(conveyor.engine.limits says how a lease uses each).
+
+Several servers lease at once, so a key is decided by one transaction at a time: a lease takes
+the key's advisory lock (transaction-scoped) before it counts the key's holds, and a lease that
+finds the lock taken passes the key's tasks over instead of waiting (as SKIP LOCKED passes rows
+over), so that leases never wait on each other and cannot deadlock over keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from conveyor.core.limiting import Limit
+from conveyor.core.models import Task
+from conveyor.core.types import TaskId
+from conveyor.store import codec
+from conveyor.store.base import Hold
+
+_LIMITS = ", ".join(codec.LIMIT_COLUMNS)
+_TASKS = ", ".join(codec.TASK_COLUMNS)
+_KEY_LOCKS = 7_411_339
+"""The first half of every limit key's advisory lock (the second is a hash of the key)."""
+_LIVE = "(t.state = 'running' AND t.attempts = h.token)"
+"""A hold takes a slot while its task is running the attempt that took it."""
+
+
+class PostgresLimits:
+    conn: psycopg.Connection[Any]
+
+    def put_limit(self, limit: Limit, now: datetime) -> None:
+        self.conn.execute(
+            f"INSERT INTO limits ({_LIMITS}) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (name) "
+            "DO UPDATE SET concurrency = EXCLUDED.concurrency, rate = EXCLUDED.rate, "
+            "per_s = EXCLUDED.per_s, updated_at = EXCLUDED.updated_at",
+            codec.limit_row(limit, now),
+        )
+
+    def get_limits(self, names: Collection[str]) -> dict[str, Limit]:
+        if not names:
+            return {}
+        rows = self.conn.execute(
+            f"SELECT {_LIMITS} FROM limits WHERE name = ANY(%s)", (sorted(names),)
+        )
+        return {row[0]: codec.limit_from_row(row) for row in rows}
+
+    def list_limits(self) -> list[Limit]:
+        rows = self.conn.execute(f"SELECT {_LIMITS} FROM limits ORDER BY name")
+        return [codec.limit_from_row(row) for row in rows]
+
+    def delete_limit(self, name: str) -> bool:
+        return self.conn.execute("DELETE FROM limits WHERE name = %s", (name,)).rowcount > 0
+
+    def lock_limit_keys(self, keys: Collection[str]) -> set[str]:
+        if not keys:
+            return set()
+        rows = self.conn.execute(
+            "SELECT k FROM unnest(%s::text[]) AS k "
+            "WHERE pg_try_advisory_xact_lock(%s, hashtext(k))",
+            (sorted(keys), _KEY_LOCKS),
+        )
+        return {row[0] for row in rows}
+
+    def limit_holds(self, keys: Collection[str]) -> list[Hold]:
+        if not keys:
+            return []
+        rows = self.conn.execute(
+            f"SELECT h.key, h.task_id, h.token, h.started_at, coalesce({_LIVE}, false) "
+            "FROM limit_holds h LEFT JOIN tasks t ON t.id = h.task_id "
+            "WHERE h.key = ANY(%s) ORDER BY h.started_at",
+            (sorted(keys),),
+        )
+        return [
+            Hold(key, task_id, token, datetime.fromtimestamp(at, UTC), bool(live))
+            for key, task_id, token, at, live in rows
+        ]
+
+    def insert_limit_holds(self, holds: Sequence[Hold]) -> None:
+        if holds:
+            self.conn.execute(
+                "INSERT INTO limit_holds (key, task_id, token, started_at) "
+                "SELECT * FROM unnest(%s::text[], %s::text[], %s::integer[], %s::float8[]) "
+                "ON CONFLICT DO NOTHING",
+                (
+                    [h.key for h in holds],
+                    [h.task_id for h in holds],
+                    [h.token for h in holds],
+                    [h.started_at.timestamp() for h in holds],
+                ),
+            )
+
+    def delete_limit_holds(self, holds: Sequence[Hold]) -> None:
+        if holds:
+            self.conn.execute(
+                "DELETE FROM limit_holds WHERE (key, task_id, token) IN "
+                "(SELECT * FROM unnest(%s::text[], %s::text[], %s::integer[]))",
+                ([h.key for h in holds], [h.task_id for h in holds], [h.token for h in holds]),
+            )
+
+    def sweep_limit_holds(self, now: datetime, limit: int) -> int:
+        # The key's limit is the text before its first ':' (conveyor.core.limiting.limit_name).
+        return self.conn.execute(
+            "DELETE FROM limit_holds WHERE (key, task_id, token) IN ("
+            "  SELECT h.key, h.task_id, h.token FROM limit_holds h"
+            "  LEFT JOIN tasks t ON t.id = h.task_id"
+            "  LEFT JOIN limits l ON l.name = split_part(h.key, ':', 1)"
+            f"  WHERE NOT coalesce({_LIVE}, false)"
+            "  AND h.started_at <= %s - CASE WHEN l.rate IS NULL THEN 0 ELSE l.per_s END"
+            "  LIMIT %s)",
+            (now.timestamp(), limit),
+        ).rowcount
+
+    def hold_tasks(self, held: Sequence[tuple[TaskId, str]]) -> None:
+        if held:
+            self.conn.execute(
+                "UPDATE tasks SET held_on = h.key FROM unnest(%s::text[], %s::text[]) "
+                "AS h(id, key) WHERE tasks.id = h.id",
+                ([task_id for task_id, _ in held], [key for _, key in held]),
+            )
+
+    def held_candidates(self, key: str, queue: str, limit: int) -> list[Task]:
+        rows = self.conn.execute(
+            f"SELECT {_TASKS} FROM tasks WHERE state = 'queued' AND held_on = %s AND queue = %s "
+            "ORDER BY priority DESC, seq LIMIT %s FOR UPDATE SKIP LOCKED",
+            (key, queue, limit),
+        ).fetchall()
+        return [codec.task_from_row(row) for row in rows]
+
+    def held_keys(self, after: str | None, limit: int) -> list[str]:
+        # A loose index scan: one probe of tasks_held per key, however many tasks each holds.
+        rows = self.conn.execute(
+            "WITH RECURSIVE k(key, n) AS ("
+            "  (SELECT held_on, 1 FROM tasks WHERE state = 'queued' AND held_on > %s"
+            "   ORDER BY held_on LIMIT 1)"
+            "  UNION ALL"
+            "  SELECT (SELECT held_on FROM tasks WHERE state = 'queued' AND held_on > k.key"
+            "          ORDER BY held_on LIMIT 1), k.n + 1"
+            "  FROM k WHERE k.key IS NOT NULL AND k.n < %s"
+            ") SELECT key FROM k WHERE key IS NOT NULL",
+            (after or "", limit),
+        )
+        return [row[0] for row in rows]
+
+    def held_queues(self, key: str) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT DISTINCT queue FROM tasks WHERE state = 'queued' AND held_on = %s", (key,)
+        )
+        return [row[0] for row in rows]
+
+    def held_counts(self) -> dict[str, int]:
+        rows = self.conn.execute(
+            "SELECT held_on, count(*) FROM tasks WHERE state = 'queued' AND held_on IS NOT NULL "
+            "GROUP BY held_on"
+        )
+        return {key: int(n) for key, n in rows}
+
+    def live_hold_counts(self) -> dict[str, int]:
+        rows = self.conn.execute(
+            "SELECT h.key, count(*) FROM limit_holds h JOIN tasks t ON t.id = h.task_id "
+            f"WHERE {_LIVE} GROUP BY h.key"
+        )
+        return {key: int(n) for key, n in rows}
+
+    def held_ahead(self, key: str, priority: int, seq: int) -> int:
+        row = self.conn.execute(
+            "SELECT count(*) FROM tasks WHERE state = 'queued' AND held_on = %s "
+            "AND (priority > %s OR (priority = %s AND seq < %s))",
+            (key, priority, priority, seq),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def wake_limit_keys(self, keys: Collection[str], at: datetime) -> None:
+        if keys:
+            self.conn.execute(
+                "INSERT INTO limit_wakes (key, at) SELECT k, %s FROM unnest(%s::text[]) AS k",
+                (at.timestamp(), sorted(keys)),
+            )
+
+    def ensure_limit_wake(self, key: str, at: datetime) -> None:
+        self.conn.execute(
+            "INSERT INTO limit_wakes (key, at) SELECT %(key)s, %(at)s WHERE NOT EXISTS "
+            "(SELECT 1 FROM limit_wakes WHERE key = %(key)s AND at <= %(at)s)",
+            {"key": key, "at": at.timestamp()},
+        )
+
+    def due_limit_wakes(self, now: datetime, keys: int) -> list[tuple[int, str]]:
+        rows = self.conn.execute(
+            "SELECT id, key FROM limit_wakes WHERE at <= %(now)s AND key IN "
+            "(SELECT key FROM limit_wakes WHERE at <= %(now)s ORDER BY at LIMIT %(keys)s) "
+            "ORDER BY at",
+            {"now": now.timestamp(), "keys": keys},
+        )
+        return [(int(wake_id), key) for wake_id, key in rows]
+
+    def delete_limit_wakes(self, ids: Collection[int]) -> None:
+        if ids:
+            self.conn.execute("DELETE FROM limit_wakes WHERE id = ANY(%s)", (sorted(ids),))
+
+    def next_limit_wake(self, after: datetime) -> datetime | None:
+        row = self.conn.execute(
+            "SELECT min(at) FROM limit_wakes WHERE at > %s", (after.timestamp(),)
+        ).fetchone()
+        return codec.from_epoch(row[0] if row else None)
