@@ -14,12 +14,13 @@ from conveyor.core.schedules import Misfire
 
 @click.group("schedule")
 def schedule_group() -> None:
-    """Cron schedules: submit a task at every firing of a cron expression."""
+    """Cron schedules: submit a task at every firing of a cron expression (fields: minute hour
+    day-of-month month day-of-week, and an optional sixth, second, last)."""
 
 
 @schedule_group.command("add")
 @click.argument("name")
-@click.argument("cron")
+@click.argument("cron", metavar="CRON")
 @click.argument("handler")
 @click.argument("args", nargs=-1)
 @task_options
@@ -46,8 +47,16 @@ def add_command(
     as_json: bool,
     **options: Any,
 ) -> None:
-    """Store schedule NAME: at every firing of CRON ("*/5 * * * *"; a sixth field is seconds),
-    submit HANDLER with ARGS, as `conveyor submit` would."""
+    """Store schedule NAME: at every firing of CRON, submit HANDLER with ARGS, as `conveyor
+    submit` would.
+
+    \b
+    CRON's fields, in this order:  minute hour day-of-month month day-of-week [second]
+      "*/5 * * * *"      every 5 minutes
+      "0 2 * * mon-fri"  at 02:00 on weekdays
+      "* * * * * */30"   every 30 seconds: the optional sixth field, seconds, comes LAST
+    Each field: *, */STEP, N, A-B, A-B/STEP, or a comma-separated list of them.
+    """
     task = build_spec(handler, args, options)
     with connect(server, token) as client:
         schedule = client.add_schedule(
