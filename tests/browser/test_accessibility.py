@@ -244,3 +244,22 @@ def test_labels_are_key_equals_value_in_the_task_filter_too(
     expect(page.get_by_label("Label")).to_have_value(label)
     expect(rows).to_have_count(1, timeout=WAIT_MS)
     problems.check()
+
+
+def test_live_updates_leave_the_keyboard_where_it_was(
+    page: Page, cluster: Cluster, workload: Workload, problems: Problems
+) -> None:
+    open_dashboard(page, cluster)
+    button = page.locator(f'[data-queue="{workload.queue}"] button')
+    button.focus()
+    # The queue's counts change under it (a task submitted to it): the table is drawn again.
+    with Client(cluster.url) as client:
+        task = client.submit("echo", 1, queue=workload.queue)
+        expect(page.locator(f'[data-queue="{workload.queue}"] td').nth(1)).to_have_text(
+            "2", timeout=WAIT_MS
+        )
+        client.cancel(task.id)
+    assert page.evaluate("() => document.activeElement.dataset.focusKey") == (
+        f"queue:{workload.queue}"
+    )
+    problems.check()

@@ -17,7 +17,7 @@ from playwright.sync_api import Page, expect
 from conveyor.client import Client
 from conveyor.core.spec import TaskSpec
 from conveyor.testing import Cluster, wait_until
-from tests.browser.conftest import ROOT, Problems
+from tests.browser.conftest import ROOT, WORKERS, Problems
 from tests.browser.helpers import WAIT_MS, confirm, go, open_dashboard, unique
 
 
@@ -125,6 +125,20 @@ def test_a_worker_is_drained_from_the_workers_page_and_exits(
     assert cluster.workers[name].wait(WAIT_MS / 1000) == 0  # it drained, deregistered, exited
     expect(card).to_have_count(0, timeout=WAIT_MS)
     assert all(w.name != name for w in client.workers())
+    problems.check()
+
+
+def test_drain_all_on_a_host_names_its_workers_and_can_be_called_off(
+    page: Page, cluster: Cluster, client: Client, problems: Problems
+) -> None:
+    open_dashboard(page, cluster, "/workers")
+    page.locator("[data-action=drain-host]").click()
+    dialog = page.get_by_test_id("confirm-dialog")
+    for name in WORKERS:
+        expect(dialog).to_contain_text(name)
+    dialog.get_by_role("button", name="Back").click()
+    page.wait_for_timeout(500)
+    assert all(w.state == "alive" for w in client.workers() if w.name in WORKERS)
     problems.check()
 
 
