@@ -43,6 +43,7 @@ if _typing.TYPE_CHECKING:
     from conveyor.core.schedules import Misfire
     from conveyor.core.spec import RetryPolicy, TaskSpec
     from conveyor.core.states import Outcome, Reason, TaskState
+    from conveyor.core.why import WaitCode, WaitReason, WhyAnswer
     from conveyor.embedded import Job, Progress, RunSummary, Scheduler
     from conveyor.errors import (
         ConflictError,
@@ -96,6 +97,9 @@ __all__ = [
     "TaskPage",
     "TaskSpec",
     "TaskState",
+    "WaitCode",
+    "WaitReason",
+    "WhyAnswer",
     "WorkerOut",
     "task",
 ]
@@ -136,6 +140,9 @@ _HOMES = {
     "TaskPage": "conveyor.api.schemas",
     "TaskSpec": "conveyor.core.spec",
     "TaskState": "conveyor.core.states",
+    "WaitCode": "conveyor.core.why",
+    "WaitReason": "conveyor.core.why",
+    "WhyAnswer": "conveyor.core.why",
     "WorkerOut": "conveyor.api.schemas",
     "task": "conveyor.client",
 }

@@ -178,6 +178,7 @@ ROUTES: list[tuple[str, str, Any, str]] = [
     ("POST", "/api/v1/tasks/{task}/cancel", None, CLIENTS),
     ("POST", "/api/v1/tasks/{task}/retry", None, CLIENTS),
     ("DELETE", "/api/v1/tasks/{task}", None, CLIENTS),
+    ("GET", "/api/v1/tasks/{task}/why", None, CLIENTS),
     ("POST", "/api/v1/tasks/bulk", {"action": "retry", "filter": {"queue": "q"}}, CLIENTS),
     ("GET", "/api/v1/bulk/{bulk_id}", None, CLIENTS),
     # workers, worker side

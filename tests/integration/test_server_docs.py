@@ -56,6 +56,7 @@ async def test_openapi_describes_every_endpoint_and_its_refs_resolve(served: Ser
         ("POST", f"{p}/tasks/results"),
         ("POST", f"{p}/tasks/{{task_id}}/cancel"),
         ("POST", f"{p}/tasks/{{task_id}}/retry"),
+        ("GET", f"{p}/tasks/{{task_id}}/why"),
         ("POST", f"{p}/tasks/bulk"),
         ("GET", f"{p}/bulk/{{bulk_id}}"),
         ("GET", f"{p}/failures"),

@@ -86,6 +86,8 @@ def _steps(client: Client, worker: WorkerConnection) -> list[tuple[str, Callable
         ("get_task", lambda: client.get(first.id)),
         ("get_task", lambda: client.get("no-such-task")),  # 404
         ("get_result", lambda: client.result(later.id)),
+        ("why_task", lambda: [r.message for r in client.why(later.id).reasons]),
+        ("why_task", lambda: client.why("no-such-task")),  # 404
         ("wait_results", lambda: client.wait([first.id, later.id], timeout_s=0)),
         ("wait_results", lambda: client.wait([first.id, "no-such-task"], timeout_s=0)),  # 404
         ("lease", lambda: worker.lease(me.id, 1)),

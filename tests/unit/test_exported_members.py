@@ -57,6 +57,9 @@ FRONT_DOOR = [
     "TaskPage",
     "TaskSpec",
     "TaskState",
+    "WaitCode",
+    "WaitReason",
+    "WhyAnswer",
     "WorkerOut",
     "task",
 ]

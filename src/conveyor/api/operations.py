@@ -80,6 +80,7 @@ from conveyor.api.schemas import (
     WorkflowList,
 )
 from conveyor.core.spec import TaskSpec
+from conveyor.core.why import WhyAnswer
 
 NOT_FOUND = 404
 CONFLICT = 409
@@ -185,6 +186,15 @@ RETRY_TASK = _task(
     "retry_task", "POST", "/tasks/{task_id}/retry",
     "Run a failed, timed-out or cancelled task again.",
     params=TaskRef, answer=TaskOut, errors=(NOT_FOUND, CONFLICT),
+)  # fmt: skip
+WHY_TASK = _task(
+    "why_task", "GET", "/tasks/{task_id}/why",
+    "Why the task is not running, most immediate reason first: the dependencies it waits for, "
+    "its start time or retry backoff, a pause of its queue or of the cluster, a full limit, no "
+    "live worker serving its queue or none that can run it (what each lacks), every able "
+    "worker busy (and how many tasks come first). `unschedulable` says no live worker could "
+    "ever take it.",
+    params=TaskRef, answer=WhyAnswer, errors=(NOT_FOUND,),
 )  # fmt: skip
 DELETE_TASK = _task(
     "delete_task", "DELETE", "/tasks/{task_id}",
@@ -398,7 +408,7 @@ OPERATIONS: Mapping[str, Operation] = {
     op.name: op
     for op in (
         SUBMIT, SUBMIT_BATCH, LIST_TASKS, GET_TASK, GET_RESULT, WAIT_RESULTS, CANCEL_TASK, RETRY_TASK,
-        DELETE_TASK, REGISTER_WORKER, HEARTBEAT, LEASE, REPORT, LIST_WORKERS, GET_WORKER,
+        DELETE_TASK, WHY_TASK, REGISTER_WORKER, HEARTBEAT, LEASE, REPORT, LIST_WORKERS, GET_WORKER,
         DEREGISTER_WORKER, ADD_SCHEDULE, LIST_SCHEDULES, GET_SCHEDULE, REMOVE_SCHEDULE, STATUS,
         STATUS_HISTORY, MONITOR, HEALTH, SEARCH_TASKS, TASK_GRAPH, LIST_WORKFLOWS, GET_WORKFLOW,
         PAUSE_QUEUE, RESUME_QUEUE, PAUSE_SCHEDULE, RESUME_SCHEDULE, PAUSE_ALL, RESUME_ALL,

@@ -387,6 +387,12 @@ class StatusOut(Response):
     finished_last_minute: int = Field(
         description="Tasks that reached a terminal state in the last 60 s, seen by this server."
     )
+    unschedulable: int = Field(
+        default=0,
+        description="Pending and queued tasks no live worker could ever take (none serves "
+        "their queue, or none of those has what they need); `GET /tasks/{task_id}/why` says "
+        "why for one. Counted at most every 10 s (longer on very long queues).",
+    )
 
 
 class MetricPoint(Response):

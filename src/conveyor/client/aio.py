@@ -38,6 +38,7 @@ from conveyor.core.schedules import Misfire
 from conveyor.core.spec import TaskSpec
 from conveyor.core.types import JSON
 from conveyor.core.validation import validated
+from conveyor.core.why import WhyAnswer
 
 
 class AsyncClient:
@@ -122,6 +123,9 @@ class AsyncClient:
 
     async def delete(self, task_id: str) -> None:
         return await self._session.send(calls.delete(task_id))
+
+    async def why(self, task_id: str) -> WhyAnswer:
+        return await self._session.send(calls.why(task_id))
 
     async def retry_all(
         self,

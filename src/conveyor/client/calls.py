@@ -64,6 +64,7 @@ from conveyor.api.schemas import (
 )
 from conveyor.core.spec import TaskSpec
 from conveyor.core.states import TaskState
+from conveyor.core.why import WhyAnswer
 from conveyor.errors import ConflictError, InvalidSpecError
 
 T = TypeVar("T")
@@ -230,6 +231,10 @@ def retry(task_id: str) -> Call[TaskOut]:
 
 def delete(task_id: str) -> Call[None]:
     return Call(ops.DELETE_TASK, _no_content, TaskRef(task_id=task_id))
+
+
+def why(task_id: str) -> Call[WhyAnswer]:
+    return Call(ops.WHY_TASK, WhyAnswer.model_validate_json, TaskRef(task_id=task_id))
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from conveyor.core.spec import TaskSpec
 from conveyor.core.states import TaskState
 from conveyor.core.types import JSON
 from conveyor.core.validation import validated
+from conveyor.core.why import WhyAnswer
 
 StateFilter = TaskState | str | Iterable[TaskState | str] | None
 
@@ -148,6 +149,12 @@ class Client:
     def delete(self, task_id: str) -> None:
         """Remove a task that is not running."""
         return self._session.send(calls.delete(task_id))
+
+    def why(self, task_id: str) -> WhyAnswer:
+        """Why the task is not running: every reason that holds it back, most immediate first
+        (`answer.reasons`, each with a code, a sentence and its details), and whether no live
+        worker could ever take it (`answer.unschedulable`)."""
+        return self._session.send(calls.why(task_id))
 
     def retry_all(
         self,

@@ -4,7 +4,7 @@ The operations are grouped in small modules; Engine puts them together behind on
 submitting_ops (submit, lease, report), worker_ops, actions (cancel, retry, delete), bulk
 (those actions on every task a filter selects),
 housekeeping (schedules and timers), pausing (queues, schedules, the cluster), limiting
-(concurrency and rate limits) and reads.
+(concurrency and rate limits), reads and why (what keeps a task from running).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from conveyor.engine.limiting import Limiting
 from conveyor.engine.pausing import Pausing
 from conveyor.engine.reads import Reads
 from conveyor.engine.submitting_ops import TaskOperations
+from conveyor.engine.why import Why
 from conveyor.engine.worker_ops import WorkerOperations
 
 
@@ -28,6 +29,7 @@ class Engine(
     Pausing,
     Limiting,
     Reads,
+    Why,
 ):
     """Every operation on tasks, workers and schedules, each in its own transaction."""
 

@@ -21,6 +21,7 @@ from conveyor.server.monitoring import Monitoring
 from conveyor.server.settings import ServerSettings
 from conveyor.server.throughput import RollingCount
 from conveyor.server.timers import Timers
+from conveyor.server.unschedulable import UnschedulableCount
 from conveyor.server.waiters import Waiters
 from conveyor.server.worker_identity import WorkerSecrets
 
@@ -42,6 +43,8 @@ class ServerContext:
     identities: WorkerSecrets
     store_health: StoreHealth = field(default_factory=StoreHealth)
     """What the latest writes said about the store (for /health)."""
+    unschedulable: UnschedulableCount = field(default_factory=UnschedulableCount)
+    """Tasks no live worker could ever take, for /status and /metrics (read at most so often)."""
 
     @classmethod
     def build(

@@ -12,6 +12,7 @@ Two kinds, and the difference matters when several servers share one database:
 | conveyor_engine_call_seconds             | call                     | this server (its own calls)  |
 | conveyor_tasks                           | state, queue             | the database, at scrape time |
 | conveyor_workers                         | state                    | the database, at scrape time |
+| conveyor_tasks_unschedulable             |                          | the database, at most every 10 s |
 | conveyor_info                            | version, store           | this server                  |
 
 `queue` and `handler` label values are bounded (conveyor.server.metric_labels): a value is
@@ -147,8 +148,9 @@ class ServerMetrics:
 
     # ---- exposition -------------------------------------------------------------------------
 
-    def scrape(self, engine: Engine) -> bytes:
-        """Read the database figures, then render every metric. Blocking: call it in a thread."""
+    def scrape(self, engine: Engine, *, unschedulable: int = 0) -> bytes:
+        """Read the database figures, then render every metric. Blocking: call it in a thread.
+        `unschedulable`: waiting tasks no live worker could ever take (server/unschedulable.py)."""
         counts = engine.counts()
         workers = engine.workers()
         by_state: dict[str, int] = {state.value: 0 for state in WorkerState}
@@ -162,6 +164,7 @@ class ServerMetrics:
         with self._scrape_lock:  # one scrape's figures are rendered with that scrape's reads
             self._database.tasks = tasks
             self._database.workers = by_state
+            self._database.unschedulable = unschedulable
             return generate_latest(self.registry)
 
 
@@ -173,6 +176,7 @@ class _DatabaseCollector(Collector):
         self.store = store
         self.tasks: dict[tuple[str, str], int] = {}
         self.workers: dict[str, int] = {}
+        self.unschedulable = 0
 
     def collect(self) -> Iterable[Metric]:
         info = InfoMetricFamily("conveyor", "The server's version and store.")
@@ -196,6 +200,12 @@ class _DatabaseCollector(Collector):
         for worker_state, count in self.workers.items():
             workers.add_metric([worker_state], count)
         yield workers
+        yield GaugeMetricFamily(
+            "conveyor_tasks_unschedulable",
+            "Pending and queued tasks no live worker could ever take: none serves their queue, or "
+            "none of those runs their handler or has their required labels or resources.",
+            value=self.unschedulable,
+        )
 
 
 def _duration_s(task: Task) -> float | None:

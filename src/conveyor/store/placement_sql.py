@@ -81,10 +81,10 @@ _WAITING_SHAPES = (
 )
 
 
-def _ahead(mark: str, index: str = "") -> str:
+def _ahead(mark: str) -> str:
     # Bounded: a count of a million queued tasks is not worth a second's scan.
     return (
-        f"SELECT count(*) FROM (SELECT 1 FROM tasks {index} WHERE state = 'queued' "
+        f"SELECT count(*) FROM (SELECT 1 FROM tasks WHERE state = 'queued' "
         f"AND held_on IS NULL AND queue = {mark} "
         f"AND (priority > {mark} OR (priority = {mark} AND seq < {mark})) LIMIT {mark}) AS a"
     )

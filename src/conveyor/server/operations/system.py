@@ -21,6 +21,7 @@ from conveyor.store.base import StateCount
 @implements(ops.STATUS)
 async def status(ctx: ServerContext, caller: Caller, params: NoParams) -> StatusOut:
     counts, workers = await ctx.call(_counts_and_workers, ctx.engine)
+    unschedulable = await ctx.call(ctx.unschedulable.get, ctx.engine)
     by_state = {state.value: 0 for state in TaskState}
     by_queue: dict[str, dict[str, int]] = {}
     for row in counts:
@@ -33,6 +34,7 @@ async def status(ctx: ServerContext, caller: Caller, params: NoParams) -> Status
         workers_alive=sum(1 for w in workers if w.state in LIVE_WORKER_STATES),
         workers_total=len(workers),
         finished_last_minute=ctx.finished.total(),
+        unschedulable=unschedulable,
     )
 
 

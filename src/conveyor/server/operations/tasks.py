@@ -31,6 +31,7 @@ from conveyor.api.schemas import (
 from conveyor.core.models import Task
 from conveyor.core.spec import TaskSpec
 from conveyor.core.states import TaskState
+from conveyor.core.why import WhyAnswer
 from conveyor.errors import NotFoundError
 from conveyor.server.context import ServerContext
 from conveyor.server.operations.base import Answer, Caller, implements
@@ -168,3 +169,8 @@ def task_filter(
 def _pair(label: str) -> tuple[str, str]:
     key, _, value = label.partition(":")
     return key, value
+
+
+@implements(ops.WHY_TASK)
+async def why_task(ctx: ServerContext, caller: Caller, ref: TaskRef) -> WhyAnswer:
+    return await ctx.call(ctx.engine.why, ref.task_id)

@@ -14,5 +14,6 @@ router = APIRouter(tags=["system"])
 @router.get("/metrics", include_in_schema=False)
 async def metrics(ctx: Ctx) -> Response:
     """Prometheus metrics (text exposition format); see conveyor.server.metrics for the list."""
-    body = await ctx.call(ctx.metrics.scrape, ctx.engine)
+    unschedulable = await ctx.call(ctx.unschedulable.get, ctx.engine)
+    body = await ctx.call(ctx.metrics.scrape, ctx.engine, unschedulable=unschedulable)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
