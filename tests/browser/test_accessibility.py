@@ -24,11 +24,13 @@ PHONE: ViewportSize = {"width": 390, "height": 844}
 
 @dataclass(frozen=True)
 class Workload:
-    """Tasks in every state, a workflow, failures, a schedule that cannot fire, a paused queue."""
+    """Tasks in every state, a workflow, failures, a schedule that cannot fire, a paused queue
+    with a task waiting on it."""
 
     succeeded: str
     failed: str  # two attempts, a second apart
     queue: str  # paused, served by no worker
+    waiting: str  # queued on that queue: the page says why it does not run
     label: str
 
 
@@ -50,7 +52,7 @@ def workload(cluster: Cluster) -> Iterator[Workload]:
         )  # fmt: skip
         timed_out = client.submit("sleep", 5, name=f"{name}-slow", timeout_s=0.3)
         running = client.submit("sleep", 60, name=f"{name}-long")
-        client.submit("echo", 1, name=f"{name}-waiting", queue=queue)
+        waiting = client.submit("echo", 1, name=f"{name}-waiting", queue=queue)
         cancelled = client.submit("echo", 1, name=f"{name}-cancelled", queue=queue)
         client.cancel(cancelled.id)
         gone = client.submit("echo", 1, queue=queue)
@@ -63,7 +65,7 @@ def workload(cluster: Cluster) -> Iterator[Workload]:
         for task in (second, failed, timed_out):
             assert client.result(task.id, timeout_s=30).done
         try:
-            yield Workload(second.id, failed.id, queue, name)
+            yield Workload(second.id, failed.id, queue, waiting.id, name)
         finally:
             client.resume_queue(queue)
             client.remove_schedule(schedule)
@@ -77,6 +79,7 @@ def _pages(page: Page, w: Workload) -> dict[str, Locator]:
         "/tasks": page.locator("tr[data-task-id]").first,
         f"/task/{w.succeeded}": page.locator(".dag .node").nth(1),
         f"/task/{w.failed}": page.get_by_test_id("task-error"),
+        f"/task/{w.waiting}": page.get_by_test_id("why-main"),
         "/workflows": page.locator("[data-workflow-id]").first,
         f"/workflow/{w.succeeded}": page.locator(".dag .node").nth(1),
         "/workers": page.locator("[data-worker-name]").first,

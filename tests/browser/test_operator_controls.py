@@ -237,3 +237,46 @@ def test_a_refused_admin_action_says_the_token_is_not_an_admins(
         expect(toast).to_contain_text("API token")
         assert client.pauses() == []
     problems.check()
+
+
+def test_the_task_page_says_why_a_task_is_not_running(
+    page: Page, cluster: Cluster, client: Client, problems: Problems
+) -> None:
+    queue = unique("unserved")
+    blocker = client.submit("echo", 1, name=unique("blocker"), queue=queue)
+    waiting = client.submit("echo", 2, name=unique("waiting"), depends_on=[blocker.id])
+    try:
+        # Queued on a queue that no worker serves: it can never run as things are.
+        open_dashboard(page, cluster, f"/task/{blocker.id}")
+        why = page.get_by_test_id("why")
+        expect(why.get_by_test_id("why-main")).to_contain_text(
+            f"No live worker serves its queue '{queue}'", timeout=WAIT_MS
+        )
+        expect(why.get_by_test_id("why-unschedulable")).to_be_visible()
+        answer = client.why(blocker.id)
+        assert answer.unschedulable and answer.reasons[0].code == "no_worker"
+
+        # Pending on it: the line names the dependency and links to it.
+        go(page, f"/task/{waiting.id}")
+        main = page.get_by_test_id("why-main")
+        expect(main).to_contain_text("It waits for 1 dependency to succeed", timeout=WAIT_MS)
+        expect(main).to_contain_text(blocker.name or "")
+        main.get_by_role("link", name=re.compile(blocker.id[-8:])).click()
+        expect(page).to_have_url(re.compile(f"#/task/{blocker.id}$"))
+
+        # The overview counts the task no worker can take.
+        go(page, "/")
+        card = page.get_by_test_id("unschedulable")
+        expect(card.locator(".card-value")).not_to_have_attribute(
+            "data-count", "0", timeout=WAIT_MS
+        )
+        expect(card).to_have_class(re.compile(r"\bcard-warn\b"))
+
+        # A task that has ended has nothing to explain.
+        client.cancel(waiting.id)
+        go(page, f"/task/{waiting.id}")
+        expect(page.get_by_test_id("task-state")).to_contain_text("cancelled", timeout=WAIT_MS)
+        expect(page.get_by_test_id("why")).to_be_hidden()
+    finally:
+        client.cancel(blocker.id)
+    problems.check()

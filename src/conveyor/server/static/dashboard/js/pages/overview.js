@@ -1,5 +1,5 @@
-// Overview: tasks by state, workers alive, throughput and queue depth over time, queues with
-// their pause and resume controls.
+// Overview: tasks by state, workers alive, tasks no worker can take, throughput and queue depth
+// over time, queues with their pause and resume controls.
 
 import { get } from "../api.js";
 import { lineChart } from "../charts.js";
@@ -61,6 +61,16 @@ export default function mount(root) {
         { class: "card", href: "#/workers", "data-testid": "workers-alive", title: "Alive: heartbeating workers, draining ones included. Dead: missed their heartbeats. Deregistered workers are not counted." },
         h("span", { class: "card-label" }, "workers alive"),
         h("span", { class: "card-value", "data-count": live }, number(live), h("small", { "data-testid": "workers-dead" }, ` · ${detail}`)),
+      ),
+      h(
+        "div",
+        {
+          class: `card${status.unschedulable ? " card-warn" : ""}`,
+          "data-testid": "unschedulable",
+          title: "Pending and queued tasks that no live worker could ever take: none serves their queue, or none of those has what they need. A task's page says why. Counted every 10 s or so.",
+        },
+        h("span", { class: "card-label" }, "unschedulable"),
+        h("span", { class: "card-value", "data-count": status.unschedulable || 0 }, number(status.unschedulable)),
       ),
       h(
         "div",

@@ -1,22 +1,25 @@
-// One task: state and actions, spec, timing, result, error with traceback, attempts as a
-// timeline with their captured output, and its dependencies up and down as a graph.
+// One task: state and actions, why it is not running (pending and queued tasks), spec, timing,
+// result, error with traceback, attempts as a timeline with their captured output, and its
+// dependencies up and down as a graph.
 
 import { get, post, del, ApiError } from "../api.js";
 import { confirmAction, toast } from "../dialogs.js";
 import { drawDag } from "../dag.js";
 import {
   h, replace, badge, section, keyValues, pretty, fullTime, time, duration, between, parseTime,
-  taskTitle, CANCELLABLE, RETRYABLE, empty, stateLabel,
+  taskTitle, CANCELLABLE, RETRYABLE, empty, stateLabel, shortId,
 } from "../dom.js";
 
 export default function mount(root, route) {
   const id = route.id;
   const head = h("div", { class: "page-head" });
+  const why = h("section", { class: "panel why", "data-testid": "why", "aria-label": "Why it is not running", hidden: true });
   const body = h("div", { class: "task-body" });
   const graph = h("div", { class: "dag-wrap", "data-testid": "lineage" });
   const graphPanel = section("Dependencies", h("p", { class: "hint" }, "Two levels up (what it waits for) and down (what waits for it). Click a task to open it."), graph);
-  root.append(head, body, graphPanel);
+  root.append(head, why, body, graphPanel);
   let lastJson = "";
+  let lastWhy = "";
   let lastGraph = "";
   let gone = false;
 
@@ -42,6 +45,7 @@ export default function mount(root, route) {
     } else {
       for (const el of root.querySelectorAll("time")) el.textContent = time(el.getAttribute("datetime")).textContent;
     }
+    await refreshWhy(task);
     const lineage = await get(`/tasks/${encodeURIComponent(id)}/graph`, { depth: 2 });
     const graphJson = JSON.stringify(lineage);
     if (graphJson !== lastGraph) {
@@ -52,6 +56,27 @@ export default function mount(root, route) {
         replace(graph, empty("No dependencies and no dependents."));
       }
     }
+  }
+
+  /** For a pending or queued task, the server's answer to "why is it not running?". */
+  async function refreshWhy(task) {
+    if (task.state !== "pending" && task.state !== "queued") {
+      why.hidden = true;
+      lastWhy = "";
+      return;
+    }
+    let answer;
+    try {
+      answer = await get(`/tasks/${encodeURIComponent(id)}/why`);
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) return; // removed meanwhile
+      throw error;
+    }
+    const json = JSON.stringify(answer);
+    if (json === lastWhy) return;
+    lastWhy = json;
+    why.hidden = false;
+    replace(why, whyLines(answer));
   }
 
   async function act(verb, task) {
@@ -138,6 +163,25 @@ export default function mount(root, route) {
   }
 
   return { refresh };
+}
+
+function whyLines(answer) {
+  const [first, ...rest] = answer.reasons;
+  const line = (reason) => h("span", { "data-code": reason.code }, sentence(reason.message), reason.tasks.length ? [" ", reason.tasks.map((t) => h("a", { href: `#/task/${t}`, class: "chip mono", "aria-label": `task …${shortId(t)}` }, `…${shortId(t)}`))] : null);
+  return [
+    h("h2", {}, "Why it is not running"),
+    h("p", { class: "why-main", "data-testid": "why-main" }, line(first)),
+    rest.length ? h("ul", { class: "why-more" }, rest.map((reason) => h("li", {}, line(reason)))) : null,
+    answer.unschedulable
+      ? h("p", { class: "why-unschedulable", "data-testid": "why-unschedulable" }, h("span", { class: "badge state-failed" }, "unschedulable"), " No live worker could ever take it: it waits until one that can registers.")
+      : null,
+  ];
+}
+
+/** The server's sentence, capitalised, with its UTC timestamps in this browser's time. */
+function sentence(message) {
+  const local = message.replace(/\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(\+00:00|Z)/g, (iso) => new Date(iso).toLocaleString());
+  return `${local.charAt(0).toUpperCase()}${local.slice(1)}.`;
 }
 
 function workerOf(task) {
