@@ -71,7 +71,7 @@ def workload(client: Client) -> dict[str, str]:
         ]
     )  # fmt: skip
 
-    client.submit("echo", "later", name="reindex", queue="nightly")  # no worker serves it
+    reindex = client.submit("echo", "later", name="reindex", queue="nightly")  # no worker serves it
     client.pause_queue("nightly")  # the banner and the queue table show it
     client.submit("echo", "tomorrow", name="send-digest", delay_s=3600)
     doomed = client.submit("sleep", 5, name="resize-banner", queue="images", priority=5)
@@ -91,7 +91,13 @@ def workload(client: Client) -> dict[str, str]:
     )
     client.cancel(seed.id)
     client.delete(seed.id)
-    return {"join": join.id, "train": train.id, "validate": validate.id, "extract": extract.id}
+    return {
+        "join": join.id,
+        "train": train.id,
+        "validate": validate.id,
+        "extract": extract.id,
+        "reindex": reindex.id,
+    }
 
 
 def waves(client: Client, seconds: float) -> None:
@@ -160,6 +166,7 @@ def main() -> None:
                 ("tasks", "/tasks?label=workflow=nightly-etl", "tr[data-task-id]"),
                 ("task", f"/task/{ids['join']}", ".dag .node"),
                 ("task-failed", f"/task/{ids['validate']}", "[data-testid=task-error]"),
+                ("task-waiting", f"/task/{ids['reindex']}", "[data-testid=why-main]"),
                 ("workflows", "/workflows", "[data-workflow-id]"),
                 ("workflow", f"/workflow/{ids['train']}", ".dag .node"),
                 ("workers", "/workers", "[data-host] polyline"),
