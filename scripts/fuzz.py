@@ -25,7 +25,8 @@ host, and the server refuses a name its timezone database lacks; the hooks put `
 a well-formed unknown name. And the operator's controls: a pause's `until` must lie ahead, a
 bulk filter must name a criterion and its time ranges must start before they end, and a drain
 or stop must name some workers; the hooks move a past end ahead, name a state, swap a range's
-ends, and name a queue.
+ends, and name a queue. A task's limit key filled in from its arguments (`tenant:{kwargs.t}`)
+needs an argument of that name: the hooks drop such limits from generated specs.
 """
 
 import argparse
@@ -215,13 +216,17 @@ def _without_nul(value: Any) -> Any:
 
 
 def _without_dependencies(spec: Any) -> None:
-    """Drop a valid-looking `depends_on`: nothing generated can name a task that exists; and
-    take NUL out of the arguments (`_without_nul`)."""
+    """Drop a valid-looking `depends_on`: nothing generated can name a task that exists; the
+    `limits` whose key takes a placeholder (`{kwargs.x}`), which generated arguments cannot be
+    expected to fill in; and take NUL out of the arguments (`_without_nul`)."""
     if not isinstance(spec, dict):
         return
     for name in ("args", "kwargs"):
         if name in spec:
             spec[name] = _without_nul(spec[name])
+    limits = spec.get("limits")
+    if isinstance(limits, list) and all(isinstance(ref, str) for ref in limits):
+        spec["limits"] = [ref for ref in limits if "{" not in ref]
     deps = spec.get("depends_on")
     if (
         isinstance(deps, list)

@@ -6,10 +6,13 @@ vars:                      # optional; defaults of the variables, `--var url=...
   url: https://example.com
 defaults:                  # optional; merged into every task
   timeout_s: 60
+limits:                    # optional; set (or replaced) before the tasks are submitted
+  api: {rate: 100, per_s: 60}   # at most 100 starts a minute of the tasks that take `api`
 tasks:
   - name: fetch
     handler: http
     args: ["${url}"]            # a variable, replaced inside any string value of a task
+    limits: [api]               # the limits it takes (`NAME`, or `NAME:KEY`)
   - name: digest
     handler: sha256
     args: [{$result: fetch, $path: body}]  # the body of task `fetch`'s result; implies depends_on
@@ -32,7 +35,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,7 @@ import yaml
 from pydantic import ValidationError
 
 from conveyor.core.batch import plan_batch
+from conveyor.core.limiting import Limit
 from conveyor.core.spec import TaskSpec
 from conveyor.errors import InvalidSpecError
 
@@ -55,6 +59,8 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 class JobFile:
     name: str
     specs: list[TaskSpec]
+    limits: list[Limit] = field(default_factory=list)
+    """The file's `limits`, to set before its tasks are submitted."""
 
 
 def load_job_file(
@@ -160,7 +166,7 @@ def parse_job_file(
         data = {"tasks": data}
     if not isinstance(data, dict):
         raise InvalidSpecError("a job file holds a mapping with a 'tasks' list")
-    unknown = set(data) - {"name", "vars", "defaults", "tasks"}
+    unknown = set(data) - {"name", "vars", "defaults", "limits", "tasks"}
     if unknown:
         raise InvalidSpecError(f"unknown top-level key(s): {', '.join(sorted(unknown))}")
     values = _Variables(data.get("vars"), variables or {})
@@ -173,9 +179,34 @@ def parse_job_file(
         raise InvalidSpecError("must be a non-empty list of tasks", field="tasks")
     defaults = values.substitute(defaults, None, "defaults")
     specs = [_spec(index, entry, defaults, name, now, values) for index, entry in enumerate(tasks)]
+    limits = _limits(values.substitute(data.get("limits"), None, "limits"))
     values.check_overrides_used()
     _check_references(specs)
-    return JobFile(name, specs)
+    return JobFile(name, specs, limits)
+
+
+def _limits(declared: Any) -> list[Limit]:
+    """`limits: {NAME: {concurrency: N, rate: R, per_s: S}}`, each checked as the server would."""
+    if declared is None:
+        return []
+    if not isinstance(declared, dict):
+        raise InvalidSpecError("must be a mapping of limit names to settings", field="limits")
+    limits = []
+    for name, settings in declared.items():
+        if not isinstance(settings, dict):
+            raise InvalidSpecError(
+                "must be a mapping such as {concurrency: 5} or {rate: 100, per_s: 60}",
+                field=f"limits.{name}",
+            )
+        settings = {key: _number(value) for key, value in settings.items()}
+        try:
+            limits.append(Limit.model_validate({**settings, "name": name}))
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"] if part != "name")
+            path = f"limits.{name}.{where}" if where else f"limits.{name}"
+            raise InvalidSpecError(error["msg"], field=path) from None
+    return limits
 
 
 class _Variables:
@@ -302,3 +333,15 @@ def _check_references(specs: list[TaskSpec]) -> None:
                     field="depends_on",
                     task=spec.display_name(),
                 )
+
+
+def _number(value: Any) -> Any:
+    """A variable's text that spells a number (`concurrency: ${slots}`), as that number."""
+    if isinstance(value, str):
+        try:
+            number = json.loads(value)
+        except ValueError:
+            return value
+        if isinstance(number, int | float) and not isinstance(number, bool):
+            return number
+    return value

@@ -215,6 +215,10 @@ ROUTES: list[tuple[str, str, Any, str]] = [
     ("GET", "/api/v1/pauses", None, CLIENTS),
     ("POST", "/api/v1/workers/drain", {"ids": ["{worker}"]}, ADMINS),
     ("POST", "/api/v1/workers/stop", {"ids": ["{worker}"]}, ADMINS),
+    ("PUT", "/api/v1/limits/{limit}", {"concurrency": 2}, ADMINS),
+    ("GET", "/api/v1/limits", None, CLIENTS),
+    ("GET", "/api/v1/limits/{limit}", None, CLIENTS),
+    ("DELETE", "/api/v1/limits/{limit}", None, ADMINS),
     # the system
     ("GET", "/api/v1/status", None, CLIENTS),
     ("GET", "/api/v1/status/history", None, CLIENTS),
@@ -254,7 +258,7 @@ async def _ids(s: Served) -> dict[str, str]:
     body = {"name": "w", "host": "h", "pid": 1, "concurrency": 1}
     worker = (await s.http.post("/api/v1/workers", json=body, headers=bearer(ADMIN))).json()
     return {"task": task.json()["id"], "worker": worker["id"], "name": "nightly",
-            "secret": worker["secret"], "queue": "q", "bulk_id": "no-such-action"}  # fmt: skip
+            "secret": worker["secret"], "queue": "q", "bulk_id": "no-such-action", "limit": "db"}  # fmt: skip
 
 
 @pytest.mark.anyio

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +59,25 @@ def test_invalid_file_is_one_line_and_submits_nothing(tmp_path: Path) -> None:
     assert result.stderr.strip().count("\n") == 0
     assert "task 'a', field 'priority'" in result.stderr
     assert not db.exists(), "nothing may be created for an invalid file"
+
+
+def test_a_job_files_limits_hold_its_tasks_to_them(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(
+        "limits:\n  one: {concurrency: 1}\n"
+        "tasks:\n"
+        + "".join(
+            f"  - {{name: s{i}, handler: sleep, args: [0.2], limits: [one]}}\n" for i in range(3)
+        )
+    )
+    db = tmp_path / "j.db"
+    result = conveyor("run", str(jobs), "--db", str(db), "--concurrency", "4", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(db) as conn:
+        spans = sorted(conn.execute("SELECT started_at, finished_at FROM attempts").fetchall())
+        (limit,) = conn.execute("SELECT name, concurrency FROM limits").fetchall()
+    assert limit == ("one", 1)
+    assert len(spans) == 3
+    assert all(end <= start for (_, end), (start, _) in itertools.pairwise(spans)), (
+        "one at a time, though four could run"
+    )

@@ -87,6 +87,10 @@ async def test_openapi_describes_every_endpoint_and_its_refs_resolve(served: Ser
         ("GET", f"{p}/pauses"),
         ("POST", f"{p}/workers/drain"),
         ("POST", f"{p}/workers/stop"),
+        ("PUT", f"{p}/limits/{{limit}}"),
+        ("GET", f"{p}/limits"),
+        ("GET", f"{p}/limits/{{limit}}"),
+        ("DELETE", f"{p}/limits/{{limit}}"),
         ("GET", "/health"),
     }
     refs = set(re.findall(r'"\$ref":\s*"#/components/schemas/([^"]+)"', response.text))

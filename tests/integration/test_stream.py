@@ -117,6 +117,13 @@ def _steps(client: Client, worker: WorkerConnection) -> list[tuple[str, Callable
         ("resume_queue", lambda: client.resume_queue("held")),  # not paused
         ("pause_all", lambda: client.pause_all()),
         ("resume_all", lambda: client.resume_all()),
+        ("set_limit", lambda: client.set_limit("db", concurrency=2)),
+        ("set_limit", lambda: client._session.send(_put_limit("db", {"rate": -1}))),  # 422
+        ("list_limits", lambda: client.limits()),
+        ("get_limit", lambda: client.limit("db")),
+        ("delete_limit", lambda: client.delete_limit("db")),  # 204
+        ("get_limit", lambda: client.limit("db")),  # 404
+        ("delete_limit", lambda: client.delete_limit("db")),  # 404
         ("drain_workers", lambda: client.drain_workers()),  # 422
         ("stop_workers", lambda: client.stop_workers(["no-such-worker"])),  # 404
         ("drain_workers", lambda: [w.name for w in client.drain_workers(queue="default")]),
@@ -148,6 +155,17 @@ def _get_schedule(name: str) -> Any:
     from conveyor.client.calls import Call
 
     return Call(OPERATIONS["get_schedule"], ScheduleOut.model_validate_json, ScheduleRef(name=name))
+
+
+def _put_limit(name: str, body: dict[str, Any]) -> Any:
+    """A limit the server refuses (the client checks its own first, as it should)."""
+    from conveyor.api.limits import LimitIn, LimitOut, LimitRef
+    from conveyor.client.calls import Call
+
+    op = OPERATIONS["set_limit"]
+    return Call(
+        op, LimitOut.model_validate_json, LimitRef(limit=name), LimitIn.model_construct(**body)
+    )
 
 
 def _view(name: str, **params: Any) -> Any:

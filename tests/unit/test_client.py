@@ -41,8 +41,8 @@ def task_json(task_id: str = "t1", **fields: Any) -> dict[str, Any]:
         "id": task_id, "name": None, "handler": "echo", "args": [], "kwargs": {},
         "queue": "default", "priority": 0, "state": "queued", "reason": None, "depends_on": [],
         "run_at": None, "timeout_s": None, "max_retries": 0, "retries_used": 0, "attempts": 0,
-        "resources": {}, "key": None, "labels": {}, "require": {}, "prefer": {}, "result": None,
-        "error": None, "worker_id": None, "lease_expires_at": None, "created_at": NOW, "updated_at": NOW,
+        "resources": {}, "key": None, "labels": {}, "require": {}, "prefer": {}, "limits": [],
+        "held_on": None, "result": None, "error": None, "worker_id": None, "lease_expires_at": None, "created_at": NOW, "updated_at": NOW,
         "started_at": None, "finished_at": None, **fields,
     }  # fmt: skip
 
@@ -199,6 +199,16 @@ CASES = [
           "workers_total": 2, "finished_last_minute": 0, "unschedulable": 3}),
     Case("monitor", lambda c: c.monitor(), "GET", "/monitor", [], None, 200,
          {"server": {"cpu_percent": 1.0}, "workers": []}),
+    Case("set_limit", lambda c: c.set_limit("tenant", concurrency=2, rate=10, per_s=60), "PUT",
+         "/limits/tenant", [], {"concurrency": 2, "rate": 10, "per_s": 60.0}, 200,
+         {"name": "tenant", "concurrency": 2, "rate": 10, "per_s": 60.0, "running": 0, "held": 0}),
+    Case("set_limit concurrency only", lambda c: c.set_limit("db", concurrency=0), "PUT",
+         "/limits/db", [], {"concurrency": 0}, 200,
+         {"name": "db", "concurrency": 0, "rate": None, "per_s": 1.0, "running": 0, "held": 3}),
+    Case("limit", lambda c: c.limit("db"), "GET", "/limits/db", [], None, 200,
+         {"name": "db", "concurrency": 1, "rate": None, "per_s": 1.0, "running": 1, "held": 0}),
+    Case("delete_limit", lambda c: c.delete_limit("db"), "DELETE", "/limits/db", [], None, 204,
+         None),
 ]  # fmt: skip
 
 

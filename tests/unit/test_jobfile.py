@@ -118,3 +118,34 @@ def test_unreadable_and_unparsable_files(tmp_path: Path) -> None:
     bad.write_text("tasks: [unclosed")
     with pytest.raises(InvalidSpecError, match="not valid YAML"):
         load_job_file(bad, now=NOW)
+
+
+def test_limits_are_read_with_the_tasks_that_take_them() -> None:
+    job = parse({
+        "vars": {"n": 3},
+        "limits": {"db": {"concurrency": "${n}"}, "api": {"rate": 100, "per_s": 60}},
+        "tasks": [{"name": "a", "handler": "echo", "limits": ["db", "api"]}],
+    })  # fmt: skip
+    assert [(x.name, x.concurrency, x.rate, x.per_s) for x in job.limits] == [
+        ("db", 3, None, 1.0),  # a variable (text) that spells a number is that number
+        ("api", None, 100, 60.0),
+    ]
+    assert job.specs[0].limits == ["db", "api"]
+
+
+@pytest.mark.parametrize(
+    ("limits", "field"),
+    [
+        (["db"], "limits"),
+        ({"db": 5}, "limits.db"),
+        ({"db": {}}, "limits.db"),
+        ({"db": {"concurrency": -1}}, "limits.db.concurrency"),
+        ({"db": {"rate": 1, "per_s": 0}}, "limits.db.per_s"),
+        ({"db": {"concurrency": 1, "burst": 2}}, "limits.db.burst"),
+        ({"a:b": {"concurrency": 1}}, "limits.a:b"),
+    ],
+)
+def test_bad_limits_are_refused_naming_the_field(limits: object, field: str) -> None:
+    with pytest.raises(InvalidSpecError) as refused:
+        parse({"limits": limits, "tasks": [{"handler": "echo"}]})
+    assert refused.value.field == field

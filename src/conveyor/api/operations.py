@@ -28,6 +28,7 @@ from conveyor.api.control import (
     ResumeOut,
     WorkerSelection,
 )
+from conveyor.api.limits import LimitIn, LimitList, LimitOut, LimitRef
 from conveyor.api.params import (
     BulkRef,
     DeregisterParams,
@@ -403,6 +404,32 @@ STOP_WORKERS = Operation(
     body=WorkerSelection, answer=WorkerList, errors=(NOT_FOUND, CONFLICT), tag="control",
 )  # fmt: skip
 
+# ---- the operator's controls: concurrency and rate limits -------------------------------------
+
+SET_LIMIT = Operation(
+    "set_limit", "PUT", "/limits/{limit}", access.ADMIN,
+    "Store a limit, or replace the one of that name: at most `concurrency` of the tasks that "
+    "take it running at once, and/or at most `rate` of them started in any `per_s` seconds, "
+    "for each of its keys. Leases on every server keep to it from the moment it is stored. A "
+    "task takes it by naming it in its `limits`: `NAME`, or `NAME:KEY` for a bucket per key.",
+    params=LimitRef, body=LimitIn, answer=LimitOut, tag="control",
+)  # fmt: skip
+LIST_LIMITS = Operation(
+    "list_limits", "GET", "/limits", access.CLIENT,
+    "Every limit, with the tasks running that take it and the tasks it holds back.",
+    answer=LimitList, tag="control",
+)  # fmt: skip
+GET_LIMIT = Operation(
+    "get_limit", "GET", "/limits/{limit}", access.CLIENT,
+    "One limit, with the tasks running that take it and the tasks it holds back.",
+    params=LimitRef, answer=LimitOut, errors=(NOT_FOUND,), tag="control",
+)  # fmt: skip
+DELETE_LIMIT = Operation(
+    "delete_limit", "DELETE", "/limits/{limit}", access.ADMIN,
+    "Remove a limit: it holds nothing back any more (the tasks it held go as leases reach them).",
+    params=LimitRef, status=204, errors=(NOT_FOUND,), tag="control",
+)  # fmt: skip
+
 
 OPERATIONS: Mapping[str, Operation] = {
     op.name: op
@@ -412,7 +439,7 @@ OPERATIONS: Mapping[str, Operation] = {
         DEREGISTER_WORKER, ADD_SCHEDULE, LIST_SCHEDULES, GET_SCHEDULE, REMOVE_SCHEDULE, STATUS,
         STATUS_HISTORY, MONITOR, HEALTH, SEARCH_TASKS, TASK_GRAPH, LIST_WORKFLOWS, GET_WORKFLOW,
         PAUSE_QUEUE, RESUME_QUEUE, PAUSE_SCHEDULE, RESUME_SCHEDULE, PAUSE_ALL, RESUME_ALL,
-        LIST_PAUSES, DRAIN_WORKERS, STOP_WORKERS,
+        LIST_PAUSES, DRAIN_WORKERS, STOP_WORKERS, SET_LIMIT, LIST_LIMITS, GET_LIMIT, DELETE_LIMIT,
         BULK_ACTION, GET_BULK, LIST_FAILURES,
     )
 }  # fmt: skip

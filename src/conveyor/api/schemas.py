@@ -102,6 +102,14 @@ class TaskOut(Response):
     labels: dict[str, str]
     require: dict[str, str] = Field(default_factory=dict)
     prefer: dict[str, str] = Field(default_factory=dict)
+    limits: list[str] = Field(
+        default_factory=list, description="The keys of the limits it takes, as filled in at submit."
+    )
+    held_on: str | None = Field(
+        default=None,
+        description="While queued: the limit key in whose line it waits; leases take tasks "
+        "from that line as the key has room (`GET /limits/{name}`).",
+    )
     result: JSON
     error: str | None
     worker_id: str | None
@@ -119,7 +127,7 @@ class TaskOut(Response):
             run_at=t.not_before, timeout_s=t.timeout_s, max_retries=t.max_retries,
             retries_used=t.retries_used, attempts=t.attempts, resources=t.resources, key=t.key,
             labels=t.labels, require=t.require, prefer=t.prefer, result=t.result, error=t.error,
-            worker_id=t.worker_id,
+            worker_id=t.worker_id, limits=t.limits, held_on=t.held_on,
             lease_expires_at=t.lease_expires_at, created_at=t.created_at,
             updated_at=t.updated_at, started_at=t.started_at, finished_at=t.finished_at,
         )  # fmt: skip

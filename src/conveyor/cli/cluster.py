@@ -89,6 +89,10 @@ def apply_command(
     except ConveyorError as exc:
         raise click.ClickException(f"{file}: {exc}") from None
     with connect(server, token) as client:
+        for limit in job_file.limits:
+            client.set_limit(
+                limit.name, concurrency=limit.concurrency, rate=limit.rate, per_s=limit.per_s
+            )
         tasks = client.submit_batch(job_file.specs)
         if not wait:
             if as_json:

@@ -92,6 +92,8 @@ def run_command(
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from None
     with scheduler:
+        for limit in job_file.limits:
+            scheduler.engine.set_limit(limit)
         scheduler.add_all(job_file.specs)
         summary = _run_with_display(scheduler, console, job_file.name, quiet=as_json)
         tasks = {t.name: t for t in scheduler.tasks()}

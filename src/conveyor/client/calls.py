@@ -30,6 +30,7 @@ from conveyor.api.control import (
     ResumeOut,
     WorkerSelection,
 )
+from conveyor.api.limits import LimitIn, LimitList, LimitOut, LimitRef
 from conveyor.api.operations import Operation
 from conveyor.api.params import (
     DeregisterParams,
@@ -64,6 +65,7 @@ from conveyor.api.schemas import (
 )
 from conveyor.core.spec import TaskSpec
 from conveyor.core.states import TaskState
+from conveyor.core.validation import validated
 from conveyor.core.why import WhyAnswer
 from conveyor.errors import ConflictError, InvalidSpecError
 
@@ -415,6 +417,30 @@ def drain_workers(
     body = WorkerSelection.model_construct(ids=list(ids) or None, queue=queue, host=host)
     op = ops.STOP_WORKERS if stop else ops.DRAIN_WORKERS
     return Call(op, WorkerList.model_validate_json, body=body, idempotent=True)
+
+
+# ---- concurrency and rate limits --------------------------------------------------------------
+
+
+def set_limit(
+    name: str, *, concurrency: int | None, rate: int | None, per_s: float
+) -> Call[LimitOut]:
+    """Checked here (InvalidSpecError naming the field), as the server would."""
+    body = validated(LimitIn, {"concurrency": concurrency, "rate": rate, "per_s": per_s})
+    params = LimitRef.model_construct(limit=name)
+    return Call(ops.SET_LIMIT, LimitOut.model_validate_json, params, body, idempotent=True)
+
+
+def limits() -> Call[LimitList]:
+    return Call(ops.LIST_LIMITS, LimitList.model_validate_json)
+
+
+def limit(name: str) -> Call[LimitOut]:
+    return Call(ops.GET_LIMIT, LimitOut.model_validate_json, LimitRef.model_construct(limit=name))
+
+
+def delete_limit(name: str) -> Call[None]:
+    return Call(ops.DELETE_LIMIT, _no_content, LimitRef.model_construct(limit=name))
 
 
 def status() -> Call[StatusOut]:

@@ -15,6 +15,7 @@ from typing import Unpack
 import httpx
 
 from conveyor.api.control import PauseOut, ResumeOut
+from conveyor.api.limits import LimitOut
 from conveyor.api.schedules import ScheduleIn, ScheduleOut
 from conveyor.api.schemas import (
     BulkOut,
@@ -349,6 +350,32 @@ class Client:
         again elsewhere, without spending a retry) and exit."""
         call = calls.drain_workers(builtins.list(ids), queue=queue, host=host, stop=True)
         return self._session.send(call).workers
+
+    def set_limit(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = None,
+        rate: int | None = None,
+        per_s: float = 1.0,
+    ) -> LimitOut:
+        """Store limit `name`, or replace it: at most `concurrency` of the tasks that take one
+        of its keys running at once, and/or at most `rate` of them started in any `per_s`
+        seconds. Tasks take it with `limits=["name"]`, or `["name:{kwargs.tenant}"]` for a
+        bucket per key. Every server keeps to it from now on."""
+        call = calls.set_limit(name, concurrency=concurrency, rate=rate, per_s=per_s)
+        return self._session.send(call)
+
+    def limits(self) -> builtins.list[LimitOut]:
+        """Every limit, with the tasks running that take it and the tasks it holds back."""
+        return self._session.send(calls.limits()).limits
+
+    def limit(self, name: str) -> LimitOut:
+        return self._session.send(calls.limit(name))
+
+    def delete_limit(self, name: str) -> None:
+        """Remove limit `name`: the tasks it held back go as leases reach them."""
+        return self._session.send(calls.delete_limit(name))
 
     def status(self) -> StatusOut:
         """Tasks by state and queue, workers alive, recent throughput."""

@@ -28,9 +28,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import partial
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    model_validator,
+)
 
 from conveyor.core.types import JSON
 
@@ -53,22 +61,39 @@ MAX_PER_S = 86_400.0
 _PLACEHOLDER = re.compile(r"\{(kwargs|labels|args)\.([^{}]+)\}")
 
 
-class Limit(BaseModel):
-    """A named limit as the operator sets it."""
+def _whole(value: object) -> object:
+    """JSON Schema's integers include 2.0: take it as 2 (as conveyor.core.spec.WHOLE does)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Annotated[str, Field(pattern=LIMIT_NAME_PATTERN)]
-    concurrency: Annotated[StrictInt, Field(ge=0, le=MAX_CONCURRENCY)] | None = Field(
+Whole = BeforeValidator(_whole)
+
+
+def _something_limited_schema(schema: dict[str, Any]) -> None:
+    """JSON schema: `concurrency` or `rate` is given, and not null."""
+    schema["anyOf"] = [
+        {"required": [name], "properties": {name: {"type": "integer"}}}
+        for name in ("concurrency", "rate")
+    ]
+
+
+class LimitSettings(BaseModel):
+    """What a limit allows, as the operator sets it (`PUT /limits/{limit}`)."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_extra=_something_limited_schema
+    )
+
+    concurrency: Annotated[StrictInt, Field(ge=0, le=MAX_CONCURRENCY), Whole] | None = Field(
         default=None,
         description="At most this many of the tasks that take one key of it running at once "
         "(0 holds them all back).",
     )
-    rate: Annotated[StrictInt, Field(ge=0, le=MAX_RATE)] | None = Field(
+    rate: Annotated[StrictInt, Field(ge=0, le=MAX_RATE), Whole] | None = Field(
         default=None,
         description="At most this many of those tasks started in any `per_s` seconds.",
     )
-    per_s: Annotated[float, Field(gt=0, le=MAX_PER_S)] = Field(
+    per_s: Annotated[StrictFloat, Field(gt=0, le=MAX_PER_S)] = Field(
         default=1.0, description="The window of `rate`, in seconds."
     )
 
@@ -77,6 +102,12 @@ class Limit(BaseModel):
         if self.concurrency is None and self.rate is None:
             raise ValueError("give concurrency, rate, or both")
         return self
+
+
+class Limit(LimitSettings):
+    """A named limit."""
+
+    name: Annotated[str, Field(pattern=LIMIT_NAME_PATTERN)]
 
     @property
     def window(self) -> timedelta:

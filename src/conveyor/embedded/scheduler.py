@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conveyor.clock import Clock, SystemClock
+from conveyor.core.limiting import Limit, LimitUse
 from conveyor.core.models import Task, WorkerState
 from conveyor.core.refs import find_refs, rename_refs
 from conveyor.core.spec import TaskSpec
 from conveyor.core.states import TaskState
 from conveyor.core.types import TaskId
+from conveyor.core.validation import validated
 from conveyor.embedded.hostinfo import hostname, pid_alive
 from conveyor.embedded.run import EmbeddedRun, ProgressCallback, Setup
 from conveyor.engine import Engine, EngineSettings
@@ -113,6 +115,20 @@ class Scheduler:
         known = self._ids_by_name(wanted)
         specs = [self._keyed(job, known) for job in jobs]
         return [task.id for task in self.engine.submit_batch(specs)]
+
+    def set_limit(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = None,
+        rate: int | None = None,
+        per_s: float = 1.0,
+    ) -> LimitUse:
+        """Store limit `name` (as Client.set_limit does): jobs take it with `limits=[name]`."""
+        limit = validated(
+            Limit, {"name": name, "concurrency": concurrency, "rate": rate, "per_s": per_s}
+        )
+        return self.engine.set_limit(limit)
 
     def _keyed(self, job: TaskSpec, known: Mapping[str, TaskId]) -> TaskSpec:
         """Give a named job its idempotency key, and point names of earlier jobs at their ids."""

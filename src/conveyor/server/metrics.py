@@ -12,6 +12,8 @@ Two kinds, and the difference matters when several servers share one database:
 | conveyor_engine_call_seconds             | call                     | this server (its own calls)  |
 | conveyor_tasks                           | state, queue             | the database, at scrape time |
 | conveyor_workers                         | state                    | the database, at scrape time |
+| conveyor_limit_running_tasks             | limit                    | the database, at scrape time |
+| conveyor_limit_held_tasks                | limit                    | the database, at scrape time |
 | conveyor_tasks_unschedulable             |                          | the database, at most every 10 s |
 | conveyor_info                            | version, store           | this server                  |
 
@@ -161,9 +163,12 @@ class ServerMetrics:
         for row in counts:
             key = (row.state.value, self.labels.queue(row.queue))
             tasks[key] = tasks.get(key, 0) + row.count
+        # Limit names are the operator's own (a handful, set by hand): safe as label values.
+        limits = {use.limit.name: (use.running, use.held) for use in engine.limits()}
         with self._scrape_lock:  # one scrape's figures are rendered with that scrape's reads
             self._database.tasks = tasks
             self._database.workers = by_state
+            self._database.limits = limits
             self._database.unschedulable = unschedulable
             return generate_latest(self.registry)
 
@@ -176,6 +181,7 @@ class _DatabaseCollector(Collector):
         self.store = store
         self.tasks: dict[tuple[str, str], int] = {}
         self.workers: dict[str, int] = {}
+        self.limits: dict[str, tuple[int, int]] = {}
         self.unschedulable = 0
 
     def collect(self) -> Iterable[Metric]:
@@ -200,6 +206,22 @@ class _DatabaseCollector(Collector):
         for worker_state, count in self.workers.items():
             workers.add_metric([worker_state], count)
         yield workers
+        running = GaugeMetricFamily(
+            "conveyor_limit_running_tasks",
+            "Running tasks that take each limit (its slots in use, all keys together).",
+            labels=["limit"],
+        )
+        held = GaugeMetricFamily(
+            "conveyor_limit_held_tasks",
+            "Queued tasks each limit holds back (one of its keys was full when a lease came to "
+            "them, or they wait in its line for a lease).",
+            labels=["limit"],
+        )
+        for name, (in_use, waiting) in sorted(self.limits.items()):
+            running.add_metric([name], in_use)
+            held.add_metric([name], waiting)
+        yield running
+        yield held
         yield GaugeMetricFamily(
             "conveyor_tasks_unschedulable",
             "Pending and queued tasks no live worker could ever take: none serves their queue, or "

@@ -28,6 +28,7 @@ def handlers() -> Mapping[str, Handler]:
     from conveyor.server.operations import (  # noqa: F401
         bulk,
         control,
+        limits,
         schedules,
         system,
         tasks,
