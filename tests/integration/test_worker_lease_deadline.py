@@ -105,6 +105,7 @@ def run_worker() -> Iterator[Any]:
         config = WorkerConfig(
             server_url=URL, concurrency=1, prefetch=1, lease_wait_s=1.0, grace_s=0.5,
             http_timeout_s=2.0, shutdown_flush_s=2.0,
+            prefetch_hold_s=60.0,  # the second task waits its lease out, not the hold
         )  # fmt: skip
         worker = Worker(config, transport=httpx.MockTransport(server))
         thread = threading.Thread(target=worker.run, daemon=True)

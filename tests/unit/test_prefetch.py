@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from conveyor.worker.bookkeeping import AUTO_PREFETCH_MAX, Bookkeeping
+import math
+from datetime import UTC, datetime
+
+import pytest
+
+from conveyor.api.schemas import AssignmentOut
+from conveyor.worker.bookkeeping import AUTO_PREFETCH_MAX, PREFETCH_HOLD_S, Bookkeeping
+from conveyor.worker.waiting import WaitingRoom
 
 
 def _books(slots: int) -> Bookkeeping:
@@ -34,3 +41,45 @@ def test_a_fixed_prefetch_stays_fixed() -> None:
     books = Bookkeeping(3, {}, slots=1)
     _run(books, 0.0005, 30)
     assert (books.capacity, books.refill) == (3, 1)
+
+
+def test_a_stranded_prefetch_stops_prefetching_until_a_task_ends_quickly_again() -> None:
+    auto, fixed = _books(2), Bookkeeping(5, {}, slots=2)
+    for books in (auto, fixed):
+        books.prefetch_stranded()
+        assert books.capacity == 2, "only what the slots start at once"
+        books.finished("long", 1, None, ran_s=PREFETCH_HOLD_S * 10)
+        assert books.capacity == 2, "a long task ending says nothing of the next ones"
+        books.finished("short", 1, None, ran_s=PREFETCH_HOLD_S / 10)
+        assert books.capacity > 2
+    assert fixed.capacity == 5
+
+
+def _assignment(task_id: str) -> AssignmentOut:
+    return AssignmentOut(
+        task_id=task_id, token=1, handler="echo", args=[], kwargs={}, timeout_s=None,
+        lease_expires_at=datetime(2030, 1, 1, tzinfo=UTC), name=None, queue="default",
+        resources={},
+    )  # fmt: skip
+
+
+def test_the_waiting_room_gives_out_the_tasks_that_waited_too_long() -> None:
+    room = WaitingRoom()
+    assert room.next_strand_s(0.0) is None
+    room.arrive(_assignment("a"), 10.0)
+    room.arrive(_assignment("b"), 10.5)
+    assert room.next_strand_s(10.2) == pytest.approx(PREFETCH_HOLD_S - 0.2)
+    assert room.stranded(10.0 + PREFETCH_HOLD_S - 0.01) == []
+    assert [a.task_id for a in room.stranded(10.0 + PREFETCH_HOLD_S)] == ["a"]
+    assert len(room) == 1
+    first = room.next()
+    room.put_back([first], 20.0)
+    assert room.next_strand_s(20.0) == pytest.approx(PREFETCH_HOLD_S)
+    assert room.next() is first
+
+
+def test_a_room_that_never_hands_back_never_wakes_for_it() -> None:
+    room = WaitingRoom(math.inf)
+    room.arrive(_assignment("a"), 0.0)
+    assert room.next_strand_s(1e9) is None
+    assert room.stranded(1e9) == []

@@ -17,6 +17,7 @@ a new worker that serves their queue too.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -144,6 +145,7 @@ class EmbeddedRun:
             resources=self.advertised,
             policy=self.setup.policy,
             advertise=False,  # the only worker: what it cannot run fails, no other will come
+            prefetch_hold_s=math.inf,  # nor is there another to hand a waiting task to
             # The script runs its own code: its tasks see what it sees (docs/security.md).
             inherit_environment=True,
         )

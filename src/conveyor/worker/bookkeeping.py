@@ -41,6 +41,12 @@ PREFETCH_WINDOW_S = 0.02
 """An automatic prefetch holds about this much work beyond the slots: a few lease round trips'
 worth, so that the slots never wait on the network and one lease call carries many short tasks,
 while long tasks (whose prefetch would only keep them from idle workers) get one at most."""
+PREFETCH_HOLD_S = 1.0
+"""The default longest a prefetched task waits for a slot while every slot stays busy. Past it the
+worker hands the task back unstarted (it goes back to the queue without spending a retry, and
+an idle worker, one that joined later say, runs it now) and prefetches nothing more until a
+task ends within this time again: its tasks have turned long, and a prefetch would only strand
+the next one too. Prefetch pays for tasks of milliseconds, which never wait this long."""
 
 
 class Bookkeeping:
@@ -51,12 +57,18 @@ class Bookkeeping:
         *,
         slots: int | None = None,
         auto_prefetch: bool = False,
+        hold_s: float = PREFETCH_HOLD_S,
     ) -> None:
         self.slots = capacity if slots is None else slots
+        self.hold_s = hold_s
+        """How long a prefetched task may wait behind busy slots (PREFETCH_HOLD_S)."""
         self._fixed_capacity = capacity
         self._auto = auto_prefetch
         self._task_s: float | None = None
         """Mean execution time of recent tasks (moving average); None before the first ends."""
+        self._prefetch_off = False
+        """A prefetched task waited too long for a slot (prefetch_stranded): lease only what
+        the slots start at once, until a task ends within `hold_s`."""
         lock = threading.RLock()
         self._cond = threading.Condition(lock)
         """Settlement and flushing (wait_for_settlement, wait_flushed)."""
@@ -93,6 +105,8 @@ class Bookkeeping:
     @property
     def capacity(self) -> int:
         """Leases whose execution has not ended that the worker takes on: slots plus prefetch."""
+        if self._prefetch_off:
+            return self.slots
         if not self._auto:
             return self._fixed_capacity
         if self._task_s is None:
@@ -186,6 +200,8 @@ class Bookkeeping:
             if ran_s is not None:
                 last = self._task_s
                 self._task_s = ran_s if last is None else 0.8 * last + 0.2 * ran_s
+                if ran_s < self.hold_s:
+                    self._prefetch_off = False
             self._unfinished.pop(lease, None)
             self._start_by.pop(lease, None)
             self._resources.release(lease)
@@ -199,6 +215,12 @@ class Bookkeeping:
                 self._outbox_ready.notify()
             if self._wants_more():
                 self._room.notify()
+
+    def prefetch_stranded(self) -> None:
+        """A prefetched task waited `hold_s` behind busy slots and is being handed back:
+        prefetch nothing more until a task ends within that time."""
+        with self._cond:
+            self._prefetch_off = True
 
     def is_void(self, task_id: TaskId, token: Token) -> bool:
         with self._cond:

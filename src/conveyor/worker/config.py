@@ -29,6 +29,10 @@ class WorkerConfig:
     here, and one lease call carries several), about 20 ms of work's worth, between 1 and 32
     (see worker.bookkeeping). Few for long tasks: one prefetched behind a busy slot waits there
     while another worker might run it now. 0 leases only what the free slots start at once."""
+    prefetch_hold_s: float = 1.0
+    """The longest a prefetched task waits for a slot while every slot stays busy: then it is
+    handed back, to run on a worker with a free slot, and the worker prefetches nothing more
+    until a task ends within this time (worker.bookkeeping.PREFETCH_HOLD_S)."""
     queues: tuple[str, ...] = ("default",)
     resources: Mapping[str, float] = field(default_factory=dict)
     """Overrides of what the worker advertises (by default cpu, memory_mb and gpu of the host)."""
@@ -72,6 +76,8 @@ class WorkerConfig:
             raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
         if self.prefetch is not None and self.prefetch < 0:
             raise ValueError(f"prefetch must be >= 0, got {self.prefetch}")
+        if self.prefetch_hold_s <= 0:
+            raise ValueError(f"prefetch_hold_s must be positive, got {self.prefetch_hold_s}")
         if not self.queues:
             raise ValueError("name at least one queue")
         if self.grace_s < 0:

@@ -13,7 +13,9 @@ Four threads, one job each:
 
 A prefetched task is started only while its lease surely runs: the lease answer and each
 heartbeat's say for how long (bookkeeping.start_by). One whose lease ran out while the server
-was unreachable may be another worker's by now, so it is handed back unstarted.
+was unreachable may be another worker's by now, so it is handed back unstarted. One that waits
+`prefetch_hold_s` for a slot while every slot stays busy is handed back too, for a worker with a
+free slot to run (worker/waiting.py), and prefetching stops until tasks turn short again.
 
 SIGTERM or SIGINT (or stop()) drains: leasing stops, running tasks get `grace_s` to finish and
 are then killed and handed back (the engine re-queues them without spending a retry), the last
@@ -22,7 +24,6 @@ reports are flushed, and the worker deregisters. A second signal ends the grace 
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import queue
@@ -53,11 +54,16 @@ from conveyor.worker.leasing import Leaser
 from conveyor.worker.registration import Registration
 from conveyor.worker.reporting import Reporter
 from conveyor.worker.signals import relay_stop_signals
+from conveyor.worker.waiting import WaitingRoom
 
 log = logging.getLogger(__name__)
 
 HANDED_BACK_ERROR = "the worker shut down before the task finished; handed back to run again"
 SHUTDOWN_ERROR = "the worker is shutting down; handed back unstarted"
+STRANDED_ERROR = (
+    "every slot of the worker stayed busy while the task waited for one: handed back unstarted, "
+    "for a worker with a free slot to run"
+)
 LAPSED_ERROR = (
     "the lease ran out while the task waited for a slot on a worker that could not reach the "
     "server; handed back unstarted"
@@ -97,7 +103,7 @@ class Worker:
         self._failed = False
         self._pool: ProcessPool | None = None
         self._inbox: queue.SimpleQueue[AssignmentOut] = queue.SimpleQueue()
-        self._waiting: collections.deque[AssignmentOut] = collections.deque()
+        self._waiting = WaitingRoom(config.prefetch_hold_s)
         """Leased, not started: prefetched tasks waiting for a slot (main thread only)."""
         self._handing_back: set[Lease] = set()
         self._ledger: ExecutionLedger | None = None
@@ -162,6 +168,7 @@ class Worker:
                 advertised_resources(config.resources),
                 slots=config.slots,
                 auto_prefetch=config.prefetch is None,
+                hold_s=config.prefetch_hold_s,
             )
             registration = self.registration = Registration(
                 self._conn,
@@ -200,9 +207,11 @@ class Worker:
         grace_ends_at: float | None = None
         killed = False
         while True:
-            wait_s = None
+            # Awake when a prefetched task has waited its longest for a slot (_hand_back_stranded).
+            wait_s = self._waiting.next_strand_s(time.monotonic())
             if grace_ends_at is not None and not killed:
-                wait_s = max(grace_ends_at - time.monotonic(), 0.0)
+                grace_s = max(grace_ends_at - time.monotonic(), 0.0)
+                wait_s = grace_s if wait_s is None else min(wait_s, grace_s)
             for result in pool.wait(wait_s):
                 self._finished(result, books)
             stopping = self._stop_requested.is_set()
@@ -234,14 +243,14 @@ class Worker:
         """Start what the leaser delivered, as far as slots allow; or hand it all back."""
         while True:
             try:
-                self._waiting.append(self._inbox.get_nowait())
+                self._waiting.arrive(self._inbox.get_nowait(), time.monotonic())
             except queue.Empty:
                 break
         # Tasks whose older execution is still being killed (a lease superseded by this one):
         # they start once it is gone, so one task never runs twice at once here.
         deferred: list[AssignmentOut] = []
         while self._waiting and (hand_back or pool.free_slots > 0):
-            a = self._waiting.popleft()
+            a = self._waiting.next()
             if books.is_void(a.task_id, a.token):
                 books.finished(a.task_id, a.token, None)
             elif not hand_back and any(task_id == a.task_id for task_id, _ in pool.running):
@@ -260,7 +269,25 @@ class Worker:
                     worker_id = self.worker_id or ""
                     self._ledger.started(a.task_id, a.token, worker_id, self._clock.now())
                 pool.start(Execution(a.task_id, a.token, a.handler, a.args, a.kwargs, a.timeout_s))
-        self._waiting.extendleft(reversed(deferred))
+        self._waiting.put_back(deferred, time.monotonic())
+        if not hand_back:
+            self._hand_back_stranded(books)
+
+    def _hand_back_stranded(self, books: Bookkeeping) -> None:
+        """Hand back the prefetched tasks that waited `prefetch_hold_s` for a slot (every slot
+        stayed busy: they would wait as long as the running tasks take), and stop prefetching
+        for a while: a worker with a free slot, one that joined later say, runs them now."""
+        stranded = self._waiting.stranded(time.monotonic())
+        if not stranded:
+            return
+        books.prefetch_stranded()
+        log.info(
+            "prefetched tasks waited for a slot behind long tasks: handing them back",
+            extra={"count": len(stranded), "task_ids": [a.task_id for a in stranded]},
+        )
+        for a in stranded:
+            void = books.is_void(a.task_id, a.token)
+            books.finished(a.task_id, a.token, None if void else _unstarted(a, STRANDED_ERROR))
 
     def _forgotten(self, worker_id: str, books: Bookkeeping) -> None:
         """The server forgot this registration: its leases are void, their executions go."""
