@@ -23,6 +23,7 @@ import argparse
 import datetime
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -198,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
             results.load(path.read_text(encoding="utf-8").splitlines())
         print_tables(results, sizes)
         return 0
+    # A SIGTERM (`timeout`, a CI job cancelled) unwinds like Ctrl-C, so that every system stops
+    # its server and workers instead of leaving them running, orphaned.
+    signal.signal(signal.SIGTERM, _interrupted)
     started = datetime.datetime.now(datetime.UTC)
     jsonl = args.out.open("a", encoding="utf-8") if args.out else None
     results = Results(sys.stdout, jsonl)
@@ -217,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# failed, not measured in full: {', '.join(skipped)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def print_tables(results: Results, sizes: Sizes) -> None:
