@@ -29,6 +29,7 @@ class _Dialect:
     has_colon: str
     labels_within: str
     """The task's required labels are all among the worker's (one placeholder: its labels)."""
+    true: str
 
 
 SQLITE = _Dialect(
@@ -36,8 +37,9 @@ SQLITE = _Dialect(
     "instr(handler, ':') > 0",
     "NOT EXISTS (SELECT 1 FROM json_each(require_labels) AS r "
     "WHERE json_extract(?, '$.' || json_quote(r.key)) IS NOT r.value)",
+    "1",
 )
-POSTGRES = _Dialect("%s", "strpos(handler, ':') > 0", "require_labels::jsonb <@ %s::jsonb")
+POSTGRES = _Dialect("%s", "strpos(handler, ':') > 0", "require_labels::jsonb <@ %s::jsonb", "true")
 
 
 def runnable_clause(by: RunnableBy | None, dialect: _Dialect) -> tuple[str, list[Any]]:
@@ -62,7 +64,11 @@ def runnable_clause(by: RunnableBy | None, dialect: _Dialect) -> tuple[str, list
                 params += [f"{prefix}:", f"{prefix}."]
         sql.append(f"({' OR '.join(options)})" if options else "1 = 0")
     if by.labels:
-        sql.append(f"(require_labels = '{{}}' OR {dialect.labels_within})")
+        # CASE, not OR: most tasks require nothing, and then the test of labels is not made.
+        sql.append(
+            f"CASE WHEN require_labels = '{{}}' THEN {dialect.true} "
+            f"ELSE {dialect.labels_within} END"
+        )
         params.append(dump_json(dict(by.labels)))
     else:
         sql.append("require_labels = '{}'")
