@@ -143,3 +143,17 @@ def test_relative_times_reach_into_the_past() -> None:
     assert parse_time("-2h", now) == now - timedelta(hours=2)
     assert parse_time("+30m", now) == now + timedelta(minutes=30)
     assert parse_time("2026-12-01T00:00:00", now) == datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def test_why_says_what_a_task_waits_for(live: LiveServer, client: Client) -> None:
+    first = client.submit("echo", "first", queue="nobody-serves")
+    then = client.submit("echo", "then", depends_on=[first.id], queue="nobody-serves")
+
+    out = run(live, "why", then.id).stdout
+    assert out.splitlines()[0] == f"{then.id} is pending"
+    assert re.search(r"^  dependencies  .*" + re.escape(first.id), out, re.MULTILINE), out
+    answer = json.loads(run(live, "why", first.id, "--json").stdout)
+    assert answer["state"] == "queued" and answer["unschedulable"] is True
+    assert [r["code"] for r in answer["reasons"]] == ["no_worker"]
+    missing = run(live, "why", "no-such-task", code=1)
+    assert "no-such-task" in missing.stderr

@@ -580,3 +580,18 @@ def test_log_format_json_writes_each_record_as_one_json_object() -> None:
     assert entry["message"] == "cannot register; retrying"
     assert entry["server"] == url and "is unreachable" in entry["error"]
     assert isinstance(entry["retry_in_s"], float)
+
+
+def test_a_worker_labelled_on_the_command_line_takes_the_tasks_that_require_its_label(
+    server: LiveServer, client: Client
+) -> None:
+    task = client.submit(TaskSpec(handler="echo", args=["eu"], require={"zone": "eu"}))
+    unlabelled = start_worker_process(server.url, "--burst")
+    _, stderr = unlabelled.communicate(timeout=DONE_S)
+    assert unlabelled.returncode == 0, stderr  # nothing it may take: done at once
+    assert client.get(task.id).state is TaskState.QUEUED
+
+    labelled = start_worker_process(server.url, "--burst", "--label", "zone=eu,disk=ssd")
+    _, stderr = labelled.communicate(timeout=DONE_S)
+    assert labelled.returncode == 0, stderr
+    assert client.result(task.id, timeout_s=DONE_S).result == "eu"

@@ -32,6 +32,7 @@ COMMANDS = {
     "tasks": "conveyor.cli.tasks:tasks_command",
     "task": "conveyor.cli.tasks:task_command",
     "result": "conveyor.cli.tasks:result_command",
+    "why": "conveyor.cli.tasks:why_command",
     "cancel": "conveyor.cli.bulk:cancel_command",
     "retry": "conveyor.cli.bulk:retry_command",
     "rm": "conveyor.cli.bulk:rm_command",

@@ -1,4 +1,4 @@
-"""Commands on tasks: submit, tasks, task, result (cancel, retry and rm: conveyor.cli.bulk)."""
+"""Commands on tasks: submit, tasks, task, result, why (cancel, retry and rm: conveyor.cli.bulk)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from conveyor.cli.taskspec import build_spec, task_options
 from conveyor.client import Client
 from conveyor.clock import SystemClock
 from conveyor.core.states import TaskState
+from conveyor.core.why import WhyAnswer
 from conveyor.jobfile import parse_start_time
 
 STATE_STYLE = {
@@ -221,3 +222,23 @@ def _outcome(t: TaskOut) -> str:
     if t.error:
         return t.error
     return "" if t.result is None else json.dumps(t.result)
+
+
+@click.command("why")
+@click.argument("task_id")
+@remote_command
+def why_command(task_id: str, server: str, token: str | None, as_json: bool) -> None:
+    """Say why a task is not running: what it waits for, one reason a line, the most immediate
+    first (its dependencies, its start time, a pause, a full limit, no worker able to take it,
+    busy workers and how many tasks come before it)."""
+    with connect(server, token) as client:
+        answer: WhyAnswer = client.why(task_id)
+    if as_json:
+        print_json(answer)
+        return
+    out = console()
+    out.print(Text.assemble((answer.task_id, "bold"), " is ", state_text(answer.state)))
+    for reason in answer.reasons:
+        out.print(Text.assemble("  ", (reason.code.value, "bold"), "  ", reason.message))
+    if answer.unschedulable:
+        note("no live worker could ever take it: it waits until one that can registers")

@@ -21,6 +21,7 @@ from conveyor.cli.options import (
     server_option,
     token_option,
 )
+from conveyor.cli.remote import parse_pairs
 from conveyor.core.spec import QUEUE_PATTERN
 from conveyor.errors import ConveyorError
 from conveyor.worker import Worker, WorkerConfig, protection
@@ -86,6 +87,22 @@ def _queues(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
     metavar="NAME=AMOUNT,...",
     callback=_resources,
     help="Override advertised resources: gpu=1,memory_mb=2048  [default: this host's cpu, memory_mb, gpu]",
+)
+@click.option(
+    "--prefetch-hold-s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Hand a prefetched task back when every slot stays busy this long, so that an idle "
+    "worker runs it.",
+)
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Advertise this label (repeatable, or comma-separated): tasks may require or prefer "
+    "it (zone=eu).",
 )
 @click.option("--name", default=None, help="Worker name  [default: hostname-pid]")
 @click.option("--burst", is_flag=True, help="Exit once no task is left to lease and none runs.")
@@ -157,6 +174,8 @@ def worker_command(
     token: str | None,
     concurrency: int | None,
     prefetch: int | None,
+    prefetch_hold_s: float,
+    labels: tuple[str, ...],
     queues: tuple[str, ...],
     resources: dict[str, float],
     name: str | None,
@@ -201,6 +220,8 @@ def worker_command(
             name=name,
             concurrency=concurrency,
             prefetch=prefetch,
+            prefetch_hold_s=prefetch_hold_s,
+            labels=parse_pairs(labels, "--label"),
             queues=queues,
             resources=resources,
             burst=burst,

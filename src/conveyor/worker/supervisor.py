@@ -224,6 +224,9 @@ def worker_argv(config: WorkerConfig, *, index: int, base_name: str) -> list[str
     ]  # fmt: skip
     if config.prefetch is not None:
         argv += ["--prefetch", str(config.prefetch)]
+    argv += ["--prefetch-hold-s", repr(config.prefetch_hold_s)]
+    for key, value in config.labels.items():
+        argv += ["--label", f"{key}={value}"]
     if config.concurrency is not None:
         argv += ["--concurrency", str(config.concurrency)]
     if config.resources:
