@@ -18,6 +18,7 @@ from conveyor.cli.main import cli
 from conveyor.client import Client
 from conveyor.core.states import TaskState
 from tests.helpers.live_server import LiveServer
+from tests.integration.test_bulk_actions import failed_tasks
 
 
 @pytest.fixture
@@ -157,3 +158,23 @@ def test_why_says_what_a_task_waits_for(live: LiveServer, client: Client) -> Non
     assert [r["code"] for r in answer["reasons"]] == ["no_worker"]
     missing = run(live, "why", "no-such-task", code=1)
     assert "no-such-task" in missing.stderr
+
+
+def test_failures_are_grouped_by_error_and_a_group_retried_by_its_filter(
+    live: LiveServer, client: Client
+) -> None:
+    boom = failed_tasks(live.engine, 3, queue="jobs", error="boom")
+    (other,) = failed_tasks(live.engine, 1, queue="jobs", error="other")
+
+    answer = client.failures()
+    assert [(g.error, g.count) for g in answer.groups] == [("boom", 3), ("other", 1)]
+    rows = [row.split("\t") for row in run(live, "failures").stdout.splitlines()]
+    assert rows[0] == ["count", "last finished", "error"]
+    assert [(r[0], r[2]) for r in rows[1:]] == [("3", "boom"), ("1", "other")]
+    as_json = json.loads(run(live, "failures", "--json").stdout)
+    assert as_json["groups"][0]["filter"] == answer.groups[0].filter
+
+    retried = client.wait_bulk(client.retry_all(**answer.groups[0].filter), timeout_s=30)  # type: ignore[arg-type]
+    assert retried.changed == 3
+    assert {client.get(task_id).state for task_id in boom} == {TaskState.QUEUED}
+    assert client.get(other).state is TaskState.FAILED

@@ -33,6 +33,7 @@ COMMANDS = {
     "task": "conveyor.cli.tasks:task_command",
     "result": "conveyor.cli.tasks:result_command",
     "why": "conveyor.cli.tasks:why_command",
+    "failures": "conveyor.cli.tasks:failures_command",
     "cancel": "conveyor.cli.bulk:cancel_command",
     "retry": "conveyor.cli.bulk:retry_command",
     "rm": "conveyor.cli.bulk:rm_command",

@@ -1,4 +1,5 @@
-"""Commands on tasks: submit, tasks, task, result, why (cancel, retry and rm: conveyor.cli.bulk)."""
+"""Commands on tasks: submit, tasks, task, result, why, failures (cancel, retry and rm:
+conveyor.cli.bulk)."""
 
 from __future__ import annotations
 
@@ -242,3 +243,44 @@ def why_command(task_id: str, server: str, token: str | None, as_json: bool) -> 
         out.print(Text.assemble("  ", (reason.code.value, "bold"), "  ", reason.message))
     if answer.unschedulable:
         note("no live worker could ever take it: it waits until one that can registers")
+
+
+@click.command("failures")
+@click.option(
+    "--window",
+    type=click.IntRange(1, 100_000),
+    default=10_000,
+    show_default=True,
+    help="How many of the newest failed or timed-out tasks to look at.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 500),
+    default=50,
+    show_default=True,
+    help="The most groups to show.",
+)
+@remote_command
+def failures_command(
+    window: int, limit: int, server: str, token: str | None, as_json: bool
+) -> None:
+    """Failed and timed-out tasks grouped by error message, the largest groups first. Retry a
+    group with `conveyor retry --state failed --state timed_out --error TEXT`."""
+    with connect(server, token) as client:
+        answer = client.failures(window=window, limit=limit)
+    if as_json:
+        print_json(answer)
+        return
+    print_table(
+        [Column("count", justify="right"), "last finished", Column("error", wrap=True)],
+        [
+            [
+                str(group.count),
+                local_time(group.last_finished_at),
+                "(a dependency failed)" if group.error is None else group.error or "(no message)",
+            ]
+            for group in answer.groups
+        ],
+    )
+    if not answer.complete:
+        note(f"counted among the newest {answer.scanned:,} failures only: --window to see more")

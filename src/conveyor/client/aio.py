@@ -19,6 +19,7 @@ from conveyor.api.limits import LimitOut
 from conveyor.api.schedules import ScheduleIn, ScheduleOut
 from conveyor.api.schemas import (
     BulkOut,
+    FailuresOut,
     HealthOut,
     MonitorOut,
     ResultOut,
@@ -124,6 +125,9 @@ class AsyncClient:
 
     async def delete(self, task_id: str) -> None:
         return await self._session.send(calls.delete(task_id))
+
+    async def failures(self, *, window: int = 10_000, limit: int = 50) -> FailuresOut:
+        return await self._session.send(calls.failures(window, limit))
 
     async def why(self, task_id: str) -> WhyAnswer:
         return await self._session.send(calls.why(task_id))

@@ -34,6 +34,7 @@ from conveyor.api.limits import LimitIn, LimitList, LimitOut, LimitRef
 from conveyor.api.operations import Operation
 from conveyor.api.params import (
     DeregisterParams,
+    FailureQuery,
     NoParams,
     Params,
     ResultParams,
@@ -51,6 +52,7 @@ from conveyor.api.schemas import (
     MAX_WAIT_IDS,
     BatchIn,
     BatchOut,
+    FailuresOut,
     HealthOut,
     MonitorOut,
     ResultOut,
@@ -233,6 +235,11 @@ def retry(task_id: str) -> Call[TaskOut]:
 
 def delete(task_id: str) -> Call[None]:
     return Call(ops.DELETE_TASK, _no_content, TaskRef(task_id=task_id))
+
+
+def failures(window: int, limit: int) -> Call[FailuresOut]:
+    query = FailureQuery(window=window, limit=limit)
+    return Call(ops.LIST_FAILURES, FailuresOut.model_validate_json, query)
 
 
 def why(task_id: str) -> Call[WhyAnswer]:

@@ -19,6 +19,7 @@ from conveyor.api.limits import LimitOut
 from conveyor.api.schedules import ScheduleIn, ScheduleOut
 from conveyor.api.schemas import (
     BulkOut,
+    FailuresOut,
     HealthOut,
     MonitorOut,
     ResultOut,
@@ -150,6 +151,12 @@ class Client:
     def delete(self, task_id: str) -> None:
         """Remove a task that is not running."""
         return self._session.send(calls.delete(task_id))
+
+    def failures(self, *, window: int = 10_000, limit: int = 50) -> FailuresOut:
+        """The newest `window` failed or timed-out tasks grouped by error message, the largest
+        groups first (at most `limit`), each with the filter that retries exactly that group:
+        `client.retry_all(**group.filter)`."""
+        return self._session.send(calls.failures(window, limit))
 
     def why(self, task_id: str) -> WhyAnswer:
         """Why the task is not running: every reason that holds it back, most immediate first
