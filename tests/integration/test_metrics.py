@@ -252,3 +252,23 @@ def test_learned_and_pattern_values_are_capped() -> None:
     values_.learn("late")
     assert values_("late") == OTHER
     assert values_("q-0") == "q-0" and values_("fixed") == "fixed"
+
+
+async def test_slots_per_queue_and_pauses(served: Served) -> None:
+    both = await served.register(name="both", queues=["a", "b"], concurrency=3)
+    await served.register(name="only-b", queues=["b"], concurrency=2)
+    gone = await served.register(name="gone", queues=["a"], concurrency=5)
+    assert (await served.delete(f"/workers/{gone}?stopped=true")).status_code == 204
+    await served.submit(queue="a")
+    assert len(await served.lease(both, max=1)) == 1
+    assert (await served.post("/queues/b/pause")).status_code == 200
+
+    families = await scrape(served)
+
+    # A worker that serves several queues counts its slots in each; dead and gone ones in none.
+    slots = families["conveyor_queue_slots"]
+    assert values(slots, "conveyor_queue_slots") == {("a",): 3, ("b",): 5}
+    busy = values(families["conveyor_tasks"], "conveyor_tasks", state="running")
+    assert busy[("a",)] == 1
+    paused = values(families["conveyor_paused"], "conveyor_paused")
+    assert paused == {("b", "queue"): 1}

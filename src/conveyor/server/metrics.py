@@ -12,6 +12,8 @@ Two kinds, and the difference matters when several servers share one database:
 | conveyor_engine_call_seconds             | call                     | this server (its own calls)  |
 | conveyor_tasks                           | state, queue             | the database, at scrape time |
 | conveyor_workers                         | state                    | the database, at scrape time |
+| conveyor_queue_slots                     | queue                    | the database, at scrape time |
+| conveyor_paused                          | scope, name              | the database, at scrape time |
 | conveyor_limit_running_tasks             | limit                    | the database, at scrape time |
 | conveyor_limit_held_tasks                | limit                    | the database, at scrape time |
 | conveyor_tasks_unschedulable             |                          | the database, at most every 10 s |
@@ -28,7 +30,9 @@ servers is the cluster's figure. Database metrics are the same on every server: 
 with `max`, not `sum`. `finished` counts a task each time it reaches a terminal state, so a task
 retried by hand and finished again counts twice; `conveyor_tasks` shows where tasks are now.
 Durations run from a task's first start to its end (retries and their backoff included); waits
-from submission to first start.
+from submission to first start. A queue's slots are those of the live workers that serve it (a
+worker serving several queues counts in each): its utilisation is
+`conveyor_tasks{state="running"} / conveyor_queue_slots`.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from conveyor.core.models import Task, Worker, WorkerState
+from conveyor.core.pauses import PauseScope
 from conveyor.core.states import TaskState
 from conveyor.engine import Engine
 from conveyor.engine.events import Changes
@@ -159,6 +164,15 @@ class ServerMetrics:
         for worker in workers:
             by_state[worker.state.value] += 1
             self.worker_registered(worker)
+        slots: Tally[str] = Tally()
+        for worker in workers:
+            if worker.state is WorkerState.ALIVE:
+                for queue in worker.queues:
+                    slots[self.labels.queue(queue)] += worker.concurrency
+        paused = {
+            (p.scope.value, self.labels.queue(p.name) if p.scope is PauseScope.QUEUE else p.name)
+            for p in engine.pauses()
+        }
         tasks: dict[tuple[str, str], int] = {}
         for row in counts:
             key = (row.state.value, self.labels.queue(row.queue))
@@ -168,6 +182,8 @@ class ServerMetrics:
         with self._scrape_lock:  # one scrape's figures are rendered with that scrape's reads
             self._database.tasks = tasks
             self._database.workers = by_state
+            self._database.slots = dict(slots)
+            self._database.paused = paused
             self._database.limits = limits
             self._database.unschedulable = unschedulable
             return generate_latest(self.registry)
@@ -181,6 +197,8 @@ class _DatabaseCollector(Collector):
         self.store = store
         self.tasks: dict[tuple[str, str], int] = {}
         self.workers: dict[str, int] = {}
+        self.slots: dict[str, int] = {}
+        self.paused: set[tuple[str, str]] = set()
         self.limits: dict[str, tuple[int, int]] = {}
         self.unschedulable = 0
 
@@ -206,6 +224,23 @@ class _DatabaseCollector(Collector):
         for worker_state, count in self.workers.items():
             workers.add_metric([worker_state], count)
         yield workers
+        slots = GaugeMetricFamily(
+            "conveyor_queue_slots",
+            "Slots of the live workers that serve each queue (a worker serving several queues "
+            'counts in each); busy ones are conveyor_tasks{state="running"}.',
+            labels=["queue"],
+        )
+        for queue, count in sorted(self.slots.items()):
+            slots.add_metric([queue], count)
+        yield slots
+        paused = GaugeMetricFamily(
+            "conveyor_paused",
+            "1 for each pause in force: scope queue (name: the queue), schedule, or all.",
+            labels=["scope", "name"],
+        )
+        for scope, name in sorted(self.paused):
+            paused.add_metric([scope, name], 1)
+        yield paused
         running = GaugeMetricFamily(
             "conveyor_limit_running_tasks",
             "Running tasks that take each limit (its slots in use, all keys together).",
