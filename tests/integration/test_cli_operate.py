@@ -178,3 +178,22 @@ def test_failures_are_grouped_by_error_and_a_group_retried_by_its_filter(
     assert retried.changed == 3
     assert {client.get(task_id).state for task_id in boom} == {TaskState.QUEUED}
     assert client.get(other).state is TaskState.FAILED
+
+
+def test_limits_set_listed_taken_by_a_submit_and_removed(live: LiveServer, client: Client) -> None:
+    out = run(live, "limit", "set", "db", "--concurrency", "2", "--rate", "10", "--per-s", "60")
+    assert out.stdout == "limit db: at most 2 running, at most 10 started per 60 s per key\n"
+    submitted = json.loads(
+        run(live, "submit", "echo", "x", "--limit", "db", "--require", "zone=eu", "--json").stdout
+    )
+    task = client.get(submitted["id"])
+    assert (task.limits, task.require) == (["db"], {"zone": "eu"})
+    rows = [r.split("\t") for r in run(live, "limit", "list").stdout.splitlines()]
+    assert rows[0] == ["name", "rule", "running", "held"]
+    assert [row[:3] for row in rows[1:]] == [
+        ["db", "at most 2 running, at most 10 started per 60 s per key", "0"]
+    ]
+    assert run(live, "limit", "rm", "db").stdout == "limit db removed\n"
+    assert client.limits() == []
+    refused = run(live, "limit", "set", "Bad Name!", "--concurrency", "1", code=1)
+    assert "field 'limit'" in refused.stderr

@@ -44,6 +44,7 @@ COMMANDS = {
     "bulk": "conveyor.cli.bulk:bulk_command",
     "status": "conveyor.cli.cluster:status_command",
     "schedule": "conveyor.cli.schedules:schedule_group",
+    "limit": "conveyor.cli.limits:limit_group",
     "monitor": "conveyor.cli.monitor:monitor_command",
     "config": "conveyor.cli.config:config_command",
 }

@@ -58,6 +58,25 @@ _OPTIONS: list[Callable[[Any], Any]] = [
         multiple=True,
         help="Resources needed, e.g. gpu=1,memory_mb=2048.",
     ),
+    click.option(
+        "--limit",
+        "limits",
+        multiple=True,
+        metavar="NAME[:KEY]",
+        help="Take a slot of this limit (repeatable); `conveyor limit set` defines it.",
+    ),
+    click.option(
+        "--require",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Run only on a worker with this label (repeatable).",
+    ),
+    click.option(
+        "--prefer",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Run on a worker with this label when one is free (repeatable).",
+    ),
 ]
 
 
@@ -88,6 +107,9 @@ def build_spec(
         "queue": options["queue"],
         "labels": parse_pairs(options["labels"], "--label"),
         "resources": _amounts(parse_pairs(options["resources"], "--resources")),
+        "limits": list(options["limits"]),
+        "require": parse_pairs(options["require"], "--require"),
+        "prefer": parse_pairs(options["prefer"], "--prefer"),
         **extra,
     }
     try:
