@@ -700,4 +700,6 @@ def test_an_attempt_never_starts_before_the_previous_one_ended(h):
 
     second = h.engine.attempts(task.id)[1]
     assert second.started_at >= first.finished_at
-    assert lease.lease_expires_at >= first.finished_at + timedelta(seconds=h.engine.settings.lease_s)
+    assert lease.lease_expires_at >= first.finished_at + timedelta(
+        seconds=h.engine.settings.lease_s
+    )

@@ -55,10 +55,16 @@ def test_exception_becomes_a_failure_with_a_traceback() -> None:
         ("tests.helpers.tasks:not_json", [], "result is not JSON serializable: Object of type set"),
         ("tests.helpers.tasks:nan", [], "result is not JSON serializable: Out of range float"),
         # No store can keep these: the task fails saying why; its worker reports that.
-        ("tests.helpers.chaos_jobs:unstorable_result", ["x", "surrogate"],
-         "result cannot be stored: it holds text with no UTF-8 form"),
-        ("tests.helpers.chaos_jobs:unstorable_result", ["x", "too_large"],
-         "result cannot be stored: result is 2,097,"),
+        (
+            "tests.helpers.chaos_jobs:unstorable_result",
+            ["x", "surrogate"],
+            "result cannot be stored: it holds text with no UTF-8 form",
+        ),
+        (
+            "tests.helpers.chaos_jobs:unstorable_result",
+            ["x", "too_large"],
+            "result cannot be stored: result is 2,097,",
+        ),
         ("echo", [], None),
         ("sleep", [-1], "ValueError: seconds must be a finite number >= 0, got -1"),
         ("other.module:f", [], "start the worker with --allow-module other to allow it"),
