@@ -19,6 +19,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 TESTS = ("tests",)  # workers may import the handlers in tests/helpers
 STEP = "tests.helpers.ledger_jobs:step"
+LONG_FIRST_TIME = "tests.helpers.chaos_jobs:long_first_time"
 API = "/api/v1"
 
 
@@ -152,9 +153,13 @@ def test_cancel_a_queued_and_a_running_task(
 def test_worker_killed_mid_task_runs_it_again_elsewhere(
     cluster: Cluster, client: Client, ledger: str
 ) -> None:
+    # Long the first time, so that it still runs once the second worker has registered, however
+    # slow that is on a loaded machine; at once when it runs again.
+    markers = Path(ledger).parent / "markers"
+    markers.mkdir()
     cluster.start_worker("first", allow_modules=TESTS)
-    task = client.submit(STEP, ledger, "long", 2.0)
-    wait_until(lambda: "start long" in Path(ledger).read_text(), 30, "the task to start")
+    task = client.submit(LONG_FIRST_TIME, str(markers), "long", 120)
+    wait_until(lambda: (markers / "long.pid").exists(), 30, "the task to start")
     cluster.start_worker("second", allow_modules=TESTS)
     holder = client.get(task.id).worker_id
     victim = next(name for name in ("first", "second") if _worker_id(client, name) == holder)
