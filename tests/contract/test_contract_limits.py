@@ -417,3 +417,30 @@ def test_a_second_engine_sees_the_limits_of_the_first(h: Harness) -> None:
     submit_many(second, 2, limits=["db"])
     w = second.worker()
     assert len(second.lease(w, 5)) == 1
+
+
+def test_the_timers_sweep_the_starts_a_rate_no_longer_counts(h: Harness) -> None:
+    set_limit(h, "api", rate=2, per_s=10)
+    submit_many(h, 2, limits=["api"])
+    w = h.worker(concurrency=5)
+    for a in h.lease(w, 5):
+        h.succeed(w, a)
+    with h.engine.store.transaction() as tx:
+        assert tx.sweep_limit_holds(h.clock.now(), 100) == 0, "they count for 10 s"
+    h.clock.advance(10)
+    with h.engine.store.transaction() as tx:
+        assert tx.sweep_limit_holds(h.clock.now(), 100) == 2
+        assert tx.sweep_limit_holds(h.clock.now(), 100) == 0
+
+
+def test_setting_a_limit_lines_up_the_tasks_queued_before_it(h: Harness) -> None:
+    early = submit_many(h, 3000, limits=["late", "other:{kwargs.x}"], kwargs={"x": 1}, priority=5)
+    plain = h.submit(name="plain")
+    w = h.worker(concurrency=10)
+    recorder = h.record_events()
+    set_limit(h, "late", concurrency=1)
+    assert recorder.ready_queues == {"default"}
+    assert {h.get(t.id).held_on for t in early[:5]} == {"late"}
+    first = h.leased_ids(w, 10)
+    assert plain.id in first and len(first) == 2, "one of `late`, and the task behind them"
+    assert h.lease(w, 10) == []

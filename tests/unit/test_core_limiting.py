@@ -3,7 +3,7 @@ in lease order. Pure, table-driven."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -17,18 +17,11 @@ from conveyor.core.limiting import (
     expand_limits,
     full,
     limit_name,
-    reopens_at,
     room,
+    starts_to_leave,
 )
 from conveyor.core.spec import TaskSpec
 from conveyor.core.types import JSON
-
-NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
-
-
-def ago(seconds: float) -> datetime:
-    return NOW - timedelta(seconds=seconds)
-
 
 # ---- a limit ----------------------------------------------------------------------------------
 
@@ -49,28 +42,29 @@ def test_a_limit_limits_something() -> None:
         (Limit(name="db", concurrency=2), Usage(running=2), 0, Full.CONCURRENCY),
         (Limit(name="db", concurrency=2), Usage(running=3), 0, Full.CONCURRENCY),
         (Limit(name="db", concurrency=0), Usage(), 0, Full.CONCURRENCY),
-        (Limit(name="api", rate=2, per_s=10), Usage(starts=(ago(9.9),)), 1, None),
-        (Limit(name="api", rate=2, per_s=10), Usage(starts=(ago(11), ago(9), ago(1))), 0, Full.RATE),
-        (Limit(name="api", rate=2, per_s=10), Usage(starts=(ago(10), ago(1))), 1, None),
-        (Limit(name="api", concurrency=5, rate=2, per_s=10), Usage(1, (ago(2),)), 1, None),
-        (Limit(name="api", concurrency=1, rate=2, per_s=10), Usage(1, (ago(2),)), 0, Full.CONCURRENCY),
+        (Limit(name="api", rate=2, per_s=10), Usage(started=1), 1, None),
+        (Limit(name="api", rate=2, per_s=10), Usage(started=3), 0, Full.RATE),
+        (Limit(name="api", concurrency=5, rate=2, per_s=10), Usage(1, 1), 1, None),
+        (Limit(name="api", concurrency=1, rate=2, per_s=10), Usage(1, 1), 0, Full.CONCURRENCY),
+        (Limit(name="api", concurrency=1, rate=2, per_s=10), Usage(0, 2), 0, Full.RATE),
     ],
-)  # fmt: skip
+)
 def test_room_and_what_is_full(
     limit: Limit, usage: Usage, expected_room: int, expected_full: Full | None
 ) -> None:
-    assert room(limit, usage, NOW) == expected_room
-    assert full(limit, usage, NOW) is expected_full
+    assert room(limit, usage) == expected_room
+    assert full(limit, usage) is expected_full
 
 
-def test_a_full_rate_reopens_when_enough_starts_leave_the_window() -> None:
+def test_a_full_rate_reopens_once_enough_starts_have_left_the_window() -> None:
     limit = Limit(name="api", rate=2, per_s=10)
-    assert reopens_at(limit, Usage(starts=(ago(8), ago(3))), NOW) == ago(8) + timedelta(seconds=10)
-    assert reopens_at(limit, Usage(starts=(ago(8), ago(3), ago(1))), NOW) == ago(3) + timedelta(
-        seconds=10
-    )
-    assert reopens_at(limit, Usage(starts=(ago(8),)), NOW) is None, "not full"
-    assert reopens_at(Limit(name="db", concurrency=1), Usage(running=1), NOW) is None
+    assert starts_to_leave(limit, Usage(started=2)) == 1
+    assert starts_to_leave(limit, Usage(started=4)) == 3
+    assert starts_to_leave(limit, Usage(started=1)) is None, "not full"
+    assert starts_to_leave(Limit(name="api", rate=0), Usage()) is None, "never by itself"
+    assert starts_to_leave(Limit(name="db", concurrency=1), Usage(running=1)) is None
+    assert limit.window == timedelta(seconds=10)
+    assert Limit(name="db", concurrency=1, per_s=10).window == timedelta(0), "no rate: no window"
 
 
 def test_a_key_belongs_to_the_limit_before_its_first_colon() -> None:

@@ -14,9 +14,10 @@ once the limit is set, those already running with it take its slots.
 
 Rates are a sliding window over the starts themselves rather than a token bucket: "at most R
 starts in any `per_s` seconds" is then exactly what holds (a bucket of R tokens lets up to 2R
-through in some window of that length), and a start is the row a lease writes for each key it
-takes anyway (engine/limits.py), so there is no second state to keep in step with the first. The
-price is one row per start kept for `per_s` seconds, hence the bound on `rate` (MAX_RATE).
+through in some window of that length), and a start is a row the lease writes in its own
+transaction (engine/limits.py), never a counter updated in place that could drift from what
+happened. The price is one row per start kept for `per_s` seconds, counted as a range of an
+index, hence the bound on `rate` (MAX_RATE).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import json
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 from functools import partial
 from typing import Annotated, Any, Self
@@ -124,49 +125,39 @@ class Full(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """What one key of a limit has taken: tasks running with it now, and the starts (running or
-    not) recent enough to count against a rate, oldest first."""
+    """What one key of a limit has taken: tasks running with it now, and starts (of tasks
+    running or not) in its rate's current window."""
 
     running: int = 0
-    starts: tuple[datetime, ...] = ()
+    started: int = 0
 
 
-def room(limit: Limit, usage: Usage, now: datetime) -> int:
+def room(limit: Limit, usage: Usage) -> int:
     """How many more tasks of one key may start now (never below zero)."""
     free = MAX_CONCURRENCY
     if limit.concurrency is not None:
         free = limit.concurrency - usage.running
     if limit.rate is not None:
-        free = min(free, limit.rate - _recent(limit, usage, now))
+        free = min(free, limit.rate - usage.started)
     return max(0, free)
 
 
-def full(limit: Limit, usage: Usage, now: datetime) -> Full | None:
+def full(limit: Limit, usage: Usage) -> Full | None:
     """What stops another task of the key from starting now; None if nothing does."""
     if limit.concurrency is not None and usage.running >= limit.concurrency:
         return Full.CONCURRENCY
-    if limit.rate is not None and _recent(limit, usage, now) >= limit.rate:
+    if limit.rate is not None and usage.started >= limit.rate:
         return Full.RATE
     return None
 
 
-def reopens_at(limit: Limit, usage: Usage, now: datetime) -> datetime | None:
-    """When the rate lets one more task of the key start, if it lets none now: the moment
-    enough of the counted starts have left the window."""
-    if limit.rate is None:
+def starts_to_leave(limit: Limit, usage: Usage) -> int | None:
+    """How many of the window's starts, oldest first, must leave it before the rate lets one
+    more task of the key start: the rate reopens when the last of them does. None when it lets
+    one start now, or never will by itself (a rate of 0)."""
+    if limit.rate is None or limit.rate == 0 or usage.started < limit.rate:
         return None
-    recent = [start for start in usage.starts if start > now - limit.window]
-    over = len(recent) - limit.rate
-    if over < 0:
-        return None
-    if limit.rate == 0:
-        return None  # a rate of 0 never reopens by itself
-    return recent[over] + limit.window
-
-
-def _recent(limit: Limit, usage: Usage, now: datetime) -> int:
-    since = now - limit.window
-    return sum(1 for start in usage.starts if start > since)
+    return usage.started - limit.rate + 1
 
 
 def limit_name(key: str) -> str:

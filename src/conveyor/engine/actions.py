@@ -22,6 +22,7 @@ from conveyor.core.types import TaskId
 from conveyor.engine.base import EngineCore
 from conveyor.engine.events import Changes
 from conveyor.engine.finishing import Ending, fail_dependents
+from conveyor.engine.limits import hold_on_entry
 from conveyor.errors import (
     ConflictError,
 )
@@ -139,6 +140,7 @@ class UserActions(EngineCore):
                 if task.state is TaskState.QUEUED:
                     changes.made_ready(task.queue)
                 revived.append(task)
+            hold_on_entry(tx, revived, now)
             tx.update_tasks(revived)
             revived_ids.update(t.id for t in revived)
             edges = tx.dependents([t.id for t in revived])

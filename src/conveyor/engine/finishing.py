@@ -77,6 +77,7 @@ def end_attempts(
             unsuccessful.append(task)
         if task.state is TaskState.QUEUED:
             changes.made_ready(task.queue)
+    hold_on_entry(tx, [ending.task for ending in endings], now)
     tx.update_tasks([ending.task for ending in endings])
     tx.finish_attempts(
         [

@@ -14,7 +14,7 @@ from conveyor.core.limiting import Limit, LimitUse, limit_name, room
 from conveyor.core.types import TaskId
 from conveyor.engine.base import EngineCore
 from conveyor.engine.events import Changes
-from conveyor.engine.limits import LimitWait, limit_waits, read_usage
+from conveyor.engine.limits import LimitWait, limit_waits, line_up, read_usage
 from conveyor.errors import NotFoundError
 from conveyor.store.base import StoreTx
 
@@ -25,6 +25,8 @@ SWEEP_KEYS = 200
 made up for within a few passes."""
 SWEEP_HOLDS = 5_000
 """Holds that count for nothing any more, removed per pass at most."""
+LINE_UP_BATCH = 5_000
+"""Ready tasks a change of limit looks at per transaction, when it lines up those it holds."""
 NOTIFY_KEYS = 100
 """Keys whose queues' long-polls a change of limit wakes at once (the timers do the rest)."""
 
@@ -35,12 +37,16 @@ class Limiting(EngineCore):
 
     def set_limit(self, limit: Limit) -> LimitUse:
         """Store a limit, or replace the one of that name: leases on every server keep to it
-        from the moment it commits. Tasks held back on its keys are looked at again at once."""
+        from the moment it commits. Tasks held back on its keys are looked at again at once;
+        tasks queued before it existed that take it move to its keys' lines (in chunks, each
+        its own transaction), out of the ready index, where they would be in leases' way."""
         changes = Changes()
         with self.store.transaction() as tx:
             now = self.clock.now()
             tx.put_limit(limit, now)
             self._wake_held(tx, limit.name, changes)
+        self._line_up(limit.name, changes)
+        with self.store.transaction(write=False) as tx:
             use = _uses(tx, [limit])[0]
         self.events.publish(changes)
         log.info(
@@ -100,7 +106,7 @@ class Limiting(EngineCore):
             woken = [
                 key
                 for key in keys
-                if key not in usage or room(limits[limit_name(key)], usage[key], now) > 0
+                if key not in usage or room(limits[limit_name(key)], usage[key]) > 0
             ]
             tx.wake_limit_keys(woken, now)
             for key in woken:
@@ -113,6 +119,25 @@ class Limiting(EngineCore):
             log.debug("removed spent limit holds", extra={"holds": swept})
         self.events.publish(changes)
         return len(woken)
+
+    def _line_up(self, name: str, changes: Changes) -> None:
+        """Move the ready tasks that take limit `name` to their keys' lines."""
+        after = 0
+        while True:
+            with self.store.transaction() as tx:
+                ready = tx.ready_limited(name, after, LINE_UP_BATCH)
+                mine = {
+                    task_id: (queue, keys)
+                    for _, task_id, queue, keys in ready
+                    if any(limit_name(key) == name for key in keys)
+                }
+                lines = line_up(tx, {i: keys for i, (_, keys) in mine.items()}, self.clock.now())
+                tx.hold_tasks(list(lines.items()))
+            for queue in {mine[task_id][0] for task_id in lines}:
+                changes.made_ready(queue)  # their keys may have room: a lease should look
+            if len(ready) < LINE_UP_BATCH:
+                return
+            after = ready[-1][0]
 
     def _wake_held(self, tx: StoreTx, name: str, changes: Changes) -> None:
         """Wake every key of limit `name` that tasks are held on."""

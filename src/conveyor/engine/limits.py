@@ -24,7 +24,7 @@ ending an attempt frees (conveyor.core.limiting says what a limit is).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -35,11 +35,12 @@ from conveyor.core.limiting import (
     Usage,
     full,
     limit_name,
-    reopens_at,
     room,
+    starts_to_leave,
 )
 from conveyor.core.models import Task
 from conveyor.core.states import TaskState
+from conveyor.core.types import TaskId
 from conveyor.engine.events import Changes
 from conveyor.store.base import Hold, StoreTx
 
@@ -62,9 +63,9 @@ class LeaseLimits:
         self._usage: dict[str, Usage] = {}
         self._rooms: dict[str, int] = {}
         self._busy: set[str] = set()
-        self._dead: list[Hold] = []
         self._wakes: dict[str, list[int]] = defaultdict(list)
         self._asked: dict[tuple[str, str], int] = {}
+        self._read: dict[tuple[str, str], int] = {}
         self._candidates: dict[str, Task] = {}
         self._admission = Admission({})
 
@@ -86,8 +87,10 @@ class LeaseLimits:
             if free <= 0:
                 continue
             for queue in queues:
+                line = self._tx.held_candidates(key, queue, min(page, free))
                 self._asked[key, queue] = min(page, free)
-                lines.append(self._tx.held_candidates(key, queue, min(page, free)))
+                self._read[key, queue] = len(line)
+                lines.append(line)
         return lines
 
     # ---- admitting candidates ---------------------------------------------------------------
@@ -116,6 +119,7 @@ class LeaseLimits:
                 holds.append(Hold(key, task.id, task.attempts, now))
                 taken[key] += 1
         tx.insert_limit_holds(holds)
+        tx.insert_limit_starts([(hold.key, now) for hold in holds if self._rated(hold.key)])
         held = [
             (task_id, key)
             for task_id, key in self._admission.held.items()
@@ -129,22 +133,30 @@ class LeaseLimits:
             reopen = self._reopens_at(key, taken[key])
             if reopen is not None:
                 tx.ensure_limit_wake(key, reopen)  # the rate's window moves on then
-        tx.delete_limit_holds(self._dead)
 
     def _settle_wakes(self, taken: dict[str, int]) -> None:
-        done = [key for key in self._wakes if key not in self._busy]
-        self._tx.delete_limit_wakes([wake for key in done for wake in self._wakes[key]])
-        for key in done:
+        """What is left of the wakes this lease read. A key still with room whose line gave
+        all this lease asked keeps its wakes (the next lease reads on); the wakes of a key that
+        is full again, or whose lines ran dry, go (the next ending, or the rate's reopening,
+        wakes it again); a key with room and tasks only in other queues' lines is woken again a
+        little later, for their leases. A key another server is deciding keeps its wakes."""
+        spent: list[int] = []
+        for key in (key for key in self._wakes if key not in self._busy):
+            wakes = self._wakes[key]
             if key in self._rooms and self._rooms[key] - taken[key] <= 0:
-                continue  # full again: the next ending (or the rate's wake) wakes it
-            left = set(self._tx.held_queues(key))
-            if not left:
+                spent += wakes
                 continue
-            read_here = {queue for k, queue in self._asked if k == key}
-            # Tasks left in a line this lease reads: the next lease looks at once. Only in other
-            # queues' lines: a little later, for their leases (the timers wake their long-polls).
-            later = timedelta(0) if left & read_here else timedelta(seconds=RETRY_WAKE_S)
-            self._tx.wake_limit_keys([key], self._now + later)
+            lines = [pair for pair in self._asked if pair[0] == key]
+            if any(self._read[pair] == self._asked[pair] for pair in lines):
+                spent += sorted(wakes)[:-1]  # one is enough to keep it awake
+                continue
+            spent += wakes
+            left = set(self._tx.held_queues(key))
+            if left:
+                read_here = {queue for _, queue in lines}
+                later = timedelta(0) if left & read_here else timedelta(seconds=RETRY_WAKE_S)
+                self._tx.wake_limit_keys([key], self._now + later)
+        self._tx.delete_limit_wakes(spent)
 
     # ---- reading the keys -------------------------------------------------------------------
 
@@ -163,10 +175,14 @@ class LeaseLimits:
             return
         locked = self._tx.lock_limit_keys(limited)
         self._busy |= limited - locked
-        usage = read_usage(self._tx, self._limits, locked, self._now, dead=self._dead)
+        usage = read_usage(self._tx, self._limits, locked, self._now)
         for key in locked:
             self._usage[key] = usage[key]
-            self._rooms[key] = room(self._limits[limit_name(key)], usage[key], self._now)
+            self._rooms[key] = room(self._limits[limit_name(key)], usage[key])
+
+    def _rated(self, key: str) -> bool:
+        limit = self._limits.get(limit_name(key))
+        return limit is not None and limit.rate is not None
 
     def _room(self, key: str) -> int:
         return self._rooms.get(key, MAX_READ)
@@ -175,11 +191,7 @@ class LeaseLimits:
         limit = self._limits.get(limit_name(key))
         if limit is None or key not in self._usage:
             return None
-        usage = self._usage[key]
-        after = Usage(usage.running + taken, (*usage.starts, *[self._now] * taken))
-        if full(limit, after, self._now) is not Full.RATE:
-            return None
-        return reopens_at(limit, after, self._now)
+        return reopens_at(self._tx, key, limit, self._usage[key], self._now, taken=taken)
 
 
 MAX_READ = 1_000_000
@@ -187,25 +199,30 @@ MAX_READ = 1_000_000
 
 
 def read_usage(
-    tx: StoreTx,
-    limits: dict[str, Limit],
-    keys: Collection[str],
-    now: datetime,
-    *,
-    dead: list[Hold] | None = None,
+    tx: StoreTx, limits: dict[str, Limit], keys: Collection[str], now: datetime
 ) -> dict[str, Usage]:
-    """Each key's use now; holds that no longer count for anything go to `dead`."""
-    running: dict[str, int] = defaultdict(int)
-    starts: dict[str, list[datetime]] = defaultdict(list)
-    for hold in tx.limit_holds(keys):
-        limit = limits[limit_name(hold.key)]
-        if hold.live:
-            running[hold.key] += 1
-        if hold.started_at > now - limit.window:
-            starts[hold.key].append(hold.started_at)
-        elif not hold.live and dead is not None:
-            dead.append(hold)
-    return {key: Usage(running[key], tuple(starts[key])) for key in keys}
+    """Each key's use now: its holds that hold a slot, and its starts in its rate's window."""
+    since = {key: now - limits[limit_name(key)].window for key in keys}
+    counts = tx.limit_usage(since)
+    return {key: Usage(*counts.get(key, (0, 0))) for key in keys}
+
+
+def reopens_at(
+    tx: StoreTx, key: str, limit: Limit, usage: Usage, now: datetime, *, taken: int = 0
+) -> datetime | None:
+    """When the rate of a key that it holds back (counting `taken` more starts now) lets one
+    more task start: when enough of the window's starts have left it. None if it is not the
+    rate that holds the key back."""
+    after = Usage(usage.running + taken, usage.started + taken)
+    if full(limit, after) is not Full.RATE:
+        return None
+    leave = starts_to_leave(limit, after)
+    if leave is None:
+        return None
+    if leave > usage.started:  # the last to leave is one of the `taken` starts, made now
+        return now + limit.window
+    first = tx.nth_limit_start(key, now - limit.window, leave - 1)
+    return None if first is None else first + limit.window
 
 
 # ---- tasks entering the queue, attempts ending ---------------------------------------------
@@ -213,35 +230,47 @@ def read_usage(
 
 def hold_on_entry(tx: StoreTx, tasks: Iterable[Task], now: datetime) -> None:
     """Tasks that become ready and take a limit wait in a key's line from the start rather than
-    in the ready index, each in the line of its key with the least room now (the one most
-    likely to hold it back), and that key is woken so that a lease takes what its room allows.
-    A batch of 100,000 tasks of a full key is then never in any lease's way. Tasks whose
-    limits are not set go to the ready index as any other."""
-    entering = [t for t in tasks if t.limits and t.state is TaskState.QUEUED and not t.held_on]
-    if not entering:
-        return
-    limits = tx.get_limits({limit_name(key) for task in entering for key in task.limits})
-    keys = {key for task in entering for key in task.limits if limit_name(key) in limits}
+    in the ready index (`line_up`). A batch of 100,000 tasks of a full key is then never in
+    any lease's way. Tasks whose limits are not set go to the ready index as any other."""
+    entering = {
+        t.id: t for t in tasks if t.limits and t.state is TaskState.QUEUED and not t.held_on
+    }
+    if entering:
+        for task_id, key in line_up(tx, {i: t.limits for i, t in entering.items()}, now).items():
+            entering[task_id].held_on = key
+
+
+def line_up(
+    tx: StoreTx, keys_of: Mapping[TaskId, Sequence[str]], now: datetime
+) -> dict[TaskId, str]:
+    """The line each of these tasks waits in: that of its key with the least room now (the one
+    most likely to hold it back; the first of equals), among those whose limit is set; and wake
+    those keys, so that a lease takes what their room allows. Tasks without any left out."""
+    names = {limit_name(key) for keys in keys_of.values() for key in keys}
+    limits = tx.get_limits(names)
+    keys = {key for ks in keys_of.values() for key in ks if limit_name(key) in limits}
     if not keys:
-        return
+        return {}
     usage = read_usage(tx, limits, keys, now)
-    rooms = {key: room(limits[limit_name(key)], usage[key], now) for key in keys}
-    lines: set[str] = set()
-    for task in entering:
-        mine = [key for key in task.limits if key in rooms]
+    rooms = {key: room(limits[limit_name(key)], usage[key]) for key in keys}
+    lines: dict[TaskId, str] = {}
+    for task_id, task_keys in keys_of.items():
+        mine = [key for key in task_keys if key in rooms]
         if mine:
-            task.held_on = min(mine, key=rooms.__getitem__)  # the first of equals
-            lines.add(task.held_on)
-    tx.wake_limit_keys(lines, now)
+            lines[task_id] = min(mine, key=rooms.__getitem__)
+    tx.wake_limit_keys(set(lines.values()), now)
+    return lines
 
 
 def free_slots(tx: StoreTx, ended: Sequence[Task], now: datetime, changes: Changes) -> None:
     """Attempts of these tasks ended (any way): their slots are free already (a hold counts only
     while its attempt runs); wake the keys that have a limit, so that a lease takes the tasks
-    held on them, and wake a long-poll of each task's queue to come and lease."""
+    held on them, and wake a long-poll of each task's queue to come and lease. The holds go
+    now, so that a key's count reads its running tasks only (the timers sweep any left)."""
     keys = {key for task in ended for key in task.limits}
     if not keys:
         return
+    tx.delete_limit_holds([(key, task.id, task.attempts) for task in ended for key in task.limits])
     limits = tx.get_limits({limit_name(key) for key in keys})
     woken = {key for key in keys if limit_name(key) in limits}
     if not woken:
@@ -284,19 +313,18 @@ def limit_waits(tx: StoreTx, task: Task, now: datetime) -> list[LimitWait]:
     waits = []
     for key in keys:
         limit, use = limits[limit_name(key)], usage[key]
-        why = full(limit, use, now)
+        why = full(limit, use)
         if why is None:
             continue
-        recent = sum(1 for start in use.starts if start > now - limit.window)
         waits.append(
             LimitWait(
                 key=key,
                 limit=limit,
                 full=why,
                 running=use.running,
-                started=recent if limit.rate is not None else 0,
+                started=use.started,
                 ahead=tx.held_ahead(key, task.priority, task.seq),
-                until=reopens_at(limit, use, now) if why is Full.RATE else None,
+                until=reopens_at(tx, key, limit, use, now) if why is Full.RATE else None,
             )
         )
     return waits

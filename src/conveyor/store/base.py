@@ -144,14 +144,13 @@ class WaitingShape:
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """A start of a task with one limit key (a row of limit_holds). It holds a slot while
-    `live`: its task is running the attempt it started (token) and nothing else can end that."""
+    """A start of a task with one limit key (a row of limit_holds). It holds a slot while its
+    task is running the attempt it started (`token`): whatever ends that attempt frees it."""
 
     key: str
     task_id: TaskId
     token: int
     started_at: datetime
-    live: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,21 +347,44 @@ class StoreTx(Protocol):
         leasing or waking with it). SQLite's one writer needs no locks: every key."""
         ...
 
-    def limit_holds(self, keys: Collection[str]) -> list[Hold]:
-        """Every hold of these keys, live or not, oldest first."""
+    def limit_usage(self, since: Mapping[str, datetime]) -> dict[str, tuple[int, int]]:
+        """For each key: its holds that hold a slot now (their task runs the attempt that took
+        it), and its starts after the key's `since` (its rate's window). Counted in the
+        database."""
+        ...
+
+    def nth_limit_start(self, key: str, since: datetime, offset: int) -> datetime | None:
+        """The key's start that is `offset` (0: the first) in time order among those after
+        `since`."""
         ...
 
     def insert_limit_holds(self, holds: Sequence[Hold]) -> None: ...
 
-    def delete_limit_holds(self, holds: Sequence[Hold]) -> None: ...
+    def insert_limit_starts(self, starts: Sequence[tuple[str, datetime]]) -> None:
+        """Record (key, time) starts, for the keys whose limit has a rate."""
+        ...
+
+    def delete_limit_holds(self, holds: Sequence[tuple[str, TaskId, int]]) -> None:
+        """Remove these (key, task id, token) holds, whose attempts ended. Only tidying: a hold
+        whose attempt ended holds no slot anyway."""
+        ...
 
     def sweep_limit_holds(self, now: datetime, limit: int) -> int:
-        """Remove up to `limit` holds that are no longer live and no longer count against a
-        rate (older than their limit's window, or their limit is gone); returns how many."""
+        """Remove up to `limit` holds that hold no slot any more, and up to `limit` starts that
+        no rate counts any more (older than their limit's window, or their limit has no rate
+        or is gone); returns how many rows went."""
         ...
 
     def hold_tasks(self, held: Sequence[tuple[TaskId, str]]) -> None:
         """Move queued tasks (task id, key) out of the ready index into the key's line."""
+        ...
+
+    def ready_limited(
+        self, name: str, after_seq: int, limit: int
+    ) -> list[tuple[int, TaskId, str, list[str]]]:
+        """(seq, id, queue, limit keys) of locked ready tasks (not held) that may take limit
+        `name` (the caller checks their keys: this may give others too), in seq order after
+        `after_seq`, skipping locked rows."""
         ...
 
     def held_candidates(self, key: str, queue: str, limit: int) -> list[Task]:

@@ -10,8 +10,8 @@ over), so that leases never wait on each other and cannot deadlock over keys.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from datetime import UTC, datetime
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -66,19 +66,28 @@ class PostgresLimits:
         )
         return {row[0] for row in rows}
 
-    def limit_holds(self, keys: Collection[str]) -> list[Hold]:
-        if not keys:
-            return []
+    def limit_usage(self, since: Mapping[str, datetime]) -> dict[str, tuple[int, int]]:
+        if not since:
+            return {}
+        pairs = sorted(since.items())
         rows = self.conn.execute(
-            f"SELECT h.key, h.task_id, h.token, h.started_at, coalesce({_LIVE}, false) "
-            "FROM limit_holds h LEFT JOIN tasks t ON t.id = h.task_id "
-            "WHERE h.key = ANY(%s) ORDER BY h.started_at",
-            (sorted(keys),),
+            "SELECT k.key, "
+            "(SELECT count(*) FROM limit_holds h JOIN tasks t ON t.id = h.task_id "
+            f" WHERE h.key = k.key AND {_LIVE}), "
+            "(SELECT count(*) FROM limit_starts s WHERE s.key = k.key "
+            " AND s.started_at > k.since) "
+            "FROM unnest(%s::text[], %s::float8[]) AS k(key, since)",
+            ([key for key, _ in pairs], [when.timestamp() for _, when in pairs]),
         )
-        return [
-            Hold(key, task_id, token, datetime.fromtimestamp(at, UTC), bool(live))
-            for key, task_id, token, at, live in rows
-        ]
+        return {key: (int(running), int(started)) for key, running, started in rows}
+
+    def nth_limit_start(self, key: str, since: datetime, offset: int) -> datetime | None:
+        row = self.conn.execute(
+            "SELECT started_at FROM limit_starts WHERE key = %s AND started_at > %s "
+            "ORDER BY started_at LIMIT 1 OFFSET %s",
+            (key, since.timestamp(), offset),
+        ).fetchone()
+        return None if row is None else codec.from_epoch(row[0])
 
     def insert_limit_holds(self, holds: Sequence[Hold]) -> None:
         if holds:
@@ -94,26 +103,40 @@ class PostgresLimits:
                 ),
             )
 
-    def delete_limit_holds(self, holds: Sequence[Hold]) -> None:
+    def insert_limit_starts(self, starts: Sequence[tuple[str, datetime]]) -> None:
+        if starts:
+            self.conn.execute(
+                "INSERT INTO limit_starts (key, started_at) "
+                "SELECT * FROM unnest(%s::text[], %s::float8[])",
+                ([key for key, _ in starts], [at.timestamp() for _, at in starts]),
+            )
+
+    def delete_limit_holds(self, holds: Sequence[tuple[str, TaskId, int]]) -> None:
         if holds:
             self.conn.execute(
                 "DELETE FROM limit_holds WHERE (key, task_id, token) IN "
                 "(SELECT * FROM unnest(%s::text[], %s::text[], %s::integer[]))",
-                ([h.key for h in holds], [h.task_id for h in holds], [h.token for h in holds]),
+                ([h[0] for h in holds], [h[1] for h in holds], [h[2] for h in holds]),
             )
 
     def sweep_limit_holds(self, now: datetime, limit: int) -> int:
-        # The key's limit is the text before its first ':' (conveyor.core.limiting.limit_name).
-        return self.conn.execute(
+        holds = self.conn.execute(
             "DELETE FROM limit_holds WHERE (key, task_id, token) IN ("
             "  SELECT h.key, h.task_id, h.token FROM limit_holds h"
             "  LEFT JOIN tasks t ON t.id = h.task_id"
-            "  LEFT JOIN limits l ON l.name = split_part(h.key, ':', 1)"
-            f"  WHERE NOT coalesce({_LIVE}, false)"
-            "  AND h.started_at <= %s - CASE WHEN l.rate IS NULL THEN 0 ELSE l.per_s END"
+            f"  WHERE NOT coalesce({_LIVE}, false) LIMIT %s)",
+            (limit,),
+        ).rowcount
+        # The key's limit is the text before its first ':' (conveyor.core.limiting.limit_name).
+        starts = self.conn.execute(
+            "DELETE FROM limit_starts WHERE id IN ("
+            "  SELECT s.id FROM limit_starts s"
+            "  LEFT JOIN limits l ON l.name = split_part(s.key, ':', 1)"
+            "  WHERE s.started_at <= %s - coalesce(CASE WHEN l.rate IS NULL THEN 0 ELSE l.per_s END, 0)"
             "  LIMIT %s)",
             (now.timestamp(), limit),
         ).rowcount
+        return holds + starts
 
     def hold_tasks(self, held: Sequence[tuple[TaskId, str]]) -> None:
         if held:
@@ -122,6 +145,19 @@ class PostgresLimits:
                 "AS h(id, key) WHERE tasks.id = h.id",
                 ([task_id for task_id, _ in held], [key for _, key in held]),
             )
+
+    def ready_limited(
+        self, name: str, after_seq: int, limit: int
+    ) -> list[tuple[int, TaskId, str, list[str]]]:
+        # `"name"` or `"name:...` in the JSON list; `_` in a name matches any character here,
+        # which only lets more through.
+        rows = self.conn.execute(
+            "SELECT seq, id, queue, limits FROM tasks WHERE state = 'queued' AND held_on IS NULL "
+            "AND limits <> '[]' AND seq > %s AND limits LIKE %s "
+            "ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
+            (after_seq, f'%"{name}%', limit),
+        ).fetchall()
+        return [(seq, task_id, queue, codec.load_json(keys)) for seq, task_id, queue, keys in rows]
 
     def held_candidates(self, key: str, queue: str, limit: int) -> list[Task]:
         rows = self.conn.execute(
@@ -147,8 +183,17 @@ class PostgresLimits:
         return [row[0] for row in rows]
 
     def held_queues(self, key: str) -> list[str]:
+        # A loose index scan: one probe of tasks_held per queue, however long the line.
         rows = self.conn.execute(
-            "SELECT DISTINCT queue FROM tasks WHERE state = 'queued' AND held_on = %s", (key,)
+            "WITH RECURSIVE q(queue) AS ("
+            "  (SELECT queue FROM tasks WHERE state = 'queued' AND held_on = %(key)s"
+            "   ORDER BY queue LIMIT 1)"
+            "  UNION ALL"
+            "  SELECT (SELECT queue FROM tasks WHERE state = 'queued' AND held_on = %(key)s"
+            "          AND queue > q.queue ORDER BY queue LIMIT 1)"
+            "  FROM q WHERE q.queue IS NOT NULL"
+            ") SELECT queue FROM q WHERE queue IS NOT NULL",
+            {"key": key},
         )
         return [row[0] for row in rows]
 

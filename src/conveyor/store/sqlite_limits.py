@@ -9,8 +9,8 @@ counts stays true until it commits.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Sequence
-from datetime import UTC, datetime
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 
 from conveyor.core.limiting import Limit
 from conveyor.core.models import Task
@@ -57,21 +57,30 @@ class SQLiteLimits:
     def lock_limit_keys(self, keys: Collection[str]) -> set[str]:
         return set(keys)
 
-    def limit_holds(self, keys: Collection[str]) -> list[Hold]:
-        holds: list[Hold] = []
-        for chunk in chunked(sorted(keys), _KEYS_PER_QUERY):
+    def limit_usage(self, since: Mapping[str, datetime]) -> dict[str, tuple[int, int]]:
+        found: dict[str, tuple[int, int]] = {}
+        pairs = sorted(since.items())
+        for start in range(0, len(pairs), _KEYS_PER_QUERY):
+            chunk = pairs[start : start + _KEYS_PER_QUERY]
+            values = ", ".join(["(?, ?)"] * len(chunk))
             rows = self._conn.execute(
-                f"SELECT h.key, h.task_id, h.token, h.started_at, coalesce({_LIVE}, 0) "
-                "FROM limit_holds h LEFT JOIN tasks t ON t.id = h.task_id "
-                f"WHERE h.key IN ({_marks(len(chunk))})",
-                chunk,
+                f"WITH k(key, since) AS (VALUES {values}) SELECT k.key, "
+                "(SELECT count(*) FROM limit_holds h JOIN tasks t ON t.id = h.task_id "
+                f" WHERE h.key = k.key AND {_LIVE}), "
+                "(SELECT count(*) FROM limit_starts s WHERE s.key = k.key "
+                " AND s.started_at > k.since) FROM k",
+                [value for key, when in chunk for value in (key, when.timestamp())],
             )
-            holds.extend(
-                Hold(key, task_id, token, datetime.fromtimestamp(at, UTC), bool(live))
-                for key, task_id, token, at, live in rows
-            )
-        holds.sort(key=lambda hold: hold.started_at)
-        return holds
+            found.update((key, (running, started)) for key, running, started in rows)
+        return found
+
+    def nth_limit_start(self, key: str, since: datetime, offset: int) -> datetime | None:
+        row = self._conn.execute(
+            "SELECT started_at FROM limit_starts WHERE key = ? AND started_at > ? "
+            "ORDER BY started_at LIMIT 1 OFFSET ?",
+            (key, since.timestamp(), offset),
+        ).fetchone()
+        return None if row is None else codec.from_epoch(row[0])
 
     def insert_limit_holds(self, holds: Sequence[Hold]) -> None:
         self._conn.executemany(
@@ -80,30 +89,54 @@ class SQLiteLimits:
             [(h.key, h.task_id, h.token, h.started_at.timestamp()) for h in holds],
         )
 
-    def delete_limit_holds(self, holds: Sequence[Hold]) -> None:
+    def insert_limit_starts(self, starts: Sequence[tuple[str, datetime]]) -> None:
         self._conn.executemany(
-            "DELETE FROM limit_holds WHERE key = ? AND task_id = ? AND token = ?",
-            [(h.key, h.task_id, h.token) for h in holds],
+            "INSERT INTO limit_starts (key, started_at) VALUES (?, ?)",
+            [(key, at.timestamp()) for key, at in starts],
+        )
+
+    def delete_limit_holds(self, holds: Sequence[tuple[str, TaskId, int]]) -> None:
+        self._conn.executemany(
+            "DELETE FROM limit_holds WHERE key = ? AND task_id = ? AND token = ?", holds
         )
 
     def sweep_limit_holds(self, now: datetime, limit: int) -> int:
-        # The key's limit is the text before its first ':' (conveyor.core.limiting.limit_name).
-        return self._conn.execute(
+        holds = self._conn.execute(
             "DELETE FROM limit_holds WHERE (key, task_id, token) IN ("
             "  SELECT h.key, h.task_id, h.token FROM limit_holds h"
             "  LEFT JOIN tasks t ON t.id = h.task_id"
-            "  LEFT JOIN limits l ON l.name = CASE WHEN instr(h.key, ':') > 0"
-            "    THEN substr(h.key, 1, instr(h.key, ':') - 1) ELSE h.key END"
-            f"  WHERE NOT coalesce({_LIVE}, 0)"
-            "  AND h.started_at <= ? - CASE WHEN l.rate IS NULL THEN 0 ELSE l.per_s END"
+            f"  WHERE NOT coalesce({_LIVE}, 0) LIMIT ?)",
+            (limit,),
+        ).rowcount
+        # The key's limit is the text before its first ':' (conveyor.core.limiting.limit_name).
+        starts = self._conn.execute(
+            "DELETE FROM limit_starts WHERE id IN ("
+            "  SELECT s.id FROM limit_starts s"
+            "  LEFT JOIN limits l ON l.name = CASE WHEN instr(s.key, ':') > 0"
+            "    THEN substr(s.key, 1, instr(s.key, ':') - 1) ELSE s.key END"
+            "  WHERE s.started_at <= ? - coalesce(CASE WHEN l.rate IS NULL THEN 0 ELSE l.per_s END, 0)"
             "  LIMIT ?)",
             (now.timestamp(), limit),
         ).rowcount
+        return holds + starts
 
     def hold_tasks(self, held: Sequence[tuple[TaskId, str]]) -> None:
         self._conn.executemany(
             "UPDATE tasks SET held_on = ? WHERE id = ?", [(key, task_id) for task_id, key in held]
         )
+
+    def ready_limited(
+        self, name: str, after_seq: int, limit: int
+    ) -> list[tuple[int, TaskId, str, list[str]]]:
+        # `"name"` or `"name:...` in the JSON list; `_` in a name matches any character here,
+        # which only lets more through.
+        rows = self._conn.execute(
+            "SELECT seq, id, queue, limits FROM tasks INDEXED BY tasks_ready_limited "
+            "WHERE state = 'queued' AND held_on IS NULL AND limits <> '[]' AND seq > ? "
+            "AND limits LIKE ? ORDER BY seq LIMIT ?",
+            (after_seq, f'%"{name}%', limit),
+        )
+        return [(seq, task_id, queue, codec.load_json(keys)) for seq, task_id, queue, keys in rows]
 
     def held_candidates(self, key: str, queue: str, limit: int) -> list[Task]:
         rows = self._conn.execute(
@@ -131,12 +164,17 @@ class SQLiteLimits:
         return keys
 
     def held_queues(self, key: str) -> list[str]:
-        rows = self._conn.execute(
-            "SELECT DISTINCT queue FROM tasks INDEXED BY tasks_held "
-            "WHERE state = 'queued' AND held_on = ?",
-            (key,),
-        )
-        return [row[0] for row in rows]
+        # One index probe per queue, however many tasks the line holds.
+        queues: list[str] = []
+        while True:
+            (queue,) = self._conn.execute(
+                "SELECT min(queue) FROM tasks INDEXED BY tasks_held "
+                "WHERE state = 'queued' AND held_on = ? AND queue > ?",
+                (key, queues[-1] if queues else ""),
+            ).fetchone()
+            if queue is None:
+                return queues
+            queues.append(queue)
 
     def held_counts(self) -> dict[str, int]:
         rows = self._conn.execute(

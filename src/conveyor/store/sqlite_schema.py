@@ -233,8 +233,8 @@ MIGRATIONS: list[tuple[int, str]] = [
             updated_at REAL NOT NULL
         ) STRICT, WITHOUT ROWID;
         -- One row per lease and key it took. A row holds a slot only while its task is running
-        -- that attempt (a join with tasks says so), so no ending can leave a slot taken; the
-        -- rows are the starts a rate counts, kept for its window, then removed.
+        -- that attempt (a join with tasks says so), so no ending can leave a slot taken; ending
+        -- the attempt removes it (the timers sweep any left).
         CREATE TABLE limit_holds (
             key TEXT NOT NULL,
             task_id TEXT NOT NULL,
@@ -262,6 +262,23 @@ MIGRATIONS: list[tuple[int, str]] = [
             WHERE state = 'queued' AND held_on IS NULL;
         CREATE INDEX tasks_held ON tasks (held_on, queue, priority DESC, seq)
             WHERE state = 'queued' AND held_on IS NOT NULL;
+        """,
+    ),
+    (
+        12,
+        """
+        -- Ready tasks that take a limit: those of a limit set after they were queued, which
+        -- setting it moves to the limit's line (Limiting.set_limit). Few otherwise.
+        CREATE INDEX tasks_ready_limited ON tasks (seq)
+            WHERE state = 'queued' AND held_on IS NULL AND limits <> '[]';
+        -- The starts a rate counts, apart from the holds: a hold goes as its attempt ends, and
+        -- a rate's count is a range of this index, with no join.
+        CREATE TABLE limit_starts (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL,
+            started_at REAL NOT NULL
+        ) STRICT;
+        CREATE INDEX limit_starts_by_key ON limit_starts (key, started_at);
         """,
     ),
 ]
