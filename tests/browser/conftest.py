@@ -33,6 +33,7 @@ CHROMIUM_ARGS = [
 WORKERS = ("browser-w1", "browser-w2")
 
 
+@pytest.hookimpl(trylast=True)  # after pytest groups the items by their fixtures' scopes
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     browser_items = [item for item in items if here in Path(str(item.fspath)).parents]
