@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from conveyor.core.limits import MAX_RESULT_BYTES
 from conveyor.core.states import Outcome
 from conveyor.core.types import JSON
 from conveyor.executor import Execution, ExecutionResult, ProcessPool
@@ -271,10 +272,15 @@ def test_a_timed_out_task_keeps_the_output_it_wrote(pool: ProcessPool) -> None:
 
 
 def test_large_arguments_and_results_cross_the_pipe(pool: ProcessPool) -> None:
-    payload = "x" * 5_000_000
+    # As large a result as a store keeps (1 MiB as JSON, its quotes included)...
+    payload = "x" * (MAX_RESULT_BYTES - 2)
     result = run_one(pool, execution("echo", payload))
     assert result.outcome is Outcome.SUCCEEDED
     assert result.result == payload
+    # ...and larger arguments: a larger result fails its attempt, saying why.
+    too_large = run_one(pool, execution("echo", "x" * 5_000_000))
+    assert too_large.outcome is Outcome.FAILED
+    assert too_large.error is not None and too_large.error.startswith("result cannot be stored")
 
 
 def test_a_deadline_that_passes_before_the_child_is_ready(importable_tests: None) -> None:
