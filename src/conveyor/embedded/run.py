@@ -196,14 +196,17 @@ class EmbeddedRun:
             return None  # what runs may make more jobs ready; pending ones wait on them
         if self.engine.next_due_at() is not None:
             return None  # a start time or a backoff is ahead
-        unserved = False
+        unserved = seen = False
         for task in self._each_queued():
+            seen = True
             # Its one worker has no labels: a job that requires some is stuck, as one that
             # needs more than the scheduler has.
             if fits(task.resources, self.advertised) and not task.require:
                 if task.queue in queues:
                     return None  # the worker will lease it
                 unserved = True
+        if not seen:
+            return None  # leased since `counts` was read: look again
         return Ending.NEW_QUEUES if unserved else Ending.STUCK
 
     def _wait_s(self, *, draining: bool) -> float:
