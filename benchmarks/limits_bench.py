@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -96,7 +97,7 @@ class Case:
 
 
 def prepare(make: StoreFactory, name: str, held: int, ready: int, samples: int) -> Case:
-    engine = Engine(make(name.replace(" ", "_").replace(",", "")))
+    engine = Engine(make(re.sub(r"\W+", "_", name)))
     worker = engine.register_worker(
         name="bench", host="local", pid=os.getpid(), concurrency=samples + 10
     )

@@ -17,7 +17,7 @@ ending an attempt frees (conveyor.core.limiting says what a limit is).
   updated, so a wake added while a lease is deciding survives it: a slot freed at that moment
   is found by the next lease.
 - **Several servers.** A lease locks each key before it counts the key's holds, and passes a
-  key that another transaction has locked over (StoreTx.lock_limit_keys), so two servers never
+  key that another transaction has locked over (StoreTx.limits_for_lease), so two servers never
   give the same slot away.
 """
 
@@ -46,6 +46,8 @@ from conveyor.store.base import Hold, StoreTx
 
 WAKE_BATCH = 32
 """Due wakes a lease reads, at most: bounds what one lease spends on held lines."""
+SPARE_WAKES = 8
+"""Wakes a key still with room may keep before a lease clears all but one of them."""
 RETRY_WAKE_S = 1.0
 """When a woken key still has room but no line this lease reads has tasks left, its wake comes
 back this much later (for the leases of the other queues), not at once for every lease."""
@@ -58,7 +60,6 @@ class LeaseLimits:
         self._tx = tx
         self._now = now
         self._limits: dict[str, Limit] = {}
-        self._names: set[str] = set()
         self._seen: set[str] = set()
         self._usage: dict[str, Usage] = {}
         self._rooms: dict[str, int] = {}
@@ -73,9 +74,10 @@ class LeaseLimits:
 
     def woken(self) -> list[tuple[str, int]]:
         """Keys with a due wake whose lines this lease may take from, each with its room."""
-        for wake_id, key in self._tx.due_limit_wakes(self._now, WAKE_BATCH):
+        wakes, limits, locked = self._tx.lease_wakes(self._now, WAKE_BATCH)
+        for wake_id, key in wakes:
             self._wakes[key].append(wake_id)
-        self._load(self._wakes)
+        self._absorb(set(self._wakes), limits, locked)
         return [(key, self._room(key)) for key in self._wakes if key not in self._busy]
 
     def held_lines(self, queues: Sequence[str], page: int) -> list[list[Task]]:
@@ -118,8 +120,7 @@ class LeaseLimits:
             for key in task.limits:
                 holds.append(Hold(key, task.id, task.attempts, now))
                 taken[key] += 1
-        tx.insert_limit_holds(holds)
-        tx.insert_limit_starts([(hold.key, now) for hold in holds if self._rated(hold.key)])
+        tx.take_limit_slots(holds, [(hold.key, now) for hold in holds if self._rated(hold.key)])
         held = [
             (task_id, key)
             for task_id, key in self._admission.held.items()
@@ -148,7 +149,8 @@ class LeaseLimits:
                 continue
             lines = [pair for pair in self._asked if pair[0] == key]
             if any(self._read[pair] == self._asked[pair] for pair in lines):
-                spent += sorted(wakes)[:-1]  # one is enough to keep it awake
+                if len(wakes) > SPARE_WAKES:  # a few spare ones cost less than a statement
+                    spent += sorted(wakes)[:-1]  # one is enough to keep it awake
                 continue
             spent += wakes
             left = set(self._tx.held_queues(key))
@@ -163,20 +165,22 @@ class LeaseLimits:
     def _load(self, keys: Collection[str]) -> None:
         """Limits, locks and use of the keys not looked at yet in this lease."""
         new = set(keys) - self._seen
-        if not new:
-            return
-        self._seen |= new
-        names = {limit_name(key) for key in new} - self._names
-        if names:
-            self._limits.update(self._tx.get_limits(names))
-            self._names |= names
-        limited = {key for key in new if limit_name(key) in self._limits}
-        if not limited:
-            return
-        locked = self._tx.lock_limit_keys(limited)
+        if new:
+            self._absorb(new, *self._tx.limits_for_lease(new))
+
+    def _absorb(self, keys: set[str], limits: dict[str, Limit], locked: set[str]) -> None:
+        """Take in the limits and locks of `keys`, and read the use of those locked (only now:
+        a count read before its key's lock could miss a slot another server just took)."""
+        keys -= self._seen
+        self._seen |= keys
+        self._limits.update(limits)
+        limited = {key for key in keys if limit_name(key) in self._limits}
         self._busy |= limited - locked
-        usage = read_usage(self._tx, self._limits, locked, self._now)
-        for key in locked:
+        mine = limited & locked
+        if not mine:
+            return
+        usage = read_usage(self._tx, self._limits, mine, self._now)
+        for key in mine:
             self._usage[key] = usage[key]
             self._rooms[key] = room(self._limits[limit_name(key)], usage[key])
 

@@ -341,10 +341,17 @@ class StoreTx(Protocol):
 
     def delete_limit(self, name: str) -> bool: ...
 
-    def lock_limit_keys(self, keys: Collection[str]) -> set[str]:
-        """Lock these limit keys until the transaction ends, without waiting: returns those
-        locked, leaving out any another transaction holds (PostgreSQL: another server is
-        leasing or waking with it). SQLite's one writer needs no locks: every key."""
+    def limits_for_lease(self, keys: Collection[str]) -> tuple[dict[str, Limit], set[str]]:
+        """The limits of these keys, by name, and those of the keys that have a limit locked
+        until the transaction ends, without waiting: a key another transaction holds is left
+        out (PostgreSQL: another server is leasing with it). SQLite's one writer needs no
+        locks: every such key. In one round trip."""
+        ...
+
+    def lease_wakes(
+        self, now: datetime, keys: int
+    ) -> tuple[list[tuple[int, str]], dict[str, Limit], set[str]]:
+        """due_limit_wakes() and limits_for_lease() of their keys, in one round trip."""
         ...
 
     def limit_usage(self, since: Mapping[str, datetime]) -> dict[str, tuple[int, int]]:
@@ -358,10 +365,10 @@ class StoreTx(Protocol):
         `since`."""
         ...
 
-    def insert_limit_holds(self, holds: Sequence[Hold]) -> None: ...
-
-    def insert_limit_starts(self, starts: Sequence[tuple[str, datetime]]) -> None:
-        """Record (key, time) starts, for the keys whose limit has a rate."""
+    def take_limit_slots(
+        self, holds: Sequence[Hold], starts: Sequence[tuple[str, datetime]]
+    ) -> None:
+        """Record a lease's holds, and the (key, time) starts of its keys that have a rate."""
         ...
 
     def delete_limit_holds(self, holds: Sequence[tuple[str, TaskId, int]]) -> None:

@@ -10,7 +10,7 @@ over), so that leases never wait on each other and cannot deadlock over keys.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +28,27 @@ _KEY_LOCKS = 7_411_339
 """The first half of every limit key's advisory lock (the second is a hash of the key)."""
 _LIVE = "(t.state = 'running' AND t.attempts = h.token)"
 """A hold takes a slot while its task is running the attempt that took it."""
+
+
+def _limit_of(key: str) -> str:
+    """Columns: the limit of the key in column `key` (null if none), and whether this
+    transaction now holds the key's lock, taken without waiting (only for a key with a limit)."""
+    return (
+        f"{', '.join('l.' + c for c in codec.LIMIT_COLUMNS)}, "
+        "CASE WHEN l.name IS NULL THEN false "
+        f"ELSE pg_try_advisory_xact_lock(%(locks)s, hashtext({key})) END"
+    )
+
+
+def _limits_and_locks(rows: Iterable[Sequence[Any]]) -> tuple[dict[str, Limit], set[str]]:
+    limits: dict[str, Limit] = {}
+    locked: set[str] = set()
+    for key, *limit, is_locked in rows:
+        if limit[0] is not None:
+            limits[limit[0]] = codec.limit_from_row(limit)
+            if is_locked:
+                locked.add(key)
+    return limits, locked
 
 
 class PostgresLimits:
@@ -56,15 +77,29 @@ class PostgresLimits:
     def delete_limit(self, name: str) -> bool:
         return self.conn.execute("DELETE FROM limits WHERE name = %s", (name,)).rowcount > 0
 
-    def lock_limit_keys(self, keys: Collection[str]) -> set[str]:
+    def limits_for_lease(self, keys: Collection[str]) -> tuple[dict[str, Limit], set[str]]:
         if not keys:
-            return set()
+            return {}, set()
         rows = self.conn.execute(
-            "SELECT k FROM unnest(%s::text[]) AS k "
-            "WHERE pg_try_advisory_xact_lock(%s, hashtext(k))",
-            (sorted(keys), _KEY_LOCKS),
+            f"SELECT k, {_limit_of('k')} FROM unnest(%(keys)s::text[]) AS k "
+            "LEFT JOIN limits l ON l.name = split_part(k, ':', 1)",
+            {"keys": sorted(keys), "locks": _KEY_LOCKS},
         )
-        return {row[0] for row in rows}
+        return _limits_and_locks(rows)
+
+    def lease_wakes(
+        self, now: datetime, keys: int
+    ) -> tuple[list[tuple[int, str]], dict[str, Limit], set[str]]:
+        rows = self.conn.execute(
+            f"SELECT w.id, w.key, {_limit_of('w.key')} FROM limit_wakes w "
+            "LEFT JOIN limits l ON l.name = split_part(w.key, ':', 1) "
+            "WHERE w.at <= %(now)s AND w.key IN "
+            "(SELECT key FROM limit_wakes WHERE at <= %(now)s ORDER BY at LIMIT %(keys)s) "
+            "ORDER BY w.at",
+            {"now": now.timestamp(), "keys": keys, "locks": _KEY_LOCKS},
+        ).fetchall()
+        wakes = [(int(row[0]), row[1]) for row in rows]
+        return (wakes, *_limits_and_locks(row[1:] for row in rows))
 
     def limit_usage(self, since: Mapping[str, datetime]) -> dict[str, tuple[int, int]]:
         if not since:
@@ -89,26 +124,24 @@ class PostgresLimits:
         ).fetchone()
         return None if row is None else codec.from_epoch(row[0])
 
-    def insert_limit_holds(self, holds: Sequence[Hold]) -> None:
-        if holds:
+    def take_limit_slots(
+        self, holds: Sequence[Hold], starts: Sequence[tuple[str, datetime]]
+    ) -> None:
+        if holds or starts:
             self.conn.execute(
-                "INSERT INTO limit_holds (key, task_id, token, started_at) "
-                "SELECT * FROM unnest(%s::text[], %s::text[], %s::integer[], %s::float8[]) "
-                "ON CONFLICT DO NOTHING",
+                "WITH held AS (INSERT INTO limit_holds (key, task_id, token, started_at) "
+                "  SELECT * FROM unnest(%s::text[], %s::text[], %s::integer[], %s::float8[]) "
+                "  ON CONFLICT DO NOTHING) "
+                "INSERT INTO limit_starts (key, started_at) "
+                "SELECT * FROM unnest(%s::text[], %s::float8[])",
                 (
                     [h.key for h in holds],
                     [h.task_id for h in holds],
                     [h.token for h in holds],
                     [h.started_at.timestamp() for h in holds],
+                    [key for key, _ in starts],
+                    [at.timestamp() for _, at in starts],
                 ),
-            )
-
-    def insert_limit_starts(self, starts: Sequence[tuple[str, datetime]]) -> None:
-        if starts:
-            self.conn.execute(
-                "INSERT INTO limit_starts (key, started_at) "
-                "SELECT * FROM unnest(%s::text[], %s::float8[])",
-                ([key for key, _ in starts], [at.timestamp() for _, at in starts]),
             )
 
     def delete_limit_holds(self, holds: Sequence[tuple[str, TaskId, int]]) -> None:

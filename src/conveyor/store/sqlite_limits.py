@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
-from conveyor.core.limiting import Limit
+from conveyor.core.limiting import Limit, limit_name
 from conveyor.core.models import Task
 from conveyor.core.types import TaskId
 from conveyor.store import codec
@@ -54,8 +54,15 @@ class SQLiteLimits:
     def delete_limit(self, name: str) -> bool:
         return self._conn.execute("DELETE FROM limits WHERE name = ?", (name,)).rowcount > 0
 
-    def lock_limit_keys(self, keys: Collection[str]) -> set[str]:
-        return set(keys)
+    def limits_for_lease(self, keys: Collection[str]) -> tuple[dict[str, Limit], set[str]]:
+        limits = self.get_limits({limit_name(key) for key in keys})
+        return limits, {key for key in keys if limit_name(key) in limits}
+
+    def lease_wakes(
+        self, now: datetime, keys: int
+    ) -> tuple[list[tuple[int, str]], dict[str, Limit], set[str]]:
+        wakes = self.due_limit_wakes(now, keys)
+        return (wakes, *self.limits_for_lease({key for _, key in wakes}))
 
     def limit_usage(self, since: Mapping[str, datetime]) -> dict[str, tuple[int, int]]:
         found: dict[str, tuple[int, int]] = {}
@@ -82,14 +89,14 @@ class SQLiteLimits:
         ).fetchone()
         return None if row is None else codec.from_epoch(row[0])
 
-    def insert_limit_holds(self, holds: Sequence[Hold]) -> None:
+    def take_limit_slots(
+        self, holds: Sequence[Hold], starts: Sequence[tuple[str, datetime]]
+    ) -> None:
         self._conn.executemany(
             "INSERT OR IGNORE INTO limit_holds (key, task_id, token, started_at) "
             "VALUES (?, ?, ?, ?)",
             [(h.key, h.task_id, h.token, h.started_at.timestamp()) for h in holds],
         )
-
-    def insert_limit_starts(self, starts: Sequence[tuple[str, datetime]]) -> None:
         self._conn.executemany(
             "INSERT INTO limit_starts (key, started_at) VALUES (?, ?)",
             [(key, at.timestamp()) for key, at in starts],
