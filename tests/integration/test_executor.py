@@ -109,7 +109,8 @@ def is_dead(pid: int) -> bool:
     """True once `pid` has exited, even if nobody has reaped it yet (a zombie)."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
+        # ProcessLookupError: the process was reaped between opening the file and reading it.
         return True
     return "\nState:\tZ" in status
 
