@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from conveyor.cli.main import cli
 from conveyor.cli.server import engine_settings, is_loopback, worker_args
 from conveyor.server.local_workers import LocalWorkers
+from tests.integration.test_worker import is_dead
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -197,6 +198,39 @@ def test_all_in_one_runs_a_task_on_a_local_worker_and_stops_it(tmp_path: Path) -
         assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
         with pytest.raises(ProcessLookupError):  # the local worker stopped with the server
             os.kill(worker_pid, 0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
+@pytest.mark.slow
+def test_local_workers_stop_when_their_server_is_killed(tmp_path: Path) -> None:
+    """A server killed with SIGKILL cannot stop its workers: they must notice on their own, not
+    live on as orphans leasing from whatever next listens on that port."""
+    command = [sys.executable, "-m", "conveyor", "server", "--db", str(tmp_path / "s.db")]
+    proc = subprocess.Popen(
+        [*command, "--port", "0", "--workers", "1"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = read_url(proc)
+        with httpx.Client(base_url=url, timeout=40) as http:
+            deadline = time.monotonic() + 60
+            while not (workers := http.get("/api/v1/workers").json()["workers"]):
+                assert time.monotonic() < deadline, "the local worker never registered"
+                time.sleep(0.05)
+        worker_pid = workers[0]["pid"]
+        proc.kill()
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while not is_dead(worker_pid):
+            assert time.monotonic() < deadline, "the local worker outlived its server"
+            time.sleep(0.05)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,9 +38,26 @@ def prctl(option: int, value: int) -> bool:
     return call(option, ctypes.c_ulong(value), 0, 0, 0) == 0
 
 
-def prctl_function() -> Callable[..., int] | None:
-    """libc's prctl itself, for code that must not allocate (between fork and exec)."""
-    return _prctl()
+def signal_on_parent_death(
+    signum: int = signal.SIGTERM,
+) -> Callable[[], None] | None:
+    """A `preexec_fn` for a child that must not outlive the process starting it now: the child
+    gets `signum` when its parent dies, even by SIGKILL; None where prctl is missing.
+
+    The kernel sends it when the parent *thread* that forked ends, so start such children from
+    a thread that lives as long as the process (the main thread, or uvicorn's event loop).
+    """
+    call = _prctl()
+    if call is None:
+        return None
+    parent_pid = os.getpid()
+
+    def setup() -> None:  # runs in the child between fork and exec: keep it tiny
+        call(PR_SET_PDEATHSIG, signum)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signum)
+
+    return setup
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 They run `python -m conveyor worker --server URL` on this machine, are never restarted, and are
 stopped with the server: SIGTERM first, so that they can finish and report what they run, then
 SIGKILL after a grace period. Each runs in its own session, so a Ctrl-C in the terminal reaches
-only the server, which then stops them in that order.
+only the server, which then stops them in that order. On Linux each gets SIGTERM when the server
+dies, even by SIGKILL, so none is left running (and leasing from whatever next takes the port).
 
 They hold none of the server's secrets: the server gives them an environment without its tokens
 and database settings (conveyor.worker.environment), and each its worker token through an
@@ -15,11 +16,13 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
 
+from conveyor.executor.linux import signal_on_parent_death
 from conveyor.server.auth import Role, TokenEntry
 from conveyor.worker.protection import token_pipe
 
@@ -68,6 +71,8 @@ class LocalWorkers:
                     start_new_session=True,
                     env=self.env,
                     pass_fds=() if token_fd is None else (token_fd,),
+                    # A server killed with SIGKILL cannot stop them: the kernel does.
+                    preexec_fn=signal_on_parent_death(signal.SIGTERM),
                 )
             finally:
                 if token_fd is not None:

@@ -36,7 +36,6 @@ from conveyor.worker.signals import relay_stop_signals
 
 log = logging.getLogger(__name__)
 
-PR_SET_PDEATHSIG = linux.PR_SET_PDEATHSIG
 MIN_UPTIME_S = 10.0
 """A copy that dies sooner than this after its start counts as failing fast (backoff grows)."""
 MAX_BACKOFF_S = 30.0
@@ -82,7 +81,6 @@ class Supervisor:
         self._stop = threading.Event()
         self._kill = threading.Event()
         self._lock = threading.Lock()
-        self._prctl = linux.prctl_function()  # to be told when the supervisor dies
 
     def pids(self) -> dict[int, int]:
         """index -> pid of the copies running now."""
@@ -134,7 +132,7 @@ class Supervisor:
                     env=self.env,
                     start_new_session=True,
                     pass_fds=() if token_fd is None else (token_fd,),
-                    preexec_fn=self._child_setup(os.getpid()),
+                    preexec_fn=linux.signal_on_parent_death(signal.SIGTERM),
                 )
             finally:
                 if token_fd is not None:
@@ -193,18 +191,6 @@ class Supervisor:
                 log.warning("killing a worker process that did not drain", extra={"pid": proc.pid})
                 proc.kill()
                 proc.wait()
-
-    def _child_setup(self, parent_pid: int) -> Callable[[], None] | None:
-        prctl = self._prctl
-        if prctl is None:
-            return None
-
-        def setup() -> None:  # runs in the child between fork and exec: keep it tiny
-            prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
-            if os.getppid() != parent_pid:  # the supervisor died before prctl took effect
-                os.kill(os.getpid(), signal.SIGTERM)
-
-        return setup
 
 
 def worker_argv(config: WorkerConfig, *, index: int, base_name: str) -> list[str]:
