@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 import conveyor.client
-from conveyor.api.schemas import API_PREFIX, MAX_BATCH, ReportIn, ResultOut
+from conveyor.api.schemas import API_PREFIX, MAX_BATCH, ReportIn, ResultOut, TaskOut
 from conveyor.client import AsyncClient, Client, SpecOptions, TaskFunction, WorkerConnection, task
 from conveyor.client.calls import wait_for_result
 from conveyor.core.spec import TaskSpec
@@ -180,6 +180,14 @@ CASES = [
           "reasons": [{"code": "no_worker", "message": "no live worker serves its queue",
                        "tasks": [], "until": None, "pause": None, "limit": None, "workers": {},
                        "busy": None, "ahead": None}]}),
+    # What submit returned names its task as well as the id does.
+    Case("get by task", lambda c: c.get(TaskOut.model_validate(task_json("t9"))), "GET",
+         "/tasks/t9", [], None, 200, {**task_json("t9"), "attempt_log": []}),
+    Case("cancel by task", lambda c: c.cancel(TaskOut.model_validate(task_json("t9"))), "POST",
+         "/tasks/t9/cancel", [], None, 200, task_json("t9", state="cancelled")),
+    Case("wait by tasks", lambda c: c.wait([TaskOut.model_validate(task_json("t9")), "t8"]),
+         "POST", "/tasks/results", [("wait", "30")], {"ids": ["t9", "t8"]}, 200,
+         {"results": [result_json(id="t9"), result_json(id="t8")]}),
     Case("id is quoted", lambda c: c.get("a/b?c"), "GET", "/tasks/a%2Fb%3Fc", [], None, 200,
          {**task_json(), "attempt_log": []}),
     Case("list filters", lambda c: c.list(state=["queued", "running"], queue="q", name="n",
@@ -234,12 +242,22 @@ def test_each_method_builds_its_request_and_reads_its_answer(case: Case) -> None
         assert sync_result is None
     elif "tasks" in case.answer and case.method == "POST":
         assert [t.id for t in sync_result] == ["t1", "t2"]  # submit_batch returns the tasks
+    elif "results" in case.answer:
+        assert [r.id for r in sync_result] == [r["id"] for r in case.answer["results"]]
     elif "workers" in case.answer and isinstance(sync_result, list):
         assert [w.id for w in sync_result] == ["w1"]
     else:
         assert sync_result.model_dump(mode="json") | case.answer == sync_result.model_dump(
             mode="json"
         )
+
+
+def test_a_task_named_by_anything_else_is_a_clear_type_error() -> None:
+    with Client(URL, transport=httpx.MockTransport(Server())) as client:
+        with pytest.raises(TypeError, match="by its id .str. or a TaskOut, not dict"):
+            client.wait([{"id": "t1"}])  # type: ignore[list-item]
+        with pytest.raises(TypeError, match="not int"):
+            client.get(7)  # type: ignore[arg-type]
 
 
 def test_health_is_at_the_root() -> None:

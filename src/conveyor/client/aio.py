@@ -30,7 +30,7 @@ from conveyor.api.schemas import (
     WorkerOut,
 )
 from conveyor.client import bulk, calls
-from conveyor.client.calls import TaskQuery
+from conveyor.client.calls import TaskLike, TaskQuery
 from conveyor.client.coalescing import SubmitCoalescer
 from conveyor.client.session import DEFAULT_TIMEOUT_S, DEFAULT_URL, AsyncSession, Connection
 from conveyor.client.specs import SpecOptions, Submittable, build_spec
@@ -94,12 +94,12 @@ class AsyncClient:
     async def submit_batch(self, specs: Iterable[TaskSpec]) -> builtins.list[TaskOut]:
         return (await self._session.send(calls.submit_batch(builtins.list(specs)))).tasks
 
-    async def get(self, task_id: str) -> TaskDetail:
+    async def get(self, task_id: TaskLike) -> TaskDetail:
         return await self._session.send(calls.get(task_id))
 
     async def result(
         self,
-        task_id: str,
+        task_id: TaskLike,
         *,
         wait_s: float | None = None,
         timeout_s: float | None = None,
@@ -109,27 +109,25 @@ class AsyncClient:
         )
 
     async def wait(
-        self, task_ids: Iterable[str], *, timeout_s: float | None = None
+        self, task_ids: Iterable[TaskLike], *, timeout_s: float | None = None
     ) -> builtins.list[ResultOut]:
         """The results of every task, in order, once all have ended (see Client.wait)."""
-        steps = calls.wait_for_results(
-            builtins.list(task_ids), timeout_s=timeout_s, clock=time.monotonic
-        )
+        steps = calls.wait_for_results(task_ids, timeout_s=timeout_s, clock=time.monotonic)
         return await self._session.run(steps)
 
-    async def cancel(self, task_id: str) -> TaskOut:
+    async def cancel(self, task_id: TaskLike) -> TaskOut:
         return await self._session.send(calls.cancel(task_id))
 
-    async def retry(self, task_id: str) -> TaskOut:
+    async def retry(self, task_id: TaskLike) -> TaskOut:
         return await self._session.send(calls.retry(task_id))
 
-    async def delete(self, task_id: str) -> None:
+    async def delete(self, task_id: TaskLike) -> None:
         return await self._session.send(calls.delete(task_id))
 
     async def failures(self, *, window: int = 10_000, limit: int = 50) -> FailuresOut:
         return await self._session.send(calls.failures(window, limit))
 
-    async def why(self, task_id: str) -> WhyAnswer:
+    async def why(self, task_id: TaskLike) -> WhyAnswer:
         return await self._session.send(calls.why(task_id))
 
     async def retry_all(

@@ -182,14 +182,29 @@ def submit_batch(specs: Sequence[TaskSpec]) -> Call[BatchOut]:
     )
 
 
-def get(task_id: str) -> Call[TaskDetail]:
-    return Call(ops.GET_TASK, TaskDetail.model_validate_json, TaskRef(task_id=task_id))
+TaskLike = str | TaskOut
+"""A task named by its id, or by what submit returned for it."""
 
 
-def result(task_id: str, wait_s: float = 0.0) -> Call[ResultOut]:
+def task_id_of(task: TaskLike) -> str:
+    """The id of `task`, given as its id or as a task the server returned."""
+    if isinstance(task, str):
+        return task
+    if isinstance(task, TaskOut):
+        return task.id
+    raise TypeError(f"a task is named by its id (str) or a TaskOut, not {type(task).__name__}")
+
+
+def get(task_id: TaskLike) -> Call[TaskDetail]:
+    return Call(ops.GET_TASK, TaskDetail.model_validate_json, TaskRef(task_id=task_id_of(task_id)))
+
+
+def result(task_id: TaskLike, wait_s: float = 0.0) -> Call[ResultOut]:
     wait_s = min(max(wait_s, 0.0), MAX_RESULT_WAIT_S)
     return Call(
-        ops.GET_RESULT, ResultOut.model_validate_json, ResultParams(task_id=task_id, wait=wait_s)
+        ops.GET_RESULT,
+        ResultOut.model_validate_json,
+        ResultParams(task_id=task_id_of(task_id), wait=wait_s),
     )
 
 
@@ -204,11 +219,12 @@ def results(task_ids: Sequence[str], wait_s: float = 0.0) -> Call[ResultsOut]:
 
 
 def wait_for_results(
-    task_ids: Sequence[str], *, timeout_s: float | None, clock: Callable[[], float]
+    tasks: Iterable[TaskLike], *, timeout_s: float | None, clock: Callable[[], float]
 ) -> Steps[list[ResultOut]]:
     """The results of every task, in order, once all have ended or `timeout_s` has passed
     (None: as long as it takes); MAX_WAIT_IDS ids per call, each held at most
     DEFAULT_RESULT_WAIT_S by the server, asking again only for those still going."""
+    task_ids = [task_id_of(task) for task in tasks]
     give_up_at = None if timeout_s is None else clock() + max(timeout_s, 0.0)
     found: dict[str, ResultOut] = {}
     for start in range(0, len(task_ids), MAX_WAIT_IDS):
@@ -225,16 +241,16 @@ def wait_for_results(
     return [found[task_id] for task_id in task_ids]
 
 
-def cancel(task_id: str) -> Call[TaskOut]:
-    return Call(ops.CANCEL_TASK, TaskOut.model_validate_json, TaskRef(task_id=task_id))
+def cancel(task_id: TaskLike) -> Call[TaskOut]:
+    return Call(ops.CANCEL_TASK, TaskOut.model_validate_json, TaskRef(task_id=task_id_of(task_id)))
 
 
-def retry(task_id: str) -> Call[TaskOut]:
-    return Call(ops.RETRY_TASK, TaskOut.model_validate_json, TaskRef(task_id=task_id))
+def retry(task_id: TaskLike) -> Call[TaskOut]:
+    return Call(ops.RETRY_TASK, TaskOut.model_validate_json, TaskRef(task_id=task_id_of(task_id)))
 
 
-def delete(task_id: str) -> Call[None]:
-    return Call(ops.DELETE_TASK, _no_content, TaskRef(task_id=task_id))
+def delete(task_id: TaskLike) -> Call[None]:
+    return Call(ops.DELETE_TASK, _no_content, TaskRef(task_id=task_id_of(task_id)))
 
 
 def failures(window: int, limit: int) -> Call[FailuresOut]:
@@ -242,8 +258,8 @@ def failures(window: int, limit: int) -> Call[FailuresOut]:
     return Call(ops.LIST_FAILURES, FailuresOut.model_validate_json, query)
 
 
-def why(task_id: str) -> Call[WhyAnswer]:
-    return Call(ops.WHY_TASK, WhyAnswer.model_validate_json, TaskRef(task_id=task_id))
+def why(task_id: TaskLike) -> Call[WhyAnswer]:
+    return Call(ops.WHY_TASK, WhyAnswer.model_validate_json, TaskRef(task_id=task_id_of(task_id)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +322,7 @@ def every_page(query: TaskQuery) -> Steps[None]:
 
 
 def wait_for_result(
-    task_id: str, *, wait_s: float | None, timeout_s: float | None, clock: Callable[[], float]
+    task_id: TaskLike, *, wait_s: float | None, timeout_s: float | None, clock: Callable[[], float]
 ) -> Steps[ResultOut]:
     """Ask for the result until the task is done or the time is up.
 

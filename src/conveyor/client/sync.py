@@ -30,7 +30,7 @@ from conveyor.api.schemas import (
     WorkerOut,
 )
 from conveyor.client import bulk, calls
-from conveyor.client.calls import TaskQuery
+from conveyor.client.calls import TaskLike, TaskQuery
 from conveyor.client.session import DEFAULT_TIMEOUT_S, DEFAULT_URL, Connection, SyncSession
 from conveyor.client.specs import SpecOptions, Submittable, build_spec
 from conveyor.core.bulk import BulkAction
@@ -106,13 +106,13 @@ class Client:
         """Submit specs atomically: all or none. `depends_on` may name other specs of the batch."""
         return self._session.send(calls.submit_batch(builtins.list(specs))).tasks
 
-    def get(self, task_id: str) -> TaskDetail:
+    def get(self, task_id: TaskLike) -> TaskDetail:
         """The task with its attempts and dependents."""
         return self._session.send(calls.get(task_id))
 
     def result(
         self,
-        task_id: str,
+        task_id: TaskLike,
         *,
         wait_s: float | None = None,
         timeout_s: float | None = None,
@@ -129,26 +129,24 @@ class Client:
         )
 
     def wait(
-        self, task_ids: Iterable[str], *, timeout_s: float | None = None
+        self, task_ids: Iterable[TaskLike], *, timeout_s: float | None = None
     ) -> builtins.list[ResultOut]:
         """The results of every task, in the order given, once all have ended, or once
         `timeout_s` seconds have passed (None: as long as it takes; those not ended then have
         `done=False`). One call asks for up to 1,000 tasks and holds until they have all ended,
         so waiting for many tasks costs a few round trips, not one each."""
-        steps = calls.wait_for_results(
-            builtins.list(task_ids), timeout_s=timeout_s, clock=time.monotonic
-        )
+        steps = calls.wait_for_results(task_ids, timeout_s=timeout_s, clock=time.monotonic)
         return self._session.run(steps)
 
-    def cancel(self, task_id: str) -> TaskOut:
+    def cancel(self, task_id: TaskLike) -> TaskOut:
         """Cancel a pending, queued or running task; a running one is killed on its worker."""
         return self._session.send(calls.cancel(task_id))
 
-    def retry(self, task_id: str) -> TaskOut:
+    def retry(self, task_id: TaskLike) -> TaskOut:
         """Run a failed, timed-out or cancelled task again, with its retries reset."""
         return self._session.send(calls.retry(task_id))
 
-    def delete(self, task_id: str) -> None:
+    def delete(self, task_id: TaskLike) -> None:
         """Remove a task that is not running."""
         return self._session.send(calls.delete(task_id))
 
@@ -158,7 +156,7 @@ class Client:
         `client.retry_all(**group.filter)`."""
         return self._session.send(calls.failures(window, limit))
 
-    def why(self, task_id: str) -> WhyAnswer:
+    def why(self, task_id: TaskLike) -> WhyAnswer:
         """Why the task is not running: every reason that holds it back, most immediate first
         (`answer.reasons`, each with a code, a sentence and its details), and whether no live
         worker could ever take it (`answer.unschedulable`)."""
