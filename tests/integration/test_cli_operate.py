@@ -195,5 +195,9 @@ def test_limits_set_listed_taken_by_a_submit_and_removed(live: LiveServer, clien
     ]
     assert run(live, "limit", "rm", "db").stdout == "limit db removed\n"
     assert client.limits() == []
+    # 0, as the API allows it: a limit that holds its tasks back until it is raised again.
+    out = run(live, "limit", "set", "frozen", "--concurrency", "0")
+    assert out.stdout == "limit frozen: holds every task back\n"
+    assert client.limit("frozen").concurrency == 0
     refused = run(live, "limit", "set", "Bad Name!", "--concurrency", "1", code=1)
     assert "field 'limit'" in refused.stderr

@@ -254,7 +254,7 @@ def test_each_method_builds_its_request_and_reads_its_answer(case: Case) -> None
 
 def test_a_task_named_by_anything_else_is_a_clear_type_error() -> None:
     with Client(URL, transport=httpx.MockTransport(Server())) as client:
-        with pytest.raises(TypeError, match="by its id .str. or a TaskOut, not dict"):
+        with pytest.raises(TypeError, match=r"by its id \(str\) or a TaskOut, not dict"):
             client.wait([{"id": "t1"}])  # type: ignore[list-item]
         with pytest.raises(TypeError, match="not int"):
             client.get(7)  # type: ignore[arg-type]

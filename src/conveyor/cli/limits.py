@@ -19,15 +19,15 @@ def limit_group() -> None:
 @click.argument("name")
 @click.option(
     "--concurrency",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=0),
     default=None,
-    help="At most this many running at once, per key.",
+    help="At most this many running at once, per key (0 holds them all back).",
 )
 @click.option(
     "--rate",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=0),
     default=None,
-    help="At most this many started per --per-s seconds, per key.",
+    help="At most this many started per --per-s seconds, per key (0 holds them all back).",
 )
 @click.option(
     "--per-s",
@@ -84,6 +84,8 @@ def rm_command(name: str, server: str, token: str | None, as_json: bool) -> None
 
 
 def _rule(limit: LimitOut) -> str:
+    if 0 in (limit.concurrency, limit.rate):
+        return "holds every task back"
     parts = []
     if limit.concurrency is not None:
         parts.append(f"at most {limit.concurrency} running")
