@@ -32,6 +32,7 @@ class Workload:
     queue: str  # paused, served by no worker
     waiting: str  # queued on that queue: the page says why it does not run
     label: str
+    limit: str  # a limit, shown on the Limits page
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,9 @@ def workload(cluster: Cluster) -> Iterator[Workload]:
     name = unique("a11y")
     queue = unique("a11y-idle")
     schedule = unique("a11y-schedule")
+    limit = unique("a11y-limit")
     with Client(cluster.url) as client:
+        client.set_limit(limit, concurrency=2, rate=10, per_s=60)
         _, second = client.submit_batch(
             [
                 TaskSpec(handler="echo", name=f"{name}-a", args=["x"], labels={"team": name}),
@@ -65,8 +68,9 @@ def workload(cluster: Cluster) -> Iterator[Workload]:
         for task in (second, failed, timed_out):
             assert client.result(task.id, timeout_s=30).done
         try:
-            yield Workload(second.id, failed.id, queue, waiting.id, name)
+            yield Workload(second.id, failed.id, queue, waiting.id, name, limit)
         finally:
+            client.delete_limit(limit)
             client.resume_queue(queue)
             client.remove_schedule(schedule)
             if not client.get(running.id).state.is_terminal:  # it may have run its minute
@@ -87,6 +91,7 @@ def _pages(page: Page, w: Workload) -> dict[str, Locator]:
         "/submit": page.get_by_test_id("submit-task"),
         "/schedules": page.get_by_test_id("schedule-error").first,
         "/failed": page.locator("[data-testid=failure-groups] article").first,
+        "/limits": page.locator(f'[data-limit="{w.limit}"]'),
     }
 
 

@@ -36,6 +36,7 @@ def test_every_page_loads_with_no_console_errors_and_no_failed_requests(
         "/submit": page.get_by_test_id("submit-task"),
         "/failed": page.get_by_test_id("failure-groups"),
         "/schedules": page.get_by_test_id("schedules"),
+        "/limits": page.get_by_test_id("limits"),
         "/": page.locator(".state-card").first,
     }
     for route, ready in pages.items():

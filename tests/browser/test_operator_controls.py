@@ -280,3 +280,24 @@ def test_the_task_page_says_why_a_task_is_not_running(
     finally:
         client.cancel(blocker.id)
     problems.check()
+
+
+def test_the_limits_page_shows_a_limit_holding_a_task_back_until_it_is_removed(
+    page: Page, cluster: Cluster, client: Client, problems: Problems
+) -> None:
+    name = unique("frozen")
+    client.set_limit(name, concurrency=0)
+    task = client.submit("echo", 1, limits=[name])
+    try:
+        open_dashboard(page, cluster, "/limits")
+        row = page.locator(f'[data-limit="{name}"]')
+        expect(row).to_contain_text("holds every task back", timeout=WAIT_MS)
+        # Held back once a worker's lease came to it and skipped it.
+        expect(row).to_have_attribute("data-held", "1", timeout=WAIT_MS)
+        client.delete_limit(name)
+        expect(row).to_have_count(0, timeout=WAIT_MS)
+        assert client.result(task.id, timeout_s=30).done
+    finally:
+        if any(limit.name == name for limit in client.limits()):
+            client.delete_limit(name)
+    problems.check()

@@ -16,9 +16,10 @@ import workers from "./pages/workers.js";
 import submit from "./pages/submit.js";
 import failed from "./pages/failed.js";
 import schedules from "./pages/schedules.js";
+import limits from "./pages/limits.js";
 
 const POLL_MS = 1500;
-const PAGES = { "": overview, tasks, task, workflows, workflow, workers, submit, failed, schedules };
+const PAGES = { "": overview, tasks, task, workflows, workflow, workers, submit, failed, schedules, limits };
 const NAV = { "": "overview", task: "tasks", workflow: "workflows" };
 
 let current = null;
