@@ -9,7 +9,8 @@ After the faults stop, the ledger checker must find nothing lost, nothing stuck,
 unexpected, nothing recorded or executed twice and no execution started inside another
 attempt's lease (findings a known, unfixed bug explains are counted apart: see
 tests/helpers/known_bugs.py); every task must end as its plan says, poison included, and no
-fault may spend a task's retries. Each fault must have struck, and struck work in progress.
+fault may spend a task's retries; a key of the concurrency limit never has more attempts
+running than it allows, and no slot stays taken. Each fault must have struck, and struck work in progress.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def prove(result: ChaosResult, store_faults: frozenset[str]) -> None:
         assert not found, f"{len(found)} {category}: {found[:5]}\n{result.report.summary()}"
     assert not result.not_as_designed, result.not_as_designed[:10]
     assert not result.injector_errors, result.injector_errors
+    assert result.limited_tasks > 100, "a share of the tasks take the concurrency limit"
+    assert not result.over_the_limit, result.over_the_limit[:10]
 
     # Everything acknowledged, one call per task for the single ones.
     report = result.report

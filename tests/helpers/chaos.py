@@ -21,8 +21,9 @@ on its own schedule:
 
 Faults stop once everything was submitted and either nothing is left to run or `fault_s` has
 passed; then the run has `settle_s` to finish every task. The ledgers are then checked
-(conveyor.ledger: lost, stuck, unexpected, recorded or executed twice, early starts), and every
-task's ending compared with its plan.
+(conveyor.ledger: lost, stuck, unexpected, recorded or executed twice, early starts), every
+task's ending compared with its plan, and the attempts of the tasks that take the concurrency
+limit checked against it: never more running at once than it allows, no slot taken at the end.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pathlib import Path
 
 import httpx
 
+from conveyor.client import Client
 from conveyor.ledger import (
     CATEGORIES,
     Finding,
@@ -54,11 +56,14 @@ from tests.helpers.known_bugs import explained_by
 from tests.helpers.submitters import BatchSubmitter, SharedLedger, Submitter, task_submitters
 from tests.helpers.workload import (
     DEFAULT_POISONS,
+    LIMIT,
+    LIMIT_CONCURRENCY,
     Expected,
     Plan,
     Shares,
     Workload,
     not_as_designed,
+    over_the_limit,
     plan,
 )
 
@@ -153,6 +158,10 @@ class ChaosResult:
     not_as_designed: list[str] = field(default_factory=list)
     known_bugs: Counter[str] = field(default_factory=Counter)
     """Findings a known, unfixed bug explains (tests/helpers/known_bugs.py), by bug."""
+    limited_tasks: int = 0
+    over_the_limit: list[str] = field(default_factory=list)
+    """Moments when a key of the LIMIT had more attempts running than it allows, and slots
+    still taken once every task had ended."""
 
     def unexplained(self, category: str) -> list[Finding]:
         """The checker's findings in `category` that no known bug explains."""
@@ -168,6 +177,7 @@ class ChaosResult:
             not any(self.unexplained(c) for c in CATEGORIES)
             and not self.not_as_designed
             and not self.injector_errors
+            and not self.over_the_limit
         )
 
     def figures(self) -> dict[str, object]:
@@ -194,6 +204,8 @@ class ChaosResult:
             "final_states": dict(sorted(r.final_states.items())),
             **{c: len(self.unexplained(c)) for c in CATEGORIES},
             "not_as_designed": len(self.not_as_designed),
+            "limited_tasks": self.limited_tasks,
+            "over_the_limit": len(self.over_the_limit),
             "injector_errors": len(self.injector_errors),
             "known_bugs": dict(sorted(self.known_bugs.items())),
         }
@@ -248,6 +260,9 @@ def run_chaos(
         started = time.monotonic()
         try:
             rig.start()
+            # Stored in the database: it holds across the server's restarts.
+            with Client(rig.url) as client:
+                client.set_limit(LIMIT, concurrency=LIMIT_CONCURRENCY)
             client_url = rig.url_for(rig.client_links, "clients")
             submitters = [
                 BatchSubmitter(client_url, workload.batches, ledger, spread_s=config.submit_s,
@@ -307,6 +322,11 @@ def _check(url: str, directory: Path, workload: Workload, result: ChaosResult) -
     for key, want in workload.expected.items():
         if wrong := not_as_designed(key, by_key.get(key), want):
             result.not_as_designed.append(wrong)
+    result.limited_tasks = len(workload.limited)
+    result.over_the_limit = over_the_limit(by_key, workload.limited, LIMIT_CONCURRENCY)
+    with Client(url) as client:
+        if taken := client.limit(LIMIT).running:
+            result.over_the_limit.append(f"{LIMIT}: {taken} slots taken after every task ended")
 
 
 def _wait_for_submits_and_work(

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import random
 import unicodedata
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from conveyor.core.spec import TaskSpec
@@ -25,6 +27,10 @@ from conveyor.ledger import TaskRecord
 from tests.helpers.chaos_jobs import GARBLED_END, GARBLED_START, HUGE_OUTPUT_END
 
 JOBS = "tests.helpers.chaos_jobs"
+LIMIT = "chaos"
+"""The concurrency limit that a share of the tasks take, one of LIMIT_KEYS keys each."""
+LIMIT_CONCURRENCY = 2
+LIMIT_KEYS = 3
 OUTPUT_TAIL_CHARS = 4096
 """What a worker keeps of a task's stdout and stderr by default (WorkerConfig.output_tail_chars)."""
 
@@ -134,6 +140,8 @@ class Shares:
     poison: float = 0.0
     long: float = 0.03
     """Steps that run `long_sleep_s`: long enough to be running when a fault strikes."""
+    limited: float = 0.3
+    """Steps of any kind that also take a key of the LIMIT (at most LIMIT_CONCURRENCY running)."""
 
 
 @dataclass
@@ -146,6 +154,8 @@ class Workload:
     """Each task's designed ending, by idempotency key."""
     poisons: dict[str, int] = field(default_factory=dict)
     """How many tasks of each poison kind were planned."""
+    limited: dict[str, str] = field(default_factory=dict)
+    """The LIMIT key each limited task takes, by the task's idempotency key."""
 
     @property
     def total(self) -> int:
@@ -196,6 +206,22 @@ def plan(p: Plan, markers: Path) -> Workload:
 
 
 def _step(
+    p: Plan,
+    rng: random.Random,
+    markers: Path,
+    name: str,
+    upstream: object,
+    workload: Workload,
+) -> tuple[dict[str, object], Expected]:
+    spec, outcome = _step_of_a_kind(p, rng, markers, name, upstream, workload)
+    if rng.random() < p.shares.limited:
+        limit_key = f"{LIMIT}:k{rng.randrange(LIMIT_KEYS)}"
+        spec["limits"] = [limit_key]
+        workload.limited[str(spec["key"])] = limit_key
+    return spec, outcome
+
+
+def _step_of_a_kind(
     p: Plan,
     rng: random.Random,
     markers: Path,
@@ -264,3 +290,31 @@ def not_as_designed(key: str, task: TaskRecord | None, want: Expected) -> str | 
     if want.poison is not None and (wrong := POISONS[want.poison].check(task)):
         return f"{key} ({want.poison}): {wrong}"
     return None
+
+
+def over_the_limit(
+    tasks_by_key: Mapping[str, TaskRecord], limited: Mapping[str, str], concurrency: int
+) -> list[str]:
+    """Each moment when more attempts of one limit key were running than the limit allows, from
+    the attempts the server recorded (a slot is taken by the lease that starts an attempt and
+    freed by whatever ends it), and each limited attempt that never ended."""
+    findings: list[str] = []
+    changes: dict[str, list[tuple[datetime, int, str]]] = defaultdict(list)
+    for task_key, limit_key in limited.items():
+        task = tasks_by_key.get(task_key)
+        for attempt in task.attempts if task is not None else ():
+            if attempt.finished_at is None:
+                findings.append(f"{limit_key}: attempt {attempt.number} of {task_key} never ended")
+                continue
+            changes[limit_key] += [
+                (attempt.started_at, 1, task_key),
+                (attempt.finished_at, -1, task_key),
+            ]
+    for limit_key, moments in changes.items():
+        running = 0
+        # At the same instant an end comes first: a slot freed and taken again is no overlap.
+        for at, step, task_key in sorted(moments, key=lambda m: (m[0], m[1])):
+            running += step
+            if running > concurrency:
+                findings.append(f"{limit_key}: {running} running at {at.isoformat()} ({task_key})")
+    return findings
