@@ -30,7 +30,10 @@ def task(key: str, *spans: tuple[float, float | None]) -> TaskRecord:
 def test_a_third_attempt_running_on_a_key_of_two_is_found() -> None:
     tasks = {k: task(k, span) for k, span in (("a", (0, 10)), ("b", (1, 5)), ("c", (4, 6)))}
     found = over_the_limit(tasks, {"a": "L:k0", "b": "L:k0", "c": "L:k0"}, 2)
-    assert found == ["L:k0: 3 running at 2026-12-07T12:00:04+00:00 (c)"]
+    assert found == [
+        "L:k0: 3 running at 2026-12-07T12:00:04+00:00: a#1 12:00:00-12:00:10 succeeded on w; "
+        "b#1 12:00:01-12:00:05 succeeded on w; c#1 12:00:04-12:00:06 succeeded on w"
+    ]
 
 
 def test_a_slot_freed_and_taken_at_the_same_instant_and_other_keys_are_fine() -> None:

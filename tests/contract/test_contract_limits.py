@@ -444,3 +444,37 @@ def test_setting_a_limit_lines_up_the_tasks_queued_before_it(h: Harness) -> None
     first = h.leased_ids(w, 10)
     assert plain.id in first and len(first) == 2, "one of `late`, and the task behind them"
     assert h.lease(w, 10) == []
+
+
+class _BehindOnce:
+    """A clock whose next read is `behind`, then the harness's own: a lease that read its clock
+    before a report freed the slot it then finds free (PostgreSQL, where nothing orders them)."""
+
+    def __init__(self, h: Harness, behind: datetime) -> None:
+        self._h, self._behind = h, behind
+
+    def now(self) -> datetime:
+        behind, self._behind = self._behind, None
+        return behind if behind is not None else self._h.clock.now()
+
+
+def test_an_attempt_that_takes_a_freed_slot_starts_no_earlier_than_the_end_that_freed_it(
+    h: Harness,
+) -> None:
+    set_limit(h, "db", concurrency=1)
+    h.submit(limits=["db"])
+    w = h.worker(concurrency=2)
+    (assignment,) = h.lease(w, 2)
+    h.clock.advance(0.5)
+    h.submit(limits=["db"])  # held in the key's line, and the key woken: due from now on
+    h.clock.advance(0.5)
+    h.succeed(w, assignment)
+    ended = h.engine.attempts(assignment.task_id)[0].finished_at
+    assert ended is not None
+    h.engine.clock = _BehindOnce(h, ended - timedelta(milliseconds=1))
+    try:
+        (taken,) = h.lease(w, 2)
+    finally:
+        h.engine.clock = h.clock
+    started = h.engine.attempts(taken.task_id)[0].started_at
+    assert started >= ended, "two attempts of a key of one slot would overlap in the records"

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from conveyor.core.spec import TaskSpec
-from conveyor.ledger import TaskRecord
+from conveyor.ledger import AttemptRecord, TaskRecord
 from tests.helpers.chaos_jobs import GARBLED_END, GARBLED_START, HUGE_OUTPUT_END
 
 JOBS = "tests.helpers.chaos_jobs"
@@ -297,9 +297,10 @@ def over_the_limit(
 ) -> list[str]:
     """Each moment when more attempts of one limit key were running than the limit allows, from
     the attempts the server recorded (a slot is taken by the lease that starts an attempt and
-    freed by whatever ends it), and each limited attempt that never ended."""
+    freed by whatever ends it), naming those attempts; and each limited attempt that never
+    ended."""
     findings: list[str] = []
-    changes: dict[str, list[tuple[datetime, int, str]]] = defaultdict(list)
+    changes: dict[str, list[tuple[datetime, int, str, AttemptRecord]]] = defaultdict(list)
     for task_key, limit_key in limited.items():
         task = tasks_by_key.get(task_key)
         for attempt in task.attempts if task is not None else ():
@@ -307,14 +308,22 @@ def over_the_limit(
                 findings.append(f"{limit_key}: attempt {attempt.number} of {task_key} never ended")
                 continue
             changes[limit_key] += [
-                (attempt.started_at, 1, task_key),
-                (attempt.finished_at, -1, task_key),
+                (attempt.started_at, 1, task_key, attempt),
+                (attempt.finished_at, -1, task_key, attempt),
             ]
     for limit_key, moments in changes.items():
-        running = 0
+        running: dict[tuple[str, int], AttemptRecord] = {}
         # At the same instant an end comes first: a slot freed and taken again is no overlap.
-        for at, step, task_key in sorted(moments, key=lambda m: (m[0], m[1])):
-            running += step
-            if running > concurrency:
-                findings.append(f"{limit_key}: {running} running at {at.isoformat()} ({task_key})")
+        for at, step, task_key, attempt in sorted(moments, key=lambda m: (m[0], m[1])):
+            if step < 0:
+                running.pop((task_key, attempt.number), None)
+                continue
+            running[task_key, attempt.number] = attempt
+            if len(running) > concurrency:
+                held = "; ".join(
+                    f"{k}#{n} {a.started_at.time()}-{a.finished_at and a.finished_at.time()} "
+                    f"{a.outcome} on {a.worker_id}"
+                    for (k, n), a in running.items()
+                )
+                findings.append(f"{limit_key}: {len(running)} running at {at.isoformat()}: {held}")
     return findings

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -45,6 +45,7 @@ def grant_leases(
     lease_s: float,
     now: datetime,
     changes: Changes,
+    clock: Callable[[], datetime],
 ) -> tuple[list[Assignment], list[Ending]]:
     """Lease up to `max_tasks` tasks; returns assignments, and endings for tasks that cannot start.
 
@@ -61,6 +62,12 @@ def grant_leases(
     # On PostgreSQL `now` was read before the query above locked these rows: another server
     # may have ended their previous attempt in between, at a later time. Not before that end.
     now = max([now, *(task.updated_at for task in chosen)])
+    if any(task.limits for task in chosen):
+        # Nor before the end of an attempt whose slot this lease found free: that attempt's
+        # end was read from its clock before its commit, and the lease read the slots after
+        # that commit. So the clock is read again, after the slots (on SQLite, whose write
+        # lock this lease has held from its start, that only moves it by the lease's own time).
+        now = max(now, clock())
     expires = now + timedelta(seconds=lease_s)
     for task in chosen:
         move(task, TaskState.RUNNING, now)

@@ -105,6 +105,7 @@ class TaskOperations(EngineCore):
                 self.settings.lease_s,
                 now,
                 changes,
+                self.clock.now,
             )
             self._end(tx, unstartable, now, changes)
         self.events.publish(changes)
