@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -21,7 +23,7 @@ from click.testing import CliRunner
 from conveyor.cli.main import cli
 from conveyor.cli.server import engine_settings, is_loopback, worker_args
 from conveyor.server.local_workers import LocalWorkers
-from tests.integration.test_worker import is_dead
+from tests.integration.test_worker import is_dead, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,17 +100,31 @@ def read_url(proc: subprocess.Popen[str], timeout_s: float = 20.0) -> str:
     raise AssertionError(f"the server did not start: {seen}")
 
 
-@pytest.mark.slow
-def test_a_real_server_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+@contextmanager
+def server_process(tmp_path: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`conveyor server` on a free port with a database in `tmp_path`, and its URL; killed at
+    the end if the test left it running."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "server", "--db", str(tmp_path / "s.db"), "--port", "0"],
+        [sys.executable, "-m", "conveyor", "server", "--db", str(tmp_path / "s.db"),
+         "--port", "0", *args],
         cwd=tmp_path,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-    )
+    )  # fmt: skip
     try:
-        url = read_url(proc)
+        yield proc, read_url(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
+@pytest.mark.slow
+def test_a_real_server_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    with server_process(tmp_path) as (proc, url):
         with httpx.Client(base_url=url, timeout=10) as http:
             assert http.get("/health").json()["status"] == "ok"
             submitted = http.post("/api/v1/tasks", json={"handler": "sha256", "args": ["a"]})
@@ -116,12 +132,6 @@ def test_a_real_server_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
             assert http.get("/docs").status_code == 200
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) in (0, -signal.SIGTERM)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stderr is not None
-        proc.stderr.close()
 
 
 class FakeWorkers(LocalWorkers):
@@ -173,15 +183,7 @@ def test_all_in_one_runs_a_task_on_a_local_worker_and_stops_it(tmp_path: Path) -
     files = tmp_path / "files"
     files.mkdir()
     (files / "data.txt").write_text("abc")
-    command = [sys.executable, "-m", "conveyor", "server", "--db", str(tmp_path / "s.db")]
-    proc = subprocess.Popen(
-        [*command, "--port", "0", "--workers", "1", "--files-root", str(files)],
-        cwd=tmp_path,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = read_url(proc)
+    with server_process(tmp_path, "--workers", "1", "--files-root", str(files)) as (proc, url):
         with httpx.Client(base_url=url, timeout=40) as http:
             task = http.post("/api/v1/tasks", json={"handler": "sha256", "args": ["abc"]}).json()
             result = http.get(f"/api/v1/tasks/{task['id']}/result", params={"wait": 30}).json()
@@ -198,42 +200,16 @@ def test_all_in_one_runs_a_task_on_a_local_worker_and_stops_it(tmp_path: Path) -
         assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
         with pytest.raises(ProcessLookupError):  # the local worker stopped with the server
             os.kill(worker_pid, 0)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stderr is not None
-        proc.stderr.close()
 
 
 @pytest.mark.slow
 def test_local_workers_stop_when_their_server_is_killed(tmp_path: Path) -> None:
     """A server killed with SIGKILL cannot stop its workers: they must notice on their own, not
     live on as orphans leasing from whatever next listens on that port."""
-    command = [sys.executable, "-m", "conveyor", "server", "--db", str(tmp_path / "s.db")]
-    proc = subprocess.Popen(
-        [*command, "--port", "0", "--workers", "1"],
-        cwd=tmp_path,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = read_url(proc)
+    with server_process(tmp_path, "--workers", "1") as (proc, url):
         with httpx.Client(base_url=url, timeout=40) as http:
-            deadline = time.monotonic() + 60
-            while not (workers := http.get("/api/v1/workers").json()["workers"]):
-                assert time.monotonic() < deadline, "the local worker never registered"
-                time.sleep(0.05)
-        worker_pid = workers[0]["pid"]
+            wait_for(lambda: bool(http.get("/api/v1/workers").json()["workers"]), 60)
+            [worker] = http.get("/api/v1/workers").json()["workers"]
         proc.kill()
         proc.wait(timeout=10)
-        deadline = time.monotonic() + 30
-        while not is_dead(worker_pid):
-            assert time.monotonic() < deadline, "the local worker outlived its server"
-            time.sleep(0.05)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stderr is not None
-        proc.stderr.close()
+        wait_for(lambda: is_dead(worker["pid"]), 30)  # the local worker outlived its server
