@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conveyor.client import Client
@@ -21,11 +22,13 @@ from conveyor.ledger import (
     SubmitRecord,
     TaskRecord,
     check,
+    fetch_tasks,
     read_executions,
     read_submits,
     result_digest,
 )
 from conveyor.testing import Cluster
+from tests.unit.test_client import URL, task_json
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -337,3 +340,23 @@ def test_the_command_line_checks_a_real_run_and_fails_on_a_lost_task(tmp_path: P
         assert "lost: task never-stored: acknowledged, but not in the database" in lost.stdout
     finally:
         cluster.stop()
+
+
+def test_the_final_records_are_read_through_a_busy_server() -> None:
+    """Right after the faults stop, a read may meet a dead pooled database connection (503) or
+    a server still restarting: the checker reads again instead of failing the run."""
+    answered: set[str] = set()
+
+    def server(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path not in answered:  # every read is refused once, as busy
+            answered.add(path)
+            return httpx.Response(503, headers={"Retry-After": "0"}, json={"detail": "busy"})
+        if path == "/api/v1/tasks":
+            return httpx.Response(200, json={"tasks": [task_json("t1")], "next_cursor": None})
+        return httpx.Response(200, json={**task_json("t1", state="succeeded"), "attempt_log": []})
+
+    tasks = fetch_tasks(URL, transport=httpx.MockTransport(server), connections=1)
+
+    assert set(tasks) == {"t1"} and tasks["t1"].state == "succeeded"
+    assert answered == {"/api/v1/tasks", "/api/v1/tasks/t1"}
