@@ -91,3 +91,22 @@ def test_a_drain_is_stored_with_the_worker(h: Harness) -> None:
     reply = again.engine.heartbeat(w.id)
     assert (reply.drain, reply.hand_back) == (True, True)
     assert again.engine.lease(w.id, 5) == []
+
+
+def test_a_cancel_of_its_task_a_drain_and_its_removal_are_orders_for_a_worker(h: Harness) -> None:
+    """Each tells the worker's held heartbeat to answer now (server.waiters): the changes they
+    publish name the worker. A cancel of a task nobody runs names none."""
+    heard: list[set[str]] = []
+    h.engine.events.subscribe(lambda changes: heard.append(set(changes.ordered)))
+    w1, w2 = h.worker("w1"), h.worker("w2")
+    running = h.submit()
+    h.lease_one(w1)
+    queued = h.submit()
+
+    h.engine.cancel(queued.id)
+    h.engine.cancel(running.id)
+    h.engine.drain_workers(ids=[w2.id])
+    h.engine.deregister_worker(w1.id)
+
+    assert [ordered for ordered in heard if ordered] == [{w1.id}, {w2.id}, {w1.id}]
+    assert heard.count(set()) >= 1  # the cancel of the queued task: no worker to tell

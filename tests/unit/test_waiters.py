@@ -101,3 +101,45 @@ def test_only_changes_with_ended_tasks_move_the_count(engine: Engine) -> None:
     first, after_ready, after_end, after_unknown = asyncio.run(main())
     assert after_ready == first
     assert first < after_end < after_unknown
+
+
+# ---- held heartbeats ----------------------------------------------------------------------------
+
+
+def _held_heartbeat(
+    engine: Engine, publish: Changes, *, wait_s: float = 5.0
+) -> tuple[list[str], float]:
+    """Hold a heartbeat of worker "w1" while `publish` is published; returns its beats'
+    answers and how long it was held."""
+    waiters = Waiters(engine.events)
+    beats: list[str] = []
+
+    async def beat() -> str:
+        beats.append("told" if beats else "nothing")
+        return beats[-1]
+
+    async def main() -> float:
+        waiters.start()
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        held = asyncio.ensure_future(
+            waiters.orders("w1", beat, lambda answer: answer == "told", wait_s=wait_s)
+        )
+        await asyncio.sleep(0.05)  # held, after its first beat
+        engine.events.publish(publish)
+        await held
+        return loop.time() - began
+
+    return beats, asyncio.run(main())
+
+
+def test_an_order_for_the_worker_answers_its_held_heartbeat_at_once(engine: Engine) -> None:
+    beats, held_s = _held_heartbeat(engine, Changes(ordered={"w1"}))
+    assert beats == ["nothing", "told"]  # beaten again, so the answer says what changed
+    assert held_s < 1.0
+
+
+def test_another_workers_order_leaves_the_heartbeat_held(engine: Engine) -> None:
+    beats, held_s = _held_heartbeat(engine, Changes(ordered={"w2"}), wait_s=0.5)
+    assert beats == ["nothing"]
+    assert held_s >= 0.5

@@ -232,9 +232,11 @@ REGISTER_WORKER = Operation(
 )  # fmt: skip
 HEARTBEAT = Operation(
     "heartbeat", "POST", "/workers/{worker_id}/heartbeat", access.WORKER,
-    "Extend the leases the worker holds; `stop` lists the executions it must kill.",
+    "Extend the leases the worker holds; `stop` lists the executions it must kill. With "
+    "`wait_s`, an answer with nothing to say is held until there is (a cancel, a drain) or "
+    "`wait_s` has passed.",
     params=WorkerRef, body=HeartbeatIn, answer=HeartbeatOut, errors=(NOT_FOUND, CONFLICT),
-    acts_for_worker=True, tag="workers",
+    hold="wait_s", acts_for_worker=True, tag="workers",
 )  # fmt: skip
 LEASE = Operation(
     "lease", "POST", "/workers/{worker_id}/lease", access.WORKER,

@@ -222,6 +222,11 @@ class HeldLease(Request):
 
 class HeartbeatIn(Request):
     running: Annotated[list[HeldLease], Field(max_length=10_000)] = Field(default_factory=list)
+    wait_s: Annotated[Number, Field(ge=0, le=60)] = Field(
+        default=0,
+        description="With nothing to tell the worker, hold the answer up to this long, and "
+        "answer as soon as a task it runs is cancelled or it is told to drain or stop.",
+    )
     metrics: dict[str, JSON] | None = Field(
         default=None,
         description="Shown as sent, except text no database can store (NUL, lone surrogates), "

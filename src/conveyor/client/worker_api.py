@@ -53,10 +53,13 @@ def heartbeat(
     running: Sequence[tuple[TaskId, Token]],
     metrics: Mapping[str, JSON] | None,
     secret: str = "",
+    *,
+    wait_s: float = 0.0,
 ) -> Call[HeartbeatOut]:
     body = HeartbeatIn(
         running=[HeldLease(task_id=task_id, token=token) for task_id, token in running],
         metrics=dict(metrics) if metrics is not None else None,
+        wait_s=min(max(wait_s, 0.0), MAX_LEASE_WAIT_S),
     )
     return Call(
         ops.HEARTBEAT,
@@ -147,11 +150,14 @@ class WorkerConnection:
         worker_id: str,
         running: Sequence[tuple[TaskId, Token]],
         metrics: Mapping[str, JSON] | None = None,
+        *,
+        wait_s: float = 0.0,
     ) -> HeartbeatOut:
-        """Say the worker lives and holds `running`; the answer lists tasks to kill now."""
-        return self._session.send(
-            heartbeat(worker_id, running, metrics, self._secrets.get(worker_id, ""))
-        )
+        """Say the worker lives and holds `running`; the answer lists tasks to kill now. With
+        `wait_s`, an answer with nothing to say comes after up to that long, or as soon as a
+        task is cancelled or the worker is told to drain or stop."""
+        secret = self._secrets.get(worker_id, "")
+        return self._session.send(heartbeat(worker_id, running, metrics, secret, wait_s=wait_s))
 
     def lease(
         self,

@@ -37,7 +37,8 @@ class UserActions(EngineCore):
     counts the refusals as skipped."""
 
     def cancel(self, task_id: TaskId) -> Task:
-        """Cancel a pending, queued or running task; a running one is stopped at its next heartbeat."""
+        """Cancel a pending, queued or running task; a running one is stopped by its worker as
+        soon as the worker hears (at once when a server holds its heartbeat, else at its next)."""
         changes = Changes()
         now = self.clock.now()
         with self.store.transaction() as tx:
@@ -83,6 +84,8 @@ class UserActions(EngineCore):
             task.finished_at = now
         tx.update_tasks(waiting)
         changes.end(waiting)
+        # A running task's worker must kill it: an order for it (ending clears `worker_id`).
+        changes.ordered.update(t.worker_id for t in running if t.worker_id is not None)
         # Written before the dependents fail, so that a dependent cancelled in the same call is
         # not failed as well (fail_dependents reads the tasks anew and skips ended ones).
         self._end(

@@ -1,4 +1,5 @@
-"""What the engine tells listeners after a commit: queues with new ready tasks, finished tasks."""
+"""What the engine tells listeners after a commit: queues with new ready tasks, finished tasks,
+workers given an order (drain, stop, deregistered)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from conveyor.core.models import Task
-from conveyor.core.types import TaskId
+from conveyor.core.types import TaskId, WorkerId
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ class Changes:
     leased: list[Task] = field(default_factory=list)
     ended: dict[TaskId, Task] = field(default_factory=dict)
     """Tasks that reached a terminal state, by id."""
+    ordered: set[WorkerId] = field(default_factory=set)
+    """Workers told to drain or stop, or deregistered: their next heartbeat's answer changed."""
 
     @property
     def ready_queues(self) -> set[str]:
@@ -45,7 +48,7 @@ class Changes:
             self.ended[task.id] = task
 
     def __bool__(self) -> bool:
-        return bool(self.ready or self.submitted or self.leased or self.ended)
+        return bool(self.ready or self.submitted or self.leased or self.ended or self.ordered)
 
     def merge(self, other: Changes) -> None:
         """Add what `other` says, as if both had been collected in one transaction."""
@@ -54,6 +57,7 @@ class Changes:
         self.submitted.extend(other.submitted)
         self.leased.extend(other.leased)
         self.ended.update(other.ended)
+        self.ordered |= other.ordered
 
 
 Listener = Callable[[Changes], None]

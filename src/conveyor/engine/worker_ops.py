@@ -126,8 +126,9 @@ class WorkerOperations(EngineCore):
     ) -> list[Worker]:
         """Tell workers to drain: lease nothing more, finish their running tasks, and exit; with
         `hand_back`, to stop: hand their running tasks back now (re-queued without spending a
-        retry) and exit. Each learns it from its next heartbeat's answer; meanwhile its leases
-        give it nothing.
+        retry) and exit. Each learns it from its heartbeat's answer: at once if this server holds
+        one of its heartbeats (see Waiters.orders), else at its next; meanwhile its leases give
+        it nothing.
 
         Picks the workers with every id of `ids` (NotFoundError for one unknown, ConflictError
         for one dead or deregistered), or else every live worker that serves `queue` and runs
@@ -136,6 +137,7 @@ class WorkerOperations(EngineCore):
         """
         if not ids and queue is None and host is None:
             raise InvalidSpecError("name workers by id, by queue or by host", field="ids")
+        changes = Changes()
         with self.store.transaction() as tx:
             if ids:
                 # Locked in id order, as every multi-row lock is: two drains cannot deadlock.
@@ -158,6 +160,8 @@ class WorkerOperations(EngineCore):
                 worker.state = WorkerState.DRAINING
                 worker.hand_back = worker.hand_back or hand_back
                 tx.update_worker(worker)
+            changes.ordered.update(w.id for w in chosen)
+        self.events.publish(changes)
         if chosen:
             log.info(
                 "workers told to stop" if hand_back else "workers told to drain",
@@ -186,6 +190,7 @@ class WorkerOperations(EngineCore):
             running = self._retire_worker(tx, worker, WorkerState.GONE)
             lapsed = running if stopped else [t for t in running if lease_over(t, now)]
             self._lose(tx, lapsed, WORKER_DEREGISTERED, now, changes)
+            changes.ordered.add(worker.id)
         self.events.publish(changes)
         return worker
 

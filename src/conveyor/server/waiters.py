@@ -8,6 +8,11 @@ A waiting request registers its interest *before* it looks at the database. A ch
 after that look is published after that registration, so it always wakes the request; a change
 committed before the look is seen by the look itself. Either way no wake-up is lost.
 
+A worker's heartbeat may wait too (`orders`): with nothing to say, it is held until the worker
+is given an order (a task it runs cancelled, a drain, a stop, its deregistration), so that the
+worker hears of it the moment it is given rather than at its next heartbeat. Another server's
+orders are not carried across: they wait for the next heartbeat.
+
 A change that made n tasks ready in a queue wakes n of the long-polls waiting on it, not all:
 every other woken worker would spend a write on finding nothing. The wake is passed on, to
 every other long-poll of its queues, when the one it chose could not use it: its look found
@@ -28,7 +33,7 @@ from itertools import chain
 from typing import Generic, NamedTuple, TypeVar
 
 from conveyor.core.models import Task
-from conveyor.core.types import TaskId
+from conveyor.core.types import TaskId, WorkerId
 from conveyor.engine.events import Changes, Events
 
 T = TypeVar("T")
@@ -53,12 +58,19 @@ class Wake(Enum):
 class Watch:
     """One request's interest: queues that get ready tasks (None: any queue), or one task."""
 
-    __slots__ = ("ended", "event", "idle", "queues", "task_id", "wake")
+    __slots__ = ("ended", "event", "idle", "queues", "task_id", "wake", "worker_id")
 
-    def __init__(self, queues: frozenset[str] | None, task_id: TaskId | None) -> None:
+    def __init__(
+        self,
+        queues: frozenset[str] | None,
+        task_id: TaskId | None,
+        worker_id: WorkerId | None = None,
+    ) -> None:
         self.event = asyncio.Event()
         self.queues = queues
         self.task_id = task_id
+        self.worker_id = worker_id
+        """A heartbeat's interest in its worker's orders."""
         self.ended: Task | None = None
         """The task as its engine event carried it, when this server committed its end."""
         self.wake: Wake | None = None
@@ -80,6 +92,7 @@ class Waiters:
         self._any_queue: dict[Watch, None] = {}
         self._by_queue: dict[str, dict[Watch, None]] = {}
         self._by_task: dict[TaskId, dict[Watch, None]] = {}
+        self._by_worker: dict[WorkerId, dict[Watch, None]] = {}
         self._closed = False
         self._ends = 0
         """Change sets with ended tasks heard of so far (see `ends_heard`)."""
@@ -112,7 +125,12 @@ class Waiters:
 
     def _close(self) -> None:
         self._closed = True
-        for watches in (self._any_queue, *self._by_queue.values(), *self._by_task.values()):
+        for watches in (
+            self._any_queue,
+            *self._by_queue.values(),
+            *self._by_task.values(),
+            *self._by_worker.values(),
+        ):
             for watch in watches:
                 watch.event.set()
 
@@ -192,6 +210,24 @@ class Waiters:
                 return watch.ended
         return await read()
 
+    async def orders(
+        self,
+        worker_id: WorkerId,
+        beat: Callable[[], Awaitable[T]],
+        says_something: Callable[[T], bool],
+        *,
+        wait_s: float,
+    ) -> T:
+        """A heartbeat: `beat()`; if its answer says nothing, wait up to `wait_s` for the
+        worker to be given an order (a task it runs cancelled, a drain, a stop), then `beat()`
+        again. The watch is in place before the first beat: an order committed after it wakes
+        the wait, one committed before it is in its answer."""
+        with self._watch(None, None, worker_id) as watch:
+            answer = await beat()
+            if says_something(answer) or not await self._wait(watch.event, wait_s):
+                return answer
+        return await beat()
+
     async def _wait(self, event: asyncio.Event, timeout_s: float) -> bool:
         """Whether the event came (False: timed out, or the server is stopping)."""
         if self._closed or timeout_s <= 0:
@@ -206,9 +242,14 @@ class Waiters:
     # ---- registrations (on the event loop) --------------------------------------------------
 
     @contextmanager
-    def _watch(self, queues: frozenset[str] | None, task_id: TaskId | None) -> Iterator[Watch]:
+    def _watch(
+        self,
+        queues: frozenset[str] | None,
+        task_id: TaskId | None,
+        worker_id: WorkerId | None = None,
+    ) -> Iterator[Watch]:
         self.start()
-        watch = Watch(queues, task_id)
+        watch = Watch(queues, task_id, worker_id)
         self._add(watch)
         try:
             yield watch
@@ -221,7 +262,9 @@ class Waiters:
         self._add(watch)
 
     def _add(self, watch: Watch) -> None:
-        if watch.task_id is not None:
+        if watch.worker_id is not None:
+            self._by_worker.setdefault(watch.worker_id, {})[watch] = None
+        elif watch.task_id is not None:
             self._by_task.setdefault(watch.task_id, {})[watch] = None
         elif watch.queues is None:
             self._any_queue[watch] = None
@@ -230,7 +273,9 @@ class Waiters:
                 self._by_queue.setdefault(queue, {})[watch] = None
 
     def _remove(self, watch: Watch) -> None:
-        if watch.task_id is not None:
+        if watch.worker_id is not None:
+            _discard(self._by_worker, watch.worker_id, watch)
+        elif watch.task_id is not None:
             _discard(self._by_task, watch.task_id, watch)
         elif watch.queues is None:
             self._any_queue.pop(watch, None)
@@ -242,7 +287,7 @@ class Waiters:
 
     def _on_changes(self, changes: Changes) -> None:
         """Engine listener: runs in the committing thread, right after the commit."""
-        self.wake(changes.ready, changes.finished, ended=changes.ended)
+        self.wake(changes.ready, changes.finished, ended=changes.ended, ordered=changes.ordered)
 
     def wake(
         self,
@@ -250,8 +295,10 @@ class Waiters:
         finished: Collection[TaskId] | None,
         *,
         ended: Mapping[TaskId, Task] | None = None,
+        ordered: Collection[WorkerId] = (),
     ) -> None:
-        """Wake long-polls on `ready_queues` and result waits on `finished` (None: every one).
+        """Wake long-polls on `ready_queues`, result waits on `finished` (None: every one), and
+        the heartbeats of the workers `ordered`.
 
         `ready_queues` maps a queue to the number of tasks made ready in it, which is how many
         long-polls it wakes; a plain collection of queues wakes every long-poll on them.
@@ -277,28 +324,33 @@ class Waiters:
             done = frozenset(self._by_task)
         else:
             done = frozenset(t for t in finished if t in self._by_task)
-        if loop is None or not (ready or done):
+        told = frozenset(w for w in ordered if w in self._by_worker)
+        if loop is None or not (ready or done or told):
             return
         records = {t: ended[t] for t in done if t in ended} if ended else {}
         if threading.get_ident() == self._loop_thread:
             # Committed on the loop (SQLite writes in place): no need to wake it up through its
             # self-pipe, which costs two system calls and a loop pass per commit.
-            loop.call_soon(self._deliver, ready, done, records)
+            loop.call_soon(self._deliver, ready, done, records, told)
             return
         with suppress(RuntimeError):  # the loop has closed: nobody waits any more
-            loop.call_soon_threadsafe(self._deliver, ready, done, records)
+            loop.call_soon_threadsafe(self._deliver, ready, done, records, told)
 
     def _deliver(
         self,
         ready: Mapping[str, int | None],
         finished: frozenset[TaskId],
         records: Mapping[TaskId, Task],
+        told: frozenset[WorkerId],
     ) -> None:
         for queue, count in ready.items():
             self._wake_ready(queue, count)
         for task_id in finished:
             for watch in self._by_task.get(task_id, ()):
                 watch.ended = records.get(task_id)
+                watch.event.set()
+        for worker_id in told:
+            for watch in self._by_worker.get(worker_id, ()):
                 watch.event.set()
 
     def _wake_ready(self, queue: str, count: int | None) -> None:

@@ -2,8 +2,13 @@
 
 Every `heartbeat_interval_s` it sends the leases the worker holds and the host's metrics. The
 answer lists tasks to stop (cancelled by a user, or whose lease went elsewhere): they are killed
-at once, so a cancel takes effect within one heartbeat. `drain` asks the worker to shut down,
-and `hand_back` with it to give its running tasks back at once (an operator stopped it).
+at once. `drain` asks the worker to shut down, and `hand_back` with it to give its running tasks
+back at once (an operator stopped it).
+
+The server holds an answer with nothing to say for up to the interval, and sends it the moment
+a task the worker runs is cancelled or the worker is told to drain or stop: so an order takes
+effect at once, not at the next heartbeat. The next heartbeat still leaves one interval after
+this one did, so the leases are extended as often as ever.
 """
 
 from __future__ import annotations
@@ -48,16 +53,27 @@ class Heartbeater:
         self._unreachable = False
 
     def run(self) -> None:
-        while not self._halt.wait(self._registration.heartbeat_interval_s):
-            self.beat()
+        pause_s = 0.0  # the first at once: from then on an order reaches the worker at once
+        while not self._halt.wait(pause_s):
+            interval_s = self._registration.heartbeat_interval_s
+            began = time.monotonic()
+            wait_s = hold_s(interval_s, self._registration.lease_s)
+            self.beat(wait_s=wait_s)
+            if wait_s and time.monotonic() - began < wait_s / 2 and not self._halt.is_set():
+                # Answered early: an order came. Its answer named only the tasks this beat
+                # listed; one that was leased meanwhile is named by a beat that lists it.
+                self.beat()
+            pause_s = max(0.0, interval_s - (time.monotonic() - began))
 
-    def beat(self) -> None:
+    def beat(self, *, wait_s: float = 0.0) -> None:
         worker_id = self._registration.id
         sent_at = time.monotonic()  # before the server reads its clock to extend the leases
         held = self._books.held_leases()
         try:
-            answer = self._conn.heartbeat(worker_id, held, self._sample())
+            answer = self._conn.heartbeat(worker_id, held, self._sample(), wait_s=wait_s)
         except (NotFoundError, ConflictError):
+            if self._halt.is_set():
+                return  # the worker deregistered itself as it exits: nothing to renew
             # Declared dead (each task goes back to the queue as its lease runs out) or removed
             # (they went back at once): nothing extends this identity's leases any more. renew()
             # stops them all rather than run on as zombies, then registers anew.
@@ -103,3 +119,11 @@ class Heartbeater:
             # Metrics are a courtesy; the heartbeat itself is what keeps the leases.
             log.debug("reading system metrics failed", extra={"error": str(exc)})
             return None
+
+
+def hold_s(interval_s: float, lease_s: float) -> float:
+    """How long the server may hold a heartbeat that has nothing to say: the interval, but no
+    longer than leaves the worker knowing of each extension well before the lease it extends
+    would run out (a lease taken just after one heartbeat left is extended by the next, whose
+    answer comes back up to this much later)."""
+    return max(0.0, min(interval_s, lease_s / 2 - interval_s))

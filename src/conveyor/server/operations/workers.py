@@ -8,6 +8,8 @@ long) stay listed until they are deregistered, so that the dashboard can show th
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from conveyor.api import operations as ops
 from conveyor.api.params import DeregisterParams, NoParams, WorkerRef
@@ -28,6 +30,8 @@ from conveyor.server import reads
 from conveyor.server.context import ServerContext
 from conveyor.server.operations.base import Answer, Caller, CallerGone, implements
 from conveyor.server.reports import acks_out, engine_reports
+
+T = TypeVar("T")
 
 
 @implements(ops.REGISTER_WORKER)
@@ -59,17 +63,26 @@ async def register_worker(
 async def heartbeat(
     ctx: ServerContext, caller: Caller, ref: WorkerRef, body: HeartbeatIn
 ) -> HeartbeatOut:
-    reply = await ctx.call(
-        ctx.engine.heartbeat,
-        ref.worker_id,
-        [(held.task_id, held.token) for held in body.running],
-        body.metrics,
-    )
-    return HeartbeatOut(
-        stop=reply.stop,
-        drain=reply.drain,
-        hand_back=reply.hand_back,
-        lease_s=ctx.engine.settings.lease_s,
+    held = [(lease.task_id, lease.token) for lease in body.running]
+
+    async def beat() -> HeartbeatOut:
+        reply = await ctx.call(ctx.engine.heartbeat, ref.worker_id, held, body.metrics)
+        return HeartbeatOut(
+            stop=reply.stop,
+            drain=reply.drain,
+            hand_back=reply.hand_back,
+            lease_s=ctx.engine.settings.lease_s,
+        )
+
+    def says_something(answer: HeartbeatOut) -> bool:
+        return bool(answer.stop or answer.drain)
+
+    wait_s = min(float(body.wait_s), ctx.settings.max_wait_s)
+    if wait_s <= 0:
+        return await beat()
+    return await until_gone(
+        caller,
+        ctx.waiters.orders(ref.worker_id, beat, says_something, wait_s=wait_s),
     )
 
 
@@ -97,27 +110,35 @@ async def lease(ctx: ServerContext, caller: Caller, ref: WorkerRef, body: LeaseI
     async def worker_queues() -> list[str]:
         return (await ctx.call(engine.worker, ref.worker_id)).queues
 
-    polling = asyncio.ensure_future(
+    # A worker that dies mid-poll (SIGKILL, a crash) leaves its poll behind: it must not go on
+    # to lease tasks that nobody will run, so the poll ends when its connection does.
+    granted = await until_gone(
+        caller,
         ctx.waiters.lease(
             attempt,
             wait_s=min(float(body.wait_s), ctx.settings.max_wait_s),
             queues=body.queues,
             find_queues=worker_queues,
-        )
+        ),
     )
-    # A worker that dies mid-poll (SIGKILL, a crash) leaves its poll behind: it must not go on
-    # to lease tasks that nobody will run, so the poll ends when its connection does.
+    return LeaseOut.of(granted.tasks, waited_s=granted.waited_s, lease_s=engine.settings.lease_s)
+
+
+async def until_gone(caller: Caller, waiting: Awaitable[T]) -> T:
+    """`waiting`'s outcome, unless the caller's connection ends first: then the wait ends too
+    (CallerGone). A held call of a worker that died must not go on to act for it: lease tasks
+    nobody will run, or extend the leases of tasks nobody runs."""
+    work = asyncio.ensure_future(waiting)
     gone = asyncio.ensure_future(caller.gone())
     try:
-        await asyncio.wait((polling, gone), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for waiting in (polling, gone):
-            if not waiting.done():
-                waiting.cancel()
-    if not polling.done() or polling.cancelled():
+        for pending in (work, gone):
+            if not pending.done():
+                pending.cancel()
+    if not work.done() or work.cancelled():
         raise CallerGone()
-    granted = polling.result()
-    return LeaseOut.of(granted.tasks, waited_s=granted.waited_s, lease_s=engine.settings.lease_s)
+    return work.result()
 
 
 @implements(ops.REPORT)
