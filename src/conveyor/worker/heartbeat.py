@@ -60,8 +60,9 @@ class Heartbeater:
             wait_s = hold_s(interval_s, self._registration.lease_s)
             self.beat(wait_s=wait_s)
             if wait_s and time.monotonic() - began < wait_s / 2 and not self._halt.is_set():
-                # Answered early: an order came. Its answer named only the tasks this beat
-                # listed; one that was leased meanwhile is named by a beat that lists it.
+                # Answered early: an order came (or the call failed at once). Its answer named
+                # only the tasks this beat listed; one leased meanwhile is named by a beat that
+                # lists it. At most two beats an interval, whatever the server does.
                 self.beat()
             pause_s = max(0.0, interval_s - (time.monotonic() - began))
 
