@@ -142,3 +142,11 @@ async def test_assets_are_not_sniffed(served: Served, path: str) -> None:
     asset = await served.http.get(path)
     assert asset.status_code == 200
     assert asset.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_the_openapi_document_states_the_keys_every_map_takes(served: Served) -> None:
+    """A map whose keys follow a pattern says so with `propertyNames`: pydantic's own
+    `patternProperties` lets any other key through (a label key holding NUL, say), so a
+    generated client or a fuzzer would send what the server refuses."""
+    text = (await served.http.get("/openapi.json")).text
+    assert "patternProperties" not in text

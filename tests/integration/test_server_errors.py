@@ -79,6 +79,23 @@ async def test_booleans_do_not_pass_as_integers_for_workers(served: Served) -> N
     assert ("body", "max") in field_errors(lease.json())
 
 
+async def test_integers_do_not_pass_as_booleans(served: Served) -> None:
+    """The schema says boolean: 0 and 1 are refused, not read as false and true (found by
+    schemathesis' positive and negative data checks in a long run)."""
+    capabilities = {"shell": False, "files": 0, "handlers": [], "modules": [], "networks": []}
+    register = await served.post(
+        "/workers",
+        json={"name": "w", "host": "h", "pid": 1, "concurrency": 1, "capabilities": capabilities},
+    )
+    assert register.status_code == 422, register.text
+    assert ("body", "capabilities", "files") in field_errors(register.json())
+    bulk = await served.post(
+        "/tasks/bulk", json={"action": "retry", "filter": {"state": ["failed"]}, "dry_run": 0}
+    )
+    assert bulk.status_code == 422, bulk.text
+    assert ("body", "dry_run") in field_errors(bulk.json())
+
+
 async def test_a_dependency_cycle_in_a_batch_is_422_on_depends_on(served: Served) -> None:
     response = await served.post(
         "/tasks/batch",

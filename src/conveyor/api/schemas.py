@@ -11,16 +11,26 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from conveyor.core.bulk import BulkAction, BulkState
 from conveyor.core.capabilities import Capabilities
 from conveyor.core.limits import MAX_ARGS_BYTES, MAX_RESULT_BYTES, check_json
 from conveyor.core.models import Assignment, Attempt, Task, Worker
 from conveyor.core.spec import (
-    MAX_LABEL_LENGTH,
+    KEYS_BY_PATTERN,
     QUEUE_PATTERN,
     WHOLE,
+    LabelKey,
+    LabelValue,
     Number,
     PlacementLabels,
     ResourceMap,
@@ -504,11 +514,9 @@ class HealthOut(Response):
 MAX_BULK_IDS = 1000
 """The most ids one bulk action names; a client splits longer lists into several actions."""
 LabelMap = Annotated[
-    dict[
-        Annotated[str, Field(min_length=1, max_length=MAX_LABEL_LENGTH), TEXT],
-        Annotated[str, Field(max_length=MAX_LABEL_LENGTH), TEXT],
-    ],
+    dict[LabelKey, LabelValue],
     Field(min_length=1, max_length=20),
+    KEYS_BY_PATTERN,  # so that a key holding NUL is outside the schema, as it is refused
 ]
 FAILURE_STATES = [TaskState.FAILED, TaskState.TIMED_OUT]
 """The states the failure groups count (GET /failures) and a group's filter names."""
@@ -556,7 +564,7 @@ class BulkIn(Request):
         "is not running), each as the single-task operation does it."
     )
     filter: TaskSelection
-    dry_run: bool = Field(
+    dry_run: StrictBool = Field(
         default=False,
         description="Change nothing: count the tasks the filter matches, by state, and those "
         "the action would change, with a sample of them.",

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from conveyor.core.text import TEXT
 
@@ -56,8 +56,8 @@ class Capabilities(BaseModel):
         description="Module prefixes whose functions it runs (`package.module:function`); "
         "`*`: any module.",
     )
-    shell: bool = Field(default=False, description="It runs `shell` tasks (--allow shell).")
-    files: bool = Field(
+    shell: StrictBool = Field(default=False, description="It runs `shell` tasks (--allow shell).")
+    files: StrictBool = Field(
         default=False, description="It has a files root for the file handlers (--files-root)."
     )
     networks: Annotated[

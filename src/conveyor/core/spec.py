@@ -103,6 +103,11 @@ class _KeysByPattern:
         return schema
 
 
+KEYS_BY_PATTERN = _KeysByPattern()
+
+LabelKey = Annotated[str, Field(min_length=1, max_length=MAX_LABEL_LENGTH), TEXT]
+LabelValue = Annotated[str, Field(max_length=MAX_LABEL_LENGTH), TEXT]
+
 RESOURCE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 ResourceMap = Annotated[
     dict[
@@ -110,7 +115,7 @@ ResourceMap = Annotated[
         Annotated[Number, Field(ge=0, le=MAX_RESOURCE_AMOUNT)],
     ],
     Field(max_length=MAX_RESOURCES),
-    _KeysByPattern(),
+    KEYS_BY_PATTERN,
 ]
 """Resources by name (`cpu`, `gpu`, `memory_mb`), each an amount."""
 
@@ -121,7 +126,7 @@ PlacementLabels = Annotated[
         Annotated[str, Field(max_length=MAX_LABEL_LENGTH), TEXT],
     ],
     Field(max_length=MAX_PLACEMENT_LABELS),
-    _KeysByPattern(),
+    KEYS_BY_PATTERN,
 ]
 """Worker labels (`zone: eu`) a task requires or prefers, and a worker's own labels."""
 
@@ -185,14 +190,9 @@ class TaskSpec(BaseModel):
         "`{labels.NAME}` or `{args.INDEX}`, filled in at submit (`tenant:{kwargs.tenant}`).",
     )
     key: Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH), TEXT] | None = None
-    labels: Annotated[
-        dict[
-            Annotated[str, Field(min_length=1, max_length=MAX_LABEL_LENGTH), TEXT],
-            Annotated[str, Field(max_length=MAX_LABEL_LENGTH), TEXT],
-        ],
-        Field(max_length=MAX_LABELS),
-        _KeysByPattern(),
-    ] = Field(default_factory=dict)
+    labels: Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LABELS), KEYS_BY_PATTERN] = (
+        Field(default_factory=dict)
+    )
     require: PlacementLabels = Field(
         default_factory=dict,
         description="Labels a worker must have to run it (`conveyor worker --label zone=eu`); "
