@@ -27,6 +27,7 @@ from conveyor.core.states import Outcome
 from conveyor.core.types import JSON
 from conveyor.executor import Execution, ExecutionResult, ProcessPool
 from conveyor.handlers import HandlerPolicy
+from conveyor.testing import pid_gone
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TASKS = "tests.helpers.tasks"
@@ -105,16 +106,6 @@ def is_gone(pid: int) -> bool:
     return False
 
 
-def is_dead(pid: int) -> bool:
-    """True once `pid` has exited, even if nobody has reaped it yet (a zombie)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        # ProcessLookupError: the process was reaped between opening the file and reading it.
-        return True
-    return "\nState:\tZ" in status
-
-
 def assert_pool_still_works(pool: ProcessPool) -> None:
     result = run_one(pool, execution("echo", "still here", task_id="after"))
     assert (result.outcome, result.result) == (Outcome.SUCCEEDED, "still here")
@@ -182,12 +173,12 @@ def test_timeout_also_kills_what_the_handler_started(
     [result] = collect(pool, 1)
     assert result.outcome is Outcome.TIMED_OUT
     # Reparented to init once its parent died, so it may linger as a zombie: dead is enough.
-    assert is_dead(grandchild)
+    assert pid_gone(grandchild)
 
 
 def assert_dies(pid: int, timeout_s: float = 5.0) -> None:
     give_up_at = time.monotonic() + timeout_s
-    while not is_dead(pid):
+    while not pid_gone(pid):
         assert time.monotonic() < give_up_at, f"process {pid} outlived its task"
         time.sleep(0.01)
 

@@ -23,7 +23,8 @@ from click.testing import CliRunner
 from conveyor.cli.main import cli
 from conveyor.cli.server import engine_settings, is_loopback, worker_args
 from conveyor.server.local_workers import LocalWorkers
-from tests.integration.test_worker import is_dead, wait_for
+from conveyor.testing import pid_gone
+from tests.integration.test_worker import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -212,4 +213,4 @@ def test_local_workers_stop_when_their_server_is_killed(tmp_path: Path) -> None:
             [worker] = http.get("/api/v1/workers").json()["workers"]
         proc.kill()
         proc.wait(timeout=10)
-        wait_for(lambda: is_dead(worker["pid"]), 30)  # the local worker outlived its server
+        wait_for(lambda: pid_gone(worker["pid"]), 30)  # the local worker outlived its server

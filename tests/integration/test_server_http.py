@@ -8,12 +8,9 @@ off in a fraction of a second. One runs the real `conveyor server` with its defa
 from __future__ import annotations
 
 import json
-import os
 import select
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,13 +21,12 @@ import pytest
 import uvicorn
 from click.testing import CliRunner
 
-import conveyor
 from conveyor.cli.main import cli
 from conveyor.client import Client
 from conveyor.engine import Engine, EngineSettings
 from conveyor.server import ServerSettings, create_app, request_shutdown
 from conveyor.store.sqlite import SQLiteStore
-from tests.integration.test_server_cli import read_url
+from tests.integration.test_server_cli import server_process
 
 DEADLINE_S = 0.5
 """The head and body deadlines of the test server."""
@@ -215,23 +211,10 @@ HEAD_TIMEOUT_S = 10.0
 @pytest.fixture
 def real_server(tmp_path: Path) -> Iterator[str]:
     """`conveyor server` in a child process, with this checkout's code; yields its URL."""
-    env = {**os.environ, "PYTHONPATH": str(Path(conveyor.__file__).resolve().parents[1])}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "server", "--db", str(tmp_path / "s.db"), "--port", "0"],
-        cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
-    try:
-        yield read_url(proc)
-    finally:
+    with server_process(tmp_path) as (proc, url):
+        yield url
         proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            assert proc.stderr is not None
-            proc.stderr.close()
+        proc.wait(timeout=15)
 
 
 @pytest.mark.slow

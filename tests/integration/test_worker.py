@@ -31,6 +31,7 @@ from conveyor.errors import ConflictError, InvalidSpecError, NotFoundError
 from conveyor.handlers import HandlerPolicy
 from conveyor.server import ServerSettings, create_app, request_shutdown
 from conveyor.store.sqlite import SQLiteStore
+from conveyor.testing import pid_gone
 from conveyor.worker import Worker, WorkerConfig
 
 pytestmark = pytest.mark.slow
@@ -220,16 +221,6 @@ def log_event() -> Iterator[Callable[[str], threading.Event]]:
     root.setLevel(level)
 
 
-def is_dead(pid: int) -> bool:
-    """True once `pid` has exited, even if nobody has reaped it yet (a zombie)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        # ProcessLookupError: the process was reaped between opening the file and reading it.
-        return True
-    return "\nState:\tZ" in status
-
-
 def wait_for(condition: Callable[[], bool], timeout_s: float = DONE_S) -> float:
     """Poll `condition` (for states no event announces); return the seconds it took."""
     started = time.monotonic()
@@ -298,7 +289,7 @@ def test_a_cancelled_running_task_is_killed_within_about_one_heartbeat(
     pid = announcements.next_pid()
 
     client.cancel(task.id)
-    took_s = wait_for(lambda: is_dead(pid))
+    took_s = wait_for(lambda: pid_gone(pid))
 
     assert took_s < HEARTBEAT_S + 1.0
     assert client.get(task.id).state is TaskState.CANCELLED
@@ -533,7 +524,7 @@ def test_sigterm_drains_hands_back_a_long_task_and_deregisters(
         _, stderr = proc.communicate()
 
     assert 1.0 <= took_s < 5.0, stderr
-    assert all(is_dead(pid) for pid in pids)
+    assert all(pid_gone(pid) for pid in pids)
     assert client.get(short.id).state is TaskState.SUCCEEDED  # finished within the grace period
     handed_back = client.get(long.id)
     assert (handed_back.state, handed_back.retries_used) == (TaskState.QUEUED, 0)

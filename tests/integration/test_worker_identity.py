@@ -27,6 +27,7 @@ import pytest
 from conveyor.client import Client
 from conveyor.core.states import TaskState
 from conveyor.engine import EngineSettings
+from conveyor.testing import pid_gone
 from tests.integration.test_worker import (
     DONE_S,
     REPO_ROOT,
@@ -34,7 +35,6 @@ from tests.integration.test_worker import (
     LiveServer,
     free_port,
     importable_tests,
-    is_dead,
     wait_for,
 )
 
@@ -77,7 +77,7 @@ class PidCollector:
             self.most_alive = max(self.most_alive, len(self.alive()))
 
     def alive(self) -> list[int]:
-        return [pid for pid in list(self.pids) if not is_dead(pid)]
+        return [pid for pid in list(self.pids) if not pid_gone(pid)]
 
     def close(self) -> None:
         self._closed.set()

@@ -19,6 +19,7 @@ import pytest
 
 from conveyor.client import Client
 from conveyor.core.states import TaskState
+from conveyor.testing import pid_gone
 from tests.integration.test_worker import (
     DONE_S,
     REPO_ROOT,
@@ -26,7 +27,6 @@ from tests.integration.test_worker import (
     LiveServer,
     client,
     importable_tests,
-    is_dead,
     server,
     wait_for,
 )
@@ -75,7 +75,7 @@ def test_a_detached_process_dies_when_its_shell_task_ends(
     assert isinstance(outcome.result, dict)
     grandchild = int(str(outcome.result["stdout"]))
     strays.append(grandchild)
-    wait_for(lambda: is_dead(grandchild))
+    wait_for(lambda: pid_gone(grandchild))
 
 
 def test_a_detached_process_dies_when_its_task_times_out(
@@ -91,7 +91,7 @@ def test_a_detached_process_dies_when_its_task_times_out(
     assert outcome.state is TaskState.TIMED_OUT, worker[1].read_text()
     grandchild = int(pid_file.read_text())
     strays.append(grandchild)
-    wait_for(lambda: is_dead(grandchild))
+    wait_for(lambda: pid_gone(grandchild))
 
 
 def test_a_detached_process_dies_with_a_killed_worker(
@@ -105,10 +105,10 @@ def test_a_detached_process_dies_with_a_killed_worker(
     wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
     grandchild = int(pid_file.read_text())
     strays.append(grandchild)
-    assert not is_dead(grandchild)
+    assert not pid_gone(grandchild)
     proc, _ = worker
     proc.kill()  # the worker alone: its children notice and take their trees down
-    wait_for(lambda: is_dead(grandchild))
+    wait_for(lambda: pid_gone(grandchild))
 
 
 def test_raw_and_subprocess_output_lands_in_the_attempt_not_in_the_worker_log(
