@@ -57,7 +57,7 @@ def test_a_read_opens_no_transaction_and_a_write_after_it_still_rolls_back(
         assert tx.conn.info.transaction_status is psycopg.pq.TransactionStatus.IDLE
 
     with pytest.raises(RuntimeError, match="abandon"), store.transaction() as tx:
-        assert tx.conn.autocommit is False  # the read gave its connection back as it was
+        assert tx.conn.in_transaction  # BEGIN is held, to go with the first statement
         tx.delete_tasks([task.id])
         assert tx.conn.info.transaction_status is psycopg.pq.TransactionStatus.INTRANS
         raise RuntimeError("abandon the write")

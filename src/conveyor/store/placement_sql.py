@@ -20,7 +20,7 @@ from conveyor.store.base import RunnableBy, WaitingShape
 from conveyor.store.codec import dump_json, load_json
 
 if TYPE_CHECKING:
-    import psycopg
+    from conveyor.store.postgres_batch import BatchedConnection
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +122,7 @@ class SQLitePlacement:
 class PostgresPlacement:
     """PostgresTx's part for placement reads."""
 
-    conn: psycopg.Connection[Any]
+    conn: BatchedConnection
 
     def running_counts(self) -> dict[WorkerId, int]:
         return {w: int(n) for w, n in self.conn.execute(_RUNNING_COUNTS).fetchall()}

@@ -19,7 +19,6 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from conveyor.core.models import Attempt, Task, Worker
@@ -31,6 +30,7 @@ from conveyor.errors import DuplicateKeyError, StoreBusyError, StoreError, Store
 from conveyor.store import codec, placement_sql
 from conveyor.store.base import AttemptEnd, RunnableBy, StateCount, TaskFilter
 from conveyor.store.placement_sql import PostgresPlacement, runnable_clause
+from conveyor.store.postgres_batch import BatchedConnection, TransactionNotCommitted
 from conveyor.store.postgres_bulk import PostgresBulk
 from conveyor.store.postgres_feed import PostgresChangeFeed
 from conveyor.store.postgres_limits import PostgresLimits
@@ -43,6 +43,7 @@ _TASKS = ", ".join(codec.TASK_COLUMNS)
 _ATTEMPTS = ", ".join(codec.ATTEMPT_COLUMNS)
 _WORKERS = ", ".join(codec.WORKER_COLUMNS)
 _COPY_FROM = 64  # inserts of at least this many tasks use COPY
+_HELD_ROWS = 16  # writes of at most this many rows are bound and held (postgres_batch.py)
 _MIGRATION_LOCK = 7_411_337  # pg_advisory_xact_lock key: one server migrates at a time
 _PAUSE_LOCK = 7_411_338  # leases take it shared, a pause alone: no lease crosses a pause
 _PAUSES = ", ".join(codec.PAUSE_COLUMNS)
@@ -72,7 +73,8 @@ class PostgresStore:
         self.url = url
         self.schema = schema
         kwargs: dict[str, Any] = {
-            "autocommit": False,
+            # BEGIN and COMMIT are sent by BatchedConnection, with the statements around them.
+            "autocommit": True,
             "connect_timeout": max(1, int(connect_timeout_s)),
         }
         if schema:
@@ -125,28 +127,43 @@ class PostgresStore:
     def transaction(self, *, write: bool = True) -> Iterator[PostgresTx]:
         if self._closed:
             raise StoreError("the store is closed")
-        outer: psycopg.Connection[Any] | None = getattr(self._current, "conn", None)
+        outer: BatchedConnection | None = getattr(self._current, "conn", None)
         try:
-            if outer is not None:
+            if outer is not None and outer.in_transaction:
                 # Inside a transaction of this thread: a savepoint of it (see group commit).
-                with outer.transaction():
+                name = outer.savepoint()
+                try:
                     yield PostgresTx(outer)
+                    outer.release(name)
+                except BaseException:
+                    outer.rollback_to(name)
+                    raise
                 return
-            if not write:
-                with self._pool.connection() as conn:
-                    yield from self._autocommitted(conn)
+            if outer is not None:  # a write inside a read: a transaction of the read's connection
+                yield from self._transaction_on(outer)
                 return
             with self._pool.connection() as conn:
-                with conn.transaction() as transaction:
-                    self._current.conn = conn
-                    try:
-                        yield PostgresTx(conn)
-                    finally:
-                        self._current.conn = None
-                _check_committed(transaction)
+                batched = BatchedConnection(conn)
+                self._current.conn = batched
+                try:
+                    if write:
+                        yield from self._transaction_on(batched)
+                    else:
+                        # A read needs no BEGIN and COMMIT: under READ COMMITTED, PostgreSQL's
+                        # default, every statement sees its own snapshot inside a transaction
+                        # too, so each SELECT is one round trip instead of three.
+                        yield PostgresTx(batched)
+                        batched.flush()
+                finally:
+                    self._current.conn = None
         except PoolTimeout as exc:
             raise StoreBusyError(
                 f"no PostgreSQL connection available: {exc}", retry_after_s=2.0
+            ) from exc
+        except TransactionNotCommitted as exc:
+            raise StoreBusyError(
+                f"the transaction did not commit; nothing was stored, retry: {exc}",
+                retry_after_s=1.0,
             ) from exc
         except pg_errors.UniqueViolation as exc:
             raise DuplicateKeyError(
@@ -166,20 +183,18 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL error: {exc}") from exc
 
-    def _autocommitted(self, conn: psycopg.Connection[Any]) -> Iterator[PostgresTx]:
-        """A read needs no BEGIN and COMMIT: under READ COMMITTED, PostgreSQL's default, every
-        statement sees its own snapshot inside a transaction too, so each SELECT is one round
-        trip instead of three."""
-        conn.autocommit = True
-        self._current.conn = conn
+    @staticmethod
+    def _transaction_on(conn: BatchedConnection) -> Iterator[PostgresTx]:
+        """BEGIN ... COMMIT on `conn`; nothing of it is kept unless the COMMIT said so (see
+        postgres_batch.py: a transaction whose connection broke, or whose error was caught
+        above, must not be answered as stored)."""
+        conn.begin()
         try:
             yield PostgresTx(conn)
-        finally:
-            self._current.conn = None
-            # Only an idle connection can change mode; a broken or busy one is not reused (the
-            # pool closes it), and trying would hide the error that broke it.
-            if not conn.closed and conn.info.transaction_status is TransactionStatus.IDLE:
-                conn.autocommit = False
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
 
     def change_feed(self) -> PostgresChangeFeed:
         """A feed that tells the other servers on this database what this one committed."""
@@ -201,21 +216,6 @@ class PostgresStore:
             self._closed = True
             self.vacuum.stop()
             self._pool.close()
-
-
-def _check_committed(transaction: psycopg.Transaction) -> None:
-    """Raise unless `transaction` is known to have committed.
-
-    psycopg leaves a transaction block on a broken connection neither committing nor raising,
-    and code inside the block may have caught the statement errors the loss caused (the group
-    commit keeps each call's error to itself). Nothing may be answered as stored then: the
-    outcome is unknown, and the callers retry (idempotency keys and fencing make that safe).
-    """
-    if transaction.status is not psycopg.Transaction.Status.COMMITTED:
-        raise StoreBusyError(
-            "the connection to PostgreSQL was lost before the commit; nothing was stored, retry",
-            retry_after_s=1.0,
-        )
 
 
 def _identifier(name: str) -> str:
@@ -240,15 +240,16 @@ def _epoch(when: datetime) -> float:
 class PostgresTx(PostgresBulk, PostgresPlacement, PostgresLimits):
     """StoreTx on one connection inside one transaction."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: BatchedConnection) -> None:
         self.conn = conn
 
     def _execute_rows(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
-        """One statement per row, in one round trip (executemany pipelines them); a single row
-        goes as a plain execute, which skips the pipeline's own set-up and sync (about half of
-        a one-row executemany's 0.47 ms here)."""
-        if len(rows) == 1:
-            self.conn.execute(query, rows[0])
+        """One statement per row that returns nothing: a few are held back to go with the next
+        statement sent (postgres_batch.py); many go now, pipelined by executemany, in one round
+        trip."""
+        if len(rows) <= _HELD_ROWS:
+            for row in rows:
+                self.conn.defer(query, row)
         else:
             self.conn.cursor().executemany(query, rows)
 
@@ -292,7 +293,7 @@ class PostgresTx(PostgresBulk, PostgresPlacement, PostgresLimits):
 
     def insert_dependencies(self, edges: Sequence[tuple[TaskId, TaskId]]) -> None:
         if edges:
-            self.conn.execute(
+            self.conn.defer(
                 "INSERT INTO dependencies (task_id, depends_on) "
                 "SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT DO NOTHING",
                 ([e[0] for e in edges], [e[1] for e in edges]),
@@ -454,7 +455,7 @@ class PostgresTx(PostgresBulk, PostgresPlacement, PostgresLimits):
     def update_worker(self, worker: Worker) -> None:
         columns = codec.WORKER_COLUMNS[1:]
         row = codec.worker_row(worker)
-        self.conn.execute(
+        self.conn.defer(
             f"UPDATE workers SET {', '.join(f'{c} = %s' for c in columns)} WHERE id = %s",
             (*row[1:], row[0]),
         )

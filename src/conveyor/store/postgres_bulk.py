@@ -14,20 +14,19 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-import psycopg
-
 from conveyor.core.models import Task
 from conveyor.core.states import Reason, TaskState
 from conveyor.core.types import TaskId
 from conveyor.store import codec
 from conveyor.store.base import BulkRecord, Failure, TaskFilter
+from conveyor.store.postgres_batch import BatchedConnection
 
 _BULK_COLUMNS = ", ".join(codec.BULK_COLUMNS)
 FAILED_STATES = (TaskState.FAILED, TaskState.TIMED_OUT)
 
 
 class PostgresBulk:
-    conn: psycopg.Connection[Any]
+    conn: BatchedConnection
 
     def count_by_state(self, where: TaskFilter) -> dict[TaskState, int]:
         condition, params = codec.task_filter(where, None, codec.POSTGRES)

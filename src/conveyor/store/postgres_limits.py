@@ -14,13 +14,12 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import psycopg
-
 from conveyor.core.limiting import Limit
 from conveyor.core.models import Task
 from conveyor.core.types import TaskId
 from conveyor.store import codec
 from conveyor.store.base import Hold
+from conveyor.store.postgres_batch import BatchedConnection
 
 _LIMITS = ", ".join(codec.LIMIT_COLUMNS)
 _TASKS = ", ".join(codec.TASK_COLUMNS)
@@ -52,7 +51,7 @@ def _limits_and_locks(rows: Iterable[Sequence[Any]]) -> tuple[dict[str, Limit], 
 
 
 class PostgresLimits:
-    conn: psycopg.Connection[Any]
+    conn: BatchedConnection
 
     def put_limit(self, limit: Limit, now: datetime) -> None:
         self.conn.execute(
@@ -128,7 +127,7 @@ class PostgresLimits:
         self, holds: Sequence[Hold], starts: Sequence[tuple[str, datetime]]
     ) -> None:
         if holds or starts:
-            self.conn.execute(
+            self.conn.defer(
                 "WITH held AS (INSERT INTO limit_holds (key, task_id, token, started_at) "
                 "  SELECT * FROM unnest(%s::text[], %s::text[], %s::integer[], %s::float8[]) "
                 "  ON CONFLICT DO NOTHING) "
@@ -146,7 +145,7 @@ class PostgresLimits:
 
     def delete_limit_holds(self, holds: Sequence[tuple[str, TaskId, int]]) -> None:
         if holds:
-            self.conn.execute(
+            self.conn.defer(
                 "DELETE FROM limit_holds WHERE (key, task_id, token) IN "
                 "(SELECT * FROM unnest(%s::text[], %s::text[], %s::integer[]))",
                 ([h[0] for h in holds], [h[1] for h in holds], [h[2] for h in holds]),
@@ -173,7 +172,7 @@ class PostgresLimits:
 
     def hold_tasks(self, held: Sequence[tuple[TaskId, str]]) -> None:
         if held:
-            self.conn.execute(
+            self.conn.defer(
                 "UPDATE tasks SET held_on = h.key FROM unnest(%s::text[], %s::text[]) "
                 "AS h(id, key) WHERE tasks.id = h.id",
                 ([task_id for task_id, _ in held], [key for _, key in held]),
@@ -254,13 +253,13 @@ class PostgresLimits:
 
     def wake_limit_keys(self, keys: Collection[str], at: datetime) -> None:
         if keys:
-            self.conn.execute(
+            self.conn.defer(
                 "INSERT INTO limit_wakes (key, at) SELECT k, %s FROM unnest(%s::text[]) AS k",
                 (at.timestamp(), sorted(keys)),
             )
 
     def ensure_limit_wake(self, key: str, at: datetime) -> None:
-        self.conn.execute(
+        self.conn.defer(
             "INSERT INTO limit_wakes (key, at) SELECT %(key)s, %(at)s WHERE NOT EXISTS "
             "(SELECT 1 FROM limit_wakes WHERE key = %(key)s AND at <= %(at)s)",
             {"key": key, "at": at.timestamp()},
@@ -277,7 +276,7 @@ class PostgresLimits:
 
     def delete_limit_wakes(self, ids: Collection[int]) -> None:
         if ids:
-            self.conn.execute("DELETE FROM limit_wakes WHERE id = ANY(%s)", (sorted(ids),))
+            self.conn.defer("DELETE FROM limit_wakes WHERE id = ANY(%s)", (sorted(ids),))
 
     def next_limit_wake(self, after: datetime) -> datetime | None:
         row = self.conn.execute(

@@ -79,7 +79,9 @@ class TaskVacuum:
     def _vacuum(self, dead_rows: int) -> None:
         try:
             with self._connect() as conn:
-                conn.autocommit = True  # VACUUM cannot run inside a transaction
+                # VACUUM cannot run inside a transaction. The pool's connections are in
+                # autocommit mode already (postgres_batch.py sends BEGIN and COMMIT itself).
+                conn.autocommit = True
                 with self._lock:
                     self._conn = conn
                 try:
@@ -87,7 +89,6 @@ class TaskVacuum:
                 finally:
                     with self._lock:
                         self._conn = None
-                    conn.autocommit = False
         except psycopg.Error as exc:
             if self._stopping:
                 log.info("vacuum of the task tables cancelled: the store is closing")

@@ -1,0 +1,153 @@
+"""PostgreSQL only: statements that return nothing wait for the next round trip (postgres_batch.py),
+and that changes neither which call gets an error nor what is stored.
+
+A lease was ten round trips (psycopg's BEGIN, the reads, the task UPDATE, the attempt INSERT,
+COMMIT), a report six, a submit three; most of each call's time on a busy machine. The held writes
+and BEGIN travel with the next statement; their errors must still belong to the call that made
+them, inside a group commit too, and a transaction that failed must never be answered as stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from conveyor.core.spec import TaskSpec
+from conveyor.core.states import Outcome
+from conveyor.engine import Engine
+from conveyor.engine.group_commit import GroupCommit
+from conveyor.engine.reports import Report
+from conveyor.errors import StoreBusyError, StoreError
+from tests.helpers.postgres import postgres_url
+
+__all__ = ["postgres_url"]
+
+
+@pytest.fixture
+def engine(postgres_url: str) -> Iterator[Engine]:
+    from conveyor.store import split_schema
+    from conveyor.store.postgres import PostgresStore
+
+    url, schema = split_schema(postgres_url)
+    store = PostgresStore(url, schema=schema, min_connections=1, max_connections=4)
+    try:
+        yield Engine(store)
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[], Any]], int]:
+    """Counts what a call sends to PostgreSQL: every statement string, executemany, and the
+    BEGIN, COMMIT and SAVEPOINT that psycopg sends on its own."""
+    import psycopg
+
+    sent = [0]
+
+    def counted(method: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            sent[0] += 1
+            return method(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(psycopg.Connection, "execute", counted(psycopg.Connection.execute))
+    monkeypatch.setattr(psycopg.Cursor, "executemany", counted(psycopg.Cursor.executemany))
+    monkeypatch.setattr(
+        psycopg.Connection, "_exec_command", counted(psycopg.Connection._exec_command)
+    )
+
+    def count(call: Callable[[], Any]) -> int:
+        before = sent[0]
+        call()
+        return sent[0] - before
+
+    return count
+
+
+@pytest.mark.postgres
+def test_submit_lease_and_report_take_their_reads_plus_one_round_trip(
+    engine: Engine, round_trips: Callable[[Callable[[], Any]], int]
+) -> None:
+    worker = engine.register_worker(name="w", host="h", pid=1, concurrency=1)
+    assert round_trips(lambda: engine.submit(TaskSpec(handler="echo"))) == 2
+    leased: list[Any] = []
+    # BEGIN with the worker's read, the due tasks, the pauses, the candidates, the limit wakes,
+    # then the task UPDATE, the attempt INSERT and the COMMIT in one.
+    assert round_trips(lambda: leased.extend(engine.lease(worker.id, 1))) == 6
+    [assignment] = leased
+    report = Report(assignment.task_id, assignment.token, Outcome.SUCCEEDED, result=1)
+    # BEGIN with the task's read, the dependents, then both UPDATEs and the COMMIT in one.
+    assert round_trips(lambda: engine.report(worker.id, [report])) == 3
+    assert engine.get(assignment.task_id).state.value == "succeeded"
+
+
+def _stored_names(engine: Engine) -> set[str]:
+    return {task.name for task in engine.list_tasks(limit=100) if task.name}
+
+
+@pytest.mark.postgres
+def test_a_held_write_that_fails_fails_its_own_call_of_a_group_only(engine: Engine) -> None:
+    commits = GroupCommit(engine.store, engine.events, autostart=False)
+
+    def submit_then_hold_a_failing_write(name: str) -> Any:
+        with engine.store.transaction() as tx:
+            task = engine.submit(TaskSpec(handler="echo", name=name))
+            tx.conn.defer("UPDATE tasks SET priority = 1 / 0 WHERE id = %s", (task.id,))  # type: ignore[attr-defined]
+            return task
+
+    async def main() -> list[Any]:
+        calls = asyncio.gather(
+            commits.run(engine.submit, TaskSpec(handler="echo", name="before")),
+            commits.run(submit_then_hold_a_failing_write, "failing"),
+            commits.run(engine.submit, TaskSpec(handler="echo", name="after")),
+            return_exceptions=True,
+        )
+        await asyncio.sleep(0.01)  # all three are queued: they form one group
+        commits.start()
+        return await calls
+
+    try:
+        before, failing, after = asyncio.run(main())
+    finally:
+        commits.stop()
+    assert isinstance(failing, StoreError) and "division by zero" in str(failing), failing
+    assert before.name == "before" and after.name == "after", (before, after)
+    assert _stored_names(engine) == {"before", "after"}
+
+
+@pytest.mark.postgres
+def test_writes_held_by_a_call_that_raises_are_never_sent(engine: Engine) -> None:
+    with pytest.raises(RuntimeError, match="changed my mind"), engine.store.transaction() as tx:
+        engine.submit(TaskSpec(handler="echo", name="kept"))
+        with pytest.raises(RuntimeError), engine.store.transaction() as inner:
+            inner.conn.defer("UPDATE tasks SET name = 'overwritten'")  # type: ignore[attr-defined]
+            raise RuntimeError("undo the savepoint")
+        tx.conn.flush()  # type: ignore[attr-defined]
+        assert _names_seen_by(tx) == {"kept"}, "the savepoint's held write was dropped, not sent"
+        raise RuntimeError("changed my mind")
+    assert _stored_names(engine) == set()
+
+
+def _names_seen_by(tx: Any) -> set[str]:
+    return {row[0] for row in tx.conn.execute("SELECT name FROM tasks").fetchall()}
+
+
+@pytest.mark.postgres
+def test_a_transaction_whose_error_was_caught_is_not_answered_as_committed(
+    engine: Engine,
+) -> None:
+    import psycopg
+
+    with pytest.raises(StoreBusyError, match="did not commit"), engine.store.transaction() as tx:
+        engine.submit(TaskSpec(handler="echo", name="lost"))
+        # Code above the store catches a statement's error and carries on: PostgreSQL has
+        # aborted the transaction, and its COMMIT answers ROLLBACK.
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            tx.conn.execute("SELECT 1 / 0")
+    assert _stored_names(engine) == set()
+    engine.submit(TaskSpec(handler="echo", name="later"))  # the connection is usable again
+    assert _stored_names(engine) == {"later"}
