@@ -324,3 +324,16 @@ def test_a_bulk_wait_returns_every_result_in_order_once_all_have_ended(
     assert [r.id for r in results] == ids
     assert all(r.done and r.state == "cancelled" for r in results)
     assert 2 <= len(calls) <= 10 and set(calls) == {"wait_results"}, calls
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_before_the_next_call(
+    server: LiveServer,
+) -> None:
+    # Nobody reads an idle connection (the thread that waits for an answer reads it): the next
+    # call must learn that the server closed it, and go on a new one instead of failing.
+    with Client(server.url, connection="stream", timeout_s=5) as client:
+        task = client.submit("echo", queue="nobody-serves-this")
+        server.stop()
+        server.start()
+        for _ in range(3):
+            assert client.get(task.id).id == task.id

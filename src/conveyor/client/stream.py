@@ -27,12 +27,11 @@ from urllib.parse import urlsplit, urlunsplit
 from websockets import ConnectionClosed, InvalidStatus, InvalidURI
 from websockets.asyncio.client import ClientConnection as AsyncConnection
 from websockets.asyncio.client import connect as async_connect
-from websockets.sync.client import ClientConnection as SyncConnection
-from websockets.sync.client import connect as sync_connect
 
 from conveyor.api import frames
 from conveyor.client.answers import Reply, refused, unreachable
 from conveyor.client.calls import Call
+from conveyor.client.wsocket import BlockingWebSocket, ProxyInTheWay
 from conveyor.errors import InvalidSpecError, ServerUnavailableError
 
 _MAX_FRAME = 64 * 1024 * 1024
@@ -137,7 +136,7 @@ class SyncStream:
         self._lock = threading.Lock()  # guards the fields below
         self._reading = threading.Lock()  # held by the thread reading the connection
         self._turn = threading.Condition(self._lock)
-        self._conn: SyncConnection | None = None
+        self._conn: BlockingWebSocket | None = None
         self._pending: dict[int, _Pending] = {}
 
     def send(self, call: Call[Any]) -> Reply:
@@ -160,32 +159,37 @@ class SyncStream:
             return self._await(conn, call_id, pending, deadline)
         raise AssertionError("unreachable")
 
-    def _connection(self) -> SyncConnection:
+    def _connection(self) -> BlockingWebSocket:
         with self._lock:
             if self._conn is not None:
+                if self._reading.acquire(blocking=False):
+                    # Nobody reads while nobody waits: take in what came meanwhile, so that a
+                    # connection the server closed is known closed before a call goes on it.
+                    try:
+                        self._conn.poll()
+                    finally:
+                        self._reading.release()
+                        self._turn.notify_all()
                 return self._conn
             try:
-                conn = sync_connect(
+                self._conn = BlockingWebSocket.connect(
                     self.url,
-                    additional_headers=_headers(self._token),
-                    subprotocols=[frames.SUBPROTOCOL],  # type: ignore[list-item]
-                    compression=None,
+                    headers=_headers(self._token),
+                    subprotocols=[frames.SUBPROTOCOL],
                     max_size=_MAX_FRAME,
                     open_timeout=self._timeout_s,
-                    ping_interval=20,
-                    ping_timeout=20,
-                    ssl=self._ssl,
+                    ssl_context=self._ssl,
                 )
+            except ProxyInTheWay as exc:
+                raise StreamUnavailable(str(exc)) from exc
             except (OSError, TimeoutError, InvalidStatus, InvalidURI) as exc:
                 raise _refused(self.base_url, exc) from exc
             except Exception as exc:  # a handshake that is not a WebSocket's
                 raise StreamUnavailable(f"{self.url}: {exc}") from exc
-            # Entered as the context manager it is; close() (or _lost) leaves it.
-            self._conn = conn.__enter__()
             return self._conn
 
     def _await(
-        self, conn: SyncConnection, call_id: int, pending: _Pending, deadline: float
+        self, conn: BlockingWebSocket, call_id: int, pending: _Pending, deadline: float
     ) -> Reply:
         while not pending.done.is_set():
             if self._reading.acquire(blocking=False):
@@ -208,7 +212,7 @@ class SyncStream:
         assert pending.reply is not None
         return pending.reply
 
-    def _read_until(self, conn: SyncConnection, mine: _Pending, deadline: float) -> None:
+    def _read_until(self, conn: BlockingWebSocket, mine: _Pending, deadline: float) -> None:
         while not mine.done.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
@@ -231,7 +235,7 @@ class SyncStream:
                     pending.done.set()
                     self._turn.notify_all()
 
-    def _lost(self, conn: SyncConnection, exc: Exception) -> None:
+    def _lost(self, conn: BlockingWebSocket, exc: Exception) -> None:
         """The connection broke: every call waiting on it fails; the next call reconnects."""
         with self._turn:
             if self._conn is conn:
