@@ -2,7 +2,8 @@
 
 The heartbeat here is 20 s apart (a 120 s lease): before orders were pushed, a cancel took
 effect up to 20 s later, at the worker's next heartbeat. Now the server holds each heartbeat
-that has nothing to say and answers it as soon as there is something.
+that has nothing to say and answers it as soon as there is something, also when the order was
+given through another server on the same PostgreSQL database.
 """
 
 from __future__ import annotations
@@ -16,17 +17,25 @@ import pytest
 from conveyor.client import Client
 from conveyor.core.states import TaskState
 from conveyor.testing import Cluster, pid_gone, wait_until
+from tests.helpers.postgres import postgres_url
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["postgres_url"]  # the fixture, used by name
 HEARTBEAT_S = 20.0
 PUSHED_S = 5.0
 """An order must reach the worker well within one heartbeat interval."""
 
 
+def _cluster(tmp_path: Path, db: str | None = None) -> Cluster:
+    return Cluster(
+        tmp_path, db=db, lease_s=120.0, server_args=["--heartbeat-s", str(HEARTBEAT_S)], cwd=ROOT
+    )
+
+
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, lease_s=120.0, server_args=["--heartbeat-s", str(HEARTBEAT_S)], cwd=ROOT)
+    c = _cluster(tmp_path)
     c.start_server()
     try:
         yield c
@@ -39,6 +48,26 @@ def _start_long_task(cluster: Cluster, client: Client, pid_file: Path) -> str:
     cluster.start_worker("w", allow_modules=("tests",))
     wait_until(pid_file.exists, 30, "the long task to start")
     return task.id
+
+
+@pytest.mark.postgres
+def test_a_cancel_given_through_another_server_kills_the_task_at_once(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    cluster = _cluster(tmp_path, postgres_url)
+    try:
+        cluster.start_server()  # the worker's: it holds the worker's heartbeat
+        other = cluster.start_server()
+        pid_file = tmp_path / "child.pid"
+        with Client(cluster.url) as client, Client(other) as elsewhere:
+            task_id = _start_long_task(cluster, client, pid_file)
+            child = int(pid_file.read_text())
+            cancelled_at = time.monotonic()
+            assert elsewhere.cancel(task_id).state is TaskState.CANCELLED
+            wait_until(lambda: pid_gone(child), HEARTBEAT_S * 2, "the cancelled task to be killed")
+            assert time.monotonic() - cancelled_at < PUSHED_S
+    finally:
+        cluster.stop()
 
 
 def test_a_cancel_kills_the_running_task_at_once(cluster: Cluster, tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """Several servers on one database: each hears what the others committed.
 
 A store that several servers can share offers `change_feed()` (PostgreSQL: LISTEN/NOTIFY). This
-server publishes its engine's changes on it and wakes its own long-polls and result waits with
-the other servers' changes. A store only one process writes to (SQLite) has no feed: its engine
+server publishes its engine's changes on it and wakes its own long-polls, result waits and held
+heartbeats with the other servers' changes. A store only one process writes to (SQLite) has no feed: its engine
 events already say everything.
 """
 
@@ -25,7 +25,7 @@ def shared_changes(engine: Engine, waiters: Waiters) -> Iterator[None]:
     feed.start(waiters.wake)
 
     def publish(changes: Changes) -> None:
-        feed.publish(changes.ready_queues, changes.finished)
+        feed.publish(changes.ready_queues, changes.finished, changes.ordered)
 
     unsubscribe = engine.events.subscribe(publish)
     try:

@@ -10,8 +10,8 @@ committed before the look is seen by the look itself. Either way no wake-up is l
 
 A worker's heartbeat may wait too (`orders`): with nothing to say, it is held until the worker
 is given an order (a task it runs cancelled, a drain, a stop, its deregistration), so that the
-worker hears of it the moment it is given rather than at its next heartbeat. Another server's
-orders are not carried across: they wait for the next heartbeat.
+worker hears of it the moment it is given rather than at its next heartbeat, through whichever
+server it was given (another server's orders come with its changes, shared_changes.py).
 
 A change that made n tasks ready in a queue wakes n of the long-polls waiting on it, not all:
 every other woken worker would spend a write on finding nothing. The wake is passed on, to
@@ -295,10 +295,10 @@ class Waiters:
         finished: Collection[TaskId] | None,
         *,
         ended: Mapping[TaskId, Task] | None = None,
-        ordered: Collection[WorkerId] = (),
+        ordered: Collection[WorkerId] | None = (),
     ) -> None:
         """Wake long-polls on `ready_queues`, result waits on `finished` (None: every one), and
-        the heartbeats of the workers `ordered`.
+        the heartbeats of the workers `ordered` (None: every one).
 
         `ready_queues` maps a queue to the number of tasks made ready in it, which is how many
         long-polls it wakes; a plain collection of queues wakes every long-poll on them.
@@ -324,7 +324,10 @@ class Waiters:
             done = frozenset(self._by_task)
         else:
             done = frozenset(t for t in finished if t in self._by_task)
-        told = frozenset(w for w in ordered if w in self._by_worker)
+        if ordered is None:
+            told = frozenset(self._by_worker)
+        else:
+            told = frozenset(w for w in ordered if w in self._by_worker)
         if loop is None or not (ready or done or told):
             return
         records = {t: ended[t] for t in done if t in ended} if ended else {}

@@ -1,9 +1,10 @@
 """Telling other servers on the same PostgreSQL database what changed, with LISTEN/NOTIFY.
 
 Each server's engine events wake its own long-polls at once. A task made ready or finished through
-another server must wake them too: every server publishes its changes on a channel and listens to
-the others'. A NOTIFY is sent after the commit it describes, so a request that looked at the
-database before it is woken after it.
+another server must wake them too, and an order given through another server (a cancel of a task a
+worker runs, a drain, a stop) must reach the worker whose heartbeat this server holds: every
+server publishes its changes on a channel and listens to the others'. A NOTIFY is sent after the
+commit it describes, so a request that looked at the database before it is woken after it.
 
 Publishing is off the request path: changes go into a queue that one thread drains, merging
 whatever piled up into as few NOTIFYs as fit PostgreSQL's 8,000-byte payload. A lost notification
@@ -17,20 +18,32 @@ import logging
 import queue
 import threading
 import uuid
-from collections.abc import Callable, Collection
-from typing import Any
+from collections.abc import Collection
+from typing import Any, Protocol
 
 import psycopg
 
-from conveyor.core.types import TaskId
+from conveyor.core.types import TaskId, WorkerId
 
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 7_500
 RECONNECT_S = 1.0
 
-OnRemoteChange = Callable[[set[str], set[TaskId] | None], None]
-"""Called with ready queues and finished task ids (None: some tasks finished, ids not sent)."""
+
+class OnRemoteChange(Protocol):
+    def __call__(
+        self,
+        ready_queues: set[str],
+        finished: set[TaskId] | None,
+        *,
+        ordered: set[WorkerId] | None,
+    ) -> None:
+        """Ready queues, finished task ids and the workers given orders; None for either: some,
+        the ids not sent (after a lost connection, or too many to fit)."""
+
+
+_Change = tuple[set[str], set[TaskId], set[WorkerId]]
 
 
 class PostgresChangeFeed:
@@ -41,7 +54,7 @@ class PostgresChangeFeed:
         self._channel = channel
         self._kwargs = {**(connect_kwargs or {}), "autocommit": True}
         self._origin = uuid.uuid4().hex[:12]
-        self._outbox: queue.SimpleQueue[tuple[set[str], set[TaskId]] | None] = queue.SimpleQueue()
+        self._outbox: queue.SimpleQueue[_Change | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -59,10 +72,15 @@ class PostgresChangeFeed:
         for thread in self._threads:
             thread.join(timeout=5)
 
-    def publish(self, ready_queues: Collection[str], finished: Collection[TaskId]) -> None:
+    def publish(
+        self,
+        ready_queues: Collection[str],
+        finished: Collection[TaskId],
+        ordered: Collection[WorkerId] = (),
+    ) -> None:
         """Queue this server's committed changes for the other servers. Never blocks."""
-        if ready_queues or finished:
-            self._outbox.put((set(ready_queues), set(finished)))
+        if ready_queues or finished or ordered:
+            self._outbox.put((set(ready_queues), set(finished), set(ordered)))
 
     # ---- publishing -------------------------------------------------------------------------
 
@@ -72,7 +90,7 @@ class PostgresChangeFeed:
             item = self._outbox.get()
             if item is None:
                 break
-            ready, finished = item
+            ready, finished, ordered = item
             while True:  # merge whatever else is waiting into the same notifications
                 try:
                     more = self._outbox.get_nowait()
@@ -83,9 +101,10 @@ class PostgresChangeFeed:
                     break
                 ready |= more[0]
                 finished |= more[1]
+                ordered |= more[2]
             try:
                 conn = conn if conn is not None and not conn.closed else self._connect()
-                for payload in self._payloads(ready, finished):
+                for payload in self._payloads(ready, finished, ordered):
                     conn.execute("SELECT pg_notify(%s, %s)", (self._channel, payload))
             except psycopg.Error as exc:
                 log.warning(
@@ -96,24 +115,27 @@ class PostgresChangeFeed:
         if conn is not None:
             conn.close()
 
-    def _payloads(self, ready: set[str], finished: set[TaskId]) -> list[str]:
+    def _payloads(
+        self, ready: set[str], finished: set[TaskId], ordered: set[WorkerId]
+    ) -> list[str]:
+        """As few notifications as carry every queue, worker id and task id, each filled up to
+        MAX_PAYLOAD_BYTES (a queue name or an id is at most 100 ASCII characters)."""
+        items = [
+            *(("q", queue) for queue in sorted(ready)),
+            *(("w", worker) for worker in sorted(ordered)),
+            *(("f", task_id) for task_id in sorted(finished)),
+        ]
         payloads: list[str] = []
-        ids = sorted(finished)
-        first = True
-        while first or ids:
-            chunk: list[TaskId] = []
-            size = 100 + sum(len(q) + 3 for q in ready)
-            while ids and size + len(ids[0]) + 3 < MAX_PAYLOAD_BYTES:
-                size += len(ids[0]) + 3
-                chunk.append(ids.pop())
-            if not chunk and ids:  # too many queues to fit any id: say "some finished"
-                payloads.append(json.dumps({"o": self._origin, "q": sorted(ready), "f": None}))
+        while True:
+            message: dict[str, Any] = {"o": self._origin, "q": [], "f": [], "w": []}
+            size = len(json.dumps(message))
+            while items and size + len(items[-1][1]) + 4 <= MAX_PAYLOAD_BYTES:
+                key, value = items.pop()
+                message[key].append(value)
+                size += len(value) + 4  # its quotes, a comma and a space
+            payloads.append(json.dumps(message))
+            if not items:
                 return payloads
-            payloads.append(
-                json.dumps({"o": self._origin, "q": sorted(ready) if first else [], "f": chunk})
-            )
-            first = False
-        return payloads
 
     # ---- listening --------------------------------------------------------------------------
 
@@ -133,7 +155,7 @@ class PostgresChangeFeed:
                 )
                 self._stopping.wait(RECONNECT_S)
                 # Changes made meanwhile were not heard: wake everyone once to look again.
-                on_remote_change(set(), None)
+                on_remote_change(set(), None, ordered=None)
 
     def _deliver(self, payload: str, on_remote_change: OnRemoteChange) -> None:
         try:
@@ -143,8 +165,12 @@ class PostgresChangeFeed:
             return
         if message.get("o") == self._origin:
             return  # our own changes already woke our waiters
-        finished = message.get("f")
-        on_remote_change(set(message.get("q") or ()), None if finished is None else set(finished))
+        finished, ordered = message.get("f"), message.get("w", [])
+        on_remote_change(
+            set(message.get("q") or ()),
+            None if finished is None else set(finished),
+            ordered=None if ordered is None else set(ordered),
+        )
 
     def _connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self._conninfo, **self._kwargs)
