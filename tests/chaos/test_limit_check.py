@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from conveyor.ledger.report import AttemptRecord, TaskRecord
-from tests.helpers.workload import over_the_limit
+from tests.helpers.workload import over_the_limit, over_the_rate
 
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
@@ -51,3 +51,25 @@ def test_a_slot_freed_and_taken_at_the_same_instant_and_other_keys_are_fine() ->
 def test_an_attempt_that_never_ended_is_found() -> None:
     tasks = {"a": task("a", (0, 1), (2, None))}
     assert over_the_limit(tasks, {"a": "L:k0"}, 2) == ["L:k0: attempt 2 of a never ended"]
+
+
+def test_more_starts_in_a_window_than_the_rate_are_found() -> None:
+    tasks = {k: task(k, (start, start + 0.1)) for k, start in (("a", 0), ("b", 0.5), ("c", 0.9))}
+    found = over_the_rate(tasks, {"a": "L:k0", "b": "L:k0", "c": "L:k0"}, 2, 1.0)
+    assert found == [
+        "L:k0: 3 started within 1 s up to c#1: a#1 12:00:00, b#1 12:00:00.500000, c#1 12:00:00.900000"
+    ]
+
+
+def test_starts_a_full_window_apart_other_keys_and_retries_count_as_they_should() -> None:
+    tasks = {
+        "a": task("a", (0, 0.1), (1.0, 1.1)),  # its retry starts exactly one window later
+        "b": task("b", (0.5, 0.6)),
+        "c": task("c", (1.2, 1.3)),  # the window before it holds b and a's retry
+        "d": task("d", (0.2, 0.3)),  # another key
+    }
+    limited = {"a": "L:k0", "b": "L:k0", "c": "L:k0", "d": "L:k1"}
+    assert over_the_rate(tasks, limited, 2, 1.0) == [
+        "L:k0: 3 started within 1 s up to c#1: b#1 12:00:00.500000, a#2 12:00:01, c#1 12:00:01.200000"
+    ]
+    assert over_the_rate(tasks, limited, 3, 1.0) == []

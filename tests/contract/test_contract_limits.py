@@ -478,3 +478,27 @@ def test_an_attempt_that_takes_a_freed_slot_starts_no_earlier_than_the_end_that_
         h.engine.clock = h.clock
     started = h.engine.attempts(taken.task_id)[0].started_at
     assert started >= ended, "two attempts of a key of one slot would overlap in the records"
+
+
+def test_a_rate_counts_each_start_at_the_time_its_attempt_records(h: Harness) -> None:
+    # A lease that takes a limit reads its clock again once it has the slots, and its attempt
+    # starts then: the rate must count the start at that time, not at the lease's first read,
+    # or the records show more starts in a window than the rate allows.
+    set_limit(h, "api", rate=1, per_s=1.0)
+    h.submit(limits=["api"])
+    w = h.worker(concurrency=2)
+    h.clock.advance(1.0)
+    h.engine.clock = _BehindOnce(h, h.clock.now() - timedelta(seconds=0.3))
+    try:
+        (first,) = h.lease(w, 2)
+    finally:
+        h.engine.clock = h.clock
+    started = h.engine.attempts(first.task_id)[0].started_at
+    assert started == h.clock.now()
+    h.succeed(w, first)
+    h.submit(limits=["api"])
+    h.clock.advance(0.8)
+    assert h.lease(w, 2) == [], "a second start 0.8 s after the first, on a rate of 1 a second"
+    h.clock.advance(0.2)
+    (second,) = h.lease(w, 2)
+    assert h.engine.attempts(second.task_id)[0].started_at - started >= timedelta(seconds=1)

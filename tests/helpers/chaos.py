@@ -58,12 +58,15 @@ from tests.helpers.workload import (
     DEFAULT_POISONS,
     LIMIT,
     LIMIT_CONCURRENCY,
+    LIMIT_PER_S,
+    LIMIT_RATE,
     Expected,
     Plan,
     Shares,
     Workload,
     not_as_designed,
     over_the_limit,
+    over_the_rate,
     plan,
 )
 
@@ -262,7 +265,9 @@ def run_chaos(
             rig.start()
             # Stored in the database: it holds across the server's restarts.
             with Client(rig.url) as client:
-                client.set_limit(LIMIT, concurrency=LIMIT_CONCURRENCY)
+                client.set_limit(
+                    LIMIT, concurrency=LIMIT_CONCURRENCY, rate=LIMIT_RATE, per_s=LIMIT_PER_S
+                )
             client_url = rig.url_for(rig.client_links, "clients")
             submitters = [
                 BatchSubmitter(client_url, workload.batches, ledger, spread_s=config.submit_s,
@@ -323,7 +328,10 @@ def _check(url: str, directory: Path, workload: Workload, result: ChaosResult) -
         if wrong := not_as_designed(key, by_key.get(key), want):
             result.not_as_designed.append(wrong)
     result.limited_tasks = len(workload.limited)
-    result.over_the_limit = over_the_limit(by_key, workload.limited, LIMIT_CONCURRENCY)
+    result.over_the_limit = [
+        *over_the_limit(by_key, workload.limited, LIMIT_CONCURRENCY),
+        *over_the_rate(by_key, workload.limited, LIMIT_RATE, LIMIT_PER_S),
+    ]
     with Client(url) as client:
         if taken := client.limit(LIMIT).running:
             result.over_the_limit.append(f"{LIMIT}: {taken} slots taken after every task ended")

@@ -19,7 +19,7 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from conveyor.core.spec import TaskSpec
@@ -28,8 +28,11 @@ from tests.helpers.chaos_jobs import GARBLED_END, GARBLED_START, HUGE_OUTPUT_END
 
 JOBS = "tests.helpers.chaos_jobs"
 LIMIT = "chaos"
-"""The concurrency limit that a share of the tasks take, one of LIMIT_KEYS keys each."""
+"""The limit that a share of the tasks take, one of LIMIT_KEYS keys each: at most
+LIMIT_CONCURRENCY running at once and LIMIT_RATE started in any LIMIT_PER_S seconds, per key."""
 LIMIT_CONCURRENCY = 2
+LIMIT_RATE = 4
+LIMIT_PER_S = 1.0
 LIMIT_KEYS = 3
 OUTPUT_TAIL_CHARS = 4096
 """What a worker keeps of a task's stdout and stderr by default (WorkerConfig.output_tail_chars)."""
@@ -326,4 +329,32 @@ def over_the_limit(
                     for (k, n), a in running.items()
                 )
                 findings.append(f"{limit_key}: {len(running)} running at {at.isoformat()}: {held}")
+    return findings
+
+
+def over_the_rate(
+    tasks_by_key: Mapping[str, TaskRecord], limited: Mapping[str, str], rate: int, per_s: float
+) -> list[str]:
+    """Each attempt that started when `rate` attempts of its limit key had already started in
+    the `per_s` seconds before it (the server counts the starts after `now - per_s`), from the
+    attempts the server recorded, naming them."""
+    starts: dict[str, list[tuple[datetime, str, int]]] = defaultdict(list)
+    for task_key, limit_key in limited.items():
+        task = tasks_by_key.get(task_key)
+        for attempt in task.attempts if task is not None else ():
+            starts[limit_key].append((attempt.started_at, task_key, attempt.number))
+    findings: list[str] = []
+    window = timedelta(seconds=per_s)
+    for limit_key, moments in starts.items():
+        moments.sort()
+        first = 0  # the earliest start still inside the window that ends at moments[i]
+        for i, (at, task_key, number) in enumerate(moments):
+            while moments[first][0] <= at - window:
+                first += 1
+            if i - first + 1 > rate:
+                inside = ", ".join(f"{k}#{n} {t.time()}" for t, k, n in moments[first : i + 1])
+                findings.append(
+                    f"{limit_key}: {i - first + 1} started within {per_s:g} s up to "
+                    f"{task_key}#{number}: {inside}"
+                )
     return findings

@@ -77,7 +77,7 @@ def grant_leases(
         task.lease_expires_at = expires
         task.started_at = task.started_at or now
     tx.update_tasks(chosen)
-    limits.settle(chosen)
+    limits.settle(chosen, now)
     changes.leased.extend(chosen)
     tx.insert_attempts(
         [Attempt(t.id, t.attempts, worker.id, now, lease_expires_at=expires) for t in chosen]

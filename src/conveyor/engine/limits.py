@@ -110,10 +110,16 @@ class LeaseLimits:
 
     # ---- after the choice -------------------------------------------------------------------
 
-    def settle(self, chosen: Sequence[Task]) -> None:
+    def settle(self, chosen: Sequence[Task], started_at: datetime) -> None:
         """Write what the lease decided, once the chosen tasks are running: their holds, the
-        tasks held back, and what is left of the wakes it read."""
-        tx, now = self._tx, self._now
+        tasks held back, and what is left of the wakes it read.
+
+        `started_at` is when the chosen attempts start, which a lease that takes a limit reads
+        after the slots (leasing.grant_leases), later than the time the use was counted at: the
+        starts are written at it, as the attempts record them. Counted from the earlier time, a
+        window then holds every start its records hold, and the rate holds on the records too.
+        """
+        tx, now = self._tx, started_at
         taken: dict[str, int] = defaultdict(int)
         holds = []
         for task in chosen:
@@ -131,7 +137,7 @@ class LeaseLimits:
             self._candidates[task_id].held_on = key
         self._settle_wakes(taken)
         for key in set(self._admission.held.values()) | set(self._wakes):
-            reopen = self._reopens_at(key, taken[key])
+            reopen = self._reopens_at(key, taken[key], now)
             if reopen is not None:
                 tx.ensure_limit_wake(key, reopen)  # the rate's window moves on then
 
@@ -191,11 +197,11 @@ class LeaseLimits:
     def _room(self, key: str) -> int:
         return self._rooms.get(key, MAX_READ)
 
-    def _reopens_at(self, key: str, taken: int) -> datetime | None:
+    def _reopens_at(self, key: str, taken: int, now: datetime) -> datetime | None:
         limit = self._limits.get(limit_name(key))
         if limit is None or key not in self._usage:
             return None
-        return reopens_at(self._tx, key, limit, self._usage[key], self._now, taken=taken)
+        return reopens_at(self._tx, key, limit, self._usage[key], now, taken=taken)
 
 
 MAX_READ = 1_000_000
