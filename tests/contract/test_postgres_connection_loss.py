@@ -10,32 +10,26 @@ that says to retry.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from conveyor.core.spec import TaskSpec
 from conveyor.engine import Engine
-from conveyor.engine.group_commit import GroupCommit
 from conveyor.errors import StoreBusyError
-from tests.helpers.postgres import postgres_url, terminate_connections
+from tests.helpers.postgres import (
+    in_one_group,
+    postgres_engine,
+    postgres_url,
+    terminate_connections,
+)
 
-__all__ = ["postgres_url"]
+__all__ = ["postgres_engine", "postgres_url"]
 
 
 @pytest.fixture
-def engine(postgres_url: str) -> Iterator[Engine]:
-    from conveyor.store import split_schema
-    from conveyor.store.postgres import PostgresStore
-
-    url, schema = split_schema(postgres_url)
-    store = PostgresStore(url, schema=schema, min_connections=1, max_connections=4)
-    try:
-        yield Engine(store)
-    finally:
-        store.close()
+def engine(postgres_engine: Engine) -> Engine:
+    return postgres_engine
 
 
 def _stored_names(postgres_url: str) -> set[str]:
@@ -60,28 +54,12 @@ def _kill_every_backend(postgres_url: str) -> None:
 def test_a_connection_lost_in_a_group_fails_every_call_of_it(
     engine: Engine, postgres_url: str
 ) -> None:
-    commits = GroupCommit(engine.store, engine.events, autostart=False)
-
     def submit_then_lose_the_connection(name: str) -> Any:
         task = engine.submit(TaskSpec(handler="noop", name=name))
         _kill_every_backend(postgres_url)
         return task
 
-    async def main() -> list[Any]:
-        calls = asyncio.gather(
-            commits.run(engine.submit, TaskSpec(handler="noop", name="before")),
-            commits.run(submit_then_lose_the_connection, "breaking"),
-            commits.run(engine.submit, TaskSpec(handler="noop", name="after")),
-            return_exceptions=True,
-        )
-        await asyncio.sleep(0.01)  # all three are queued: they form one group
-        commits.start()
-        return await calls
-
-    try:
-        results = asyncio.run(main())
-    finally:
-        commits.stop()
+    results = in_one_group(engine, submit_then_lose_the_connection, "breaking")
     stored = _stored_names(postgres_url)
     answered = {r.name for r in results if not isinstance(r, BaseException)}
     assert answered <= stored, f"answered as committed but not stored: {answered - stored}"

@@ -9,8 +9,7 @@ them, inside a group commit too, and a transaction that failed must never be ans
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,25 +17,16 @@ import pytest
 from conveyor.core.spec import TaskSpec
 from conveyor.core.states import Outcome
 from conveyor.engine import Engine
-from conveyor.engine.group_commit import GroupCommit
 from conveyor.engine.reports import Report
 from conveyor.errors import StoreBusyError, StoreError
-from tests.helpers.postgres import postgres_url
+from tests.helpers.postgres import in_one_group, postgres_engine, postgres_url
 
-__all__ = ["postgres_url"]
+__all__ = ["postgres_engine", "postgres_url"]
 
 
 @pytest.fixture
-def engine(postgres_url: str) -> Iterator[Engine]:
-    from conveyor.store import split_schema
-    from conveyor.store.postgres import PostgresStore
-
-    url, schema = split_schema(postgres_url)
-    store = PostgresStore(url, schema=schema, min_connections=1, max_connections=4)
-    try:
-        yield Engine(store)
-    finally:
-        store.close()
+def engine(postgres_engine: Engine) -> Engine:
+    return postgres_engine
 
 
 @pytest.fixture
@@ -91,29 +81,13 @@ def _stored_names(engine: Engine) -> set[str]:
 
 @pytest.mark.postgres
 def test_a_held_write_that_fails_fails_its_own_call_of_a_group_only(engine: Engine) -> None:
-    commits = GroupCommit(engine.store, engine.events, autostart=False)
-
     def submit_then_hold_a_failing_write(name: str) -> Any:
         with engine.store.transaction() as tx:
             task = engine.submit(TaskSpec(handler="echo", name=name))
             tx.conn.defer("UPDATE tasks SET priority = 1 / 0 WHERE id = %s", (task.id,))  # type: ignore[attr-defined]
             return task
 
-    async def main() -> list[Any]:
-        calls = asyncio.gather(
-            commits.run(engine.submit, TaskSpec(handler="echo", name="before")),
-            commits.run(submit_then_hold_a_failing_write, "failing"),
-            commits.run(engine.submit, TaskSpec(handler="echo", name="after")),
-            return_exceptions=True,
-        )
-        await asyncio.sleep(0.01)  # all three are queued: they form one group
-        commits.start()
-        return await calls
-
-    try:
-        before, failing, after = asyncio.run(main())
-    finally:
-        commits.stop()
+    before, failing, after = in_one_group(engine, submit_then_hold_a_failing_write, "failing")
     assert isinstance(failing, StoreError) and "division by zero" in str(failing), failing
     assert before.name == "before" and after.name == "after", (before, after)
     assert _stored_names(engine) == {"before", "after"}

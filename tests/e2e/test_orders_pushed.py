@@ -58,27 +58,27 @@ def test_a_cancel_given_through_another_server_kills_the_task_at_once(
     try:
         cluster.start_server()  # the worker's: it holds the worker's heartbeat
         other = cluster.start_server()
-        pid_file = tmp_path / "child.pid"
         with Client(cluster.url) as client, Client(other) as elsewhere:
-            task_id = _start_long_task(cluster, client, pid_file)
-            child = int(pid_file.read_text())
-            cancelled_at = time.monotonic()
-            assert elsewhere.cancel(task_id).state is TaskState.CANCELLED
-            wait_until(lambda: pid_gone(child), HEARTBEAT_S * 2, "the cancelled task to be killed")
-            assert time.monotonic() - cancelled_at < PUSHED_S
+            _assert_a_cancel_kills_at_once(cluster, client, elsewhere, tmp_path)
     finally:
         cluster.stop()
 
 
 def test_a_cancel_kills_the_running_task_at_once(cluster: Cluster, tmp_path: Path) -> None:
-    pid_file = tmp_path / "child.pid"
     with Client(cluster.url) as client:
-        task_id = _start_long_task(cluster, client, pid_file)
-        child = int(pid_file.read_text())
-        cancelled_at = time.monotonic()
-        assert client.cancel(task_id).state is TaskState.CANCELLED
-        wait_until(lambda: pid_gone(child), HEARTBEAT_S * 2, "the cancelled task to be killed")
-        assert time.monotonic() - cancelled_at < PUSHED_S
+        _assert_a_cancel_kills_at_once(cluster, client, client, tmp_path)
+
+
+def _assert_a_cancel_kills_at_once(
+    cluster: Cluster, submitting: Client, cancelling: Client, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "child.pid"
+    task_id = _start_long_task(cluster, submitting, pid_file)
+    child = int(pid_file.read_text())
+    cancelled_at = time.monotonic()
+    assert cancelling.cancel(task_id).state is TaskState.CANCELLED
+    wait_until(lambda: pid_gone(child), HEARTBEAT_S * 2, "the cancelled task to be killed")
+    assert time.monotonic() - cancelled_at < PUSHED_S
 
 
 def test_a_stop_reaches_the_worker_at_once(cluster: Cluster, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -34,3 +35,45 @@ def terminate_connections(base_url: str, schema: str) -> int:
             "AND backend_type = 'client backend' AND application_name <> 'conveyor-test'"
         ).fetchall()
     return len(rows)
+
+
+@pytest.fixture
+def postgres_engine(postgres_url: str) -> Iterator[Any]:
+    """An Engine on a PostgresStore of a fresh schema, with a small pool (4 connections)."""
+    from conveyor.engine import Engine
+    from conveyor.store import split_schema
+    from conveyor.store.postgres import PostgresStore
+
+    url, schema = split_schema(postgres_url)
+    store = PostgresStore(url, schema=schema, min_connections=1, max_connections=4)
+    try:
+        yield Engine(store)
+    finally:
+        store.close()
+
+
+def in_one_group(engine: Any, middle: Any, name: str) -> list[Any]:
+    """Three calls run by one group commit, in one transaction: a submit named "before",
+    `middle(name)`, a submit named "after"; what each returned or raised, in that order."""
+    import asyncio
+
+    from conveyor.core.spec import TaskSpec
+    from conveyor.engine.group_commit import GroupCommit
+
+    commits = GroupCommit(engine.store, engine.events, autostart=False)
+
+    async def main() -> list[Any]:
+        calls = asyncio.gather(
+            commits.run(engine.submit, TaskSpec(handler="noop", name="before")),
+            commits.run(middle, name),
+            commits.run(engine.submit, TaskSpec(handler="noop", name="after")),
+            return_exceptions=True,
+        )
+        await asyncio.sleep(0.01)  # all three are queued: they form one group
+        commits.start()
+        return await calls
+
+    try:
+        return asyncio.run(main())
+    finally:
+        commits.stop()
