@@ -2,8 +2,8 @@
 
 A store that several servers can share offers `change_feed()` (PostgreSQL: LISTEN/NOTIFY). This
 server publishes its engine's changes on it and wakes its own long-polls, result waits and held
-heartbeats with the other servers' changes. A store only one process writes to (SQLite) has no feed: its engine
-events already say everything.
+heartbeats with the other servers' changes. A store only one process writes to (SQLite) has no
+feed: its engine events already say everything.
 """
 
 from __future__ import annotations

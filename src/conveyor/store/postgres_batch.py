@@ -42,7 +42,8 @@ class BatchedConnection:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.raw = conn
-        self._binder = ClientCursor(conn)
+        self._binder: ClientCursor[Any] | None = None
+        """Made on the first statement held: most reads hold none and never need it."""
         self._held: list[str] = []
         """Statements not sent yet, each bound, in order."""
         self._savepoints = 0
@@ -90,6 +91,8 @@ class BatchedConnection:
     def _bind(self, query: str, params: Params) -> str:
         if params is None:
             return query
+        if self._binder is None:
+            self._binder = ClientCursor(self.raw)
         return self._binder.mogrify(query, params)
 
     # ---- transactions -------------------------------------------------------------------------
