@@ -88,3 +88,18 @@ def test_recv_waits_no_longer_than_asked() -> None:
         connection.recv(timeout=0.05)
     connection.close()
     theirs.close()
+
+
+def test_a_send_after_the_server_said_goodbye_says_closed() -> None:
+    # The server's close frame came, its end of the socket still open: the connection is
+    # closing, and a send must say closed (what SyncStream retries), not fail some other way.
+    connection, theirs = _open_pair()
+    server = ServerProtocol()
+    server.state = State.OPEN
+    server.send_close(1012, "service restart")
+    theirs.sendall(b"".join(server.data_to_send()))
+    connection.poll()
+    with pytest.raises(ConnectionClosed):
+        connection.send(b"a call")
+    connection.close()
+    theirs.close()

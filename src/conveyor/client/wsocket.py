@@ -117,6 +117,9 @@ class BlockingWebSocket:
         with self._lock:
             if self._closed is not None:
                 raise self._closed
+            if self._protocol.state is not State.OPEN:  # closing: the server said goodbye
+                self._closed = self._closed_error()
+                raise self._closed
             self._protocol.send_binary(message)
             self._flush()
 
@@ -177,7 +180,8 @@ class BlockingWebSocket:
             with contextlib.suppress(ConnectionClosed):
                 self._flush()
             self._take(events)
-            if not data or self._protocol.state is State.CLOSED:
+            if not data or self._protocol.state is not State.OPEN:
+                # A close received (or sent) ends the messages: nothing more can come.
                 self._closed = self._closed_error()
 
     def _take(self, events: Sequence[object]) -> None:
