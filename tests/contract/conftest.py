@@ -205,7 +205,11 @@ class Harness:
         )
 
     def lease(self, worker: Worker, max_tasks: int = 10, **kwargs: Any) -> list[Assignment]:
-        return self.engine.lease(worker.id, max_tasks, **kwargs)
+        """A worker's first look, as the server makes it: the read that may answer "nothing"
+        (StoreTx.may_lease) must never hide a task that a lease would take, so every test
+        that leases through here proves it once more. Tests that call engine.lease() prove
+        the lease without it."""
+        return self.engine.lease(worker.id, max_tasks, **{"look_first": True, **kwargs})
 
     def lease_one(self, worker: Worker, **kwargs: Any) -> Assignment:
         assignments = self.lease(worker, 1, **kwargs)

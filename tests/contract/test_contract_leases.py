@@ -138,8 +138,9 @@ def test_a_heartbeat_for_another_workers_lease_does_not_extend_it(h):
 def test_an_unknown_worker_cannot_heartbeat_or_lease(h):
     with pytest.raises(NotFoundError):
         h.engine.heartbeat("no-such-worker", [])
-    with pytest.raises(NotFoundError):
-        h.engine.lease("no-such-worker", 1)
+    for look_first in (False, True):
+        with pytest.raises(NotFoundError):
+            h.engine.lease("no-such-worker", 1, look_first=look_first)
 
 
 # ---- lease expiry ---------------------------------------------------------------------------

@@ -59,8 +59,8 @@ class EngineCore:
             raise NotFoundError(f"no task {task_id}")
         return task
 
-    def _live_worker(self, tx: StoreTx, worker_id: WorkerId) -> Worker:
-        worker = tx.get_worker(worker_id, for_update=True)
+    def _live_worker(self, tx: StoreTx, worker_id: WorkerId, *, for_update: bool = True) -> Worker:
+        worker = tx.get_worker(worker_id, for_update=for_update)
         if worker is None:
             raise NotFoundError(f"no worker {worker_id}; register first")
         if worker.state in (WorkerState.DEAD, WorkerState.GONE):

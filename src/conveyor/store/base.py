@@ -160,6 +160,18 @@ class StateCount:
     count: int
 
 
+@dataclass(frozen=True, slots=True)
+class LeaseReads:
+    """The reads every lease begins with, in its order (engine/submitting_ops.py): the worker's
+    row, locked; the pending tasks that are due (`due_limit` at most); the pauses; and the
+    limits' due wakes (of `wake_keys` keys at most), all as at `now`."""
+
+    worker_id: WorkerId
+    now: datetime
+    due_limit: int
+    wake_keys: int
+
+
 class StoreTx(Protocol):
     """Operations inside one transaction. Nothing is visible to others until it commits."""
 
@@ -207,6 +219,19 @@ class StoreTx(Protocol):
         """Locked queued tasks of `queue` in lease order (priority desc, seq), skipping locked rows;
         with `after=(priority, seq)`, only those that come after that position; with
         `runnable`, only those that worker can run (core.capabilities.runs)."""
+        ...
+
+    def read_ahead(self, reads: LeaseReads) -> None:
+        """Make `reads` now, at once: get_worker(worker_id, for_update=True), due_pending(now,
+        due_limit), pauses_for_lease() and lease_wakes(now, wake_keys) then answer from what was
+        read, the first time each is called in this transaction. On PostgreSQL that is one
+        round trip instead of four; a store whose reads cost no round trip does nothing."""
+        ...
+
+    def may_lease(self, queues: Sequence[str], now: datetime) -> bool:
+        """False when a lease from `queues` at `now` would surely find nothing: no task of them
+        is ready, no pending task is due and no limit's wake is. It takes no lock, so True may
+        still lease nothing (another lease took the task, or it does not fit the worker)."""
         ...
 
     def running_counts(self) -> dict[WorkerId, int]:

@@ -28,12 +28,12 @@ from conveyor.core.states import TaskState
 from conveyor.core.types import TaskId, WorkerId
 from conveyor.errors import DuplicateKeyError, StoreBusyError, StoreError, StoreRefusedError
 from conveyor.store import codec, placement_sql
-from conveyor.store.base import AttemptEnd, RunnableBy, StateCount, TaskFilter
+from conveyor.store.base import AttemptEnd, LeaseReads, RunnableBy, StateCount, TaskFilter
 from conveyor.store.placement_sql import PostgresPlacement, runnable_clause
 from conveyor.store.postgres_batch import BatchedConnection, TransactionNotCommitted
 from conveyor.store.postgres_bulk import PostgresBulk
 from conveyor.store.postgres_feed import PostgresChangeFeed
-from conveyor.store.postgres_limits import PostgresLimits
+from conveyor.store.postgres_limits import PostgresLimits, lease_wakes_query
 from conveyor.store.postgres_schema import COMPACT_COUNTS, MIGRATIONS
 from conveyor.store.postgres_vacuum import DEAD_ROWS, DEAD_ROWS_QUERY, TaskVacuum
 
@@ -73,8 +73,10 @@ class PostgresStore:
         self.url = url
         self.schema = schema
         kwargs: dict[str, Any] = {
-            # BEGIN and COMMIT are sent by BatchedConnection, with the statements around them.
+            # BEGIN and COMMIT are sent by BatchedConnection, with the statements around them,
+            # and it prepares statements itself (postgres_batch.py: psycopg's would be dropped).
             "autocommit": True,
+            "prepare_threshold": None,
             "connect_timeout": max(1, int(connect_timeout_s)),
         }
         if schema:
@@ -237,6 +239,24 @@ def _epoch(when: datetime) -> float:
     return when.timestamp()
 
 
+def _tasks_query(condition: str, params: Sequence[Any]) -> tuple[str, Sequence[Any]]:
+    return f"SELECT {_TASKS} FROM tasks WHERE {condition}", params
+
+
+def _worker_query(worker_id: WorkerId, *, for_update: bool) -> tuple[str, tuple[str]]:
+    lock = " FOR UPDATE" if for_update else ""
+    return f"SELECT {_WORKERS} FROM workers WHERE id = %s{lock}", (worker_id,)
+
+
+def _due_query(now: datetime, limit: int) -> tuple[str, tuple[float, int]]:
+    """due_pending's condition, for _tasks."""
+    return (
+        "state = 'pending' AND deps_left = 0 AND not_before <= %s "
+        "ORDER BY not_before LIMIT %s FOR UPDATE SKIP LOCKED",
+        (_epoch(now), limit),
+    )
+
+
 class PostgresTx(PostgresBulk, PostgresPlacement, PostgresLimits):
     """StoreTx on one connection inside one transaction."""
 
@@ -254,8 +274,20 @@ class PostgresTx(PostgresBulk, PostgresPlacement, PostgresLimits):
             self.conn.cursor().executemany(query, rows)
 
     def _tasks(self, sql: str, params: Sequence[Any]) -> list[Task]:
-        rows = self.conn.execute(f"SELECT {_TASKS} FROM tasks WHERE {sql}", params).fetchall()
+        rows = self.conn.execute(*_tasks_query(sql, params)).fetchall()
         return [codec.task_from_row(row) for row in rows]
+
+    def read_ahead(self, reads: LeaseReads) -> None:
+        # The statements the calls will make, built by the same functions, so that each call
+        # finds its answer (postgres_batch.py); in the order the lease makes them.
+        self.conn.read_ahead(
+            [
+                (*_worker_query(reads.worker_id, for_update=True), 1),
+                (*_tasks_query(*_due_query(reads.now, reads.due_limit)), 1),
+                (_LEASE_PAUSES, None, 2),
+                (*lease_wakes_query(reads.now, reads.wake_keys), 1),
+            ]
+        )
 
     # tasks
     def insert_tasks(self, tasks: Sequence[Task]) -> None:
@@ -339,11 +371,7 @@ class PostgresTx(PostgresBulk, PostgresPlacement, PostgresLimits):
         return found
 
     def due_pending(self, now: datetime, limit: int) -> list[Task]:
-        return self._tasks(
-            "state = 'pending' AND deps_left = 0 AND not_before <= %s "
-            "ORDER BY not_before LIMIT %s FOR UPDATE SKIP LOCKED",
-            (_epoch(now), limit),
-        )
+        return self._tasks(*_due_query(now, limit))
 
     def next_due(self) -> datetime | None:
         row = self.conn.execute(
@@ -374,6 +402,17 @@ class PostgresTx(PostgresBulk, PostgresPlacement, PostgresLimits):
             f"{runs} ORDER BY priority DESC, seq LIMIT %s FOR UPDATE SKIP LOCKED",
             (queue, priority, priority, seq, *runs_params, limit),
         )
+
+    def may_lease(self, queues: Sequence[str], now: datetime) -> bool:
+        row = self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE state = 'queued' AND held_on IS NULL "
+            "AND queue = ANY(%(queues)s)) "
+            "OR EXISTS (SELECT 1 FROM tasks WHERE state = 'pending' AND deps_left = 0 "
+            "AND not_before <= %(now)s) "
+            "OR EXISTS (SELECT 1 FROM limit_wakes WHERE at <= %(now)s)",
+            {"queues": list(queues), "now": now.timestamp()},
+        ).fetchone()
+        return bool(row and row[0])
 
     def expired_leases(self, now: datetime, limit: int) -> list[Task]:
         return self._tasks(
@@ -446,10 +485,7 @@ class PostgresTx(PostgresBulk, PostgresPlacement, PostgresLimits):
         )
 
     def get_worker(self, worker_id: WorkerId, *, for_update: bool = False) -> Worker | None:
-        lock = " FOR UPDATE" if for_update else ""
-        row = self.conn.execute(
-            f"SELECT {_WORKERS} FROM workers WHERE id = %s{lock}", (worker_id,)
-        ).fetchone()
+        row = self.conn.execute(*_worker_query(worker_id, for_update=for_update)).fetchone()
         return None if row is None else codec.worker_from_row(row)
 
     def update_worker(self, worker: Worker) -> None:

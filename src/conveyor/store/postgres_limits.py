@@ -39,6 +39,18 @@ def _limit_of(key: str) -> str:
     )
 
 
+def lease_wakes_query(now: datetime, keys: int) -> tuple[str, dict[str, Any]]:
+    """PostgresLimits.lease_wakes's statement (PostgresTx.read_ahead makes it too)."""
+    return (
+        f"SELECT w.id, w.key, {_limit_of('w.key')} FROM limit_wakes w "
+        "LEFT JOIN limits l ON l.name = split_part(w.key, ':', 1) "
+        "WHERE w.at <= %(now)s AND w.key IN "
+        "(SELECT key FROM limit_wakes WHERE at <= %(now)s ORDER BY at LIMIT %(keys)s) "
+        "ORDER BY w.at",
+        {"now": now.timestamp(), "keys": keys, "locks": _KEY_LOCKS},
+    )
+
+
 def _limits_and_locks(rows: Iterable[Sequence[Any]]) -> tuple[dict[str, Limit], set[str]]:
     limits: dict[str, Limit] = {}
     locked: set[str] = set()
@@ -89,14 +101,7 @@ class PostgresLimits:
     def lease_wakes(
         self, now: datetime, keys: int
     ) -> tuple[list[tuple[int, str]], dict[str, Limit], set[str]]:
-        rows = self.conn.execute(
-            f"SELECT w.id, w.key, {_limit_of('w.key')} FROM limit_wakes w "
-            "LEFT JOIN limits l ON l.name = split_part(w.key, ':', 1) "
-            "WHERE w.at <= %(now)s AND w.key IN "
-            "(SELECT key FROM limit_wakes WHERE at <= %(now)s ORDER BY at LIMIT %(keys)s) "
-            "ORDER BY w.at",
-            {"now": now.timestamp(), "keys": keys, "locks": _KEY_LOCKS},
-        ).fetchall()
+        rows = self.conn.execute(*lease_wakes_query(now, keys)).fetchall()
         wakes = [(int(row[0]), row[1]) for row in rows]
         return (wakes, *_limits_and_locks(row[1:] for row in rows))
 

@@ -30,6 +30,7 @@ from conveyor.store import codec, placement_sql, sqlite_wal
 from conveyor.store.base import (
     AttemptEnd,
     Durability,
+    LeaseReads,
     RunnableBy,
     StateCount,
     TaskFilter,
@@ -314,6 +315,16 @@ def _split_script(script: str) -> list[str]:
     return statements
 
 
+_MAY_LEASE = (
+    "EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_ready WHERE state = 'queued' "
+    "AND held_on IS NULL AND queue IN ({queues})) "
+    "OR EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_due WHERE state = 'pending' "
+    "AND deps_left = 0 AND not_before <= ?) "
+    "OR EXISTS (SELECT 1 FROM limit_wakes WHERE at <= ?)"
+)
+"""What StoreTx.may_lease asks: the three things a lease can take, each one index probe."""
+
+
 def _marks(count: int) -> str:
     return ", ".join("?" * count)
 
@@ -436,6 +447,16 @@ class SQLiteTx(SQLiteBulk, SQLitePlacement, SQLiteLimits):
             (queue, priority, priority, seq, *runs_params, limit),
             index="tasks_ready",
         )
+
+    def read_ahead(self, reads: LeaseReads) -> None:
+        pass  # each read is a call into the library, not a round trip
+
+    def may_lease(self, queues: Sequence[str], now: datetime) -> bool:
+        at = now.timestamp()
+        row = self._conn.execute(
+            f"SELECT {_MAY_LEASE.format(queues=_marks(len(queues)))}", (*queues, at, at)
+        ).fetchone()
+        return bool(row[0])
 
     def expired_leases(self, now: datetime, limit: int) -> list[Task]:
         return self._tasks_where(

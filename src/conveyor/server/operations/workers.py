@@ -95,16 +95,18 @@ async def lease(ctx: ServerContext, caller: Caller, ref: WorkerRef, body: LeaseI
         # The first attempt answers the worker asking now; a later one, woken by a task that
         # got ready, leases only to a worker heard from within a lease's time: one paused
         # (SIGSTOP, a stalled VM) that long has lost its leases and would sit on new ones too.
+        # The first looks before it leases: a worker asks as soon as it has room, mostly to
+        # find nothing yet; a woken attempt was woken by a task that got ready.
         nonlocal asked
-        seen_within_s = None if asked else engine.settings.lease_s
-        asked = False
+        first, asked = asked, False
         return await ctx.write(
             engine.lease,
             ref.worker_id,
             body.max,
             queues=body.queues,
             free=body.free,
-            seen_within_s=seen_within_s,
+            seen_within_s=None if first else engine.settings.lease_s,
+            look_first=first,
         )
 
     async def worker_queues() -> list[str]:
