@@ -11,7 +11,7 @@ import pytest
 from conveyor.engine.events import Events
 from conveyor.server.waiters import Waiters
 
-Ready = dict[str, int] | set[str]
+Ready = dict[str, int] | set[str] | None
 
 
 class Polls:
@@ -38,10 +38,11 @@ class Polls:
 
         return asyncio.ensure_future(self.waiters.lease(attempt, wait_s=30, queues=["q"]))
 
-    async def make_ready(self, *tasks: str, ready: Ready | None = None) -> None:
-        """As a commit does: the tasks are there, then the engine's change is delivered."""
+    async def make_ready(self, *tasks: str, ready: Ready | str = "counted") -> None:
+        """As a commit does: the tasks are there, then the engine's change is delivered (by
+        default, with the count of tasks made ready)."""
         self.ready.extend(tasks)
-        self.waiters.wake({"q": len(tasks)} if ready is None else ready, ())
+        self.waiters.wake({"q": len(tasks)} if ready == "counted" else ready, ())  # type: ignore[arg-type]
         await settle()
 
 
@@ -157,6 +158,32 @@ def test_queues_without_counts_wake_every_poll_once() -> None:
 
         assert sorted(polls.looks.values()) == [2, 2, 2]
         assert [t.done() for t in (a, b, c)].count(True) == 1
+
+    run(scenario)
+
+
+def test_a_change_that_names_no_queue_wakes_every_poll_once() -> None:
+    """What another server committed while this one could not hear it (its listening
+    connection was lost, or it had just started): every poll of every queue looks again."""
+
+    async def scenario(polls: Polls) -> None:
+        any_queue = asyncio.Event()
+
+        async def attempt() -> list[str]:
+            any_queue.set()
+            return []
+
+        a, b = polls.start("a"), polls.start("b")
+        anywhere = asyncio.ensure_future(polls.waiters.lease(attempt, wait_s=30, queues=None))
+        await settle()
+        any_queue.clear()
+
+        await polls.make_ready("t1", ready=None)
+
+        assert sorted(polls.looks.values()) == [2, 2]
+        assert any_queue.is_set(), "the poll on every queue looked again too"
+        assert [t.done() for t in (a, b)].count(True) == 1
+        anywhere.cancel()
 
     run(scenario)
 

@@ -291,14 +291,14 @@ class Waiters:
 
     def wake(
         self,
-        ready_queues: Mapping[str, int] | Collection[str],
+        ready_queues: Mapping[str, int] | Collection[str] | None,
         finished: Collection[TaskId] | None,
         *,
         ended: Mapping[TaskId, Task] | None = None,
         ordered: Collection[WorkerId] | None = (),
     ) -> None:
-        """Wake long-polls on `ready_queues`, result waits on `finished` (None: every one), and
-        the heartbeats of the workers `ordered` (None: every one).
+        """Wake long-polls on `ready_queues` (None: every one), result waits on `finished`
+        (None: every one), and the heartbeats of the workers `ordered` (None: every one).
 
         `ready_queues` maps a queue to the number of tasks made ready in it, which is how many
         long-polls it wakes; a plain collection of queues wakes every long-poll on them.
@@ -312,10 +312,12 @@ class Waiters:
             with self._ends_lock:
                 self._ends += 1
         loop = self._loop
-        ready: dict[str, int | None] = {}
-        if self._any_queue or self._by_queue:
+        ready: dict[str, int | None] | None = {}
+        if ready_queues is None:
+            ready = None  # every queue watched, read on the loop (_deliver)
+        elif self._any_queue or self._by_queue:
             if isinstance(ready_queues, Mapping):
-                ready.update(ready_queues)
+                ready = dict(ready_queues)
             else:
                 ready = dict.fromkeys(ready_queues)
         if not self._by_task:
@@ -328,7 +330,7 @@ class Waiters:
             told = frozenset(self._by_worker)
         else:
             told = frozenset(w for w in ordered if w in self._by_worker)
-        if loop is None or not (ready or done or told):
+        if loop is None or not (ready is None or ready or done or told):
             return
         records = {t: ended[t] for t in done if t in ended} if ended else {}
         if threading.get_ident() == self._loop_thread:
@@ -341,13 +343,18 @@ class Waiters:
 
     def _deliver(
         self,
-        ready: Mapping[str, int | None],
+        ready: Mapping[str, int | None] | None,
         finished: frozenset[TaskId],
         records: Mapping[TaskId, Task],
         told: frozenset[WorkerId],
     ) -> None:
-        for queue, count in ready.items():
-            self._wake_ready(queue, count)
+        if ready is None:
+            for watch in chain(self._any_queue, *self._by_queue.values()):
+                if watch.wake is None:
+                    _set(watch, Wake.SHARED)
+        else:
+            for queue, count in ready.items():
+                self._wake_ready(queue, count)
         for task_id in finished:
             for watch in self._by_task.get(task_id, ()):
                 watch.ended = records.get(task_id)
