@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from conveyor.core.spec import TaskSpec
 from conveyor.core.states import Outcome, TaskState
@@ -103,6 +104,50 @@ def bench_cycles(make: StoreFactory, total: int, batch: int) -> None:
     )
 
 
+def bench_calls(make: StoreFactory, samples: int) -> None:
+    """Each call of a task's path, one task at a time (as W2 makes them): the median of
+    `samples` of each, wall and CPU. `look` is a worker's first look, as the server makes it
+    (`look_first`: a read before the lease), on an empty queue; `empty lease` the same without."""
+    engine = Engine(make("calls"))
+    worker = engine.register_worker(name="bench", host="local", pid=os.getpid(), concurrency=1)
+    spec = TaskSpec(handler="echo", args=[1])
+    leased: list[Any] = []
+
+    def report() -> None:
+        a = leased.pop()
+        engine.report(worker.id, [Report(a.task_id, a.token, Outcome.SUCCEEDED, result=1)])
+
+    calls: dict[str, Callable[[], object]] = {
+        "empty lease": lambda: engine.lease(worker.id, 1),
+        "look": lambda: engine.lease(worker.id, 1, look_first=True),
+        "submit": lambda: engine.submit(spec),
+        "lease": lambda: leased.extend(engine.lease(worker.id, 1)),
+        "report": report,
+    }
+    for _ in range(20):  # warm: connections, prepared statements
+        for call in calls.values():
+            call()
+    for name, call in calls.items():
+        wall: list[float] = []
+        cpu: list[float] = []
+        for _ in range(samples):
+            if name == "lease":
+                engine.submit(spec)
+            elif name == "report":
+                engine.submit(spec)
+                leased.extend(engine.lease(worker.id, 1))
+            started, cpu_started = time.perf_counter(), time.process_time()
+            call()
+            wall.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - cpu_started)
+        emit(
+            bench="call",
+            call=name,
+            p50_ms=round(statistics.median(wall) * 1000, 3),
+            cpu_ms=round(statistics.fmean(cpu) * 1000, 3),
+        )
+
+
 def bench_lease_latency(make: StoreFactory, queued: int, samples: int = 300) -> None:
     engine = Engine(make(f"latency{queued}"))
     submit_in_batches(engine, queued + samples)
@@ -171,6 +216,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as directory:
         make = postgres_factory(args.postgres) if args.postgres else sqlite_factory(directory)
         emit(bench="store", store="postgres" if args.postgres else "sqlite")
+        bench_calls(make, 200 if args.quick else 1_000)
         bench_batch_submit(make, submit_total)
         for batch in (1, 64):
             bench_cycles(make, cycle_total, batch)
@@ -186,6 +232,8 @@ def main() -> None:
             figure = f"batch {r['batch']:>3}: {r['tasks_per_s']:,} tasks/s"
         elif r["bench"] == "lease_latency_with_history":
             figure = f"{r['finished']:>9,} finished: p50 {r['p50_ms']} ms"
+        elif r["bench"] == "call":
+            figure = f"{r['call']}: p50 {r['p50_ms']} ms, CPU {r['cpu_ms']} ms"
         elif r["bench"] == "store":
             figure = str(r["store"])
         else:
