@@ -78,8 +78,10 @@ class TaskOperations(EngineCore):
         after it was asked must not hand tasks to a worker that may be paused or gone.
 
         With `look_first`, a read decides first whether there is anything to lease at all
-        (StoreTx.may_lease): a worker that asks as soon as it has room mostly finds nothing, and
-        on PostgreSQL that read is one round trip where a lease that finds nothing takes six.
+        (StoreTx.may_lease): a worker that asks as soon as it has room mostly finds nothing. On
+        PostgreSQL that read is two round trips and writes nothing, where a lease that finds
+        nothing is a write transaction of three (it locks the worker's row, so its COMMIT
+        waits for the WAL to be flushed).
         """
         if max_tasks < 1:
             return []
