@@ -8,7 +8,10 @@ The header is small and read with json; the body goes to its model's JSON parser
 REST body does. A call's `id` is the client's own (any integer), echoed in the answer: a client
 keeps many calls in flight on one connection and matches the answers as they come, in any
 order. `secret` carries a worker's own secret on the calls it makes for itself; `retry_after`
-(seconds) comes with a 503.
+(seconds) comes with a 503. A call that answers more than once (a following lease) marks every
+answer but its last `"more": true`: the call stays open until an answer without it. The client
+may ask such a call to end early with a frame of its own, `{"id": 7, "stop": true}`: its last
+answer then comes without delay.
 """
 
 from __future__ import annotations

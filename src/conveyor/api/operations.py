@@ -242,7 +242,8 @@ LEASE = Operation(
     "lease", "POST", "/workers/{worker_id}/lease", access.WORKER,
     "Lease up to `max` ready tasks. With `wait_s`, a long-poll: when nothing is ready, the "
     "answer comes as soon as a task is, or after `wait_s` seconds with no tasks (the server may "
-    "cap the wait lower: `conveyor server --max-wait-s`).",
+    "cap the wait lower: `conveyor server --max-wait-s`). With `follow`, on the persistent "
+    "connection, the call goes on answering as tasks get ready, up to `max` in all.",
     params=WorkerRef, body=LeaseIn, answer=LeaseOut, errors=(NOT_FOUND, CONFLICT),
     hold="wait_s", acts_for_worker=True, tag="workers",
 )  # fmt: skip

@@ -17,6 +17,7 @@ the sync client, the async client and the worker, over REST and over the persist
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -48,6 +49,22 @@ class Reply:
     @property
     def is_success(self) -> bool:
         return 200 <= self.status < 300
+
+
+class Following(Iterator[T]):
+    """The answers of a call that may answer more than once (a following lease), as they come.
+    `stop()` asks the server to end the call early: the answers already on their way still
+    come, then its last one, so nothing it granted is lost."""
+
+    def __init__(self, answers: Iterator[T], stop: Callable[[], None] = lambda: None) -> None:
+        self._answers = answers
+        self._stop = stop
+
+    def __next__(self) -> T:
+        return next(self._answers)
+
+    def stop(self) -> None:
+        self._stop()
 
 
 # FastAPI puts where a validation error was found first: the field path follows.

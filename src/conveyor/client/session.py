@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 import httpx
 
-from conveyor.client.answers import Reply, read_answer, server_url
+from conveyor.client.answers import Following, Reply, read_answer, server_url
 from conveyor.client.calls import Call, Steps
 from conveyor.client.rest import AsyncRest, SyncRest
 from conveyor.client.stream import AsyncStream, StreamUnavailable, SyncStream
@@ -79,15 +79,24 @@ class SyncSession:
         return read_answer(call, self._transport_send(call))
 
     def _transport_send(self, call: Call[Any]) -> Reply:
+        return list(self._replies(call))[-1]
+
+    def follow(self, call: Call[T]) -> Following[T]:
+        """Each answer of a call that may answer more than once (a following lease), as it
+        comes: on the persistent connection, all of them; over REST or in process, its one."""
+        replies = self._replies(call)
+        return Following((read_answer(call, reply) for reply in replies), replies.stop)
+
+    def _replies(self, call: Call[Any]) -> Following[Reply]:
         if self._stream is not None:
             try:
-                return self._stream.send(call)
-            except StreamUnavailable:
+                return self._stream.replies(call)
+            except StreamUnavailable:  # the handshake was refused
                 if self._connection == "stream":
                     raise
                 self._stream.close()
                 self._stream = None  # this server has no persistent connection: REST from now on
-        return self._direct.send(call)
+        return Following(iter([self._direct.send(call)]))
 
     def run(self, steps: Steps[T]) -> T:
         """Send every call `steps` yields; return what it returns."""

@@ -16,10 +16,12 @@ refuses the handshake: `StreamUnavailable`, and the session falls back to REST.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -29,7 +31,7 @@ from websockets.asyncio.client import ClientConnection as AsyncConnection
 from websockets.asyncio.client import connect as async_connect
 
 from conveyor.api import frames
-from conveyor.client.answers import Reply, refused, unreachable
+from conveyor.client.answers import Following, Reply, refused, unreachable
 from conveyor.client.calls import Call
 from conveyor.client.wsocket import BlockingWebSocket, ProxyInTheWay
 from conveyor.errors import InvalidSpecError, ServerUnavailableError
@@ -107,7 +109,10 @@ def _broken(url: str, exc: Exception) -> Exception:
 @dataclass(slots=True)
 class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
-    reply: Reply | None = None
+    """Set while answers wait to be taken (`replies`), and once the call has failed."""
+    replies: list[Reply] = field(default_factory=list)
+    final: bool = False
+    """The call's last answer is among `replies`: the server sends no more."""
     error: Exception | None = None
 
 
@@ -140,7 +145,44 @@ class SyncStream:
         self._pending: dict[int, _Pending] = {}
 
     def send(self, call: Call[Any]) -> Reply:
-        deadline = time.monotonic() + self._timeout_s + call.hold_s
+        return list(self.replies(call))[-1]
+
+    def replies(self, call: Call[Any]) -> Following[Reply]:
+        """Send `call`; its answers as they come: one, or several for a call that answers more
+        than once (a following lease), each within the call's time of the one before."""
+        conn, call_id, pending = self._start(call)
+
+        def stop() -> None:
+            with self._lock:
+                open_ = self._pending.get(call_id) is pending and not pending.final
+            if open_:
+                with contextlib.suppress(ConnectionClosed):  # the call then fails as it reads
+                    conn.send(frames.encode({"id": call_id, "stop": True}))
+
+        return Following(self._answers(call, conn, call_id, pending), stop)
+
+    def _answers(
+        self, call: Call[Any], conn: BlockingWebSocket, call_id: int, pending: _Pending
+    ) -> Iterator[Reply]:
+        try:
+            while True:
+                self._await(
+                    conn, call_id, pending, time.monotonic() + self._timeout_s + call.hold_s
+                )
+                with self._lock:
+                    taken, pending.replies = pending.replies, []
+                    final = pending.final
+                    if not final:
+                        pending.done.clear()
+                yield from taken
+                if final:
+                    return
+        finally:
+            with self._lock:
+                self._pending.pop(call_id, None)
+
+    def _start(self, call: Call[Any]) -> tuple[BlockingWebSocket, int, _Pending]:
+        """Send `call`: the connection it went on, its id and where its answers will be."""
         for attempt in (1, 2):
             conn = self._connection()
             call_id = next(self._ids)
@@ -156,7 +198,7 @@ class SyncStream:
                 if attempt == 1:
                     continue  # never sent: the server closed the connection while it was idle
                 raise _broken(self.url, exc) from exc
-            return self._await(conn, call_id, pending, deadline)
+            return conn, call_id, pending
         raise AssertionError("unreachable")
 
     def _connection(self) -> BlockingWebSocket:
@@ -190,7 +232,8 @@ class SyncStream:
 
     def _await(
         self, conn: BlockingWebSocket, call_id: int, pending: _Pending, deadline: float
-    ) -> Reply:
+    ) -> None:
+        """Until answers of the call wait in `pending`; raises if none comes by `deadline`."""
         while not pending.done.is_set():
             if self._reading.acquire(blocking=False):
                 try:
@@ -209,8 +252,6 @@ class SyncStream:
                 raise ServerUnavailableError(f"no answer from {self.url} in time")
         if pending.error is not None:
             raise pending.error
-        assert pending.reply is not None
-        return pending.reply
 
     def _read_until(self, conn: BlockingWebSocket, mine: _Pending, deadline: float) -> None:
         while not mine.done.is_set():
@@ -228,10 +269,12 @@ class SyncStream:
                 header, body = frames.decode(data)
             except frames.FrameError:
                 continue  # not ours to understand: skip it
+            call_id, more = header.get("id"), header.get("more") is True
             with self._turn:
-                pending = self._pending.pop(header.get("id"), None)  # type: ignore[arg-type]
+                pending = self._pending.get(call_id)  # type: ignore[arg-type]
                 if pending is not None:
-                    pending.reply = _reply(header, body)
+                    pending.replies.append(_reply(header, body))
+                    pending.final = not more
                     pending.done.set()
                     self._turn.notify_all()
 

@@ -27,6 +27,7 @@ from conveyor.api.schemas import (
     ReportIn,
 )
 from conveyor.client import calls
+from conveyor.client.answers import Following
 from conveyor.client.calls import Call
 from conveyor.client.session import (
     DEFAULT_TIMEOUT_S,
@@ -79,12 +80,14 @@ def lease(
     queues: Sequence[str] | None,
     free: Mapping[str, float] | None,
     secret: str = "",
+    follow: bool = False,
 ) -> Call[LeaseOut]:
     body = LeaseIn(
         max=min(max(max_tasks, 1), MAX_LEASE_TASKS),
         wait_s=min(max(wait_s, 0.0), MAX_LEASE_WAIT_S),
         queues=list(queues) if queues is not None else None,
         free=dict(free) if free is not None else None,
+        follow=follow,
     )
     return Call(
         ops.LEASE, LeaseOut.model_validate_json, WorkerRef(worker_id=worker_id), body, secret=secret
@@ -175,6 +178,28 @@ class WorkerConnection:
         return self._session.send(
             lease(worker_id, max_tasks, wait_s=wait_s, queues=queues, free=free, secret=secret)
         )
+
+    def leases(
+        self,
+        worker_id: str,
+        max_tasks: int,
+        *,
+        wait_s: float = 0.0,
+        queues: Sequence[str] | None = None,
+        free: Mapping[str, float] | None = None,
+        follow: bool = True,
+    ) -> Following[LeaseOut]:
+        """The answers of one lease call, as they come. With `follow`, on the persistent
+        connection, the call goes on after an answer with tasks: each task that gets ready later
+        comes in an answer of its own, until `max_tasks` have come or `wait_s` passes with none
+        (the last answer is then empty), so one call brings many tasks. `stop()` ends it early.
+        Over REST, or without `follow`, the one answer of lease()."""
+        secret = self._secrets.get(worker_id, "")
+        call = lease(
+            worker_id, max_tasks, wait_s=wait_s, queues=queues, free=free, secret=secret,
+            follow=follow,
+        )  # fmt: skip
+        return self._session.follow(call)
 
     def report(self, worker_id: str, reports: Sequence[ReportIn]) -> list[AckOut]:
         """Record finished attempts; one ack per report, in order."""

@@ -6,7 +6,10 @@ operation, its parameters and body, under an id of the client's choosing. Each c
 task of its own, so a long poll (a worker's lease, a result wait) holds up nothing else, and its
 answer goes back the moment it is ready, with the call's id. Each call is served by
 conveyor.server.dispatch: validated, checked (access, a worker's secret) and answered as REST
-does them, by the same implementations and the same error table.
+does them, by the same implementations and the same error table. A call may answer more than
+once (a following lease pushes each task as it gets ready): every answer but its last says
+`"more": true`. A frame `{"id": N, "stop": true}` asks call N to end early: it then grants
+nothing more and sends its last answer.
 
 A connection keeps at most MAX_IN_FLIGHT calls running; past that it stops reading until one
 ends, so that a client cannot make the server hold unbounded work. Closing the connection ends
@@ -20,6 +23,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel
 from starlette.types import Receive, Scope, Send
 
 from conveyor.api import frames
@@ -75,7 +79,8 @@ class _Connection:
         self.ctx = ctx
         self.handlers = handlers
         self.credentials = Credentials(presented, role)
-        self.caller = Caller(gone=self._gone)
+        self.stops: dict[Any, asyncio.Event] = {}
+        """The calls running, by id: set one to ask that call to end early."""
         self.closed = asyncio.Event()
         self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self.running: set[asyncio.Task[None]] = set()
@@ -112,6 +117,20 @@ class _Connection:
         except frames.FrameError as exc:
             await self._answer(None, Served(400, detail(str(exc))), binary)
             return
+        call_id = header.get("id")
+        if header.get("stop") is True:  # the client asks a following call to end
+            stop = self.stops.get(call_id)
+            if stop is not None:
+                stop.set()
+            return
+
+        async def push(answer: BaseModel) -> None:
+            ahead = {"id": call_id, "status": 200, "more": True}
+            await self._send(
+                frames.encode(ahead, answer.__pydantic_serializer__.to_json(answer)), binary
+            )
+
+        self.stops[call_id] = stopped = asyncio.Event()
         try:
             served = await dispatch(
                 self.ctx,
@@ -121,12 +140,14 @@ class _Connection:
                 body,
                 secret=header.get("secret"),
                 credentials=self.credentials,
-                caller=self.caller,
+                caller=Caller(gone=self._gone, push=push, stopped=stopped),
                 where=f"stream {data[:60]!r}",
             )
         except CallerGone:
             return
-        await self._answer(header.get("id"), served, binary)
+        finally:
+            self.stops.pop(call_id, None)
+        await self._answer(call_id, served, binary)
 
     async def _answer(self, call_id: Any, served: Served, binary: bool) -> None:
         reply: dict[str, Any] = {"id": call_id, "status": served.status}

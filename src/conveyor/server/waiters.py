@@ -143,26 +143,41 @@ class Waiters:
         wait_s: float,
         queues: Collection[str] | None,
         find_queues: Callable[[], Awaitable[Collection[str]]] | None = None,
+        keep_on: Callable[[Granted[T]], Awaitable[bool]] | None = None,
+        stop: asyncio.Event | None = None,
     ) -> Granted[T]:
         """Call `attempt` until it returns something, or `wait_s` has passed; between calls,
         sleep until one of `queues` (None: any) gets a ready task.
 
         With `queues=None`, `find_queues` is asked once, after the first empty attempt, which
         queues to watch: a worker's lookup costs a read only when it has to wait.
+
+        With `keep_on`, what an attempt got goes to it instead, and while it returns True the
+        poll goes on, for up to `wait_s` again (a following lease pushes each grant). The watch
+        stays in place meanwhile: what gets ready while a grant is pushed wakes the next
+        attempt, so none has to look first. Once `stop` is set, no attempt is made any more:
+        the poll ends at once, with nothing.
         """
-        called = time.monotonic()
+        called = looked = time.monotonic()
         deadline = called + wait_s
         with self._watch(frozenset(queues) if queues else None, None) as watch:
+            relay = _relay(stop, watch.event) if stop is not None else None
             try:
                 while True:
+                    if stop is not None and stop.is_set():
+                        return Granted([], looked - called)
                     answering, watch.wake = watch.wake, None
                     watch.event.clear()
                     looked = time.monotonic()
                     got = await attempt()
                     if not got and answering is Wake.CHOSEN:
                         self._pass_on(watch)  # a task this worker could not take
+                    if got and keep_on is not None and await keep_on(Granted(got, looked - called)):
+                        got, deadline = [], time.monotonic() + wait_s
+                    elif got:
+                        return Granted(got, looked - called)
                     remaining = deadline - time.monotonic()
-                    if got or self._closed or remaining <= 0:
+                    if self._closed or remaining <= 0:
                         return Granted(got, looked - called)
                     if watch.queues is None and find_queues is not None:
                         # The event is kept: anything that got ready meanwhile still wakes us.
@@ -175,6 +190,8 @@ class Waiters:
                     finally:
                         watch.idle = False
             finally:
+                if relay is not None:
+                    relay.cancel()
                 if watch.wake is Wake.CHOSEN:  # chosen, and gone without looking
                     self._pass_on(watch)
 
@@ -388,6 +405,17 @@ class Waiters:
         for other in others:
             if other is not watch and other.wake is None:
                 _set(other, Wake.SHARED)
+
+
+def _relay(source: asyncio.Event, target: asyncio.Event) -> asyncio.Task[None]:
+    """Set `target` once `source` is set (until the task returned is cancelled): one task for
+    the whole poll, where waiting on both at each wait would take two per wait."""
+
+    async def relay() -> None:
+        await source.wait()
+        target.set()
+
+    return asyncio.ensure_future(relay())
 
 
 def _set(watch: Watch, wake: Wake) -> None:

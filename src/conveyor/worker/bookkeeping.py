@@ -120,6 +120,12 @@ class Bookkeeping:
         carries several tasks, instead of one call per task that ends."""
         return max(1, (self.capacity - self.slots + 1) // 2)
 
+    def full(self) -> bool:
+        """No room left: the leases not ended fill the capacity (which may have shrunk since a
+        lease call asked for its room: tasks turned long, and prefetching stopped)."""
+        with self._cond:
+            return len(self._unfinished) >= self.capacity
+
     def wait_for_room(self) -> int:
         """Block until leasing is worth a call; return how many leases fit. 0 means leasing
         has stopped."""

@@ -9,6 +9,10 @@ Room is the free slots plus the prefetch (WorkerConfig.prefetch says how much). 
 wait prefetched, it leases again only when half the prefetch fits or none waits any more, so
 that one call carries several tasks. When there is no room it does not poll at all; it sleeps
 until the main thread frees some.
+
+On the persistent connection a lease call follows (LeaseIn.follow): tasks that get ready one at
+a time come as answers of the same call, up to the room it asked for, instead of a call each.
+Its room was counted when it was sent, so it never brings more than a plain call could have.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Callable, Sequence
 
 from conveyor.api.schemas import AssignmentOut, LeaseOut
 from conveyor.client.worker_api import WorkerConnection
-from conveyor.errors import ConflictError, ConveyorError, NotFoundError
+from conveyor.errors import ConflictError, ConveyorError, InvalidSpecError, NotFoundError
 from conveyor.executor import ProcessPool
 from conveyor.worker.backoff import TRANSIENT_ERRORS, Backoff
 from conveyor.worker.bookkeeping import Bookkeeping, Lease, start_by
@@ -59,6 +63,8 @@ class Leaser:
         self._halt = halt
         self._on_burst_done = on_burst_done
         self._backoff = Backoff()
+        # A burst decides on one answer whether it is done: it never follows.
+        self._follow = not burst
 
     def run(self) -> None:
         while True:
@@ -69,32 +75,10 @@ class Leaser:
             idle, settled = self._books.idle(), self._books.settled_count()
             asked_at = time.monotonic()
             worker_id = self._registration.id
-            answer = self._lease(worker_id, room)
-            if answer is None:
+            leased = self._lease(worker_id, room, asked_at)
+            if leased is None or leased:
                 continue
-            tasks = answer.tasks
-            if tasks:
-                superseded = self._books.leased(
-                    tasks,
-                    start_by=start_by(asked_at + answer.waited_s, answer.lease_s),
-                    worker_id=worker_id,
-                )
-                if superseded:
-                    log.info(
-                        "leases superseded or held under a forgotten registration; killing "
-                        "their executions",
-                        extra={
-                            "worker_id": worker_id,
-                            "count": len(superseded),
-                            "leases": superseded,
-                        },
-                    )
-                    self._stop_leases(superseded)
-                for task in tasks:
-                    self._inbox.put(task)
-                self._pool.wake()
-                self._backoff.reset()
-            elif self._burst:
+            if self._burst:
                 if idle:
                     self._on_burst_done()
                     return
@@ -105,20 +89,55 @@ class Leaser:
                 # wait a little rather than ask again in a tight loop.
                 self._halt.wait(self._backoff.next_delay_s())
 
-    def _lease(self, worker_id: str, room: int) -> LeaseOut | None:
-        """Up to `room` tasks; None after an error (retry after the delay it set)."""
-        try:
-            return self._conn.lease(
-                worker_id,
-                room,
-                wait_s=self._wait_s,
-                queues=self._queues,
-                free=self._books.free_resources(),
+    def _take(self, answer: LeaseOut, asked_at: float, worker_id: str) -> None:
+        """Hand the answer's tasks to the main thread."""
+        superseded = self._books.leased(
+            answer.tasks,
+            start_by=start_by(asked_at + answer.waited_s, answer.lease_s),
+            worker_id=worker_id,
+        )
+        if superseded:
+            log.info(
+                "leases superseded or held under a forgotten registration; killing "
+                "their executions",
+                extra={"worker_id": worker_id, "count": len(superseded), "leases": superseded},
             )
+            self._stop_leases(superseded)
+        for task in answer.tasks:
+            self._inbox.put(task)
+        self._pool.wake()
+        self._backoff.reset()
+
+    def _lease(self, worker_id: str, room: int, asked_at: float) -> int | None:
+        """One lease call for up to `room` tasks, its tasks handed on as they come: one answer,
+        or on the persistent connection one per task or group of tasks as they get ready (a
+        following lease: one call for many tasks). Returns how many it brought; None after an
+        error before any (retry after the delay it set)."""
+        leased = 0
+        try:
+            answers = self._conn.leases(
+                worker_id, room, wait_s=self._wait_s, queues=self._queues,
+                free=self._books.free_resources(), follow=self._follow,
+            )  # fmt: skip
+            for answer in answers:
+                leased += len(answer.tasks)
+                if answer.tasks:
+                    self._take(answer, asked_at, worker_id)
+                    if self._books.full():
+                        answers.stop()  # the room shrank meanwhile: the rest would wait here
+            return leased
         except (NotFoundError, ConflictError):
             if self._books.leasing:
                 self._registration.renew(worker_id)
-            return None
+            return leased or None
+        except InvalidSpecError as exc:
+            if not self._follow:
+                raise
+            # A server that does not know following leases refuses the field: lease a call
+            # at a time from now on.
+            self._follow = False
+            log.warning("the server refused a following lease", extra={"error": str(exc)})
+            return leased or None
         except TRANSIENT_ERRORS as exc:
             delay_s = self._backoff.next_delay_s(exc.retry_after_s)
             log.warning(
@@ -128,4 +147,4 @@ class Leaser:
             delay_s = self._backoff.next_delay_s()
             log.error("leasing failed; retrying", extra={"error": str(exc), "retry_in_s": delay_s})
         self._halt.wait(delay_s)
-        return None
+        return leased or None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,13 @@ class Caller:
     gone: Callable[[], Awaitable[None]]
     """Returns once the caller has gone away (its connection closed): a long poll then ends,
     so that it does not lease tasks nobody will run."""
+    push: Callable[[BaseModel], Awaitable[None]] | None = None
+    """Sends an answer ahead of the call's last one, where the transport can (the persistent
+    connection); None elsewhere, and an operation that may answer more than once (a following
+    lease) then answers once."""
+    stopped: asyncio.Event | None = None
+    """Set when the caller asks a call that answers more than once to end early: it grants
+    nothing more and sends its last answer."""
 
 
 class CallerGone(Exception):

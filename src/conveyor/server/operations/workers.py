@@ -30,6 +30,7 @@ from conveyor.server import reads
 from conveyor.server.context import ServerContext
 from conveyor.server.operations.base import Answer, Caller, CallerGone, implements
 from conveyor.server.reports import acks_out, engine_reports
+from conveyor.server.waiters import Granted
 
 T = TypeVar("T")
 
@@ -88,7 +89,11 @@ async def heartbeat(
 
 @implements(ops.LEASE)
 async def lease(ctx: ServerContext, caller: Caller, ref: WorkerRef, body: LeaseIn) -> LeaseOut:
+    """One answer, or with `follow` on the persistent connection, one per grant, each pushed
+    as it comes, until `body.max` tasks have gone or a wait has passed with none: a worker that
+    follows sends one call for many tasks instead of one each."""
     engine = ctx.engine
+    room, free = body.max, body.free
     asked = True
 
     async def attempt() -> list[Assignment]:
@@ -102,9 +107,9 @@ async def lease(ctx: ServerContext, caller: Caller, ref: WorkerRef, body: LeaseI
         return await ctx.write(
             engine.lease,
             ref.worker_id,
-            body.max,
+            room,
             queues=body.queues,
-            free=body.free,
+            free=free,
             seen_within_s=None if first else engine.settings.lease_s,
             look_first=first,
         )
@@ -112,8 +117,20 @@ async def lease(ctx: ServerContext, caller: Caller, ref: WorkerRef, body: LeaseI
     async def worker_queues() -> list[str]:
         return (await ctx.call(engine.worker, ref.worker_id)).queues
 
+    async def push(granted: Granted[Assignment]) -> bool:
+        """Send a grant ahead, and go on, unless it used up the room (then it is the answer)."""
+        nonlocal room, free
+        room -= len(granted.tasks)
+        if room <= 0 or caller.push is None or (caller.stopped and caller.stopped.is_set()):
+            return False
+        await caller.push(_answer(ctx, granted))
+        free = _less(free, granted.tasks)
+        return True
+
     # A worker that dies mid-poll (SIGKILL, a crash) leaves its poll behind: it must not go on
-    # to lease tasks that nobody will run, so the poll ends when its connection does.
+    # to lease tasks that nobody will run, so the poll ends when its connection does. One that
+    # asks a following call to stop (its room shrank) gets its last answer at once.
+    following = body.follow and caller.push is not None
     granted = await until_gone(
         caller,
         ctx.waiters.lease(
@@ -121,9 +138,29 @@ async def lease(ctx: ServerContext, caller: Caller, ref: WorkerRef, body: LeaseI
             wait_s=min(float(body.wait_s), ctx.settings.max_wait_s),
             queues=body.queues,
             find_queues=worker_queues,
+            keep_on=push if following else None,
+            stop=caller.stopped if following else None,
         ),
     )
-    return LeaseOut.of(granted.tasks, waited_s=granted.waited_s, lease_s=engine.settings.lease_s)
+    return _answer(ctx, granted)
+
+
+def _answer(ctx: ServerContext, granted: Granted[Assignment]) -> LeaseOut:
+    return LeaseOut.of(
+        granted.tasks, waited_s=granted.waited_s, lease_s=ctx.engine.settings.lease_s
+    )
+
+
+def _less(free: dict[str, float] | None, leased: list[Assignment]) -> dict[str, float] | None:
+    """What stays free of `free` once `leased` run (None: the worker did not say)."""
+    if free is None:
+        return None
+    left = dict(free)
+    for task in leased:
+        for name, amount in task.resources.items():
+            if name in left:
+                left[name] = max(left[name] - amount, 0.0)
+    return left
 
 
 async def until_gone(caller: Caller, waiting: Awaitable[T]) -> T:
