@@ -174,10 +174,10 @@ class WorkerConnection:
         """Up to `max_tasks` tasks; waits up to `wait_s` (at most 60) for the first to be ready.
 
         The answer also says until when, at least, the leases run (see LeaseOut)."""
-        secret = self._secrets.get(worker_id, "")
-        return self._session.send(
-            lease(worker_id, max_tasks, wait_s=wait_s, queues=queues, free=free, secret=secret)
+        (answer,) = self.leases(
+            worker_id, max_tasks, wait_s=wait_s, queues=queues, free=free, follow=False
         )
+        return answer
 
     def leases(
         self,
