@@ -32,7 +32,7 @@ from conveyor.errors import (
     StaleTokenError,
     StoreRefusedError,
 )
-from conveyor.store.base import LeaseReads, StoreTx
+from conveyor.store.base import LeaseReads, ReportReads, StoreTx
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,9 @@ class TaskOperations(EngineCore):
         acks: list[ReportAck] = []
         with self.store.transaction() as tx:
             now = self.clock.now()
-            tasks = tx.get_tasks([r.task_id for r in reports], for_update=True)
+            reported = [r.task_id for r in reports]
+            tx.read_ahead(ReportReads(reported))
+            tasks = tx.get_tasks(reported, for_update=True)
             endings: list[Ending] = []
             ended: set[TaskId] = set()
             for r in reports:

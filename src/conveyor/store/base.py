@@ -172,6 +172,14 @@ class LeaseReads:
     wake_keys: int
 
 
+@dataclass(frozen=True, slots=True)
+class ReportReads:
+    """The reads every report begins with: the reported tasks, locked, and the tasks that
+    depend on them (which an ending releases or fails)."""
+
+    task_ids: list[TaskId]
+
+
 class StoreTx(Protocol):
     """Operations inside one transaction. Nothing is visible to others until it commits."""
 
@@ -221,11 +229,13 @@ class StoreTx(Protocol):
         `runnable`, only those that worker can run (core.capabilities.runs)."""
         ...
 
-    def read_ahead(self, reads: LeaseReads) -> None:
-        """Make `reads` now, at once: get_worker(worker_id, for_update=True), due_pending(now,
-        due_limit), pauses_for_lease() and lease_wakes(now, wake_keys) then answer from what was
-        read, the first time each is called in this transaction. On PostgreSQL that is one
-        round trip instead of four; a store whose reads cost no round trip does nothing."""
+    def read_ahead(self, reads: LeaseReads | ReportReads) -> None:
+        """Make `reads` now, at once, and answer the first call of each from what was read, in
+        this transaction: for a lease get_worker(worker_id, for_update=True), due_pending(now,
+        due_limit), pauses_for_lease() and lease_wakes(now, wake_keys); for a report
+        get_tasks(task_ids, for_update=True) and dependents(task_ids). On PostgreSQL that is
+        one round trip instead of four (two); a store whose reads cost no round trip does
+        nothing."""
         ...
 
     def may_lease(self, queues: Sequence[str], now: datetime) -> bool:

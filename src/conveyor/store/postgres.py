@@ -28,7 +28,14 @@ from conveyor.core.states import TaskState
 from conveyor.core.types import TaskId, WorkerId
 from conveyor.errors import DuplicateKeyError, StoreBusyError, StoreError, StoreRefusedError
 from conveyor.store import codec, placement_sql
-from conveyor.store.base import AttemptEnd, LeaseReads, RunnableBy, StateCount, TaskFilter
+from conveyor.store.base import (
+    AttemptEnd,
+    LeaseReads,
+    ReportReads,
+    RunnableBy,
+    StateCount,
+    TaskFilter,
+)
 from conveyor.store.placement_sql import PostgresPlacement, runnable_clause
 from conveyor.store.postgres_batch import BatchedConnection, TransactionNotCommitted
 from conveyor.store.postgres_bulk import PostgresBulk
@@ -243,6 +250,19 @@ def _tasks_query(condition: str, params: Sequence[Any]) -> tuple[str, Sequence[A
     return f"SELECT {_TASKS} FROM tasks WHERE {condition}", params
 
 
+def _by_ids(ids: Collection[TaskId], *, for_update: bool) -> tuple[str, tuple[list[TaskId]]]:
+    """get_tasks' condition, for _tasks."""
+    lock = " ORDER BY id FOR UPDATE" if for_update else ""
+    return f"id = ANY(%s){lock}", (list(ids),)
+
+
+def _dependents_query(ids: Collection[TaskId]) -> tuple[str, tuple[list[TaskId]]]:
+    return (
+        "SELECT depends_on, task_id FROM dependencies WHERE depends_on = ANY(%s)",
+        (list(ids),),
+    )
+
+
 def _worker_query(worker_id: WorkerId, *, for_update: bool) -> tuple[str, tuple[str]]:
     lock = " FOR UPDATE" if for_update else ""
     return f"SELECT {_WORKERS} FROM workers WHERE id = %s{lock}", (worker_id,)
@@ -277,9 +297,17 @@ class PostgresTx(PostgresBulk, PostgresPlacement, PostgresLimits):
         rows = self.conn.execute(*_tasks_query(sql, params)).fetchall()
         return [codec.task_from_row(row) for row in rows]
 
-    def read_ahead(self, reads: LeaseReads) -> None:
+    def read_ahead(self, reads: LeaseReads | ReportReads) -> None:
         # The statements the calls will make, built by the same functions, so that each call
-        # finds its answer (postgres_batch.py); in the order the lease makes them.
+        # finds its answer (postgres_batch.py); in the order the call makes them.
+        if isinstance(reads, ReportReads):
+            self.conn.read_ahead(
+                [
+                    (*_tasks_query(*_by_ids(reads.task_ids, for_update=True)), 1),
+                    (*_dependents_query(reads.task_ids), 1),
+                ]
+            )
+            return
         self.conn.read_ahead(
             [
                 (*_worker_query(reads.worker_id, for_update=True), 1),
@@ -334,8 +362,7 @@ class PostgresTx(PostgresBulk, PostgresPlacement, PostgresLimits):
     def get_tasks(self, ids: Collection[TaskId], *, for_update: bool = False) -> dict[TaskId, Task]:
         if not ids:
             return {}
-        lock = " ORDER BY id FOR UPDATE" if for_update else ""
-        return {t.id: t for t in self._tasks(f"id = ANY(%s){lock}", (list(ids),))}
+        return {t.id: t for t in self._tasks(*_by_ids(ids, for_update=for_update))}
 
     def find_by_keys(self, keys: Collection[str]) -> dict[str, Task]:
         if not keys:
@@ -362,10 +389,7 @@ class PostgresTx(PostgresBulk, PostgresPlacement, PostgresLimits):
     def dependents(self, ids: Collection[TaskId]) -> dict[TaskId, list[TaskId]]:
         found: dict[TaskId, list[TaskId]] = {}
         if ids:
-            rows = self.conn.execute(
-                "SELECT depends_on, task_id FROM dependencies WHERE depends_on = ANY(%s)",
-                (list(ids),),
-            )
+            rows = self.conn.execute(*_dependents_query(ids))
             for parent, child in rows:
                 found.setdefault(parent, []).append(child)
         return found

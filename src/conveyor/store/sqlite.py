@@ -31,6 +31,7 @@ from conveyor.store.base import (
     AttemptEnd,
     Durability,
     LeaseReads,
+    ReportReads,
     RunnableBy,
     StateCount,
     TaskFilter,
@@ -448,7 +449,7 @@ class SQLiteTx(SQLiteBulk, SQLitePlacement, SQLiteLimits):
             index="tasks_ready",
         )
 
-    def read_ahead(self, reads: LeaseReads) -> None:
+    def read_ahead(self, reads: LeaseReads | ReportReads) -> None:
         pass  # each read is a call into the library, not a round trip
 
     def may_lease(self, queues: Sequence[str], now: datetime) -> bool:
