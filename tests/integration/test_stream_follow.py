@@ -18,7 +18,7 @@ from conveyor.api.schemas import LeaseOut, RegisterIn
 from conveyor.client import Client
 from conveyor.client.worker_api import WorkerConnection
 from conveyor.core.states import TaskState
-from conveyor.errors import ServerUnavailableError
+from conveyor.errors import ConflictError, NotFoundError, ServerUnavailableError
 from conveyor.testing import wait_until
 from tests.helpers.live_server import LiveServer
 
@@ -159,4 +159,20 @@ def test_a_call_asked_to_stop_grants_nothing_more_and_ends_at_once(server: LiveS
         assert [t for answer in rest for t in answer.tasks] == []
         assert ended_after_s < 10, f"the call ended only when its wait was over ({ended_after_s})"
         later = client.submit("echo", 2)
+        assert client.get(later.id).state is TaskState.QUEUED
+
+
+def test_a_worker_deregistered_while_its_call_follows_gets_the_error_as_its_last_answer(
+    server: LiveServer,
+) -> None:
+    with WorkerConnection(server.url, connection="stream") as conn, Client(server.url) as client:
+        worker_id = _register(conn)
+        answers = conn.leases(worker_id, 5, wait_s=20)
+        first = client.submit("echo", 1)
+        answer = next(answers)
+        assert [t.task_id for t in answer.tasks] == [first.id]
+        client.deregister_worker(worker_id)
+        later = client.submit("echo", 2)  # wakes the call, which may lease to nobody now
+        with pytest.raises((NotFoundError, ConflictError)):
+            next(answers)
         assert client.get(later.id).state is TaskState.QUEUED
