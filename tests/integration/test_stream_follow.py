@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conveyor.api.schemas import LeaseOut, RegisterIn
@@ -176,3 +177,13 @@ def test_a_worker_deregistered_while_its_call_follows_gets_the_error_as_its_last
         with pytest.raises((NotFoundError, ConflictError)):
             next(answers)
         assert client.get(later.id).state is TaskState.QUEUED
+
+
+def test_follow_must_be_a_boolean(server: LiveServer) -> None:
+    with WorkerConnection(server.url, connection="rest") as conn:
+        worker_id = _register(conn)
+        answer = httpx.post(
+            f"{server.url}/api/v1/workers/{worker_id}/lease", json={"follow": 0, "max": 1}
+        )
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"][0]["loc"] == ["body", "follow"]

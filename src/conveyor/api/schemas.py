@@ -277,7 +277,7 @@ class LeaseIn(Request):
     free: ResourceMap | None = Field(
         default=None, description="Resources free now; null means all advertised."
     )
-    follow: bool = Field(
+    follow: StrictBool = Field(
         default=False,
         description="On the persistent connection, keep the call open after an answer with "
         "tasks: each task that gets ready later comes in an answer of its own, until `max` "
