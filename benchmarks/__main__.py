@@ -23,7 +23,6 @@ import argparse
 import datetime
 import os
 import platform
-import signal
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 from benchmarks import celery_system, huey_system, postgres
 from benchmarks.results import Results, SystemInfo
 from benchmarks.workloads import Sizes, System, steps
+from conveyor.testing import interrupt_on_sigterm
 
 # Ordered so that the comparisons the targets make run minutes apart, not half an hour.
 SYSTEMS = (
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # A SIGTERM (`timeout`, a CI job cancelled) unwinds like Ctrl-C, so that every system stops
     # its server and workers instead of leaving them running, orphaned.
-    signal.signal(signal.SIGTERM, _interrupted)
+    interrupt_on_sigterm()
     started = datetime.datetime.now(datetime.UTC)
     jsonl = args.out.open("a", encoding="utf-8") if args.out else None
     results = Results(sys.stdout, jsonl)
@@ -221,10 +221,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# failed, not measured in full: {', '.join(skipped)}", file=sys.stderr)
         return 1
     return 0
-
-
-def _interrupted(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def print_tables(results: Results, sizes: Sizes) -> None:

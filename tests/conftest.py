@@ -1,5 +1,5 @@
-"""Suite-wide settings: one header line that says whether the PostgreSQL tests will run, and
-the process environment restored after every test."""
+"""Suite-wide settings: one header line that says whether the PostgreSQL tests will run, the
+process environment restored after every test, and a SIGTERM that stops the suite's clusters."""
 
 from __future__ import annotations
 
@@ -7,6 +7,14 @@ import os
 from collections.abc import Iterator
 
 import pytest
+
+from conveyor.testing import interrupt_on_sigterm
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A suite stopped with SIGTERM (`timeout`, a cancelled job) stops the servers and workers
+    # its clusters started too, instead of leaving them running.
+    interrupt_on_sigterm()
 
 
 def pytest_report_header() -> str:

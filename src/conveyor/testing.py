@@ -29,7 +29,26 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["Cluster", "ServerExitedError", "free_port", "pid_gone", "wait_until"]
+__all__ = [
+    "Cluster",
+    "ServerExitedError",
+    "free_port",
+    "interrupt_on_sigterm",
+    "pid_gone",
+    "wait_until",
+]
+
+
+def interrupt_on_sigterm() -> None:
+    """From now on a SIGTERM (`timeout`, a cancelled CI job) unwinds this process like Ctrl-C
+    (KeyboardInterrupt), so that its clusters stop their servers and workers: by default it
+    ends the process at once, and the processes a Cluster started, each in a session of its
+    own, run on. Call it from the main thread."""
+    signal.signal(signal.SIGTERM, _interrupted)
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def free_port() -> int:

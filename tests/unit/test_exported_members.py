@@ -89,7 +89,14 @@ PACKAGES = {
         "StoreError",
         "StoreRefusedError",
     ],
-    "conveyor.testing": ["Cluster", "ServerExitedError", "free_port", "pid_gone", "wait_until"],
+    "conveyor.testing": [
+        "Cluster",
+        "ServerExitedError",
+        "free_port",
+        "interrupt_on_sigterm",
+        "pid_gone",
+        "wait_until",
+    ],
 }
 
 
