@@ -144,9 +144,6 @@ class SyncStream:
         self._conn: BlockingWebSocket | None = None
         self._pending: dict[int, _Pending] = {}
 
-    def send(self, call: Call[Any]) -> Reply:
-        return list(self.replies(call))[-1]
-
     def replies(self, call: Call[Any]) -> Following[Reply]:
         """Send `call`; its answers as they come: one, or several for a call that answers more
         than once (a following lease), each within the call's time of the one before."""

@@ -67,11 +67,16 @@ def select_for_lease(
             continue
         if admit is not None and not admit(task):
             continue
-        for name, amount in task.resources.items():
-            if amount > 0:
-                remaining[name] = remaining.get(name, 0.0) - amount
+        take(remaining, task.resources)
         chosen.append(task)
     return chosen
+
+
+def take(free: dict[str, float], required: Mapping[str, float]) -> None:
+    """Take what a task asks for out of `free`, the resources left for others."""
+    for name, amount in required.items():
+        if amount > 0:
+            free[name] = free.get(name, 0.0) - amount
 
 
 def lease_over(task: Task, now: datetime) -> bool:

@@ -26,6 +26,7 @@ from conveyor.api.schemas import (
     WorkerOut,
 )
 from conveyor.core.models import Assignment
+from conveyor.core.scheduling import take
 from conveyor.server import reads
 from conveyor.server.context import ServerContext
 from conveyor.server.operations.base import Answer, Caller, CallerGone, implements
@@ -157,9 +158,7 @@ def _less(free: dict[str, float] | None, leased: list[Assignment]) -> dict[str, 
         return None
     left = dict(free)
     for task in leased:
-        for name, amount in task.resources.items():
-            if name in left:
-                left[name] = max(left[name] - amount, 0.0)
+        take(left, task.resources)
     return left
 
 
